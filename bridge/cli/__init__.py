@@ -1,0 +1,1 @@
+"""The `crm-bridge` command line."""
