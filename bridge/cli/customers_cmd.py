@@ -1,0 +1,15 @@
+"""`crm-bridge customers` (placeholder until its owner lands it)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bridge.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser("customers", help="(not yet available)").set_defaults(handler=_missing)
+
+
+def _missing(args: argparse.Namespace) -> int:
+    raise UsageError("'customers' is not available yet")
