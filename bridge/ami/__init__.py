@@ -1,0 +1,8 @@
+"""The Asterisk Manager Interface: wire format (`protocol`), event normalisation
+(`normalise`) and the live link (`link`)."""
+
+from __future__ import annotations
+
+from bridge.ami.protocol import AmiParser, Frame, encode_action
+
+__all__ = ["AmiParser", "Frame", "encode_action"]

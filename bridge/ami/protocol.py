@@ -1,0 +1,240 @@
+"""Asterisk Manager Interface wire format, sans I/O.
+
+Bytes in (`AmiParser.feed`), frames out; actions in (`encode_action`), bytes out. Nothing here
+touches a socket, so the live link and trace replay share exactly the same code.
+
+The AMI framing (Asterisk `manager.c`): a connection starts with one banner line
+``Asterisk Call Manager/<version>\\r\\n``; after it every message is a block of
+``Key: Value\\r\\n`` lines closed by an empty line. Keys may repeat (``ChanVariable``,
+``Output``). We also accept bare LF line ends, because some proxies and test tools send them.
+
+Limits: a frame larger than `max_frame_bytes` or with more than `max_headers` lines is
+discarded up to the next blank line (the stream resynchronises there) and reported as an
+`AmiProtocolError`; memory stays bounded whatever the peer sends.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+
+from bridge.errors import AmiProtocolError, UnsafeValueError
+
+__all__ = [
+    "BANNER_KEY",
+    "MAX_FRAME_BYTES",
+    "MAX_HEADERS",
+    "MAX_VALUE_CHARS",
+    "AmiParser",
+    "Frame",
+    "encode_action",
+]
+
+BANNER_PREFIX = b"Asterisk Call Manager/"
+BANNER_KEY = "Banner"  # the pseudo header a banner frame carries
+MAX_FRAME_BYTES = 64 * 1024
+MAX_HEADERS = 1024
+MAX_VALUE_CHARS = 8 * 1024  # longest value we agree to send in an action
+
+# A frame ends at an empty line; tolerate LF as well as CRLF on either line.
+_FRAME_END = re.compile(rb"\r?\n\r?\n")
+_LINE_SPLIT = re.compile(r"\r?\n")
+_UNSAFE = re.compile(r"[\r\n\x00]")
+
+
+class Frame:
+    """One AMI message: ordered (key, value) pairs; `get` is case-insensitive.
+
+    Asterisk is not consistent about key case (`Uniqueid` in channel events, `UniqueID` in
+    `Cdr`), so lookups ignore it. Repeated keys are kept in order; `get` returns the first.
+    """
+
+    __slots__ = ("_index", "items")
+
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
+        self.items: tuple[tuple[str, str], ...] = tuple(items)
+        index: dict[str, str] = {}
+        for key, value in self.items:
+            index.setdefault(key.lower(), value)
+        self._index = index
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self._index.get(key.lower(), default)
+
+    def get_all(self, key: str) -> list[str]:
+        wanted = key.lower()
+        return [value for k, value in self.items if k.lower() == wanted]
+
+    def __getitem__(self, key: str) -> str:
+        return self._index[key.lower()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._index
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frame) and other.items == self.items
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __repr__(self) -> str:
+        return f"Frame({list(self.items)!r})"
+
+    @property
+    def event(self) -> str | None:
+        return self._index.get("event")
+
+    @property
+    def response(self) -> str | None:
+        return self._index.get("response")
+
+    @property
+    def action_id(self) -> str | None:
+        return self._index.get("actionid")
+
+    @property
+    def banner(self) -> str | None:
+        """The banner text (`Asterisk Call Manager/6.0.0`) if this is the banner frame."""
+        return self._index.get("banner") if len(self.items) == 1 else None
+
+
+class AmiParser:
+    """Incremental AMI frame parser: `feed(bytes) -> list[Frame]`.
+
+    Bytes are buffered until a whole frame is present and only then decoded, so a UTF-8
+    character split across two reads survives. Invalid UTF-8 is replaced (U+FFFD), never fatal.
+    """
+
+    def __init__(
+        self, *, max_frame_bytes: int = MAX_FRAME_BYTES, max_headers: int = MAX_HEADERS
+    ) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.max_headers = max_headers
+        self._buf = bytearray()
+        self._discarding = False  # inside an oversized frame, skipping to its end
+        self.frames_parsed = 0
+        self.errors = 0
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Parse what `data` completes. Raises `AmiProtocolError` after parsing everything
+        if a frame had to be dropped; the good frames are then on the exception's `frames`."""
+        buf = self._buf
+        buf += data
+        frames: list[Frame] = []
+        problems: list[str] = []
+        pos = 0
+        end_re = _FRAME_END
+        limit = self.max_frame_bytes
+        while True:
+            if self._discarding:
+                m = end_re.search(buf, pos)
+                if m is None:
+                    # Keep only what could begin a terminator split across reads.
+                    pos = max(pos, len(buf) - 3)
+                    break
+                pos = m.end()
+                self._discarding = False
+                continue
+            # Skip blank lines between frames (keep-alives, stray line ends).
+            n = len(buf)
+            while pos < n:
+                c = buf[pos]
+                if c == 0x0A:
+                    pos += 1
+                elif c == 0x0D and pos + 1 < n and buf[pos + 1] == 0x0A:
+                    pos += 2
+                else:
+                    break
+            if pos < len(buf) and buf.startswith(BANNER_PREFIX[: len(buf) - pos], pos):
+                nl = buf.find(b"\n", pos)
+                if nl == -1:
+                    if len(buf) - pos > limit:
+                        problems.append("banner line too long")
+                        self._discarding = True
+                        continue
+                    break
+                if buf.startswith(BANNER_PREFIX, pos):
+                    line = bytes(buf[pos:nl]).rstrip(b"\r").decode("utf-8", "replace")
+                    frames.append(Frame(((BANNER_KEY, line),)))
+                    pos = nl + 1
+                    continue
+            m = end_re.search(buf, pos)
+            if m is None:
+                if len(buf) - pos > limit:
+                    problems.append(f"frame larger than {limit} bytes")
+                    self._discarding = True
+                    continue
+                break
+            start, pos = pos, m.end()
+            if m.start() - start > limit:
+                problems.append(f"frame larger than {limit} bytes")
+                continue
+            frame = self._parse_block(bytes(buf[start : m.start()]), problems)
+            if frame is not None:
+                frames.append(frame)
+        del buf[:pos]
+        self.frames_parsed += len(frames)
+        if problems:
+            self.errors += len(problems)
+            error = AmiProtocolError("; ".join(problems))
+            error.frames = frames  # type: ignore[attr-defined]
+            raise error
+        return frames
+
+    def _parse_block(self, block: bytes, problems: list[str]) -> Frame | None:
+        text = block.decode("utf-8", "replace")
+        lines = _LINE_SPLIT.split(text)
+        if len(lines) > self.max_headers:
+            problems.append(f"frame with more than {self.max_headers} lines")
+            return None
+        items: list[tuple[str, str]] = []
+        follows = lines[0].startswith("Response: Follows")
+        for line in lines:
+            colon = line.find(":")
+            if colon > 0 and not (follows and items and " " in line[:colon]):
+                value = line[colon + 1 :]
+                if value.startswith(" "):
+                    value = value[1:]
+                items.append((line[:colon], value))
+            elif follows and line != "--END COMMAND--":
+                items.append(("Output", line))  # old-style `Response: Follows` command output
+            # Any other line without a key is noise; ignore it rather than fail the frame.
+        if not items:
+            return None
+        return Frame(items)
+
+
+def _check(text: str, what: str) -> str:
+    if _UNSAFE.search(text):
+        raise UnsafeValueError(f"AMI {what} contains CR, LF or NUL: {text[:40]!r}")
+    if len(text) > MAX_VALUE_CHARS:
+        raise UnsafeValueError(f"AMI {what} longer than {MAX_VALUE_CHARS} characters")
+    return text
+
+
+def encode_action(
+    name: str,
+    fields: Mapping[str, str | int] | Iterable[tuple[str, str | int]] = (),
+) -> bytes:
+    """Encode an action. Refuses CR, LF or NUL in any key or value (`UnsafeValueError`):
+    one embedded CRLF would let a caller-controlled value inject a whole new action."""
+    pairs = fields.items() if isinstance(fields, Mapping) else fields
+    if not name or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise UnsafeValueError(f"AMI action name {name[:40]!r} is not a plain word")
+    out = [f"Action: {name}\r\n"]
+    for key, raw in pairs:
+        value = str(raw) if isinstance(raw, int) else raw
+        if not isinstance(value, str):
+            raise UnsafeValueError(f"AMI field {key!r} is not text")
+        _check(key, "key")
+        if not key or ":" in key or key != key.strip():
+            raise UnsafeValueError(f"AMI key {key[:40]!r} is empty or has ':' or spaces")
+        out.append(f"{key}: {_check(value, 'value')}\r\n")
+    out.append("\r\n")
+    return "".join(out).encode("utf-8")
