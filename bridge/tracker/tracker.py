@@ -147,7 +147,9 @@ class CallTracker:
     ) -> None:
         self.device_pattern = device_pattern
         self.cdr_grace = timedelta(seconds=cdr_grace_s)
-        self._expect_cdr = expect_cdr  # None: learn from the first Cdr on the link
+        # None: not known yet. Held calls wait for Cdrs until one grace period passes with
+        # no Cdr ever seen; from then on this tracker stops waiting.
+        self._expect_cdr = expect_cdr
         self._calls: dict[str, _Call] = {}
         self._chan_call: dict[str, str] = {}  # channel uniqueid -> call id
         self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended call ids
@@ -178,6 +180,10 @@ class CallTracker:
         out: list[CallEvent] = []
         for call in list(self._calls.values()):
             if call.end_deadline is not None and now >= call.end_deadline:
+                if self._expect_cdr is None:
+                    # A whole grace period after a call and no Cdr ever: cdr_manager is off
+                    # or this AMI user may not read the cdr class. Stop waiting for them.
+                    self._expect_cdr = False
                 self._finish(call, out)
         return out
 
@@ -654,7 +660,7 @@ class CallTracker:
                 self._retract(call, leg, "caller_gone", at, out)
 
     def _needs_cdr(self, call: _Call) -> bool:
-        if not self._expect_cdr:
+        if self._expect_cdr is False:
             return False
         return any(
             leg.answered_at is not None and leg.talk_queue is None and leg.talk_cdr is None
