@@ -1,0 +1,93 @@
+"""Helpers for simulator tests: a scripted FastAGI server and a raw AMI client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+
+class ScriptedAgi:
+    """A FastAGI server that answers every session with fixed commands (like the lab's)."""
+
+    def __init__(self, commands: Callable[[dict[str, str]], list[str]]) -> None:
+        self.commands = commands
+        self.sessions: list[tuple[dict[str, str], list[tuple[str, str]]]] = []
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        env: dict[str, str] = {}
+        while True:
+            line = (await reader.readline()).decode("utf-8").rstrip("\n")
+            if not line:
+                break
+            key, _, value = line.partition(": ")
+            env[key] = value
+        replies: list[tuple[str, str]] = []
+        for command in self.commands(env):
+            writer.write(command.encode("utf-8") + b"\n")
+            await writer.drain()
+            replies.append((command, (await reader.readline()).decode().rstrip("\n")))
+        self.sessions.append((env, replies))
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+@pytest.fixture
+async def scripted_agi() -> AsyncIterator[Callable[..., ScriptedAgi]]:
+    servers: list[ScriptedAgi] = []
+
+    async def make(commands: Callable[[dict[str, str]], list[str]]) -> ScriptedAgi:
+        agi = ScriptedAgi(commands)
+        agi.server = await asyncio.start_server(agi.handle, "127.0.0.1", 0)
+        servers.append(agi)
+        return agi
+
+    yield make  # type: ignore[misc]
+    for agi in servers:
+        assert agi.server is not None
+        agi.server.close()
+        await agi.server.wait_closed()
+
+
+class AmiClient:
+    """A bare AMI client over loopback: send actions, collect raw bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> AmiClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def send(self, **fields: str) -> None:
+        text = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+        self.writer.write(text.encode())
+        await self.writer.drain()
+
+    async def message(self) -> dict[str, str]:
+        block = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        out: dict[str, str] = {}
+        for line in block.decode().split("\r\n"):
+            if line:
+                key, _, value = line.partition(": ")
+                out.setdefault(key, value)
+        return out
+
+    async def login(self, username: str, secret: str) -> dict[str, str]:
+        await self.send(Action="Login", Username=username, Secret=secret, ActionID="login")
+        return await self.message()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
