@@ -1,0 +1,1 @@
+"""The built-in CRM store: phone numbers, caller lookup, agents, customer import."""

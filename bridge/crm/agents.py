@@ -1,0 +1,180 @@
+"""Agents: who may receive pops and use the admin API, found by token or by device.
+
+Tokens are 32 random bytes (`secrets.token_urlsafe(32)`, ~256 bits). Only their SHA-256
+is stored: with that much entropy a slow password hash adds nothing (nobody can brute-force
+the preimage), and a fast hash lets us find the agent with one indexed equality lookup
+instead of comparing against every row. The comparison that matters happens inside the
+B-tree on the hash, which leaks nothing useful about the token itself; we still re-check
+with `hmac.compare_digest` so the Python side is constant-time too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+
+from bridge.errors import CrmUnavailable, ValidationError
+
+Role = Literal["agent", "supervisor", "admin"]
+ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
+
+_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_DEVICE = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,200}")
+_DB_ERRORS = (asyncpg.InterfaceError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    name: str
+    role: Role
+    device: str
+    active: bool = True
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _agent(row: Any) -> Agent:
+    return Agent(row["id"], row["name"], row["role"], row["device"], row["active"])
+
+
+def validate_agent(id: str, name: str, role: str, device: str) -> None:
+    if not isinstance(id, str) or not _ID.fullmatch(id):
+        raise ValidationError("id", "1-64 letters, digits, '_', '.', '@' or '-'")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValidationError("name", "required, at most 200 characters")
+    if any(ch in name for ch in "\r\n\x00"):
+        raise ValidationError("name", "must not contain CR, LF or NUL")
+    if role not in ROLES:
+        raise ValidationError("role", "one of agent, supervisor, admin")
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValidationError("device", "1-64 letters, digits, '_', '.', '+' or '-'")
+
+
+async def create_agent(
+    pool: asyncpg.Pool[Any],
+    id: str,
+    name: str,
+    role: str = "agent",
+    device: str | None = None,
+) -> str:
+    """Create an agent; return its fresh access token (shown once, stored as a hash)."""
+    device = id if device is None else device
+    validate_agent(id, name, role, device)
+    token = secrets.token_urlsafe(32)
+    try:
+        await pool.execute(
+            "INSERT INTO agents (id, name, role, device, token_hash) VALUES ($1, $2, $3, $4, $5)",
+            id,
+            name.strip(),
+            role,
+            device,
+            hash_token(token),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if "device" in (exc.constraint_name or ""):
+            raise ValidationError("device", f"{device} already belongs to another agent") from exc
+        raise ValidationError("id", f"agent {id} already exists") from exc
+    except asyncpg.PostgresError as exc:
+        raise ValidationError("agent", str(exc)) from exc
+    except _DB_ERRORS as exc:
+        raise CrmUnavailable(f"cannot create agent: {exc}") from exc
+    return token
+
+
+async def rotate_token(pool: asyncpg.Pool[Any], id: str) -> str | None:
+    """Give an agent a new token (the old one stops working); None if no such agent."""
+    token = secrets.token_urlsafe(32)
+    status = await _execute(
+        pool,
+        "UPDATE agents SET token_hash = $2, updated_at = now() WHERE id = $1",
+        id,
+        hash_token(token),
+    )
+    return token if status.endswith(" 1") else None
+
+
+async def set_active(pool: asyncpg.Pool[Any], id: str, active: bool) -> bool:
+    status = await _execute(
+        pool, "UPDATE agents SET active = $2, updated_at = now() WHERE id = $1", id, active
+    )
+    return status.endswith(" 1")
+
+
+async def authenticate(pool: asyncpg.Pool[Any], token: str) -> Agent | None:
+    """The active agent holding this token, or None (also for malformed tokens)."""
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        return None
+    digest = hash_token(token)
+    row = await _fetchrow(
+        pool,
+        "SELECT id, name, role, device, active, token_hash FROM agents"
+        " WHERE token_hash = $1 AND active",
+        digest,
+    )
+    if row is None or not hmac.compare_digest(row["token_hash"], digest):
+        return None
+    return _agent(row)
+
+
+async def get_agent(pool: asyncpg.Pool[Any], id: str) -> Agent | None:
+    if not isinstance(id, str) or not _ID.fullmatch(id):
+        return None
+    row = await _fetchrow(
+        pool, "SELECT id, name, role, device, active FROM agents WHERE id = $1", id
+    )
+    return None if row is None else _agent(row)
+
+
+async def agent_by_device(pool: asyncpg.Pool[Any], ext: str) -> Agent | None:
+    """The agent whose device (extension) is `ext`, active or not; None if nobody."""
+    if not isinstance(ext, str) or not _DEVICE.fullmatch(ext):
+        return None
+    row = await _fetchrow(
+        pool, "SELECT id, name, role, device, active FROM agents WHERE device = $1", ext
+    )
+    return None if row is None else _agent(row)
+
+
+async def list_agents(pool: asyncpg.Pool[Any]) -> list[Agent]:
+    try:
+        rows = await pool.fetch("SELECT id, name, role, device, active FROM agents ORDER BY id")
+    except (asyncpg.PostgresError, *_DB_ERRORS) as exc:
+        raise CrmUnavailable(f"cannot list agents: {exc}") from exc
+    return [_agent(r) for r in rows]
+
+
+async def owner_of(pool: asyncpg.Pool[Any], customer_id: str) -> Agent | None:
+    """The agent owning this customer, or None."""
+    if not isinstance(customer_id, str) or "\x00" in customer_id or len(customer_id) > 128:
+        return None
+    row = await _fetchrow(
+        pool,
+        "SELECT a.id, a.name, a.role, a.device, a.active FROM customer_owners o"
+        " JOIN agents a ON a.id = o.agent_id WHERE o.customer_id = $1",
+        customer_id,
+    )
+    return None if row is None else _agent(row)
+
+
+async def _fetchrow(pool: asyncpg.Pool[Any], sql: str, *args: Any) -> Any:
+    try:
+        return await pool.fetchrow(sql, *args)
+    except (asyncpg.PostgresError, *_DB_ERRORS) as exc:
+        raise CrmUnavailable(f"agent query failed: {exc}") from exc
+
+
+async def _execute(pool: asyncpg.Pool[Any], sql: str, *args: Any) -> str:
+    try:
+        return str(await pool.execute(sql, *args))
+    except (asyncpg.PostgresError, *_DB_ERRORS) as exc:
+        raise CrmUnavailable(f"agent update failed: {exc}") from exc

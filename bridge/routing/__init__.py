@@ -1,0 +1,1 @@
+"""Routing: rules, the pure `decide()`, the rule store, and the route service the PBX asks."""

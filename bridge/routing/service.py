@@ -1,0 +1,243 @@
+"""The route service: where should this inbound call go, decided within the AGI budget.
+
+`route()` looks the caller up and applies the rules within `[agi] budget_ms`. When the CRM
+is slow, down or fails in any way, the caller is not kept waiting: the answer is the default
+queue flagged `degraded`, and the late lookup is cancelled in the background. `record()`
+persists the decision to `route_decisions` without delaying the caller either: writes run
+as bounded background tasks, and `drain()` waits for them at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from bridge.component import Health
+from bridge.config import Config
+from bridge.crm.directory import CustomerDirectory
+from bridge.errors import CrmUnavailable
+from bridge.models import Decision, InboundCall
+from bridge.routing import metrics
+from bridge.routing.decide import decide
+from bridge.routing.rules import Rule
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 256
+
+
+class RuleSource(Protocol):
+    async def current(self) -> Sequence[Rule]: ...
+
+
+class DecisionSink(Protocol):
+    async def write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
+        """Persist one decision; may raise (the service logs and counts it)."""
+        ...
+
+
+def _text(value: str | None, limit: int = MAX_TEXT) -> str:
+    """Text PostgreSQL accepts (no NUL), capped."""
+    return (value or "").replace("\x00", "")[:limit]
+
+
+class PostgresDecisionLog:
+    """`DecisionSink` writing `route_decisions`, one row per routed channel (uniqueid)."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+
+    async def write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
+        uniqueid = _text(call.uniqueid, 150)
+        if not uniqueid:
+            log.debug("decision for %r not recorded: no uniqueid", call.channel)
+            return
+        try:
+            await self._pool.execute(
+                "INSERT INTO route_decisions (uniqueid, linkedid, channel, caller, caller_name,"
+                " did, customer_id, queue, priority, rule, degraded, recording, decided_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                " ON CONFLICT (uniqueid) DO UPDATE SET linkedid = EXCLUDED.linkedid,"
+                " channel = EXCLUDED.channel, caller = EXCLUDED.caller,"
+                " caller_name = EXCLUDED.caller_name, did = EXCLUDED.did,"
+                " customer_id = EXCLUDED.customer_id, queue = EXCLUDED.queue,"
+                " priority = EXCLUDED.priority, rule = EXCLUDED.rule,"
+                " degraded = EXCLUDED.degraded, recording = EXCLUDED.recording,"
+                " decided_at = EXCLUDED.decided_at",
+                uniqueid,
+                _text(call.linkedid, 150),
+                _text(call.channel),
+                _text(call.caller or call.raw_caller),
+                _text(call.caller_name),
+                _text(call.did),
+                decision.customer.id if decision.customer else None,
+                _text(decision.queue),
+                decision.priority,
+                _text(decision.rule),
+                decision.degraded,
+                _text(recording, 1024) if recording else None,
+                call.at,
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise CrmUnavailable(f"cannot record route decision: {exc}") from exc
+
+
+class RouteService:
+    """Caller lookup + rules within the time budget; see module docstring."""
+
+    name = "route"
+
+    def __init__(
+        self,
+        directory: CustomerDirectory,
+        rules: RuleSource,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        decisions: DecisionSink | None = None,
+        max_pending: int = 1000,
+    ) -> None:
+        self._directory = directory
+        self._rules = rules
+        self._config = config
+        self._clock = clock
+        self._budget_s = config.agi.budget_ms / 1000
+        self._tz = ZoneInfo(config.routing.timezone)
+        rules_pool = getattr(rules, "pool", None)  # a RuleStore: record next to the rules
+        if decisions is None and rules_pool is not None:
+            decisions = PostgresDecisionLog(rules_pool)
+        self._decisions = decisions
+        self._max_pending = max_pending
+        self._pending: set[asyncio.Task[None]] = set()
+        self._late: set[asyncio.Future[Decision]] = set()  # lookups abandoned after the budget
+        self.degraded_count = 0
+        self.dropped_records = 0
+
+    # --- Component -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.drain(within_s=5.0)
+        for task in list(self._pending) + list(self._late):
+            task.cancel()
+        await asyncio.gather(*self._pending, *self._late, return_exceptions=True)
+
+    def health(self) -> Health:
+        return Health(
+            "up",
+            required=False,
+            detail={
+                "pending_records": len(self._pending),
+                "degraded": self.degraded_count,
+                "dropped_records": self.dropped_records,
+            },
+        )
+
+    # --- routing ---------------------------------------------------------------------
+
+    def _fallback(self) -> Decision:
+        routing = self._config.routing
+        return Decision(routing.default_queue, routing.default_priority, "default", None, True)
+
+    async def route(self, call: InboundCall) -> Decision:
+        """The decision for `call`; never raises for CRM trouble (degraded default instead)."""
+        work = asyncio.ensure_future(self._decide(call))
+        try:
+            async with asyncio.timeout(self._budget_s):
+                decision = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        except TimeoutError:
+            log.warning(
+                "CRM did not answer within %d ms; default route", self._config.agi.budget_ms
+            )
+            decision = self._degrade(work)
+        except Exception as exc:  # CRM down, or a bug: the caller must still be routed
+            if isinstance(exc, CrmUnavailable):
+                log.warning("CRM unavailable; default route: %s", exc)
+            else:
+                log.exception("routing failed; default route")
+            decision = self._degrade(work)
+        metrics.DECISIONS.labels(decision.rule).inc()
+        return decision
+
+    def _degrade(self, work: asyncio.Future[Decision]) -> Decision:
+        self.degraded_count += 1
+        metrics.DEGRADED.inc()
+        if not work.done():
+            work.cancel()
+            self._late.add(work)
+            work.add_done_callback(self._forget_late)
+        return self._fallback()
+
+    def _forget_late(self, task: asyncio.Future[Decision]) -> None:
+        self._late.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not warn about it
+
+    async def _decide(self, call: InboundCall) -> Decision:
+        customer = None
+        if call.caller:
+            started = self._clock()
+            try:
+                customer = await self._directory.lookup(call.caller)
+            finally:
+                metrics.LOOKUP_SECONDS.observe(max(0.0, self._clock() - started))
+        rules = await self._rules.current()
+        routing = self._config.routing
+        return decide(
+            call,
+            customer,
+            rules,
+            default_queue=routing.default_queue,
+            default_priority=routing.default_priority,
+            tz=self._tz,
+        )
+
+    # --- recording decisions -----------------------------------------------------------
+
+    async def record(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
+        """Persist the decision in the background; returns at once. Never raises."""
+        if self._decisions is None:
+            return
+        if len(self._pending) >= self._max_pending:
+            self.dropped_records += 1
+            metrics.RECORD_ERRORS.inc()
+            log.error(
+                "route decision for %r dropped: %d writes pending", call.uniqueid, self._max_pending
+            )
+            return
+        task = asyncio.create_task(self._write(call, decision, recording))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
+        assert self._decisions is not None
+        try:
+            async with asyncio.timeout(10):
+                await self._decisions.write(call, decision, recording)
+        except Exception as exc:
+            metrics.RECORD_ERRORS.inc()
+            log.error("route decision for %r not recorded: %s", call.uniqueid, exc)
+
+    def pending(self) -> int:
+        """How many decision writes are still running."""
+        return len(self._pending)
+
+    async def drain(self, within_s: float | None = None) -> bool:
+        """Wait for pending writes; True when none is left."""
+        if self._pending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within_s):
+                    await asyncio.gather(*list(self._pending), return_exceptions=True)
+        return not self._pending
