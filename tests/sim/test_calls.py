@@ -1,0 +1,173 @@
+"""Calls of the simulator: the FastAGI conversation, fallbacks, and random traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from bridge.sim import AmiServer, CallPlan, FastClock, SimConfig, SimPbx, Transfer
+from bridge.sim.wire import split_agi_args
+from tests.sim.roles import parse_frames
+
+TRACES = Path(__file__).parents[1] / "fixtures" / "asterisk-traces"
+
+
+def recorded_env_keys() -> list[str]:
+    text = (TRACES / "vip-answered" / "agi.log").read_text(encoding="utf-8")
+    return [line.split(":")[0] for line in text.split("\n\n")[0].splitlines()]
+
+
+async def record(pbx: SimPbx, coro) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    chunks: list[bytes] = []
+    unsubscribe = pbx.subscribe(lambda privilege, data: chunks.append(data))
+    try:
+        await coro
+    finally:
+        unsubscribe()
+    return parse_frames(b"".join(chunks))
+
+
+async def test_fastagi_env_and_linkedid_reply_match_asterisk(scripted_agi) -> None:  # type: ignore[no-untyped-def]
+    agi = await scripted_agi(
+        lambda env: [
+            "GET VARIABLE CHANNEL(linkedid)",
+            "GET VARIABLE NOT_SET_ANYWHERE",
+            'SET VARIABLE BRIDGE_QUEUE "senior"',
+            'SET VARIABLE BRIDGE_CUSTOMER_NAME "Zhang \\"Wei\\" 张伟"',
+            "FROB NICATE",
+        ]
+    )
+    pbx = SimPbx(SimConfig(agi_port=agi.port), clock=FastClock(speed=50))
+    frames = await record(pbx, pbx.call(CallPlan("+8613800138000", "张伟", talk_s=0.5)))
+    env, replies = agi.sessions[0]
+    assert list(env) == recorded_env_keys()
+    assert env["agi_request"] == f"agi://127.0.0.1:{agi.port}/route"
+    assert env["agi_network_script"] == "route"
+    assert re.fullmatch(r"PJSIP/trunk-[0-9a-f]{8}", env["agi_channel"])
+    assert env["agi_callerid"] == "+8613800138000" and env["agi_calleridname"] == "张伟"
+    linkedid = next(f["Linkedid"] for f in frames if f.get("Event") == "Newchannel")
+    assert re.fullmatch(r"\d{10}\.\d+", linkedid)
+    assert replies[0][1] == f"200 result=1 ({linkedid})"
+    assert replies[1][1] == "200 result=0"
+    assert replies[2][1] == replies[3][1] == "200 result=1"
+    assert replies[4][1] == "510 Invalid or unknown command"
+    varsets = {f["Variable"]: f["Value"] for f in frames if f.get("Event") == "VarSet"}
+    assert varsets["BRIDGE_CUSTOMER_NAME"] == 'Zhang "Wei" 张伟'
+    assert next(f for f in frames if f.get("Event") == "QueueCallerJoin")["Queue"] == "senior"
+    starts = [f for f in frames if f.get("Event") == "AGIExecStart"]
+    assert len(starts) == 5 and starts[2]["Command"] == 'SET VARIABLE BRIDGE_QUEUE "senior"'
+
+
+async def test_a_value_with_cr_cannot_forge_an_ami_event(scripted_agi) -> None:  # type: ignore[no-untyped-def]
+    agi = await scripted_agi(lambda env: ['SET VARIABLE BRIDGE_RULE "x\rEvent: Hangup\r"'])
+    pbx = SimPbx(SimConfig(agi_port=agi.port), clock=FastClock(speed=50))
+    frames = await record(pbx, pbx.call(CallPlan("+15551230002", "Bob", talk_s=0.2)))
+    varset = next(f for f in frames if f.get("Variable") == "BRIDGE_RULE")
+    assert "\r" not in varset["Value"] and "\n" not in varset["Value"]
+    assert sum(1 for f in frames if f.get("Event") == "Hangup") == 2  # caller + agent only
+
+
+async def test_unreachable_fastagi_server_means_agistatus_failure_and_the_fallback_queue() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    pbx = SimPbx(SimConfig(agi_port=port, fallback_queue="senior"), clock=FastClock(speed=50))
+    frames = await record(pbx, pbx.call(CallPlan("+15551230002", "Bob", talk_s=0.2)))
+    status = next(f for f in frames if f.get("Variable") == "AGISTATUS")
+    assert status["Value"] == "FAILURE"
+    assert next(f for f in frames if f.get("Event") == "QueueCallerJoin")["Queue"] == "senior"
+
+
+async def test_a_fastagi_server_that_never_ends_the_session_times_out() -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pbx = SimPbx(SimConfig(agi_port=port, agi_timeout_s=0.3), clock=FastClock(speed=50))
+    result = await asyncio.wait_for(pbx.call(CallPlan("+15551230002", "Bob", talk_s=0.2)), 10)
+    assert result.variables["AGISTATUS"] == "FAILURE"
+    assert result.queue == "support" and result.outcome == "answered"
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+def test_agi_arguments_split_like_asterisk() -> None:
+    assert split_agi_args('SET VARIABLE X "a b"') == ["SET", "VARIABLE", "X", "a b"]
+    assert split_agi_args('SET VARIABLE X "say \\"hi\\""') == ["SET", "VARIABLE", "X", 'say "hi"']
+    assert split_agi_args('SET VARIABLE X ""') == ["SET", "VARIABLE", "X", ""]
+    assert split_agi_args("  GET   VARIABLE  Y ") == ["GET", "VARIABLE", "Y"]
+
+
+async def test_random_traffic_ends_every_call_and_frees_every_agent(scripted_agi) -> None:  # type: ignore[no-untyped-def]
+    agi = await scripted_agi(
+        lambda env: (
+            ['SET VARIABLE BRIDGE_QUEUE "senior"']
+            if env["agi_callerid"].endswith("1")
+            else ['SET VARIABLE BRIDGE_QUEUE "support"']
+        )
+    )
+    config = SimConfig(
+        agi_port=agi.port,
+        calls_per_minute=120,
+        ring_s=(0.5, 2.0),
+        talk_s=(2.0, 6.0),
+        abandon_rate=0.3,
+        transfer_rate=0.3,
+        callers=(("+15551230001", "Alice VIP"), ("+15551230002", "Bob"), ("anonymous", "")),
+        seed=7,
+    )
+    pbx = SimPbx(config, clock=FastClock(speed=200))
+    frames = await record(pbx, _random(pbx, 30))
+    assert len(pbx.results) == 30
+    outcomes = {r.outcome for r in pbx.results}
+    assert {"answered", "abandoned"} <= outcomes
+    assert any(len(r.agents) == 2 for r in pbx.results)  # some were transferred
+    assert not pbx.busy and not pbx.channels
+    assert all(not entries for entries in pbx.queue_entries.values())
+    assert {r.queue for r in pbx.results} == {"senior", "support"}
+    # every channel that was created was hung up, once
+    created = [f["Uniqueid"] for f in frames if f.get("Event") == "Newchannel"]
+    hung = [f["Uniqueid"] for f in frames if f.get("Event") == "Hangup"]
+    assert sorted(created) == sorted(hung) and len(set(created)) == len(created)
+    # an agent never rings for two calls at once
+    ringing: dict[str, str] = {}
+    for f in frames:
+        if f.get("Event") == "AgentCalled":
+            assert f["Interface"] not in ringing
+            ringing[f["Interface"]] = f["DestChannel"]
+        elif f.get("Event") == "Hangup":
+            for iface, chan in list(ringing.items()):
+                if chan == f["Channel"]:
+                    del ringing[iface]
+
+
+async def _random(pbx: SimPbx, count: int) -> None:
+    await asyncio.wait_for(pbx.run_random(count=count), 30)
+    await asyncio.wait_for(pbx.drain(), 30)
+
+
+async def test_transfer_to_an_agent_and_the_ami_stream_of_a_running_server(scripted_agi) -> None:  # type: ignore[no-untyped-def]
+    agi = await scripted_agi(lambda env: ['SET VARIABLE BRIDGE_QUEUE "support"'])
+    pbx = SimPbx(SimConfig(agi_port=agi.port), clock=FastClock(speed=50))
+    async with AmiServer(pbx):
+        plan = CallPlan(
+            "+15551230002", "Bob", ring_s=0.3, talk_s=1.0, transfer=Transfer(1.0, "2001", 2.0)
+        )
+        frames = await record(pbx, pbx.call(plan))
+    blind = next(f for f in frames if f.get("Event") == "BlindTransfer")
+    assert blind["Extension"] == "2001" and blind["TransfererChannel"].startswith("PJSIP/1001-")
+    dials = [f for f in frames if f.get("Event") == "DialBegin"]
+    assert [d["DestChannel"].split("-")[0] for d in dials] == ["PJSIP/1001", "PJSIP/2001"]
+    assert dials[1]["DialString"] == "2001"
+    complete = next(f for f in frames if f.get("Event") == "AgentComplete")
+    assert complete["Reason"] == "transfer" and complete["TalkTime"] == "1"
+    cdrs = [f for f in frames if f.get("Event") == "Cdr"]
+    assert sorted(c["BillableSeconds"] for c in cdrs) == ["1", "2"]
