@@ -1,0 +1,469 @@
+"""The live AMI link: a thin asyncio adapter around the sans-I/O core.
+
+It connects, logs in (the secret is never logged), resynchronises the tracker from
+`CoreShowChannels` and `QueueStatus`, then reads events, stamps them with their arrival time
+and feeds them to the `CallTracker`; the call events it emits go to subscribers.
+
+Why not panoramisk: its `Manager` neither escapes CR/LF in action values nor checks the Pong
+of its own ping, and its reconnect cannot resync before events flow again. The protocol core
+here is ~200 lines and is the same code the trace replays test, so we own the client.
+
+Liveness: every `keepalive_s` a `Ping` must be answered by `Response: Success` + `Ping: Pong`
+within `pong_timeout_s`; otherwise the link is declared dead (this catches half-open
+connections where the socket stays up but Asterisk no longer answers) and reconnected with a
+jittered exponential backoff that resets after a successful login and resync.
+
+Subscribers: `subscribe(callback)`, where callback is `async (CallEvent) -> None`. Each one
+gets its own bounded queue and task, so a slow subscriber never stalls the reader; when its
+queue is full, new events for it are dropped and counted
+(`crm_bridge_ami_dropped_call_events_total`) and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.ami import metrics
+from bridge.ami.normalise import AmiEvent, ChannelListed, QueueEntryListed, normalise
+from bridge.ami.protocol import AmiParser, Frame, encode_action
+from bridge.component import Health, State
+from bridge.config import AmiConfig
+from bridge.errors import AmiProtocolError, AuthError, LinkDown
+from bridge.models import CallEvent
+from bridge.tracker.tracker import CallTracker
+
+__all__ = ["AmiLink", "LinkState", "Subscriber"]
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[CallEvent], Awaitable[None]]
+
+MAX_RESYNC_BUFFER = 100_000  # events held back while a resync listing is in flight
+BACKOFF_BASE_S = 0.5
+
+
+class LinkState(enum.Enum):
+    DOWN = "down"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+@dataclass
+class _Pending:
+    """An action waiting for its response (and, for listings, its events)."""
+
+    future: asyncio.Future[list[Frame]]
+    complete_event: str | None  # e.g. CoreShowChannelsComplete; None: the response is all
+    frames: list[Frame] = field(default_factory=list)
+
+
+@dataclass
+class _Subscription:
+    callback: Subscriber
+    queue: asyncio.Queue[CallEvent]
+    task: asyncio.Task[None] | None = None
+    dropped: int = 0
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AmiLink:
+    """Component `ami`: the AMI connection feeding the call tracker."""
+
+    name = "ami"
+
+    def __init__(
+        self,
+        config: AmiConfig,
+        tracker: CallTracker,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        pong_timeout_s: float | None = None,
+        connect_timeout_s: float = 5.0,
+        action_timeout_s: float = 10.0,
+        tick_s: float = 1.0,
+        subscriber_queue: int = 10_000,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.tracker = tracker
+        self._clock = clock
+        self._pong_timeout = pong_timeout_s if pong_timeout_s is not None else config.keepalive_s
+        self._connect_timeout = connect_timeout_s
+        self._action_timeout = action_timeout_s
+        self._tick_s = tick_s
+        self._queue_size = subscriber_queue
+        self._rng = rng
+        self._subs: list[_Subscription] = []
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._writer: asyncio.StreamWriter | None = None
+        self._state = LinkState.DOWN
+        self._started = False
+        self._ever_connected = False
+        self._resync_buffer: list[AmiEvent] | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._tick_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._connected_once_this_round = False
+        self.last_event_at: datetime | None = None
+        self.reconnects = 0
+        self.sessions = 0  # successful login + resync count
+        self._set_state(LinkState.DOWN)
+
+    # --- component API -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start connecting in the background; returns at once (the link retries forever)."""
+        if self._started:
+            return
+        self._started = True
+        self._stopping.clear()
+        for sub in self._subs:
+            self._spawn_worker(sub)
+        self._run_task = asyncio.create_task(self._run(), name="ami-link")
+        self._tick_task = asyncio.create_task(self._tick_loop(), name="ami-tick")
+
+    async def stop(self) -> None:
+        """Close the link, end calls held for Cdrs, and let subscribers drain (bounded)."""
+        if not self._started:
+            return
+        self._stopping.set()
+        for task in (self._run_task, self._tick_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._run_task = self._tick_task = None
+        self._dispatch(self.tracker.flush())
+        for sub in self._subs:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.queue.join(), timeout=5.0)
+            if sub.task is not None:
+                sub.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sub.task
+                sub.task = None
+        self._started = False
+        self._set_state(LinkState.DOWN)
+
+    def health(self) -> Health:
+        state: State
+        if self._state is LinkState.CONNECTED:
+            state = "up"
+        elif self._started and not self._ever_connected:
+            state = "starting"
+        else:
+            state = "down"
+        return Health(
+            state=state,
+            required=True,
+            detail={
+                "link": self._state.value,
+                "host": self.config.host,
+                "port": self.config.port,
+                "last_event_at": self.last_event_at.isoformat() if self.last_event_at else None,
+                "reconnects": self.reconnects,
+                "active_calls": self.tracker.active_calls,
+            },
+        )
+
+    @property
+    def state(self) -> LinkState:
+        return self._state
+
+    # --- subscribers -----------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Deliver every call event to `callback`; returns a function that unsubscribes."""
+        sub = _Subscription(callback, asyncio.Queue(self._queue_size))
+        self._subs.append(sub)
+        if self._started:
+            self._spawn_worker(sub)
+
+        def unsubscribe() -> None:
+            if sub in self._subs:
+                self._subs.remove(sub)
+            if sub.task is not None:
+                sub.task.cancel()
+
+        return unsubscribe
+
+    def _spawn_worker(self, sub: _Subscription) -> None:
+        if sub.task is None or sub.task.done():
+            sub.task = asyncio.create_task(self._deliver(sub), name="ami-subscriber")
+
+    @staticmethod
+    async def _deliver(sub: _Subscription) -> None:
+        while True:
+            event = await sub.queue.get()
+            try:
+                await sub.callback(event)
+            except Exception:
+                log.exception("call event subscriber %r failed", sub.callback)
+            finally:
+                sub.queue.task_done()
+
+    def _dispatch(self, events: list[CallEvent]) -> None:
+        metrics.ACTIVE_CALLS.set(self.tracker.active_calls)
+        for event in events:
+            metrics.CALL_EVENTS.labels(type(event).__name__).inc()
+            for sub in self._subs:
+                try:
+                    sub.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    sub.dropped += 1
+                    metrics.DROPPED.inc()
+                    log.warning(
+                        "subscriber %r is %d events behind; dropped %s for call %s",
+                        sub.callback,
+                        sub.queue.qsize(),
+                        type(event).__name__,
+                        event.call_id,
+                    )
+
+    # --- actions -----------------------------------------------------------------------------
+
+    async def action(self, name: str, fields: Mapping[str, str | int] | None = None) -> Frame:
+        """Send one action and return its response frame. `LinkDown` when not connected."""
+        frames = await self._request(name, dict(fields or {}), None)
+        return frames[0]
+
+    async def _request(
+        self, name: str, fields: dict[str, str | int], complete_event: str | None
+    ) -> list[Frame]:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            raise LinkDown("the AMI link is not connected")
+        action_id = f"crm-bridge-{next(self._ids)}"
+        data = encode_action(name, {**fields, "ActionID": action_id})  # refuses CR/LF/NUL
+        future: asyncio.Future[list[Frame]] = asyncio.get_running_loop().create_future()
+        self._pending[action_id] = _Pending(future, complete_event)
+        try:
+            writer.write(data)
+            await writer.drain()
+            return await asyncio.wait_for(future, timeout=self._action_timeout)
+        except (ConnectionError, OSError) as exc:
+            raise LinkDown(f"AMI connection lost during {name}: {exc}") from exc
+        except TimeoutError as exc:
+            raise LinkDown(f"AMI did not answer {name} within {self._action_timeout}s") from exc
+        finally:
+            self._pending.pop(action_id, None)
+
+    # --- the connection loop -------------------------------------------------------------
+
+    def _set_state(self, state: LinkState) -> None:
+        if state is not getattr(self, "_state", None):
+            log.info("AMI link %s:%s %s", self.config.host, self.config.port, state.value)
+        self._state = state
+        for s in LinkState:
+            metrics.LINK_STATE.labels(s.value).set(1 if s is state else 0)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            if self.sessions or attempt:
+                self.reconnects += 1
+                metrics.RECONNECTS.inc()
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except AuthError as exc:
+                log.error("AMI login refused for user %r: %s", self.config.username, exc)
+            except (OSError, LinkDown, AmiProtocolError, TimeoutError) as exc:
+                log.warning("AMI link lost: %s", exc or type(exc).__name__)
+            finally:
+                self._close()
+            if self._connected_once_this_round:
+                attempt = 0
+            attempt += 1
+            ceiling = min(self.config.reconnect_max_s, BACKOFF_BASE_S * 2 ** min(attempt, 20))
+            delay = ceiling * (0.5 + 0.5 * self._rng())  # jitter: between half and all of it
+            log.info("AMI reconnect in %.1fs", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    def _close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(LinkDown("AMI connection closed"))
+        self._pending.clear()
+        self._resync_buffer = None
+        self._set_state(LinkState.DOWN)
+
+    async def _session(self) -> None:
+        self._connected_once_this_round = False
+        self._set_state(LinkState.CONNECTING)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.config.host, self.config.port),
+            timeout=self._connect_timeout,
+        )
+        self._writer = writer
+        banner: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        reader_task = asyncio.create_task(self._read(reader, banner), name="ami-reader")
+        try:
+            first: set[asyncio.Future[Any]] = {banner, reader_task}
+            await asyncio.wait(
+                first,
+                timeout=self._connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not banner.done() or banner.exception() is not None:
+                raise LinkDown("no AMI banner from the peer (is this an Asterisk manager port?)")
+            await self._login()
+            await self._resync()
+            self._connected_once_this_round = True
+            self._ever_connected = True
+            self.sessions += 1
+            self._set_state(LinkState.CONNECTED)
+            keepalive = asyncio.create_task(self._keepalive(), name="ami-keepalive")
+            try:
+                done, _ = await asyncio.wait(
+                    {reader_task, keepalive}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    task.result()  # raise what ended the session
+                raise LinkDown("AMI connection closed by the peer")
+            finally:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await keepalive
+        finally:
+            if reader_task.done() and not reader_task.cancelled():
+                reader_task.exception()  # retrieved: reported through the session's result
+            reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader_task
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+
+    async def _login(self) -> None:
+        frames = await self._request(
+            "Login",
+            {"Username": self.config.username, "Secret": self.config.secret, "Events": "on"},
+            None,
+        )
+        response = frames[0]
+        if (response.response or "").lower() != "success":
+            raise AuthError(response.get("Message") or "authentication failed")
+        log.info("AMI logged in as %r", self.config.username)
+
+    async def _resync(self) -> None:
+        """Replace trust in old state by what Asterisk lists now; events that arrive during
+        the listing are held back and applied after it."""
+        self._resync_buffer = []
+        listing = await self._request("CoreShowChannels", {}, "CoreShowChannelsComplete")
+        queues = await self._request("QueueStatus", {}, "QueueStatusComplete")
+        now = self._clock()
+        channels = [e for f in listing if isinstance(e := normalise(f, now), ChannelListed)]
+        entries = [e for f in queues if isinstance(e := normalise(f, now), QueueEntryListed)]
+        out = self.tracker.resync(channels, entries, now=now)
+        held, self._resync_buffer = self._resync_buffer or [], None
+        for event in held:
+            out.extend(self.tracker.feed(event))
+        log.info(
+            "AMI resync: %d channels, %d queue entries, %d calls tracked",
+            len(channels),
+            len(entries),
+            self.tracker.active_calls,
+        )
+        self._dispatch(out)
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.keepalive_s)
+            started = time.monotonic()
+            try:
+                frames = await asyncio.wait_for(
+                    self._request("Ping", {}, None), timeout=self._pong_timeout
+                )
+            except TimeoutError as exc:
+                raise LinkDown(f"no Pong within {self._pong_timeout}s: link is dead") from exc
+            pong = frames[0]
+            if (pong.response or "").lower() != "success" or (pong.get("Ping") or "") != "Pong":
+                raise LinkDown(f"unexpected answer to Ping: {pong!r}")
+            metrics.PONG_LATENCY.observe(time.monotonic() - started)
+
+    async def _read(self, reader: asyncio.StreamReader, banner: asyncio.Future[str]) -> None:
+        parser = AmiParser()
+        try:
+            await self._read_frames(reader, parser, banner)
+        finally:
+            if not banner.done():
+                banner.set_exception(LinkDown("AMI closed before its banner"))
+            for pending in self._pending.values():
+                if not pending.future.done():
+                    pending.future.set_exception(LinkDown("AMI connection closed"))
+
+    async def _read_frames(
+        self, reader: asyncio.StreamReader, parser: AmiParser, banner: asyncio.Future[str]
+    ) -> None:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            try:
+                frames = parser.feed(data)
+            except AmiProtocolError as exc:
+                metrics.PROTOCOL_ERRORS.inc()
+                log.warning("AMI protocol error (frame skipped): %s", exc)
+                frames = getattr(exc, "frames", [])
+            for frame in frames:
+                if frame.banner is not None:
+                    if not banner.done():
+                        banner.set_result(frame.banner)
+                    continue
+                self._on_frame(frame)
+
+    def _on_frame(self, frame: Frame) -> None:
+        action_id = frame.action_id
+        pending = self._pending.get(action_id) if action_id else None
+        if pending is not None and not pending.future.done():
+            if frame.response is not None:
+                if pending.complete_event is None:
+                    pending.future.set_result([frame])  # Success or Error: the caller decides
+                elif frame.response.lower() == "error":
+                    # e.g. QueueStatus without app_queue: an empty listing, not a dead link.
+                    log.warning("AMI listing refused: %s", frame.get("Message") or "")
+                    pending.future.set_result([])
+                return
+            if frame.event == pending.complete_event:
+                pending.future.set_result(pending.frames)
+            else:
+                pending.frames.append(frame)
+            return
+        if frame.event is None:
+            return  # a response nobody waits for (any more)
+        metrics.EVENTS.inc()
+        at = self._clock()
+        self.last_event_at = at
+        event = normalise(frame, at)
+        if event is None:
+            return
+        if self._resync_buffer is not None:
+            if len(self._resync_buffer) < MAX_RESYNC_BUFFER:
+                self._resync_buffer.append(event)
+            return
+        self._dispatch(self.tracker.feed(event))
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            self._dispatch(self.tracker.tick(self._clock()))
