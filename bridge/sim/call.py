@@ -474,28 +474,32 @@ class CallRun:
         self.result.agents.append(leg.ext)
         cdrs: list[tuple[Leg, float]] = [(loser, 0.0) for loser in losers]
 
-        plan = self.plan
-        if plan.transfer is not None and pbx.try_take(plan.transfer.to_ext):
-            await self.clock.sleep(plan.transfer.after_s)
-            new_leg = self.blind_transfer(queue, leg, bridge, hold)
-            cdrs.append((leg, self.clock.now()))
-            await self.clock.sleep(plan.transfer.ring_s)
-            self.transfer_answered(new_leg)
-            bridge2 = pbx.ids.bridge()
-            self.bridge_event("BridgeCreate", bridge2, 0, None)
-            self.bridge_event("BridgeEnter", bridge2, 1, new_leg.chan)
-            self.bridge_event("BridgeEnter", bridge2, 2, caller)
-            self.result.agents.append(new_leg.ext)
-            await self.clock.sleep(plan.transfer.talk_s)
-            end = self.clock.now()
-            self.agent_hangs_up(new_leg, bridge2, end)
-            cdrs.append((new_leg, end))
-            self.bridge_event("BridgeLeave", bridge2, 0, caller)
-            self.bridge_event("BridgeDestroy", bridge2, 0, None)
-            self.end_caller(cdrs, end)
-            pbx.release(new_leg.ext)
-            return
-        await self.clock.sleep(plan.talk_s)
+        plan, transfer = self.plan, self.plan.transfer
+        talk_s = plan.talk_s
+        if transfer is not None:
+            await self.clock.sleep(transfer.after_s)
+            target = transfer.to_ext or pbx.free_agent(exclude=leg.ext)
+            if target and target != leg.ext and pbx.try_take(target):
+                new_leg = self.blind_transfer(queue, leg, bridge, hold, target)
+                cdrs.append((leg, self.clock.now()))
+                await self.clock.sleep(transfer.ring_s)
+                self.transfer_answered(new_leg)
+                bridge2 = pbx.ids.bridge()
+                self.bridge_event("BridgeCreate", bridge2, 0, None)
+                self.bridge_event("BridgeEnter", bridge2, 1, new_leg.chan)
+                self.bridge_event("BridgeEnter", bridge2, 2, caller)
+                self.result.agents.append(new_leg.ext)
+                await self.clock.sleep(transfer.talk_s)
+                end = self.clock.now()
+                self.agent_hangs_up(new_leg, bridge2, end)
+                cdrs.append((new_leg, end))
+                self.bridge_event("BridgeLeave", bridge2, 0, caller)
+                self.bridge_event("BridgeDestroy", bridge2, 0, None)
+                self.end_caller(cdrs, end)
+                pbx.release(new_leg.ext)
+                return
+            talk_s = max(0.0, talk_s - transfer.after_s)  # nobody free: the agent keeps the call
+        await self.clock.sleep(talk_s)
         end = self.clock.now()
         self.agent_hangs_up(leg, bridge, end)
         self.emit(
@@ -523,8 +527,8 @@ class CallRun:
         self.bridge_event("BridgeLeave", bridge, 1, leg.chan)
         self.hangup(leg.chan, 16, "Normal Clearing")
 
-    def blind_transfer(self, queue: SimQueue, leg: Leg, bridge: str, hold: str) -> Leg:
-        caller, to_ext = self.caller, self.plan.transfer.to_ext if self.plan.transfer else ""
+    def blind_transfer(self, queue: SimQueue, leg: Leg, bridge: str, hold: str, to_ext: str) -> Leg:
+        caller = self.caller
         self.chan_event("Unhold", "call", leg.chan)
         self.emit(
             "BlindTransfer",

@@ -92,7 +92,7 @@ class SimConfig:
 @dataclass(frozen=True, slots=True)
 class Transfer:
     after_s: float  # into the first agent's talk
-    to_ext: str
+    to_ext: str  # "" = any agent idle at the time of the transfer
     talk_s: float  # the new agent's talk time
     ring_s: float = 0.5
 

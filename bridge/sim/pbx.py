@@ -134,6 +134,11 @@ class SimPbx:
             return None
         return waiter.result()
 
+    def free_agent(self, exclude: str = "") -> str:
+        """A random idle agent other than `exclude`, or "" when all are busy."""
+        free = [a.ext for a in self.config.agents if a.ext not in self.busy and a.ext != exclude]
+        return self.rng.choice(free) if free else ""
+
     def try_take(self, ext: str) -> bool:
         if ext in self.busy:
             return False
@@ -177,7 +182,7 @@ class SimPbx:
         if abandon is None and rng.random() < cfg.transfer_rate and len(cfg.agents) > 1:
             transfer = Transfer(
                 after_s=rng.uniform(2.0, 6.0),
-                to_ext=rng.choice(cfg.agents).ext,
+                to_ext="",  # whoever is free at the time
                 talk_s=rng.uniform(*cfg.talk_s),
                 ring_s=rng.uniform(*cfg.ring_s),
             )

@@ -27,7 +27,7 @@ async def ami(scripted_agi):  # type: ignore[no-untyped-def]
     await server.stop()
 
 
-async def logged_in(server: AmiServer, user: str = "bridge", secret: str = "s3cret") -> AmiClient:
+async def logged_in(server: AmiServer, user: str = "bridge", secret: str = "s3cret") -> AmiClient:  # noqa: S107
     client = await AmiClient.connect(server.port)
     assert await client.reader.readline() == b"Asterisk Call Manager/9.0.0\r\n"
     reply = await client.login(user, secret)
