@@ -1,0 +1,202 @@
+"""SQL for call records: one end event -> call_records + channels + service history (the
+outbox row follows by trigger, sql/030), Cdrs -> pbx_cdrs, and a record read back as the
+JSON the CRM connector receives. Every function takes a connection; the caller owns the
+transaction and maps driver errors.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bridge.models import CallEnded
+from bridge.records.cdr import PbxCdr
+
+__all__ = ["load_record", "record_json", "store_cdr", "write_ended"]
+
+MAX_TEXT = 1024
+
+
+def clean(value: str | None, limit: int = MAX_TEXT) -> str:
+    """Text PostgreSQL accepts: no NUL, valid UTF-8 (lone surrogates replaced), capped."""
+    text = (value or "").replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")[:limit]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+_DECISION = """
+SELECT customer_id, rule, queue, recording, degraded
+FROM route_decisions
+WHERE linkedid = $1 OR uniqueid = ANY($2::text[])
+ORDER BY decided_at, uniqueid
+LIMIT 1
+"""
+
+_UPSERT = """
+INSERT INTO call_records AS r (call_id, caller, customer_id, did, queue, rule, agents,
+    started_at, answered_at, ended_at, duration_s, talk_s, outcome, recording_path,
+    degraded, inferred)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+ON CONFLICT (call_id) DO UPDATE SET
+    caller = EXCLUDED.caller, customer_id = EXCLUDED.customer_id, did = EXCLUDED.did,
+    queue = EXCLUDED.queue, rule = EXCLUDED.rule, agents = EXCLUDED.agents,
+    started_at = EXCLUDED.started_at, answered_at = EXCLUDED.answered_at,
+    ended_at = EXCLUDED.ended_at, duration_s = EXCLUDED.duration_s, talk_s = EXCLUDED.talk_s,
+    outcome = EXCLUDED.outcome, recording_path = EXCLUDED.recording_path,
+    degraded = EXCLUDED.degraded, inferred = EXCLUDED.inferred, updated_at = now()
+    -- disposition and notes belong to the agent page (bridge/pops/disposition.py): never touched
+RETURNING disposition, notes
+"""
+
+_CHANNELS = """
+INSERT INTO call_record_channels (uniqueid, call_id)
+SELECT u, $2 FROM unnest($1::text[]) AS u
+ON CONFLICT (uniqueid) DO UPDATE SET call_id = EXCLUDED.call_id
+"""
+
+_HISTORY = """
+INSERT INTO service_history (customer_id, call_id, kind, occurred_at, agent_id, summary,
+    outcome, disposition, notes)
+SELECT $1, $2, 'call', $3, $4, $5, $6, $7, $8
+WHERE EXISTS (SELECT 1 FROM customers WHERE id = $1)
+ON CONFLICT (call_id) DO UPDATE SET customer_id = EXCLUDED.customer_id,
+    occurred_at = EXCLUDED.occurred_at, agent_id = EXCLUDED.agent_id,
+    summary = EXCLUDED.summary, outcome = EXCLUDED.outcome,
+    disposition = EXCLUDED.disposition, notes = EXCLUDED.notes
+"""
+
+
+def _history_summary(queue: str | None, outcome: str, agents: list[dict[str, Any]]) -> str:
+    where = f" via queue {queue}" if queue else ""
+    if outcome == "answered" and agents:
+        who = ", ".join(f"{a['agent']} ({a['talk_s']} s)" for a in agents)
+        return f"Inbound call{where}, answered by {who}"
+    return f"Inbound call{where}, {outcome}"
+
+
+async def write_ended(conn: Any, event: CallEnded) -> None:
+    """Upsert the record of one finished call. Run inside a transaction."""
+    s = event.summary
+    call_id = clean(event.call_id, 150)
+    uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
+    decision = await conn.fetchrow(_DECISION, call_id, uniqueids)
+    inferred = set(s.inferred)
+    devices = [clean(a.device, 64) for a in s.agents]
+    by_device: dict[str, str] = {}
+    if devices:
+        rows = await conn.fetch(
+            "SELECT id, device FROM agents WHERE device = ANY($1::text[])", devices
+        )
+        by_device = {r["device"]: r["id"] for r in rows}
+    agents = [
+        {
+            "agent": by_device.get(device, device),
+            "answered_at": _iso(leg.answered_at),
+            "talk_s": leg.talk_s,
+        }
+        for device, leg in zip(devices, s.agents, strict=True)
+    ]
+    queue = clean(s.queue, 80) if s.queue else None
+    recording = clean(s.recording_path) if s.recording_path else None
+    customer_id = rule = None
+    degraded = False
+    if decision is not None:
+        customer_id, rule, degraded = (
+            decision["customer_id"],
+            decision["rule"],
+            decision["degraded"],
+        )
+        if queue is None and decision["queue"]:
+            queue = decision["queue"]
+            inferred.add("queue")
+        if recording is None and decision["recording"]:
+            recording = decision["recording"]
+            inferred.add("recording_path")
+    outcome = s.outcome if s.outcome in {"answered", "abandoned", "unanswered"} else "unanswered"
+    row = await conn.fetchrow(
+        _UPSERT,
+        call_id,
+        clean(s.caller, 200),
+        customer_id,
+        clean(s.did, 200),
+        queue,
+        rule,
+        agents,
+        s.started_at,
+        s.answered_at,
+        s.ended_at,
+        max(0, s.duration_s),
+        max(0, s.talk_s),
+        outcome,
+        recording,
+        degraded,
+        sorted(clean(i, 64) for i in inferred),
+    )
+    if uniqueids:
+        await conn.execute(_CHANNELS, uniqueids, call_id)
+    if customer_id:
+        await conn.execute(
+            _HISTORY,
+            customer_id,
+            call_id,
+            s.started_at,
+            agents[-1]["agent"] if agents else None,
+            _history_summary(queue, outcome, agents),
+            outcome,
+            row["disposition"],
+            row["notes"],
+        )
+
+
+async def store_cdr(conn: Any, cdr: PbxCdr) -> None:
+    """Keep one Cdr; a re-sent one (same uniqueid, destination, start) is ignored."""
+    await conn.execute(
+        "INSERT INTO pbx_cdrs (uniqueid, channel, destination_channel, source, destination,"
+        " start_time, answer_time, end_time, duration_s, billable_s, disposition,"
+        " last_application, last_data)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " ON CONFLICT (uniqueid, destination_channel, start_time) DO NOTHING",
+        cdr.uniqueid,
+        clean(cdr.channel),
+        clean(cdr.destination_channel),
+        clean(cdr.source),
+        clean(cdr.destination),
+        cdr.start_time,
+        cdr.answer_time,
+        cdr.end_time,
+        cdr.duration_s,
+        cdr.billable_s,
+        clean(cdr.disposition, 64),
+        clean(cdr.last_application, 128),
+        clean(cdr.last_data),
+    )
+
+
+RECORD_COLUMNS = (
+    "call_id, caller, customer_id, did, queue, rule, agents, started_at, answered_at,"
+    " ended_at, duration_s, talk_s, outcome, recording_path, disposition, notes, degraded,"
+    " inferred"
+)
+
+
+def record_json(row: Any) -> dict[str, Any]:
+    """A call_records row as the JSON document of CONTRACT "Call records"."""
+    out: dict[str, Any] = {}
+    for key in RECORD_COLUMNS.replace(" ", "").split(","):
+        value = row[key]
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif key == "inferred":
+            value = list(value or [])
+        out[key] = value
+    return out
+
+
+async def load_record(conn: Any, call_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT {RECORD_COLUMNS} FROM call_records WHERE call_id = $1", call_id
+    )
+    return record_json(row) if row is not None else None

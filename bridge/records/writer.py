@@ -1,0 +1,265 @@
+"""The call-record writer: `CallEnded` (and `Cdr`) in, durable rows in PostgreSQL out.
+
+Durability, in order:
+1. `submit(event)` appends the event to the local spool (`bridge.records.spool`: JSONL,
+   fsync'd) and only then returns. Whoever feeds the writer (tracker consumer, AMI
+   subscriber) treats the return as the acknowledgement: a SIGKILL after it loses nothing.
+2. A background task writes spooled entries to PostgreSQL, one transaction per entry
+   (`bridge.records.store.write_ended`: call_records upsert by call_id, its channels, the
+   customer's service_history row; the outbox row by trigger), then acks them in the spool.
+3. While PostgreSQL is unreachable (restart, network cut, backend terminated) the task keeps
+   the entries and retries with a jittered backoff capped at `retry_max_s`; `health()` says
+   "degraded" with the spool backlog. On start, whatever the spool still holds is written
+   first. An entry PostgreSQL rejects as data (not as an outage) is moved to
+   `<spool>/rejected.jsonl` and logged, so one bad event cannot block the rest.
+
+Redelivery is harmless: the same end event twice is one row (upsert by call_id) and one
+outbox entry (the trigger ignores an update that changes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from bridge.component import Health
+from bridge.errors import ValidationError
+from bridge.models import CallEnded
+from bridge.records import metrics
+from bridge.records.cdr import PbxCdr
+from bridge.records.codec import decode_ended, ended_to_dict
+from bridge.records.spool import Spool, SpoolEntry
+from bridge.records.store import store_cdr, write_ended
+
+__all__ = ["RecordWriter", "is_outage"]
+
+log = logging.getLogger(__name__)
+
+Committed = Callable[[str, str, datetime], None]  # (kind, key, committed_at)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` means "PostgreSQL unreachable now" rather than "this data is bad"."""
+    if isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, asyncpg.PostgresConnectionError
+    ):
+        state = getattr(exc, "sqlstate", "") or ""
+        return not state.startswith(("22", "23", "42"))
+    return isinstance(
+        exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
+    )
+
+
+class RecordWriter:
+    name = "records"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        spool: Spool,
+        *,
+        retry_min_s: float = 0.05,
+        retry_max_s: float = 5.0,
+        batch: int = 64,
+        drain_s: float = 5.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._spool = spool
+        self._retry_min = retry_min_s
+        self._retry_max = retry_max_s
+        self._batch = batch
+        self._drain_s = drain_s
+        self._clock = clock
+        self._queue: deque[SpoolEntry] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_error: str | None = None
+        self._listeners: list[Committed] = []
+        self.written = 0
+
+    # --- component -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        pending = await asyncio.to_thread(self._spool.open)
+        if pending:
+            log.info("replaying %d spooled call-record entries", len(pending))
+        self._queue.extend(pending)
+        self._update_gauge()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="record-writer")
+        self._kick()
+
+    async def stop(self) -> None:
+        """Write what can be written within `drain_s`; the rest stays in the spool."""
+        self._stopping = True
+        if self._task is not None:
+            if self._queue and self._last_error is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), self._drain_s)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await asyncio.to_thread(self._spool.close)
+
+    def health(self) -> Health:
+        detail: dict[str, Any] = {"spool_pending": len(self._queue), "written": self.written}
+        if self._task is None:
+            return Health("down", required=False, detail=detail)
+        if self._last_error is not None:
+            detail["error"] = self._last_error
+            return Health("degraded", required=False, detail=detail)
+        return Health("up", required=False, detail=detail)
+
+    # --- input -------------------------------------------------------------------------------
+
+    def on_committed(self, listener: Committed) -> None:
+        """Call `listener(kind, key, committed_at)` after each entry is committed."""
+        self._listeners.append(listener)
+
+    async def submit(self, event: CallEnded) -> None:
+        """Durably accept one end event; returns once it is fsync'd in the spool."""
+        await self._accept([("ended", ended_to_dict(event))])
+
+    async def submit_many(self, events: list[CallEnded]) -> None:
+        await self._accept([("ended", ended_to_dict(e)) for e in events])
+
+    async def store_cdr(self, cdr: PbxCdr) -> None:
+        """Durably accept one Asterisk Cdr (kept in pbx_cdrs for `crm-bridge sync run`)."""
+        if not cdr.uniqueid:
+            log.debug("Cdr without UniqueID ignored")
+            return
+        await self._accept([("cdr", cdr.to_dict())])
+
+    async def on_event(self, event: Any) -> None:
+        """Subscriber for tracker call events and AMI events alike: keeps what matters here
+        (`CallEnded`, `bridge.ami.normalise.CdrRecord`), ignores the rest."""
+        if isinstance(event, CallEnded):
+            await self.submit(event)
+        elif type(event).__name__ == "CdrRecord":
+            await self.store_cdr(PbxCdr.from_event(event))
+
+    async def _accept(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        entries = await asyncio.to_thread(self._spool.append_many, items)
+        self._queue.extend(entries)
+        self._update_gauge()
+        self._kick()
+
+    async def wait_idle(self) -> None:
+        """Until every accepted entry is committed (tests, benchmarks, shutdown)."""
+        while self._queue:
+            self._idle.clear()
+            await self._idle.wait()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    # --- the writing loop ------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        if self._queue:
+            self._idle.clear()
+        self._wake.set()
+
+    def _update_gauge(self) -> None:
+        metrics.SPOOL_PENDING.set(len(self._queue))
+
+    async def _run(self) -> None:
+        delay = self._retry_min
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._write_some()
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.exception("record writer failed unexpectedly; retrying")
+                self._last_error = f"{type(exc).__name__}: {exc}"[:300]
+                metrics.RECORD_WRITE_ERRORS.labels("outage").inc()
+                log.warning(
+                    "database unavailable, %d records kept in spool: %s",
+                    len(self._queue),
+                    self._last_error,
+                )
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, self._retry_max)
+                continue
+            delay = self._retry_min
+            self._last_error = None
+
+    async def _write_some(self) -> None:
+        done: list[SpoolEntry] = []
+        try:
+            async with self._pool.acquire() as conn:
+                while self._queue and len(done) < self._batch:
+                    entry = self._queue[0]
+                    try:
+                        async with conn.transaction():
+                            await self._apply(conn, entry)
+                    except Exception as exc:
+                        if is_outage(exc):
+                            raise
+                        await self._reject(entry, exc)
+                    self._queue.popleft()
+                    done.append(entry)
+                    self._committed(entry)
+        finally:
+            if done:
+                await asyncio.to_thread(self._spool.ack, [e.n for e in done])
+                self._update_gauge()
+
+    async def _apply(self, conn: Any, entry: SpoolEntry) -> None:
+        if entry.kind == "ended":
+            await write_ended(conn, decode_ended(entry.value))
+        else:
+            await store_cdr(conn, PbxCdr.from_dict(entry.value))
+
+    def _committed(self, entry: SpoolEntry) -> None:
+        now = self._clock()
+        if entry.kind == "ended":
+            self.written += 1
+            metrics.RECORDS_WRITTEN.inc()
+            key = str(entry.value.get("call_id", ""))
+            with contextlib.suppress(ValueError, TypeError):
+                ended = datetime.fromisoformat(entry.value["summary"]["ended_at"])
+                metrics.RECORD_WRITE_LAG.observe(max(0.0, (now - ended).total_seconds()))
+        else:
+            metrics.CDRS_STORED.inc()
+            key = str(entry.value.get("uniqueid", ""))
+        for listener in self._listeners:
+            try:
+                listener(entry.kind, key, now)
+            except Exception:
+                log.exception("record listener failed")
+
+    async def _reject(self, entry: SpoolEntry, exc: BaseException) -> None:
+        reason = "invalid" if isinstance(exc, ValidationError | KeyError | TypeError) else "refused"
+        metrics.RECORD_WRITE_ERRORS.labels(reason).inc()
+        log.error("spool entry %d (%s) rejected: %s", entry.n, entry.kind, exc)
+        line = json.dumps(
+            {"n": entry.n, "k": entry.kind, "v": entry.value, "error": str(exc)[:500]},
+            ensure_ascii=True,
+        )
+
+        def write() -> None:
+            with open(self._spool.directory / "rejected.jsonl", "a", encoding="ascii") as f:
+                f.write(line + "\n")
+
+        await asyncio.to_thread(write)
