@@ -1,15 +1,38 @@
-"""`crm-bridge customers` (placeholder until its owner lands it)."""
+"""`crm-bridge customers import FILE.csv` (rules in bridge/crm/importer.py)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from pathlib import Path
 
-from bridge.errors import UsageError
+from bridge.cli.common import config_from, database_pool
+from bridge.crm.importer import ImportReport, import_file
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub.add_parser("customers", help="(not yet available)").set_defaults(handler=_missing)
+    customers = sub.add_parser("customers", help="the built-in CRM's customers")
+    actions = customers.add_subparsers(dest="customers_command", metavar="ACTION")
+    actions.required = True
+    imp = actions.add_parser(
+        "import",
+        help="import customers from CSV (name, phones, tags, owner, [id], attributes...)",
+        description="Exit status: 0 all rows imported, 1 some rows reported, 2 unusable file.",
+    )
+    imp.add_argument("file", metavar="FILE.csv")
+    imp.set_defaults(handler=_import)
 
 
-def _missing(args: argparse.Namespace) -> int:
-    raise UsageError("'customers' is not available yet")
+def _import(args: argparse.Namespace) -> int:
+    config = config_from(args)
+
+    async def go() -> ImportReport:
+        async with database_pool(config) as pool:
+            return await import_file(pool, Path(args.file), config.pbx.default_region)
+
+    report = asyncio.run(go())
+    for line, message in report.problems:
+        print(f"line {line}: {message}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1
