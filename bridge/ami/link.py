@@ -118,6 +118,7 @@ class AmiLink:
         self._tick_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._connected_once_this_round = False
+        self._changed = asyncio.Condition()
         self.last_event_at: datetime | None = None
         self.reconnects = 0
         self.sessions = 0  # successful login + resync count
@@ -183,6 +184,13 @@ class AmiLink:
     @property
     def state(self) -> LinkState:
         return self._state
+
+    async def connected(self, sessions: int = 1) -> None:
+        """Wait until the link has logged in and resynced `sessions` times and is up."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.sessions >= sessions and self._state is LinkState.CONNECTED
+            )
 
     # --- subscribers -----------------------------------------------------------------------
 
@@ -332,6 +340,8 @@ class AmiLink:
             self._ever_connected = True
             self.sessions += 1
             self._set_state(LinkState.CONNECTED)
+            async with self._changed:
+                self._changed.notify_all()
             keepalive = asyncio.create_task(self._keepalive(), name="ami-keepalive")
             try:
                 done, _ = await asyncio.wait(

@@ -1,0 +1,212 @@
+"""The live AMI link against a fake Asterisk manager on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+import pytest
+
+from bridge.ami.link import AmiLink
+from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
+from bridge.errors import LinkDown, UnsafeValueError
+from bridge.models import CallEnded, CallEvent
+from bridge.tracker import CallTracker
+from tests.ami.fake_ami import FakeAmi, Session, alive_channels
+from tests.conftest import TRACES
+from tests.tracker.test_trace_replay import EXPECTED, describe
+
+VIP = (TRACES / "vip-answered" / "ami.log").read_bytes()
+SECRET = "s3cret"
+WAIT = 10.0  # generous "did not hang" bound
+
+
+def config(port: int, **kw: object) -> AmiConfig:
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "username": "bridge",
+        "secret": SECRET,
+        "keepalive_s": 5.0,
+        "reconnect_max_s": 0.05,
+    }
+    values.update(kw)
+    return AmiConfig(**values)  # type: ignore[arg-type]
+
+
+def make_link(port: int, *, pong_timeout_s: float | None = None, **kw: object) -> AmiLink:
+    tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), cdr_grace_s=0.5)
+    return AmiLink(config(port, **kw), tracker, tick_s=0.05, pong_timeout_s=pong_timeout_s)
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.events: list[CallEvent] = []
+        self.ended = asyncio.Event()
+
+    async def __call__(self, event: CallEvent) -> None:
+        self.events.append(event)
+        if isinstance(event, CallEnded):
+            self.ended.set()
+
+
+def split_after(data: bytes, marker: bytes, occurrence: int = 1) -> int:
+    """Offset just after the frame containing the n-th `marker`."""
+    pos = -1
+    for _ in range(occurrence):
+        pos = data.index(marker, pos + 1)
+    return data.index(b"\r\n\r\n", pos) + 4
+
+
+async def test_events_reach_a_subscriber(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with FakeAmi([Session(play=VIP)], secret=SECRET) as pbx:
+        link = make_link(pbx.port)
+        got = Collector()
+        link.subscribe(got)
+        await link.start()
+        try:
+            await asyncio.wait_for(got.ended.wait(), WAIT)
+            health = link.health()
+            assert health.state == "up"
+            assert health.detail["reconnects"] == 0
+            assert health.detail["last_event_at"] is not None
+        finally:
+            await link.stop()
+    assert describe(got.events) == EXPECTED["vip-answered"]
+    login = next(a for a in pbx.actions if a.get("Action") == "Login")
+    assert login.get("Secret") == SECRET and login.get("Username") == "bridge"
+    assert [a.get("Action") for a in pbx.actions][:3] == [
+        "Login",
+        "CoreShowChannels",
+        "QueueStatus",
+    ]
+    assert SECRET not in caplog.text
+    assert link.health().state == "down"
+
+
+async def test_a_link_that_stops_answering_ping_is_declared_dead_and_reconnected() -> None:
+    sessions = [Session(answer_ping=False), Session(answer_ping=True)]
+    async with FakeAmi(sessions, secret=SECRET) as pbx:
+        link = make_link(pbx.port, keepalive_s=0.05, pong_timeout_s=0.2)
+        await link.start()
+        try:
+            await asyncio.wait_for(link.connected(sessions=2), WAIT)
+            assert link.reconnects >= 1
+            assert [await pbx.logins.get(), await pbx.logins.get()] == [0, 1]
+            pong = await asyncio.wait_for(link.action("Ping"), WAIT)
+            assert pong.get("Ping") == "Pong"
+            assert link.health().state == "up"
+        finally:
+            await link.stop()
+
+
+async def test_link_dropped_mid_call_resyncs_and_ends_the_call_once() -> None:
+    first_cut = split_after(VIP, b"Event: BridgeEnter", 2)
+    # Frames between the two cuts are lost while the link is down (2002's last hangup).
+    second_cut = split_after(VIP, b"Cause-txt: Answered elsewhere", 2)
+    assert first_cut < second_cut
+    sessions = [
+        Session(play=VIP[:first_cut], close_after_play=True, seed=3),
+        Session(channels=alive_channels(VIP[:second_cut]), play=VIP[second_cut:], seed=4),
+    ]
+    async with FakeAmi(sessions, secret=SECRET) as pbx:
+        link = make_link(pbx.port)
+        got = Collector()
+        link.subscribe(got)
+        await link.start()
+        try:
+            await asyncio.wait_for(got.ended.wait(), WAIT)
+            assert link.sessions == 2
+        finally:
+            await link.stop()
+    assert describe(got.events) == EXPECTED["vip-answered"]
+    (ended,) = [e for e in got.events if isinstance(e, CallEnded)]
+    assert ended.summary.inferred == ()
+
+
+async def test_a_call_that_ended_while_the_link_was_down_is_ended_by_resync() -> None:
+    first_cut = split_after(VIP, b"Event: BridgeEnter", 2)
+    sessions = [
+        Session(play=VIP[:first_cut], close_after_play=True),
+        Session(channels=[]),  # nothing is up any more
+    ]
+    async with FakeAmi(sessions, secret=SECRET) as pbx:
+        link = make_link(pbx.port)
+        got = Collector()
+        link.subscribe(got)
+        await link.start()
+        try:
+            await asyncio.wait_for(got.ended.wait(), WAIT)
+        finally:
+            await link.stop()
+    (ended,) = [e for e in got.events if isinstance(e, CallEnded)]
+    assert ended.call_id == "1795464246.0"
+    assert ended.summary.outcome == "answered"
+    assert "ended_at" in ended.summary.inferred
+    assert [a.device for a in ended.summary.agents] == ["2001"]
+
+
+async def test_actions_refuse_injection_and_nothing_reaches_the_wire() -> None:
+    async with FakeAmi([Session()], secret=SECRET) as pbx:
+        link = make_link(pbx.port)
+        await link.start()
+        try:
+            await asyncio.wait_for(link.connected(), WAIT)
+            with pytest.raises(UnsafeValueError):
+                await link.action(
+                    "Redirect", {"Channel": "PJSIP/1001-1\r\nAction: Originate\r\nChannel: x"}
+                )
+            answer = await asyncio.wait_for(link.action("Ping"), WAIT)
+            assert answer.get("Ping") == "Pong"
+        finally:
+            await link.stop()
+    names = [a.get("Action") for a in pbx.actions]
+    assert "Originate" not in names and "Redirect" not in names
+    assert all(a.get("Channel") is None for a in pbx.actions)
+
+
+async def test_action_without_a_connection_is_link_down() -> None:
+    link = make_link(1)
+    with pytest.raises(LinkDown):
+        await link.action("Ping")
+
+
+async def test_wrong_secret_keeps_retrying_and_never_logs_the_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with FakeAmi([Session()], secret="other") as pbx:
+        link = make_link(pbx.port)
+        await link.start()
+        try:
+            for _ in range(2):
+                await asyncio.wait_for(pbx.attempts.get(), WAIT)
+            assert link.health().state == "starting"
+        finally:
+            await link.stop()
+    assert "Authentication failed" in caplog.text
+    assert SECRET not in caplog.text
+
+
+async def test_a_slow_subscriber_does_not_stall_the_others() -> None:
+    release = asyncio.Event()
+
+    async def stuck(event: CallEvent) -> None:
+        await release.wait()
+
+    async with FakeAmi([Session(play=VIP)], secret=SECRET) as pbx:
+        tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
+        link = AmiLink(config(pbx.port), tracker, subscriber_queue=1)
+        link.subscribe(stuck)
+        fast = Collector()
+        link.subscribe(fast)
+        await link.start()
+        try:
+            await asyncio.wait_for(fast.ended.wait(), WAIT)
+        finally:
+            release.set()
+            await link.stop()
+    assert describe(fast.events) == EXPECTED["vip-answered"]
+    assert link._subs[0].dropped > 0
