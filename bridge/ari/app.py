@@ -127,6 +127,7 @@ class AriApp:
         self._helpers: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._connected = False
+        self._changed = asyncio.Event()  # replaced by a fresh one at each health change
         self._started = False
         self._replaced_at: str | None = None
         self._last_error: str | None = None
@@ -196,6 +197,18 @@ class AriApp:
     def in_flight(self) -> int:
         return len(self._active)
 
+    async def wait_health(self, predicate: Callable[[Health], bool]) -> Health:
+        """Return the health once `predicate` holds (tests, start-up checks)."""
+        while True:
+            changed = self._changed
+            health = self.health()
+            if predicate(health):
+                return health
+            await changed.wait()
+
+    async def wait_connected(self) -> None:
+        await self.wait_health(lambda _: self._connected)
+
     async def idle(self) -> None:
         """Wait until no call is in hand (tests, shutdown)."""
         while self._active:
@@ -203,8 +216,13 @@ class AriApp:
 
     # --- event loop -------------------------------------------------------------------
 
+    def _health_changed(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     def _set_connected(self, value: bool) -> None:
         self._connected = value
+        self._health_changed()
         metrics.CONNECTED.set(1 if value else 0)
 
     def _backoff(self, delay: float) -> float:
@@ -221,9 +239,11 @@ class AriApp:
                     await self._read(stream)
             except AuthError as exc:
                 self._last_error = str(exc)
+                self._health_changed()
                 log.error("ARI: %s", exc)
             except LinkDown as exc:
                 self._last_error = str(exc)
+                self._health_changed()
                 log.warning("ARI link down: %s", exc)
             except asyncio.CancelledError:
                 raise
@@ -240,9 +260,9 @@ class AriApp:
     def _on_connected(self) -> None:
         self._connections += 1
         metrics.RECONNECTS.inc()
-        self._set_connected(True)
         self._last_error = None
         self._replaced_at = None  # the app is ours again after a fresh subscribe
+        self._set_connected(True)
         log.info("ARI: connected, app %r", self._app)
         self._spawn_helper(self._resync(), "ari-resync")
 
@@ -282,6 +302,7 @@ class AriApp:
         elif isinstance(event, ApplicationReplaced):
             metrics.REPLACED.inc()
             self._replaced_at = _now().isoformat()
+            self._health_changed()
             log.error(
                 "ARI: app %r was taken over by another connection (ApplicationReplaced);"
                 " this instance gets no more calls. Run ONE bridge per [ari] app.",
@@ -354,18 +375,21 @@ class AriApp:
         routing = self._config.routing
         return Decision(routing.default_queue, routing.default_priority, "default", None, True)
 
-    async def _linkedid(self, channel: AriChannel) -> str:
+    async def _linkedid(self, channel: AriChannel) -> str | None:
+        """The call's linkedid for the recording name; None when the channel is gone."""
         if channel.linkedid or "${linkedid}" not in self._config.pbx.recording_template:
             return channel.linkedid or channel.id
         try:
             return await self._client.get_variable(channel.id, "CHANNEL(linkedid)") or channel.id
+        except NotFound:
+            return None
         except BridgeError as exc:
             log.info("ARI: linkedid of %r unknown (%s); using its id", channel.id, exc)
             return channel.id
 
     async def _decide(
         self, call: InboundCall, channel: AriChannel, deadline: float
-    ) -> tuple[Decision, str]:
+    ) -> tuple[Decision, str | None]:
         """Route and learn the linkedid side by side, both within the caller's budget."""
         linked = asyncio.create_task(self._linkedid(channel))
         try:
@@ -398,11 +422,17 @@ class AriApp:
         started = asyncio.get_running_loop().time()
         call = self._inbound_call(channel)
         deadline = received_at + self._budget_s
+        linkedid: str | None
         try:
             decision, linkedid = await self._decide(call, channel, deadline)
         except Exception:  # pragma: no cover - _decide already falls back
             log.exception("ARI: deciding %r failed", channel.id)
             decision, linkedid = self._default(), channel.id
+        if linkedid is None:
+            log.info("ARI: %r hung up before it was routed", channel.id)
+            metrics.CALLS.labels("hung_up").inc()
+            self._remember(channel.id)
+            return
         call = replace(call, linkedid=linkedid)
         recording = recording_name(
             self._config.pbx.recording_template, linkedid=linkedid, uniqueid=channel.id

@@ -199,7 +199,10 @@ class AriClient:
 
     async def list_channels(self) -> list[AriChannel]:
         body = await self._request("GET", f"{self._base}/channels", what="list channels")
-        return decode_channel_list(body)
+        channels, skipped = decode_channel_list(body)
+        if skipped:
+            log.warning("ARI: GET /channels had %d malformed channel(s); skipped", skipped)
+        return channels
 
     def __repr__(self) -> str:
         return f"AriClient({self._base!r}, app={self._config.app!r})"

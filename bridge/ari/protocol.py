@@ -112,8 +112,18 @@ AriEvent = (
 
 
 def _text(
-    obj: Mapping[str, Any], key: str, *, required: bool = False, limit: int = MAX_TEXT_CHARS
+    obj: Mapping[str, Any],
+    key: str,
+    *,
+    required: bool = False,
+    limit: int = MAX_TEXT_CHARS,
+    strict: bool = False,
 ) -> str:
+    """A string field; longer than `limit` is cut there, or an error when `strict`.
+
+    Descriptive text (names, numbers) is cut rather than refused: a caller with an absurd
+    caller ID must still be routed, not left parked because its event was rejected.
+    """
     value = obj.get(key)
     if value is None:
         if required:
@@ -122,7 +132,9 @@ def _text(
     if not isinstance(value, str):
         raise AriProtocolError(f"ARI field {key!r} is not a string")
     if len(value) > limit:
-        raise AriProtocolError(f"ARI field {key!r} is longer than {limit} characters")
+        if strict:
+            raise AriProtocolError(f"ARI field {key!r} is longer than {limit} characters")
+        return value[:limit]
     return value
 
 
@@ -141,7 +153,7 @@ def decode_channel(obj: Any) -> AriChannel:
     """An ARI `Channel` object; only `id` is required."""
     if not isinstance(obj, dict):
         raise AriProtocolError("ARI channel is not an object")
-    channel_id = _text(obj, "id", required=True, limit=MAX_ID_CHARS)
+    channel_id = _text(obj, "id", required=True, limit=MAX_ID_CHARS, strict=True)
     if not channel_id:
         raise AriProtocolError("ARI channel id is empty")
     caller = _object(obj, "caller")
@@ -156,7 +168,7 @@ def decode_channel(obj: Any) -> AriChannel:
         exten=_text(dialplan, "exten"),
         app_name=_text(dialplan, "app_name"),
         app_data=_text(dialplan, "app_data"),
-        linkedid=_text(obj, "linkedid", limit=MAX_ID_CHARS),
+        linkedid=_text(obj, "linkedid", limit=MAX_ID_CHARS, strict=True),
     )
 
 
@@ -179,8 +191,8 @@ def decode_event(text: str | bytes) -> AriEvent:
     obj = _load(text)
     if not isinstance(obj, dict):
         raise AriProtocolError("ARI event is not a JSON object")
-    kind = _text(obj, "type", required=True, limit=128)
-    application = _text(obj, "application", limit=MAX_ID_CHARS)
+    kind = _text(obj, "type", required=True, limit=128, strict=True)
+    application = _text(obj, "application", limit=MAX_ID_CHARS, strict=True)
     timestamp = _text(obj, "timestamp", limit=128)
     if kind == "StasisStart":
         raw_args = obj.get("args", [])
@@ -219,12 +231,22 @@ def decode_event(text: str | bytes) -> AriEvent:
     return OtherEvent(kind, application, timestamp)
 
 
-def decode_channel_list(text: str | bytes) -> list[AriChannel]:
-    """The body of `GET /channels`. Malformed entries are an error for the whole reply."""
+def decode_channel_list(text: str | bytes) -> tuple[list[AriChannel], int]:
+    """The body of `GET /channels`: the channels, and how many malformed entries were skipped.
+
+    One odd channel must not hide the others from a resync, so entries are judged one by one.
+    """
     obj = _load(text)
     if not isinstance(obj, list):
         raise AriProtocolError("GET /channels did not return a JSON list")
-    return [decode_channel(item) for item in obj]
+    channels: list[AriChannel] = []
+    skipped = 0
+    for item in obj:
+        try:
+            channels.append(decode_channel(item))
+        except AriProtocolError:
+            skipped += 1
+    return channels, skipped
 
 
 def decode_variable_reply(text: str | bytes) -> str:
