@@ -230,6 +230,8 @@ def parse_attr(spec: str) -> AttrCondition:
             "expected KEY OP VALUE with OP one of >= <= > < = != (e.g. lifetime_value>=10000)",
         )
     key, op, value = match[1], match[2], match[3]
+    if value[:1] in {"<", ">", "=", "!"}:
+        raise ValidationError("attr", f"{op}{value[:1]} is not an operator (use >= <= > < = !=)")
     if value == "" and op not in {"=", "!="}:
         raise ValidationError("attr", f"{op} needs a value")
     if op in {">=", "<=", ">", "<"} and as_number(value) is None:
