@@ -10,7 +10,6 @@ as bounded background tasks, and `drain()` waits for them at shutdown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -237,7 +236,7 @@ class RouteService:
     async def drain(self, within_s: float | None = None) -> bool:
         """Wait for pending writes; True when none is left."""
         if self._pending:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(within_s):
-                    await asyncio.gather(*list(self._pending), return_exceptions=True)
-        return not self._pending
+            # asyncio.wait, not a timeout around gather: running out of time must not
+            # cancel the writes themselves.
+            await asyncio.wait(list(self._pending), timeout=within_s)
+        return all(task.done() for task in self._pending)

@@ -1,0 +1,254 @@
+"""RouteService: lookup + rules within the budget, degraded default when the CRM is slow or down,
+and background recording of decisions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bridge.config import Config, build_config
+from bridge.crm.directory import PostgresDirectory
+from bridge.errors import CrmUnavailable
+from bridge.models import Customer, Decision, InboundCall
+from bridge.routing.rules import make_rule
+from bridge.routing.service import RouteService
+from bridge.routing.store import RuleStore
+from tests.crm.fixture_crm import ALICE, load_trace_crm
+
+DEGRADED = Decision("support", 0, "default", None, True)
+
+
+def config(budget_ms: int = 200) -> Config:
+    return build_config({"agi": {"budget_ms": budget_ms}}, {}, runtime=False)
+
+
+def call(caller: str | None = "+15551230001", uniqueid: str = "1700000000.1") -> InboundCall:
+    return InboundCall(
+        raw_caller=caller or "anonymous",
+        caller=caller,
+        caller_name="Alice",
+        did="18005550100",
+        at=datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
+        channel="PJSIP/trunk-00000001",
+        uniqueid=uniqueid,
+        linkedid="1700000000.0",
+    )
+
+
+@pytest.fixture
+async def parts(pool: asyncpg.Pool[Any]) -> AsyncIterator[tuple[PostgresDirectory, RuleStore]]:
+    await load_trace_crm(pool)
+    directory, rules = PostgresDirectory(pool), RuleStore(pool)
+    await directory.start()
+    await rules.start()
+    try:
+        yield directory, rules
+    finally:
+        await rules.stop()
+        await directory.stop()
+
+
+async def test_lookup_blocked_by_a_table_lock_answers_degraded_within_budget(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    service = RouteService(directory, rules, config(budget_ms=200))
+    await rules.current()  # rules cached; only the lookup can be slow
+    async with pool.acquire() as locker:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        try:
+            async with asyncio.timeout(5):  # generous "did not hang" bound
+                decision = await service.route(call())
+            assert decision == DEGRADED
+            # the lock is still held: the answer did not wait for the lookup
+            assert await locker.fetchval("SELECT count(*) FROM pg_locks WHERE granted = false") >= 1
+        finally:
+            await tx.rollback()
+    assert service.degraded_count == 1
+    # once the lock is gone the CRM answers again, and the pool is not left broken
+    async with asyncio.timeout(5):
+        decision = await service.route(call())
+    assert (decision.queue, decision.rule, decision.degraded) == ("senior", "vip", False)
+    await service.stop()
+
+
+class SleepyDirectory:
+    """A directory whose query is slowed down in the database with pg_sleep."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self.pool = pool
+
+    async def lookup(self, e164: str) -> Customer | None:
+        await self.pool.execute("SELECT pg_sleep(30)")
+        return None
+
+
+async def test_pg_sleep_lookup_is_cancelled_in_the_background(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    _, rules = parts
+    service = RouteService(SleepyDirectory(pool), rules, config(budget_ms=100))
+    async with asyncio.timeout(5):
+        decisions = await asyncio.gather(*(service.route(call()) for _ in range(3)))
+    assert decisions == [DEGRADED] * 3
+    async with asyncio.timeout(10):
+        await service.stop()  # cancels the late lookups, which cancels their queries
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'"
+            " AND state = 'active'"
+        )
+        == 0
+    )
+
+
+class FailingDirectory:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+        self.calls = 0
+
+    async def lookup(self, e164: str) -> Customer | None:
+        self.calls += 1
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [CrmUnavailable("down"), RuntimeError("bug"), TimeoutError()])
+async def test_crm_errors_give_the_degraded_default(
+    parts: tuple[PostgresDirectory, RuleStore], exc: Exception
+) -> None:
+    _, rules = parts
+    directory = FailingDirectory(exc)
+    service = RouteService(directory, rules, config())
+    assert await service.route(call()) == DEGRADED
+    assert directory.calls == 1
+    # an unknown caller needs no lookup, so it is not degraded
+    decision = await service.route(call(None))
+    assert decision == Decision("support", 0, "default", None, False)
+    assert directory.calls == 1
+    await service.stop()
+
+
+async def test_rules_unreadable_gives_the_degraded_default(
+    database_url: str, parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, _ = parts
+    from bridge.db.pool import create_pool
+
+    closed = await create_pool(database_url, min_size=1, max_size=1)
+    await closed.close()
+    service = RouteService(directory, RuleStore(closed), config())
+    assert await service.route(call()) == DEGRADED
+    await service.stop()
+
+
+async def test_record_writes_route_decisions_in_the_background(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    service = RouteService(directory, rules, config())
+    the_call = call()
+    decision = await service.route(the_call)
+    await service.record(the_call, decision, "1700000000.0.wav")
+    assert await service.drain(5)
+    assert service.pending() == 0
+    row = await pool.fetchrow("SELECT * FROM route_decisions WHERE uniqueid = '1700000000.1'")
+    assert dict(row) | {"decided_at": None} == {
+        "uniqueid": "1700000000.1",
+        "linkedid": "1700000000.0",
+        "channel": "PJSIP/trunk-00000001",
+        "caller": "+15551230001",
+        "caller_name": "Alice",
+        "did": "18005550100",
+        "customer_id": ALICE,
+        "queue": "senior",
+        "priority": 0,
+        "rule": "vip",
+        "degraded": False,
+        "recording": "1700000000.0.wav",
+        "decided_at": None,
+    }
+    # the same channel routed again (e.g. a retry) updates its row
+    await service.record(the_call, DEGRADED, None)
+    await service.drain(5)
+    row = await pool.fetchrow("SELECT rule, degraded, recording FROM route_decisions")
+    assert tuple(row) == ("default", True, None)
+    await service.stop()
+
+
+async def test_record_with_hostile_values_and_no_uniqueid_never_raises(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    service = RouteService(directory, rules, config())
+    hostile = InboundCall(
+        raw_caller="x\x00'; DROP TABLE route_decisions;--",
+        caller=None,
+        caller_name="\x00" + "N" * 100_000,
+        did="\r\n",
+        at=datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
+        channel="PJSIP/x\x00y",
+        uniqueid="u\x00" + "1" * 1000,
+        linkedid="l" * 1000,
+    )
+    await service.record(hostile, DEGRADED, "a\x00b.wav")
+    await service.record(call(uniqueid=""), DEGRADED, None)  # cannot be keyed: skipped
+    assert await service.drain(5)
+    rows = await pool.fetch("SELECT uniqueid, caller_name, channel FROM route_decisions")
+    assert len(rows) == 1
+    assert len(rows[0]["uniqueid"]) == 150 and "\x00" not in rows[0]["uniqueid"]
+    assert len(rows[0]["caller_name"]) == 256 and rows[0]["channel"] == "PJSIP/xy"
+    await service.stop()
+
+
+class BrokenSink:
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
+        self.calls += 1
+        await self.release.wait()
+        raise CrmUnavailable("database gone")
+
+
+async def test_record_is_bounded_and_failures_are_only_logged(
+    parts: tuple[PostgresDirectory, RuleStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    directory, rules = parts
+    sink = BrokenSink()
+    service = RouteService(directory, rules, config(), decisions=sink, max_pending=2)
+    for n in range(5):
+        await service.record(call(uniqueid=f"u{n}"), DEGRADED, None)  # returns at once
+    assert service.pending() == 2 and service.dropped_records == 3
+    assert not await service.drain(0.05)
+    sink.release.set()
+    assert await service.drain(5)
+    assert sink.calls == 2
+    assert "not recorded" in caplog.text
+    await service.stop()
+
+
+async def test_rule_added_through_the_store_applies_to_the_next_call(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    service = RouteService(directory, rules, config())
+    assert (await service.route(call())).rule == "vip"
+    # another process (CLI, admin API) changes the rules: only the NOTIFY reaches us
+    other = RuleStore(pool)
+    await other.add_rule(make_rule("us", "americas", caller_prefix="+1"), position=1)
+
+    async def rule_now() -> str:
+        return (await service.route(call())).rule
+
+    async with asyncio.timeout(5):
+        while await rule_now() != "us":  # noqa: ASYNC110 - bounded poll for a NOTIFY's effect
+            await asyncio.sleep(0.01)
+    await service.stop()
