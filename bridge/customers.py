@@ -183,6 +183,14 @@ async def get(conn: Conn | asyncpg.Pool[Any], cid: str) -> dict[str, Any] | None
     return None if row is None else _as_dict(row)
 
 
+async def page(
+    conn: Conn | asyncpg.Pool[Any], *, after: str = "", limit: int = 100
+) -> list[dict[str, Any]]:
+    """Customers in id order after `after` (keyset paging)."""
+    rows = await conn.fetch(_CUSTOMER_SQL + " WHERE c.id > $1 ORDER BY c.id LIMIT $2", after, limit)
+    return [_as_dict(row) for row in rows]
+
+
 async def lock(conn: Conn, cid: str) -> dict[str, Any] | None:
     """The customer, its row locked for the rest of the transaction (None if absent)."""
     if await conn.fetchval("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", cid) is None:

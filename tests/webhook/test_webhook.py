@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import build_config
 from bridge.web.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
+from tests.admin.routing_probe import running_router
+from tests.crm.fixture_crm import ALICE, BOB, load_trace_crm
 
 SECRET = "s3cret-for-tests"
 NOW = 1_800_000_000  # the test clock (2027-01-15)
@@ -538,3 +540,35 @@ async def test_wrong_method_and_unknown_path_answer_json(client: TestClient[Any,
     resp = await client.post("/crm/nothing-here")
     assert resp.status == 404
     assert (await resp.json())["error"] == "not_found"
+
+
+async def test_tag_added_by_the_crm_routes_the_next_call_to_another_queue(
+    pool: asyncpg.Pool[Any], post: Post
+) -> None:
+    await load_trace_crm(pool)
+    async with running_router(pool) as router:
+        before = await router.route("+15551230002")  # Bob Li: no tags
+        assert (before.queue, before.rule) == ("support", "default")
+        _, reply = await post(
+            {"changes": [{"type": "tag.add", "customer_id": BOB, "tag": "vip", "updated_at": T1}]}
+        )
+        assert reply["applied"] == 1
+        after = await router.until("+15551230002", "senior")
+        assert after.rule == "vip" and after.customer is not None and after.customer.id == BOB
+        # a stale removal (older than the add) does not take the tag away again
+        _, reply = await post(
+            {"changes": [{"type": "tag.remove", "customer_id": BOB, "tag": "vip",
+                          "updated_at": "2027-01-15T06:00:00Z"}]},
+            t=NOW + 1,
+        )  # fmt: skip
+        assert reply["results"][0]["status"] == "stale"
+        assert (await router.route("+15551230002")).queue == "senior"
+        # a new phone for Alice routes that number as Alice (vip → senior) at once
+        _, reply = await post(
+            {"changes": [{"type": "phone.add", "customer_id": ALICE, "phone": "+15551239999",
+                          "updated_at": T2}]},
+            t=NOW + 2,
+        )  # fmt: skip
+        assert reply["applied"] == 1
+        decision = await router.until("+15551239999", "senior")
+        assert decision.customer is not None and decision.customer.id == ALICE
