@@ -53,7 +53,7 @@ def clean(value: str | None, limit: int = MAX_TEXT) -> str:
     """Wire text made safe: no control characters, at most `limit` characters."""
     if not value:
         return ""
-    if _CONTROL.search(value):
+    if not value.isprintable():  # fast C check; then remove only the control characters
         value = _CONTROL.sub("", value)
     return value[:limit]
 

@@ -38,7 +38,6 @@ MAX_VALUE_CHARS = 8 * 1024  # longest value we agree to send in an action
 
 # A frame ends at an empty line; tolerate LF as well as CRLF on either line.
 _FRAME_END = re.compile(rb"\r?\n\r?\n")
-_LINE_SPLIT = re.compile(r"\r?\n")
 _UNSAFE = re.compile(r"[\r\n\x00]")
 
 
@@ -49,27 +48,39 @@ class Frame:
     `Cdr`), so lookups ignore it. Repeated keys are kept in order; `get` returns the first.
     """
 
-    __slots__ = ("_index", "items")
+    __slots__ = ("_folded", "_index", "items")
 
     def __init__(self, items: Iterable[tuple[str, str]]) -> None:
         self.items: tuple[tuple[str, str], ...] = tuple(items)
-        index: dict[str, str] = {}
-        for key, value in self.items:
-            index.setdefault(key.lower(), value)
-        self._index = index
+        # Reversed, so the first of repeated keys wins. Exact keys first (fast, C-level);
+        # a case-insensitive index is built only when a lookup misses.
+        self._index: dict[str, str] = dict(reversed(self.items))
+        self._folded: dict[str, str] | None = None
+
+    def _fold(self) -> dict[str, str]:
+        folded = self._folded
+        if folded is None:
+            folded = self._folded = {k.lower(): v for k, v in reversed(self.items)}
+        return folded
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        return self._index.get(key.lower(), default)
+        value = self._index.get(key)
+        if value is None:
+            value = self._fold().get(key.lower())
+        return default if value is None else value
 
     def get_all(self, key: str) -> list[str]:
         wanted = key.lower()
         return [value for k, value in self.items if k.lower() == wanted]
 
     def __getitem__(self, key: str) -> str:
-        return self._index[key.lower()]
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._index
+        return isinstance(key, str) and self.get(key) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.items)
@@ -88,20 +99,20 @@ class Frame:
 
     @property
     def event(self) -> str | None:
-        return self._index.get("event")
+        return self.get("Event")
 
     @property
     def response(self) -> str | None:
-        return self._index.get("response")
+        return self.get("Response")
 
     @property
     def action_id(self) -> str | None:
-        return self._index.get("actionid")
+        return self.get("ActionID")
 
     @property
     def banner(self) -> str | None:
         """The banner text (`Asterisk Call Manager/6.0.0`) if this is the banner frame."""
-        return self._index.get("banner") if len(self.items) == 1 else None
+        return self._index.get(BANNER_KEY) if len(self.items) == 1 else None
 
 
 class AmiParser:
@@ -118,6 +129,7 @@ class AmiParser:
         self.max_headers = max_headers
         self._buf = bytearray()
         self._discarding = False  # inside an oversized frame, skipping to its end
+        self._fresh = True  # nothing parsed yet: a banner line may come first
         self.frames_parsed = 0
         self.errors = 0
 
@@ -129,11 +141,10 @@ class AmiParser:
         frames: list[Frame] = []
         problems: list[str] = []
         pos = 0
-        end_re = _FRAME_END
         limit = self.max_frame_bytes
         while True:
             if self._discarding:
-                m = end_re.search(buf, pos)
+                m = _FRAME_END.search(buf, pos)
                 if m is None:
                     # Keep only what could begin a terminator split across reads.
                     pos = max(pos, len(buf) - 3)
@@ -141,43 +152,40 @@ class AmiParser:
                 pos = m.end()
                 self._discarding = False
                 continue
-            # Skip blank lines between frames (keep-alives, stray line ends).
-            n = len(buf)
-            while pos < n:
-                c = buf[pos]
-                if c == 0x0A:
-                    pos += 1
-                elif c == 0x0D and pos + 1 < n and buf[pos + 1] == 0x0A:
-                    pos += 2
-                else:
-                    break
-            if pos < len(buf) and buf.startswith(BANNER_PREFIX[: len(buf) - pos], pos):
-                nl = buf.find(b"\n", pos)
-                if nl == -1:
+            if self._fresh:
+                pos = self._banner(buf, pos, frames)
+                if self._fresh:
                     if len(buf) - pos > limit:
                         problems.append("banner line too long")
                         self._discarding = True
+                        self._fresh = False
                         continue
                     break
-                if buf.startswith(BANNER_PREFIX, pos):
-                    line = bytes(buf[pos:nl]).rstrip(b"\r").decode("utf-8", "replace")
-                    frames.append(Frame(((BANNER_KEY, line),)))
-                    pos = nl + 1
-                    continue
-            m = end_re.search(buf, pos)
-            if m is None:
+            # Everything up to the last blank line is whole frames: decode it in one go (a
+            # blank line is ASCII, so no UTF-8 sequence straddles the cut).
+            lf, crlf = buf.rfind(b"\n\n", pos), buf.rfind(b"\n\r\n", pos)
+            end = max(lf + 2 if lf >= 0 else -1, crlf + 3 if crlf >= 0 else -1)
+            if end < 0:
                 if len(buf) - pos > limit:
                     problems.append(f"frame larger than {limit} bytes")
                     self._discarding = True
                     continue
                 break
-            start, pos = pos, m.end()
-            if m.start() - start > limit:
-                problems.append(f"frame larger than {limit} bytes")
-                continue
-            frame = self._parse_block(bytes(buf[start : m.start()]), problems)
-            if frame is not None:
-                frames.append(frame)
+            text = buf[pos:end].decode("utf-8", "replace")
+            pos = end
+            if "\r" in text:
+                text = text.replace("\r\n", "\n")
+            for block in text.split("\n\n"):
+                if not block or block[0] == "\n":
+                    block = block.lstrip("\n")
+                    if not block:
+                        continue
+                if len(block) > limit:
+                    problems.append(f"frame larger than {limit} bytes")
+                    continue
+                frame = self._parse_lines(block.split("\n"), problems)
+                if frame is not None:
+                    frames.append(frame)
         del buf[:pos]
         self.frames_parsed += len(frames)
         if problems:
@@ -187,27 +195,56 @@ class AmiParser:
             raise error
         return frames
 
-    def _parse_block(self, block: bytes, problems: list[str]) -> Frame | None:
-        text = block.decode("utf-8", "replace")
-        lines = _LINE_SPLIT.split(text)
+    def _banner(self, buf: bytearray, pos: int, frames: list[Frame]) -> int:
+        """At the very start of a stream: consume the banner line if there is one."""
+        n = len(buf)
+        while pos < n and buf[pos] in (0x0A, 0x0D):
+            pos += 1
+        rest = n - pos
+        if rest == 0 or (rest < len(BANNER_PREFIX) and buf.startswith(BANNER_PREFIX[:rest], pos)):
+            return pos  # not enough bytes to tell yet
+        if buf.startswith(BANNER_PREFIX, pos):
+            nl = buf.find(b"\n", pos)
+            if nl == -1:
+                return pos
+            line = bytes(buf[pos:nl]).rstrip(b"\r").decode("utf-8", "replace")
+            frames.append(Frame(((BANNER_KEY, line),)))
+            pos = nl + 1
+        self._fresh = False
+        return pos
+
+    def _parse_lines(self, lines: list[str], problems: list[str]) -> Frame | None:
         if len(lines) > self.max_headers:
             problems.append(f"frame with more than {self.max_headers} lines")
             return None
+        if lines[0].startswith("Response: Follows"):
+            return _follows(lines)
         items: list[tuple[str, str]] = []
-        follows = lines[0].startswith("Response: Follows")
+        append = items.append
         for line in lines:
+            key, sep, value = line.partition(": ")
+            if sep and key:
+                append((key, value))
+                continue
             colon = line.find(":")
-            if colon > 0 and not (follows and items and " " in line[:colon]):
-                value = line[colon + 1 :]
-                if value.startswith(" "):
-                    value = value[1:]
-                items.append((line[:colon], value))
-            elif follows and line != "--END COMMAND--":
-                items.append(("Output", line))  # old-style `Response: Follows` command output
-            # Any other line without a key is noise; ignore it rather than fail the frame.
+            if colon > 0:  # `Key:` or `Key:value`, no space
+                append((line[:colon], line[colon + 1 :]))
+            # A line without a key is noise; ignore it rather than fail the frame.
         if not items:
             return None
         return Frame(items)
+
+
+def _follows(lines: list[str]) -> Frame:
+    """Old-style `Response: Follows` command output: headers, then raw lines."""
+    items: list[tuple[str, str]] = []
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if sep and key and " " not in key and (not items or items[-1][0] != "Output"):
+            items.append((key, value))
+        elif line != "--END COMMAND--":
+            items.append(("Output", line))
+    return Frame(items)
 
 
 def _check(text: str, what: str) -> str:
