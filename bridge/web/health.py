@@ -20,7 +20,7 @@ from bridge.component import Health
 log = logging.getLogger(__name__)
 
 HealthSource = Callable[[], Mapping[str, Health]]
-HEALTH_SOURCE = web.AppKey("health_source", HealthSource)
+HEALTH_SOURCE: web.AppKey[HealthSource] = web.AppKey("health_source")
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
 

@@ -1,0 +1,141 @@
+"""The screen-pop wire protocol (CONTRACT "Screen-pops"), as pure functions: no sockets.
+
+Client → hub (UTF-8 JSON text frames, at most `MAX_MESSAGE` bytes):
+
+    {"type": "hello", "token": "<agent token>"}      first message, within the hello timeout
+    {"type": "subscribe", "queue": "senior"}         supervisors and admins: follow a queue
+    {"type": "unsubscribe", "queue": "senior"}
+    {"type": "ping"}                                 answered {"type": "pong"}
+
+Hub → client: `welcome`, `subscribed`, `unsubscribed`, `pong`, `error` ({"error", "reason"}:
+the request was refused, the connection stays open), and the call messages `call.ringing`,
+`call.answered`, `call.retracted`, `call.transferred`, `call.ended`, each with `type`,
+`call_id` (the Linkedid) and `at` (ISO-8601 time of the event).
+
+Close codes the hub uses:
+
+    code  when
+    1001  the hub is shutting down
+    1003  the client sent a binary frame (the protocol is JSON text only)
+    1009  a client message over MAX_MESSAGE bytes (64 KiB), closed by the websocket layer
+    1011  internal error, e.g. the agent database could not be asked during hello
+    4001  not authenticated: no hello within the hello timeout (5 s), the first message is
+          not a valid hello, or the token is missing or wrong
+    4002  malformed message after welcome: not JSON, not an object, a field of the wrong
+          type or too long, or an unknown `type`
+    4008  too slow: the client's send queue ([pops] client_queue messages) was full, so it
+          was dropped rather than delay anyone else
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "CLOSE_AUTH",
+    "CLOSE_BINARY",
+    "CLOSE_INTERNAL",
+    "CLOSE_MALFORMED",
+    "CLOSE_SLOW",
+    "CLOSE_TOO_BIG",
+    "MAX_MESSAGE",
+    "ClientMessage",
+    "Hello",
+    "Ping",
+    "PopProtocolError",
+    "Subscribe",
+    "Unsubscribe",
+    "encode",
+    "iso",
+    "parse_client_message",
+]
+
+MAX_MESSAGE = 64 * 1024
+CLOSE_BINARY = 1003
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_AUTH = 4001
+CLOSE_MALFORMED = 4002
+CLOSE_SLOW = 4008
+
+_QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+MAX_TOKEN = 512
+
+
+class PopProtocolError(Exception):
+    """A client message breaks the protocol; close the connection with `code`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientMessage = Hello | Subscribe | Unsubscribe | Ping
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_client_message(data: str | bytes) -> ClientMessage:
+    """One client frame → a message, or PopProtocolError with the close code to use."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raise PopProtocolError(CLOSE_BINARY, "binary frames are not accepted; send JSON text")
+    if len(data) > MAX_MESSAGE:
+        raise PopProtocolError(CLOSE_TOO_BIG, "message too big")
+    try:
+        value = json.loads(data, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise PopProtocolError(CLOSE_MALFORMED, "message is not JSON") from exc
+    if not isinstance(value, dict):
+        raise PopProtocolError(CLOSE_MALFORMED, "message must be a JSON object")
+    kind = value.get("type")
+    if not isinstance(kind, str):
+        raise PopProtocolError(CLOSE_MALFORMED, "type: must be a string")
+    if kind == "hello":
+        token = value.get("token")
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
+            raise PopProtocolError(CLOSE_AUTH, "hello needs a token")
+        return Hello(token)
+    if kind in ("subscribe", "unsubscribe"):
+        queue = value.get("queue")
+        if not isinstance(queue, str) or not _QUEUE.fullmatch(queue):
+            raise PopProtocolError(CLOSE_MALFORMED, "queue: 1-80 letters, digits, '_', '.', '-'")
+        return Subscribe(queue) if kind == "subscribe" else Unsubscribe(queue)
+    if kind == "ping":
+        return Ping()
+    raise PopProtocolError(CLOSE_MALFORMED, "type: unknown message type")
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Compact JSON; non-JSON values (dates, decimals) as text; never NaN."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), default=str)
