@@ -144,9 +144,13 @@ class CallTracker:
         *,
         cdr_grace_s: float = 3.0,
         expect_cdr: bool | None = None,
+        max_call_s: float = 12 * 3600,
     ) -> None:
         self.device_pattern = device_pattern
         self.cdr_grace = timedelta(seconds=cdr_grace_s)
+        # A call older than this whose Hangups we never saw (events lost on a live link that
+        # never dropped) is ended by `tick`, so state cannot grow without bound.
+        self.max_call_age = timedelta(seconds=max_call_s)
         # None: not known yet. Held calls wait for Cdrs until one grace period passes with
         # no Cdr ever seen; from then on this tracker stops waiting.
         self._expect_cdr = expect_cdr
@@ -176,9 +180,16 @@ class CallTracker:
         return out
 
     def tick(self, now: datetime) -> list[CallEvent]:
-        """Release calls whose end waited for Cdrs that did not come in time."""
+        """Release calls whose end waited for Cdrs that did not come in time, and end calls
+        older than `max_call_s` (their Hangups were lost)."""
         out: list[CallEvent] = []
         for call in list(self._calls.values()):
+            if call.hung_up_at is None and now - call.started_at > self.max_call_age:
+                for chan in list(call.channels.values()):
+                    self._channel_gone(call, chan, 0, "", now, out, inferred=True)
+                call.inferred.add("ended_at")
+                self._finish(call, out)
+                continue
             if call.end_deadline is not None and now >= call.end_deadline:
                 if self._expect_cdr is None:
                     # A whole grace period after a call and no Cdr ever: cdr_manager is off

@@ -356,3 +356,16 @@ def test_duplicate_dial_end_and_answers_emit_once() -> None:
     retracted = pbx.out[-1]
     assert isinstance(retracted, CallRetracted) and retracted.reason == "answered_elsewhere"
     assert isinstance(pbx.out[2], CallAnswered)
+
+
+def test_a_call_whose_hangups_were_lost_is_ended_after_max_age() -> None:
+    pbx = Pbx(make(expect_cdr=False, max_call_s=3600))
+    pbx.inbound(0)
+    pbx.ring(1, "1.1", "1001")
+    pbx.dial_end(2, "1.1", "1001", "ANSWER")
+    assert pbx.t.tick(at(3000)) == []
+    (ended,) = pbx.t.tick(at(3601))
+    assert isinstance(ended, CallEnded)
+    assert ended.summary.outcome == "answered"
+    assert "ended_at" in ended.summary.inferred
+    assert pbx.t.active_calls == 0
