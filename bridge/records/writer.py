@@ -87,6 +87,7 @@ class RecordWriter:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_error: str | None = None
+        self._outage = asyncio.Event()
         self._listeners: list[Committed] = []
         self.written = 0
 
@@ -164,6 +165,10 @@ class RecordWriter:
             self._idle.clear()
             await self._idle.wait()
 
+    async def wait_outage(self) -> None:
+        """Until a write has failed because PostgreSQL is unreachable (tests)."""
+        await self._outage.wait()
+
     @property
     def pending(self) -> int:
         return len(self._queue)
@@ -192,6 +197,7 @@ class RecordWriter:
                 if not is_outage(exc):
                     log.exception("record writer failed unexpectedly; retrying")
                 self._last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self._outage.set()
                 metrics.RECORD_WRITE_ERRORS.labels("outage").inc()
                 log.warning(
                     "database unavailable, %d records kept in spool: %s",
@@ -203,6 +209,7 @@ class RecordWriter:
                 continue
             delay = self._retry_min
             self._last_error = None
+            self._outage.clear()
 
     async def _write_some(self) -> None:
         done: list[SpoolEntry] = []
