@@ -69,8 +69,9 @@ class _Pending:
 
 @dataclass
 class _Subscription:
-    callback: Subscriber
-    queue: asyncio.Queue[CallEvent]
+    callback: Callable[[Any], Awaitable[None]]
+    queue: asyncio.Queue[Any]
+    types: tuple[type, ...] = ()  # raw AMI event subscriptions: the normalised types wanted
     task: asyncio.Task[None] | None = None
     dropped: int = 0
 
@@ -106,7 +107,8 @@ class AmiLink:
         self._tick_s = tick_s
         self._queue_size = subscriber_queue
         self._rng = rng
-        self._subs: list[_Subscription] = []
+        self._subs: list[_Subscription] = []  # call events
+        self._ami_subs: list[_Subscription] = []  # normalised AMI events (e.g. CdrRecord)
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
@@ -132,7 +134,7 @@ class AmiLink:
             return
         self._started = True
         self._stopping.clear()
-        for sub in self._subs:
+        for sub in (*self._subs, *self._ami_subs):
             self._spawn_worker(sub)
         self._run_task = asyncio.create_task(self._run(), name="ami-link")
         self._tick_task = asyncio.create_task(self._tick_loop(), name="ami-tick")
@@ -149,7 +151,7 @@ class AmiLink:
                     await task
         self._run_task = self._tick_task = None
         self._dispatch(self.tracker.flush())
-        for sub in self._subs:
+        for sub in (*self._subs, *self._ami_subs):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.queue.join(), timeout=5.0)
             if sub.task is not None:
@@ -196,14 +198,26 @@ class AmiLink:
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Deliver every call event to `callback`; returns a function that unsubscribes."""
-        sub = _Subscription(callback, asyncio.Queue(self._queue_size))
-        self._subs.append(sub)
+        return self._add(self._subs, _Subscription(callback, asyncio.Queue(self._queue_size)))
+
+    def subscribe_events(
+        self,
+        callback: Callable[[Any], Awaitable[None]],
+        types: tuple[type, ...],
+    ) -> Callable[[], None]:
+        """Deliver normalised AMI events of `types` (e.g. `CdrRecord`) to `callback`, as they
+        arrive and before the tracker sees them; returns a function that unsubscribes."""
+        sub = _Subscription(callback, asyncio.Queue(self._queue_size), types=types)
+        return self._add(self._ami_subs, sub)
+
+    def _add(self, subs: list[_Subscription], sub: _Subscription) -> Callable[[], None]:
+        subs.append(sub)
         if self._started:
             self._spawn_worker(sub)
 
         def unsubscribe() -> None:
-            if sub in self._subs:
-                self._subs.remove(sub)
+            if sub in subs:
+                subs.remove(sub)
             if sub.task is not None:
                 sub.task.cancel()
 
@@ -229,18 +243,28 @@ class AmiLink:
         for event in events:
             metrics.CALL_EVENTS.labels(type(event).__name__).inc()
             for sub in self._subs:
-                try:
-                    sub.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    sub.dropped += 1
-                    metrics.DROPPED.inc()
-                    log.warning(
-                        "subscriber %r is %d events behind; dropped %s for call %s",
-                        sub.callback,
-                        sub.queue.qsize(),
-                        type(event).__name__,
-                        event.call_id,
-                    )
+                self._offer(sub, event)
+
+    def _track(self, event: AmiEvent) -> list[CallEvent]:
+        """Hand one AMI event to raw subscribers, then to the tracker."""
+        for sub in self._ami_subs:
+            if isinstance(event, sub.types):
+                self._offer(sub, event)
+        return self.tracker.feed(event)
+
+    @staticmethod
+    def _offer(sub: _Subscription, event: Any) -> None:
+        try:
+            sub.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            sub.dropped += 1
+            metrics.DROPPED.inc()
+            log.warning(
+                "subscriber %r is %d events behind; dropped a %s",
+                sub.callback,
+                sub.queue.qsize(),
+                type(event).__name__,
+            )
 
     # --- actions -----------------------------------------------------------------------------
 
@@ -387,7 +411,7 @@ class AmiLink:
         out = self.tracker.resync(channels, entries, now=now)
         held, self._resync_buffer = self._resync_buffer or [], None
         for event in held:
-            out.extend(self.tracker.feed(event))
+            out.extend(self._track(event))
         log.info(
             "AMI resync: %d channels, %d queue entries, %d calls tracked",
             len(channels),
@@ -471,7 +495,7 @@ class AmiLink:
             if len(self._resync_buffer) < MAX_RESYNC_BUFFER:
                 self._resync_buffer.append(event)
             return
-        self._dispatch(self.tracker.feed(event))
+        self._dispatch(self._track(event))
 
     async def _tick_loop(self) -> None:
         while True:

@@ -308,6 +308,8 @@ class CdrRecord:
     start_time: str
     answer_time: str
     end_time: str
+    last_application: str = ""
+    last_data: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,6 +614,8 @@ def _cdr(f: Frame, at: datetime) -> AmiEvent | None:
         start_time=_g(f, "StartTime"),
         answer_time=_g(f, "AnswerTime"),
         end_time=_g(f, "EndTime"),
+        last_application=_g(f, "LastApplication"),
+        last_data=_g(f, "LastData"),
     )
 
 

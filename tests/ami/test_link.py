@@ -9,6 +9,7 @@ import re
 import pytest
 
 from bridge.ami.link import AmiLink
+from bridge.ami.normalise import CdrRecord
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.errors import LinkDown, UnsafeValueError
 from bridge.models import CallEnded, CallEvent
@@ -210,3 +211,30 @@ async def test_a_slow_subscriber_does_not_stall_the_others() -> None:
             await link.stop()
     assert describe(fast.events) == EXPECTED["vip-answered"]
     assert link._subs[0].dropped > 0
+
+
+async def test_raw_cdr_events_reach_an_event_subscriber() -> None:
+    cdrs: list[CdrRecord] = []
+    all_in = asyncio.Event()
+
+    async def on_cdr(event: CdrRecord) -> None:
+        cdrs.append(event)
+        if len(cdrs) == VIP.count(b"Event: Cdr\r\n"):
+            all_in.set()
+
+    async with FakeAmi([Session(play=VIP)], secret=SECRET) as pbx:
+        link = make_link(pbx.port)
+        link.subscribe_events(on_cdr, (CdrRecord,))
+        await link.start()
+        try:
+            await asyncio.wait_for(all_in.wait(), WAIT)
+        finally:
+            await link.stop()
+    assert {c.uniqueid for c in cdrs} == {
+        "1795464246.0",
+        "1795464246.1",
+        "1795464246.3",
+        "1795464246.5",
+    }
+    talk = [c for c in cdrs if c.destination_channel == "Local/2001@phones-00000001;1"]
+    assert [(c.billable_s, c.disposition) for c in talk] == [(2, "ANSWERED")]
