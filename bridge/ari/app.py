@@ -110,6 +110,7 @@ class AriApp:
         max_concurrent: int = 256,
         backoff_initial_s: float = 0.5,
         continue_attempts: int = 3,
+        retry_parked_s: float = 5.0,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._config = config
@@ -121,10 +122,13 @@ class AriApp:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = max(config.ari.reconnect_max_s, backoff_initial_s)
         self._continue_attempts = max(1, continue_attempts)
+        self._retry_parked_s = retry_parked_s
         self._clock = clock
         self._active: dict[str, asyncio.Task[None]] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
         self._helpers: set[asyncio.Task[None]] = set()
+        self._resync_task: asyncio.Task[None] | None = None
+        self._resync_again = False
         self._runner: asyncio.Task[None] | None = None
         self._connected = False
         self._changed = asyncio.Event()  # replaced by a fresh one at each health change
@@ -249,6 +253,7 @@ class AriApp:
                 raise
             except Exception as exc:  # a bug must not end routing for good
                 self._last_error = f"{type(exc).__name__}: {exc}"
+                self._health_changed()
                 log.exception("ARI event loop failed; reconnecting")
             finally:
                 self._set_connected(False)
@@ -264,7 +269,7 @@ class AriApp:
         self._replaced_at = None  # the app is ours again after a fresh subscribe
         self._set_connected(True)
         log.info("ARI: connected, app %r", self._app)
-        self._spawn_helper(self._resync(), "ari-resync")
+        self._schedule_resync(0.0, replace_running=True)
 
     async def _read(self, stream: EventSource) -> None:
         while True:
@@ -309,25 +314,56 @@ class AriApp:
                 self._app,
             )
 
-    async def _resync(self) -> None:
-        """Continue every channel parked in our app that we are not already handling."""
-        for attempt in range(3):
+    def _schedule_resync(self, delay: float, *, replace_running: bool = False) -> None:
+        """Look for parked channels after `delay` s; one resync runs at a time.
+
+        A request while one runs makes it go round once more (its list may predate the
+        request). After a (re)connect the running one is replaced: only a fresh list counts.
+        """
+        running = self._resync_task
+        if running is not None and not running.done():
+            if not replace_running:
+                self._resync_again = True
+                return
+            running.cancel()
+        self._resync_again = False
+        self._resync_task = asyncio.create_task(self._resync(delay), name="ari-resync")
+        self._helpers.add(self._resync_task)
+        self._resync_task.add_done_callback(self._helpers.discard)
+
+    async def _resync(self, delay: float) -> None:
+        """Continue every channel parked in our app that we are not already handling.
+
+        Retries with backoff until `GET /channels` answers: a parked caller waits for it.
+        """
+        while True:
+            if delay:
+                await asyncio.sleep(delay)
+            await self._resync_once()
+            if not self._resync_again:
+                return
+            self._resync_again = False
+            delay = self._backoff(self._retry_parked_s)
+
+    async def _resync_once(self) -> None:
+        wait = self._backoff_initial_s
+        while True:
             try:
                 channels = await self._client.list_channels()
+                break
             except (LinkDown, AriProtocolError, AuthError) as exc:
                 metrics.REST_ERRORS.labels(type(exc).__name__).inc()
-                log.warning("ARI resync: GET /channels failed (%s), attempt %d", exc, attempt + 1)
-                await asyncio.sleep(self._backoff(self._backoff_initial_s * 2**attempt))
-                continue
-            now = asyncio.get_running_loop().time()
-            found = 0
-            for channel in channels:
-                if in_app(channel, self._app) and self._take(channel, now):
-                    found += 1
-            if found:
-                metrics.RESYNCED.inc(found)
-                log.info("ARI resync: %d parked channel(s) picked up", found)
-            return
+                log.warning("ARI resync: GET /channels failed (%s); retrying", exc)
+            await asyncio.sleep(self._backoff(wait))
+            wait = min(wait * 2, self._backoff_max_s)
+        now = asyncio.get_running_loop().time()
+        found = 0
+        for channel in channels:
+            if in_app(channel, self._app) and self._take(channel, now):
+                found += 1
+        if found:
+            metrics.RESYNCED.inc(found)
+            log.info("ARI resync: %d parked channel(s) picked up", found)
 
     # --- one call ---------------------------------------------------------------------
 
@@ -352,11 +388,6 @@ class AriApp:
 
         task.add_done_callback(finished)
         return True
-
-    def _spawn_helper(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._helpers.add(task)
-        task.add_done_callback(self._helpers.discard)
 
     def _inbound_call(self, channel: AriChannel) -> InboundCall:
         raw = safe_value(channel.caller_number, 256)
@@ -443,7 +474,9 @@ class AriApp:
         metrics.CALLS.labels(outcome).inc()
         metrics.HANDLE_SECONDS.observe(asyncio.get_running_loop().time() - started)
         if outcome == "failed":
-            return  # still parked: the next resync retries it
+            # Still parked: look again soon, even if the websocket never drops.
+            self._schedule_resync(self._backoff(self._retry_parked_s))
+            return
         self._remember(channel.id)
         if outcome == "continued":
             self._continued += 1

@@ -271,19 +271,20 @@ async def test_server_errors_on_set_and_continue_still_end_in_a_continue(
     assert statuses == [("variable", 500), ("continue", 503), ("continue", 500), ("continue", 204)]
 
 
-async def test_a_call_whose_continue_keeps_failing_is_picked_up_by_the_next_resync(
+async def test_a_call_whose_continue_keeps_failing_is_picked_up_by_a_later_resync(
     fake: FakeAri, run_app: RunApp
 ) -> None:
     fake.park(channel_json("stuck.1"))
     fake.failures[("continue", "stuck.1")] = [502]
-    async with run_app(TableRouter(), continue_attempts=1) as app:
+    async with run_app(TableRouter(), continue_attempts=1, retry_parked_s=0.1) as app:
+        fake.failures[("list", "")] = [500]  # and the resync's first GET /channels fails
+        lists = fake.lists()
         await fake.send(stasis_start(fake.channels["stuck.1"]))
-        await fake.wait_for(lambda: any(c.status == 502 for c in fake.calls_for("stuck.1")))
-        await app.idle()
-        assert "stuck.1" in fake.channels  # still parked
-        await fake.cut()
         await fake.wait_for(lambda: "stuck.1" in fake.continued())
+        await app.idle()
         assert fake.channels == {}
+        assert fake.lists() - lists == 2  # the websocket never dropped: no reconnect needed
+        assert fake.connections == 1
 
 
 async def test_application_replaced_is_shown_as_degraded_until_the_app_is_ours_again(
