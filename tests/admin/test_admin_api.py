@@ -566,3 +566,17 @@ async def test_audit_endpoint_lists_changes_newest_first(api: Api) -> None:
     assert [e["target_id"] for e in body["entries"]] == ["b", "a"]
     status, body = await api.call("GET", "/api/audit?limit=-1")
     assert status == 400 and body["field"] == "limit"
+
+
+async def test_database_down_is_503_json(database_url: str) -> None:
+    from bridge.db.pool import create_pool
+
+    dead = await create_pool(database_url, min_size=1, max_size=2)
+    await dead.close()
+    app = web.Application()
+    setup_admin_routes(app, AdminDeps(pool=dead, config=build_config({}, {}, runtime=False)))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        resp = await client.get("/api/rules", headers={"Authorization": "Bearer " + "a" * 43})
+        assert resp.status == 503
+        body = await resp.json()
+        assert body["error"] == "unavailable" and "retry" in body["reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator, Callable
@@ -572,3 +573,19 @@ async def test_tag_added_by_the_crm_routes_the_next_call_to_another_queue(
         assert reply["applied"] == 1
         decision = await router.until("+15551239999", "senior")
         assert decision.customer is not None and decision.customer.id == ALICE
+
+
+async def test_same_delivery_sent_twice_at_once_applies_once(
+    pool: asyncpg.Pool[Any], client: TestClient[Any, Any]
+) -> None:
+    data = json.dumps({"changes": [upsert("c-1", T1, name="Ann", tags=["vip"])]}).encode()
+    headers = {SIGNATURE_HEADER: sign(SECRET, data, NOW), "Content-Type": "application/json"}
+
+    async def send() -> int:
+        resp = await client.post("/crm/webhook", data=data, headers=headers)
+        await resp.read()
+        return resp.status
+
+    statuses = await asyncio.gather(*(send() for _ in range(5)))
+    assert sorted(statuses) == [200, 409, 409, 409, 409]
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
