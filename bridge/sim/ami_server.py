@@ -114,11 +114,16 @@ class AmiServer:
         if self._server is not None:
             self._server.close()
         self.drop_clients()
-        for task in list(self._handlers):
-            task.cancel()
-        for task in list(self._handlers):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Aborted connections end their handlers (a read returns EOF); cancelling a handler
+        # task instead would make asyncio log its CancelledError as an error.
+        handlers = list(self._handlers)
+        if handlers:
+            _, late = await asyncio.wait(handlers, timeout=5)
+            for task in late:
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
