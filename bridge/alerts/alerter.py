@@ -1,0 +1,175 @@
+"""Operator alerts: a JSON webhook and/or an email, each optional, never a flood.
+
+`alert(kind, key, message, details)` returns at once; sending runs in the background and a
+failure is logged, never raised. Two brakes keep 1000 dead letters from becoming 1000 mails:
+- de-duplication: the same (kind, key) is not alerted again within `dedupe_s`;
+- rate limit: at most one alert per kind per `min_interval_s`; what was held back is counted
+  and reported in the next alert of that kind (`suppressed`).
+SMTP uses stdlib smtplib in a worker thread (STARTTLS when offered, LOGIN when
+`[alerts] smtp_username` is set). The SMTP password and webhook answers are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import smtplib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import aiohttp
+from prometheus_client import Counter
+
+from bridge.component import Health
+from bridge.config import AlertsConfig
+
+__all__ = ["Alerter"]
+
+log = logging.getLogger(__name__)
+
+SENT = Counter("crm_bridge_alerts_sent", "Alerts sent", ["kind", "channel"])
+FAILED = Counter("crm_bridge_alerts_failed", "Alerts that could not be sent", ["channel"])
+SUPPRESSED = Counter("crm_bridge_alerts_suppressed", "Alerts held back by the rate limit", ["kind"])
+
+
+class Alerter:
+    name = "alerts"
+
+    def __init__(
+        self,
+        config: AlertsConfig,
+        *,
+        min_interval_s: float = 300.0,
+        dedupe_s: float = 3600.0,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._min_interval = min_interval_s
+        self._dedupe = dedupe_s
+        self._timeout = timeout_s
+        self._clock = clock
+        self._seen: dict[tuple[str, str], float] = {}
+        self._last_sent: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self.sent = 0
+        self.failures = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.config.webhook_url or (self.config.smtp_host and self.config.smtp_to))
+
+    async def start(self) -> None:
+        if self.config.webhook_url and self._session is None:
+            self._session = aiohttp.ClientSession()
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def health(self) -> Health:
+        state = "up" if self.enabled else "disabled"
+        return Health(state, required=False, detail={"sent": self.sent, "failures": self.failures})
+
+    async def drain(self) -> None:
+        """Wait for alerts being sent (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def alert(
+        self, kind: str, key: str, message: str, details: dict[str, Any] | None = None
+    ) -> bool:
+        """Queue an alert; False when de-duplicated, rate-limited or no channel is configured."""
+        if not self.enabled:
+            return False
+        now = self._clock()
+        self._seen = {k: t for k, t in self._seen.items() if now - t < self._dedupe}
+        if (kind, key) in self._seen:
+            return False
+        self._seen[(kind, key)] = now
+        last = self._last_sent.get(kind)
+        if last is not None and now - last < self._min_interval:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            SUPPRESSED.labels(kind).inc()
+            return False
+        self._last_sent[kind] = now
+        payload = {
+            "kind": kind,
+            "key": key,
+            "message": message,
+            "details": details or {},
+            "suppressed": self._held.pop(kind, 0),
+            "at": datetime.now(UTC).isoformat(),
+        }
+        task = asyncio.create_task(self._send(payload), name=f"alert-{kind}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        if self.config.webhook_url:
+            await self._webhook(payload)
+        if self.config.smtp_host and self.config.smtp_to:
+            await self._email(payload)
+
+    async def _webhook(self, payload: dict[str, Any]) -> None:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._session.post(
+                    self.config.webhook_url,
+                    data=json.dumps(payload, default=str),
+                    headers={"Content-Type": "application/json"},
+                ) as resp:
+                    await resp.read()
+                    if resp.status >= 300:
+                        raise RuntimeError(f"HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
+            self.failures += 1
+            FAILED.labels("webhook").inc()
+            log.warning("alert webhook failed (%s): %s", payload["kind"], type(exc).__name__)
+            return
+        self.sent += 1
+        SENT.labels(payload["kind"], "webhook").inc()
+
+    async def _email(self, payload: dict[str, Any]) -> None:
+        msg = EmailMessage()
+        subject = f"[crm-bridge] {payload['kind']}: {payload['message']}"
+        msg["Subject"] = " ".join(subject.split())[:200]  # no CR/LF header injection
+        msg["From"] = self.config.smtp_from
+        msg["To"] = ", ".join(self.config.smtp_to)
+        body = [payload["message"], ""]
+        if payload["suppressed"]:
+            body.append(f"({payload['suppressed']} similar alerts were held back)")
+        body.append(json.dumps(payload["details"], indent=2, default=str, ensure_ascii=False))
+        msg.set_content("\n".join(body))
+        try:
+            await asyncio.to_thread(self._smtp_send, msg)
+        except (OSError, smtplib.SMTPException, ValueError) as exc:
+            self.failures += 1
+            FAILED.labels("email").inc()
+            log.warning("alert email failed (%s): %s", payload["kind"], type(exc).__name__)
+            return
+        self.sent += 1
+        SENT.labels(payload["kind"], "email").inc()
+
+    def _smtp_send(self, msg: EmailMessage) -> None:
+        c = self.config
+        with smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=self._timeout) as smtp:
+            smtp.ehlo()
+            if smtp.has_extn("starttls"):
+                smtp.starttls()
+                smtp.ehlo()
+            if c.smtp_username:
+                smtp.login(c.smtp_username, c.smtp_password)
+            smtp.send_message(msg)

@@ -1,0 +1,33 @@
+"""What the bridge needs of a CRM: look a caller up, and receive finished call records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from bridge.component import Health
+from bridge.models import Customer
+
+__all__ = ["CrmConnector"]
+
+
+class CrmConnector(Protocol):
+    """A CRM the bridge talks to. Also a `CustomerDirectory` (it has `lookup`), so the route
+    service applies its time budget to it like to the built-in store.
+
+    `post_record` receives the CONTRACT call-record JSON (plus `degraded`, `inferred`); it
+    must be idempotent on `record["call_id"]` (delivery is at-least-once). Errors raised:
+    `CrmUnavailable` (unreachable, retry later), `CrmTimeout`, `DeliveryError` (refused).
+    """
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def health(self) -> Health: ...
+
+    async def lookup(self, e164: str) -> Customer | None: ...
+
+    async def post_record(self, record: Mapping[str, Any]) -> None: ...

@@ -1,0 +1,189 @@
+"""A generic REST CRM over aiohttp.
+
+- Lookup: `GET [crm] lookup_url` with `{phone}` replaced by the E.164 number
+  (percent-encoded); 200 with a customer (or a list, first wins) -> `Customer`; 404, `null`
+  or `[]` -> None.
+- Records: `POST [crm] records_url` with `{call_id}` replaced, the record as JSON (keys
+  renamed by `[crm] field_map`), and `Idempotency-Key: <call_id>`; any 2xx, or 409 (they
+  already have it), is success.
+- `[crm] auth_header` ("Name: value") goes on every request and is never logged.
+- Every attempt is bounded by `[crm] timeout_ms`; connection failures, timeouts, 429 and
+  5xx are retried `retries` times with jittered exponential backoff.
+
+aiohttp errors never leave this module: `CrmUnavailable` (unreachable), `CrmTimeout`
+(too slow), `DeliveryError` (an HTTP status that refuses the record), `CrmError` (nonsense).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from bridge.component import Health
+from bridge.config import CrmConfig
+from bridge.connectors.mapping import (
+    customer_from_payload,
+    expand,
+    map_record,
+    parse_auth_header,
+)
+from bridge.errors import CrmError, CrmTimeout, CrmUnavailable, DeliveryError
+from bridge.models import Customer
+
+__all__ = ["RestConnector"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+class _Retryable(Exception):
+    def __init__(self, error: CrmError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class RestConnector:
+    name = "crm"
+
+    def __init__(
+        self,
+        config: CrmConfig,
+        *,
+        retries: int = 2,
+        backoff_s: float = 0.05,
+        lookup_retries: int = 0,
+    ) -> None:
+        self._lookup_url = config.lookup_url
+        self._records_url = config.records_url
+        self._field_map = dict(config.field_map)
+        self._timeout = config.timeout_ms / 1000
+        self._auth = parse_auth_header(config.auth_header)
+        self._retries = max(0, retries)
+        self._lookup_retries = max(0, lookup_retries)
+        self._backoff = backoff_s
+        self._session: aiohttp.ClientSession | None = None
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:  # the auth header must never show up in logs
+        return f"RestConnector(lookup_url={self._lookup_url!r}, records_url={self._records_url!r})"
+
+    async def start(self) -> None:
+        if self._session is None:
+            headers = {"Accept": "application/json", "User-Agent": "asterisk-crm-bridge"}
+            if self._auth is not None:
+                headers[self._auth[0]] = self._auth[1]
+            self._session = aiohttp.ClientSession(headers=headers)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def health(self) -> Health:
+        detail: dict[str, Any] = {"connector": "rest"}
+        if self._session is None:
+            return Health("down", required=False, detail=detail)
+        if self._last_error:
+            return Health("degraded", required=False, detail={**detail, "error": self._last_error})
+        return Health("up", required=False, detail=detail)
+
+    # --- the two operations ------------------------------------------------------------------
+
+    async def lookup(self, e164: str) -> Customer | None:
+        if not self._lookup_url:
+            return None
+        url = expand(self._lookup_url, "phone", e164)
+        try:
+            status, body = await self._request("GET", url, None, {}, self._lookup_retries)
+        except DeliveryError as exc:  # a 5xx/429 answer to a lookup: the CRM is not available
+            raise CrmUnavailable(str(exc)) from exc
+        if status == 404:
+            return None
+        if not 200 <= status < 300:
+            raise CrmUnavailable(f"CRM lookup answered HTTP {status}")
+        if not body.strip():
+            return None
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CrmError("CRM lookup answered something that is not JSON") from exc
+        return customer_from_payload(payload, self._field_map)
+
+    async def post_record(self, record: Mapping[str, Any]) -> None:
+        if not self._records_url:
+            raise DeliveryError("[crm] records_url is not set")
+        call_id = str(record.get("call_id", ""))
+        if not call_id:
+            raise DeliveryError("record without call_id")
+        url = expand(self._records_url, "call_id", call_id)
+        body = json.dumps(map_record(record, self._field_map), default=str).encode()
+        headers = {
+            "Content-Type": "application/json",
+            # Header values cannot carry CR/LF; a hostile id is sent percent-encoded.
+            "Idempotency-Key": expand("{k}", "k", call_id)
+            if any(c in call_id for c in "\r\n\x00")
+            else call_id,
+        }
+        status, text = await self._request("POST", url, body, headers, self._retries)
+        if 200 <= status < 300 or status == 409:
+            return
+        raise DeliveryError(f"CRM refused call record {call_id!r}: HTTP {status} {text[:200]!r}")
+
+    # --- transport -----------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        retries: int,
+    ) -> tuple[int, str]:
+        if self._session is None:
+            raise CrmUnavailable("REST connector not started")
+        attempt = 0
+        while True:
+            try:
+                result = await self._once(method, url, body, headers)
+                self._last_error = None
+                return result
+            except _Retryable as exc:
+                self._last_error = str(exc.error)[:300]
+                if attempt >= retries:
+                    raise exc.error from exc.__cause__
+            attempt += 1
+            await asyncio.sleep(self._backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+
+    async def _once(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str]:
+        assert self._session is not None
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._session.request(
+                    method, url, data=body, headers=headers, allow_redirects=False
+                ) as resp:
+                    raw = await resp.content.read(MAX_BODY + 1)
+                    if len(raw) > MAX_BODY:
+                        raise CrmError("CRM answer larger than 1 MiB")
+                    text = raw.decode("utf-8", "replace")
+                    status = resp.status
+        except TimeoutError as exc:
+            raise _Retryable(
+                CrmTimeout(f"CRM did not answer within {self._timeout * 1000:.0f} ms")
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise _Retryable(CrmUnavailable(f"cannot reach the CRM: {type(exc).__name__}")) from exc
+        except ValueError as exc:  # e.g. an URL aiohttp refuses
+            raise CrmUnavailable(f"bad CRM request: {exc}") from exc
+        if status in _RETRY_STATUS:
+            raise _Retryable(DeliveryError(f"CRM answered HTTP {status}"))
+        return status, text
