@@ -40,13 +40,20 @@ class TableRouter:
         self.error = error
         self.calls: list[InboundCall] = []
         self.entered = asyncio.Event()  # set once a decision has been asked for
+        self.active = 0
+        self.peak = 0  # most decisions in progress at once
         self.records: list[tuple[InboundCall, Decision, str | None]] = []
 
     async def route(self, call: InboundCall) -> Decision:
         self.calls.append(call)
         self.entered.set()
-        if self.gate is not None:
-            await self.gate.wait()
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+        finally:
+            self.active -= 1
         if self.error is not None:
             raise self.error
         if call.caller == "+15551230001":

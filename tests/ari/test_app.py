@@ -8,8 +8,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 
+from bridge.ari.app import AriApp
 from bridge.errors import CrmUnavailable
 from tests.ari.conftest import RunApp, TableRouter, ari_config
 from tests.ari.fake_ari import PASSWORD, USERNAME, FakeAri, RestCall, channel_json, stasis_start
@@ -339,3 +340,62 @@ async def test_uniqueid_template_needs_no_linkedid_lookup(fake: FakeAri, run_app
         await fake.wait_for(lambda: "u.1" in fake.continued())
     assert not [c for c in fake.calls_for("u.1") if c.action == "get_variable"]
     assert fake.variables_of("u.1")["BRIDGE_RECORDING"] == "u.1.wav"
+
+
+async def test_entries_with_arguments_or_for_another_app_are_not_ours(
+    fake: FakeAri, run_app: RunApp
+) -> None:
+    fake.park(channel_json("args.1", app="crm-bridge,dialout"))
+    fake.park(channel_json("other.1", app="another-app"))
+    fake.park(channel_json("mine.1"))
+    router = TableRouter()
+    async with run_app(router) as app:
+        with_args = stasis_start(fake.channels["args.1"])
+        with_args["args"] = ["dialout"]
+        await fake.send(with_args)
+        await fake.send(stasis_start(fake.channels["other.1"], app="another-app"))
+        await fake.send(stasis_start(fake.channels["mine.1"]))
+        await fake.wait_for(lambda: "mine.1" in fake.continued())
+        await app.idle()
+    assert fake.calls_for("args.1") == [] and fake.calls_for("other.1") == []
+    assert [c.uniqueid for c in router.calls] == ["mine.1"]
+
+
+async def test_decisions_in_progress_are_bounded_and_waiting_ones_fall_back_in_budget(
+    fake: FakeAri, run_app: RunApp
+) -> None:
+    router = TableRouter(gate=asyncio.Event())  # a hung CRM holds every slot it gets
+    ids = [f"b.{n}" for n in range(6)]
+    for channel_id in ids:
+        fake.park(channel_json(channel_id))
+    async with run_app(router, budget_ms=300, max_concurrent=2) as app:
+        for channel_id in ids:
+            await fake.send(stasis_start(fake.channels[channel_id]))
+        await fake.wait_for(lambda: len(fake.continued()) == len(ids), within=5)
+        await app.idle()
+    assert router.peak == 2  # never more decisions at once than slots
+    assert all(fake.variables_of(i)["BRIDGE_DEGRADED"] == "1" for i in ids)
+
+
+async def test_health_starts_as_starting_and_metrics_carry_the_ari_prefix(
+    fake: FakeAri, run_app: RunApp
+) -> None:
+    fake.refuse_websocket = 503
+    app = AriApp(ari_config(fake.url), TableRouter())
+    assert app.health().state == "down"  # not started
+    await app.start()
+    try:
+        assert app.health().state == "starting"
+        await app.wait_health(lambda h: h.state == "down")
+    finally:
+        await app.stop()
+    text = generate_latest().decode()
+    for name in (
+        "crm_bridge_ari_events_total",
+        "crm_bridge_ari_calls_total",
+        "crm_bridge_ari_connected",
+        "crm_bridge_ari_in_flight",
+        "crm_bridge_ari_reconnects_total",
+        "crm_bridge_ari_handle_seconds_bucket",
+    ):
+        assert name in text
