@@ -399,3 +399,15 @@ async def test_health_starts_as_starting_and_metrics_carry_the_ari_prefix(
         "crm_bridge_ari_handle_seconds_bucket",
     ):
         assert name in text
+
+
+async def test_an_oversized_event_costs_a_reconnect_not_the_calls(
+    fake: FakeAri, run_app: RunApp
+) -> None:
+    async with run_app(TableRouter()) as app:
+        await fake.send('{"type": "x", "pad": "' + "a" * (2 * 1024 * 1024) + '"}')
+        fake.park(channel_json("big.1"))  # parked meanwhile; its StasisStart went nowhere
+        await fake.wait_connected(2)  # the client refused the frame and came back
+        await app.wait_connected()
+        await fake.wait_for(lambda: "big.1" in fake.continued())  # found by the resync
+        await app.idle()
