@@ -78,6 +78,7 @@ class PostgresDirectory:
         self._cache_size = max(0, cache_size)
         self._cache: OrderedDict[str, Customer | None] = OrderedDict()
         self._by_customer: dict[str, set[str]] = {}
+        self._misses: set[str] = set()
         self._epoch = 0  # bumped by every invalidation
         self._owns_listener = listener is None
         self.listener = listener or PgListener(
@@ -137,9 +138,13 @@ class PostgresDirectory:
         self._cache.move_to_end(e164)
         if customer is not None:
             self._by_customer.setdefault(customer.id, set()).add(e164)
+        else:
+            self._misses.add(e164)
         while len(self._cache) > self._cache_size:
             old_key, old = self._cache.popitem(last=False)
-            if old is not None:
+            if old is None:
+                self._misses.discard(old_key)
+            else:
                 keys = self._by_customer.get(old.id)
                 if keys is not None:
                     keys.discard(old_key)
@@ -151,14 +156,16 @@ class PostgresDirectory:
         self._epoch += 1
         self._cache.clear()
         self._by_customer.clear()
+        self._misses.clear()
 
     def invalidate(self, customer_id: str) -> None:
         """Drop what is cached for this customer, and all cached misses."""
         self._epoch += 1
         for key in self._by_customer.pop(customer_id, set()):
             self._cache.pop(key, None)
-        for key in [k for k, v in self._cache.items() if v is None]:
-            del self._cache[key]
+        for key in self._misses:
+            self._cache.pop(key, None)
+        self._misses.clear()
 
     def _on_notify(self, payload: str) -> None:
         if payload:

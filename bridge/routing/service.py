@@ -154,8 +154,12 @@ class RouteService:
             async with asyncio.timeout(self._budget_s):
                 decision = await asyncio.shield(work)
         except asyncio.CancelledError:
-            work.cancel()
-            raise
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                work.cancel()  # our caller gave up (e.g. the PBX hung up): so do we
+                raise
+            log.warning("caller lookup was cancelled; default route")
+            decision = self._degrade(work)
         except TimeoutError:
             log.warning(
                 "CRM did not answer within %d ms; default route", self._config.agi.budget_ms
