@@ -71,6 +71,10 @@ def _caller(value: str | None) -> str:
     return "" if text == UNKNOWN else text
 
 
+def _callerid(frame: Frame) -> tuple[str, str]:
+    return _caller(frame.get("CallerIDNum")), _caller(frame.get("CallerIDName"))
+
+
 def _hms(value: str | None) -> int:
     """`01:02:03` (CoreShowChannel Duration) in seconds; 0 when unreadable."""
     parts = (value or "").strip().split(":")
@@ -105,6 +109,8 @@ class ChannelStateChanged:
     linkedid: str
     channel: str
     state: int
+    caller_num: str = ""
+    caller_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,8 @@ class QueueCallerJoin:
     channel: str
     queue: str
     position: int
+    caller_num: str = ""
+    caller_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,8 @@ class AgentCalled:
     queue: str
     interface: str
     member_name: str
+    caller_num: str = ""  # of the calling channel
+    caller_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +227,8 @@ class DialBegin:
     dest_channel: str
     dest_uniqueid: str
     dest_linkedid: str
+    caller_num: str = ""  # of the calling channel
+    caller_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +429,9 @@ def _new_channel(f: Frame, at: datetime) -> AmiEvent | None:
 
 def _new_state(f: Frame, at: datetime) -> AmiEvent | None:
     c = _chan(f)
-    return None if c is None else ChannelStateChanged(at, *c, _int(f.get("ChannelState")))
+    if c is None:
+        return None
+    return ChannelStateChanged(at, *c, _int(f.get("ChannelState")), *_callerid(f))
 
 
 def _new_callerid(f: Frame, at: datetime) -> AmiEvent | None:
@@ -441,7 +455,7 @@ def _queue_join(f: Frame, at: datetime) -> AmiEvent | None:
     c = _chan(f)
     if c is None:
         return None
-    return QueueCallerJoin(at, *c, _g(f, "Queue"), _int(f.get("Position")))
+    return QueueCallerJoin(at, *c, _g(f, "Queue"), _int(f.get("Position")), *_callerid(f))
 
 
 def _queue_leave(f: Frame, at: datetime) -> AmiEvent | None:
@@ -466,6 +480,8 @@ def _agent_called(f: Frame, at: datetime) -> AmiEvent | None:
         queue=_g(f, "Queue"),
         interface=_g(f, "Interface"),
         member_name=_g(f, "MemberName"),
+        caller_num=_caller(f.get("CallerIDNum")),
+        caller_name=_caller(f.get("CallerIDName")),
     )
 
 
@@ -526,6 +542,8 @@ def _dial_begin(f: Frame, at: datetime) -> AmiEvent | None:
         dest_channel=dest,
         dest_uniqueid=_g(f, "DestUniqueid"),
         dest_linkedid=_g(f, "DestLinkedid"),
+        caller_num=_caller(f.get("CallerIDNum")),
+        caller_name=_caller(f.get("CallerIDName")),
     )
 
 

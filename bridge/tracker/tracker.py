@@ -334,6 +334,15 @@ class CallTracker:
         if name:
             call.caller_name = name
 
+    @staticmethod
+    def _fill_caller(call: _Call, uniqueid: str, num: str, name: str) -> None:
+        """Caller ID seen on a caller-side channel's event, when no NewCallerid told us."""
+        if uniqueid == call.call_id or uniqueid in call.caller_side:
+            if not call.caller and num:
+                call.caller = num
+            if not call.caller_name and name:
+                call.caller_name = name
+
     def _ringing(self, call: _Call, leg: _Leg) -> CallRinging:
         return CallRinging(
             call_id=call.call_id,
@@ -390,6 +399,7 @@ class CallTracker:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
         if found is not None:
             found[1].state = e.state
+            self._fill_caller(found[0], e.uniqueid, e.caller_num, e.caller_name)
 
     def _on_callerid(self, e: ev.CallerIdChanged, out: list[CallEvent]) -> None:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
@@ -411,6 +421,7 @@ class CallTracker:
             call.queue = call.queue or e.queue or None
             call.in_queue = True
             call.caller_side.add(e.uniqueid)
+            self._fill_caller(call, e.uniqueid, e.caller_num, e.caller_name)
 
     def _on_queue_leave(self, e: ev.QueueCallerLeave, out: list[CallEvent]) -> None:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
@@ -434,6 +445,7 @@ class CallTracker:
         queue: str | None,
         at: datetime,
         out: list[CallEvent],
+        caller: tuple[str, str] = ("", ""),
     ) -> None:
         if not uniqueid or not dest_channel:
             return  # an originate: no calling channel, nobody is being called by the call
@@ -442,6 +454,7 @@ class CallTracker:
             return
         call = found[0]
         call.caller_side.add(uniqueid)
+        self._fill_caller(call, uniqueid, *caller)
         if call.leg_for(dest_channel, dest_uniqueid) is not None:
             return
         device = self.device_of(device_name) or self.device_of(dest_channel)
@@ -467,13 +480,23 @@ class CallTracker:
             e.queue or None,
             e.at,
             out,
+            (e.caller_num, e.caller_name),
         )
 
     def _on_dial_begin(self, e: ev.DialBegin, out: list[CallEvent]) -> None:
         call = self._call_for(e.uniqueid, e.linkedid)
         queue = call.queue if call is not None and call.in_queue else None
         self._start_leg(
-            e.uniqueid, e.linkedid, e.channel, e.dest_channel, e.dest_uniqueid, "", queue, e.at, out
+            e.uniqueid,
+            e.linkedid,
+            e.channel,
+            e.dest_channel,
+            e.dest_uniqueid,
+            "",
+            queue,
+            e.at,
+            out,
+            (e.caller_num, e.caller_name),
         )
 
     def _answer(self, call: _Call, leg: _Leg, at: datetime, out: list[CallEvent]) -> None:
