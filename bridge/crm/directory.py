@@ -173,6 +173,9 @@ class PostgresDirectory:
         else:
             self.clear()
 
+    def is_cached(self, e164: str) -> bool:
+        return e164 in self._cache
+
     @property
     def cached(self) -> int:
         return len(self._cache)
