@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -61,7 +60,7 @@ async def may_file(conn: Any, call_id: str, agent: Agent) -> bool:
         " AS ok",
         call_id,
         agent.id,
-        json.dumps([{"agent": agent.id}]),
+        [{"agent": agent.id}],  # the pool encodes JSON itself
     )
     return bool(row["ok"])
 

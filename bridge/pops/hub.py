@@ -104,8 +104,9 @@ class _Call:
     answered: dict[str, str] = field(default_factory=dict)  # device -> ISO time answered
     agent_of: dict[str, str | None] = field(default_factory=dict)  # device -> agent id
 
-    def involved(self) -> list[str]:
-        return [d for d, state in self.legs.items() if state in ("ringing", "answered", "away")]
+    def involved(self, ringing: bool = True) -> list[str]:
+        states = ("ringing", "answered", "away") if ringing else ("answered", "away")
+        return [d for d, state in self.legs.items() if state in states]
 
 
 class PopHub:
@@ -272,7 +273,7 @@ class PopHub:
             if agent is not None:
                 self._participant(call.call_id, agent.id, "answered")
             msg = self._message("call.answered", call, iso(e.at), agent=_id(agent))
-            self._fanout(call, msg, devices=[e.device])
+            self._fanout(call, msg, devices=[e.device], ringing=False)
 
     async def _on_retracted(self, e: CallRetracted) -> None:
         call = self._calls.get(e.call_id)
@@ -352,11 +353,22 @@ class PopHub:
         )
         return ("call.ringing", encode(msg))
 
-    def _fanout(self, call: _Call, msg: dict[str, Any], devices: Iterable[str | None]) -> None:
-        """Send `msg` to every agent still in the call (and `devices`) and queue followers."""
+    def _fanout(
+        self,
+        call: _Call,
+        msg: dict[str, Any],
+        devices: Iterable[str | None],
+        *,
+        ringing: bool = True,
+    ) -> None:
+        """Send `msg` to the agents in the call (and `devices`), and to queue followers.
+
+        `ringing=False` leaves out agents whose device is only ringing (an answer elsewhere
+        reaches them as their own `call.retracted`).
+        """
         text = (str(msg["type"]), encode(msg))
         targets: set[str] = set()
-        for device in [*call.involved(), *devices]:
+        for device in [*call.involved(ringing), *devices]:
             if device is None:
                 continue
             agent_id = call.agent_of.get(device)

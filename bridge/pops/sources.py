@@ -79,14 +79,17 @@ def build_pop_hub(
     sources = PostgresPopSources(pool, directory, config.pbx.default_region)
     if origins is None:
         origins = list(config.pops.origins) or default_origins(config.http.host, config.http.port)
+    settings: dict[str, Any] = {
+        "host": config.pops.host,
+        "port": config.pops.port,
+        "client_queue": config.pops.client_queue,
+        **options,
+    }
     return PopHub(
         authenticate=sources.authenticate,
         agent_by_device=sources.agent_by_device,
         card_for_caller=sources.card_for_caller,
         record_participant=sources.record_participant,
-        host=config.pops.host,
-        port=config.pops.port,
         origins=origins,
-        client_queue=config.pops.client_queue,
-        **options,
+        **settings,
     )
