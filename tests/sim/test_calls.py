@@ -171,3 +171,22 @@ async def test_transfer_to_an_agent_and_the_ami_stream_of_a_running_server(scrip
     assert complete["Reason"] == "transfer" and complete["TalkTime"] == "1"
     cdrs = [f for f in frames if f.get("Event") == "Cdr"]
     assert sorted(c["BillableSeconds"] for c in cdrs) == ["1", "2"]
+
+
+async def test_an_oversized_fastagi_command_fails_the_session_not_the_pbx() -> None:
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()).strip():
+            pass
+        writer.write(b"SET VARIABLE BRIDGE_QUEUE " + b"x" * 100_000)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pbx = SimPbx(SimConfig(agi_port=port), clock=FastClock(speed=50))
+    result = await asyncio.wait_for(pbx.call(CallPlan("+15551230002", "Bob", talk_s=0.2)), 10)
+    assert result.variables["AGISTATUS"] == "FAILURE"
+    assert result.queue == "support" and result.outcome == "answered"
+    server.close()
+    await server.wait_closed()
