@@ -183,7 +183,7 @@ class AmiParser:
                 if len(block) > limit:
                     problems.append(f"frame larger than {limit} bytes")
                     continue
-                frame = self._parse_lines(block.split("\n"), problems)
+                frame = self._parse_block(block, problems)
                 if frame is not None:
                     frames.append(frame)
         del buf[:pos]
@@ -213,15 +213,15 @@ class AmiParser:
         self._fresh = False
         return pos
 
-    def _parse_lines(self, lines: list[str], problems: list[str]) -> Frame | None:
-        if len(lines) > self.max_headers:
+    def _parse_block(self, block: str, problems: list[str]) -> Frame | None:
+        if block.count("\n") >= self.max_headers:
             problems.append(f"frame with more than {self.max_headers} lines")
             return None
-        if lines[0].startswith("Response: Follows"):
-            return _follows(lines)
+        if block.startswith("Response: Follows"):
+            return _follows(block.split("\n"))
         items: list[tuple[str, str]] = []
         append = items.append
-        for line in lines:
+        for line in block.split("\n"):
             key, sep, value = line.partition(": ")
             if sep and key:
                 append((key, value))
@@ -230,9 +230,7 @@ class AmiParser:
             if colon > 0:  # `Key:` or `Key:value`, no space
                 append((line[:colon], line[colon + 1 :]))
             # A line without a key is noise; ignore it rather than fail the frame.
-        if not items:
-            return None
-        return Frame(items)
+        return Frame(items) if items else None
 
 
 def _follows(lines: list[str]) -> Frame:
