@@ -26,12 +26,13 @@ log = logging.getLogger(__name__)
 CHANNEL = "crm_rules_changed"
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-_COLUMNS = (
+RULE_COLUMNS = (
     "name, position, queue, priority, tags_any, tags_all, unknown_caller, caller_prefix,"
     " did, when_spec, attr_spec, enabled"
 )
 # Any constant: serialises position changes between processes (CLI, admin API, bridge).
-_RULES_LOCK = 7_420_010
+RULES_LOCK = 7_420_010
+_COLUMNS, _RULES_LOCK = RULE_COLUMNS, RULES_LOCK  # old private names, still imported elsewhere
 
 
 def _check_name(name: str) -> None:
@@ -129,7 +130,7 @@ class RuleStore:
         """Straight from the database (no cache)."""
         try:
             rows = await self.pool.fetch(
-                f"SELECT {_COLUMNS} FROM routing_rules ORDER BY position, name"
+                f"SELECT {RULE_COLUMNS} FROM routing_rules ORDER BY position, name"
             )
         except _DB_ERRORS as exc:
             raise CrmUnavailable(f"cannot read routing rules: {exc}") from exc
@@ -140,59 +141,21 @@ class RuleStore:
 
         A position past the end appends. ValidationError if the name exists.
         """
-        if position is not None and (isinstance(position, bool) or position < 1):
-            raise ValidationError("position", "a positive integer (1 = first)")
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULES_LOCK)
-                if await conn.fetchval("SELECT 1 FROM routing_rules WHERE name = $1", rule.name):
-                    raise ValidationError("name", f"rule {rule.name} already exists")
-                last = await conn.fetchval("SELECT coalesce(max(position), 0) FROM routing_rules")
-                if position is None or position > last:
-                    position = last + 1
-                else:
-                    await conn.execute(
-                        "UPDATE routing_rules SET position = position + 1, updated_at = now()"
-                        " WHERE position >= $1",
-                        position,
-                    )
-                await conn.execute(
-                    f"INSERT INTO routing_rules ({_COLUMNS})"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    rule.name,
-                    position,
-                    rule.queue,
-                    rule.priority,
-                    list(rule.tags_any) or None,
-                    list(rule.tags_all) or None,
-                    rule.unknown_caller,
-                    rule.caller_prefix,
-                    rule.did,
-                    str(rule.when) if rule.when else None,
-                    str(rule.attr) if rule.attr else None,
-                    rule.enabled,
-                )
-                await self._renumber(conn)
-                row = await conn.fetchrow(
-                    f"SELECT {_COLUMNS} FROM routing_rules WHERE name = $1", rule.name
-                )
+                stored = await insert_rule(conn, rule, position=position)
         except asyncpg.UniqueViolationError as exc:
             raise ValidationError("name", f"rule {rule.name} already exists") from exc
         except _DB_ERRORS as exc:
             raise CrmUnavailable(f"cannot add routing rule: {exc}") from exc
         self.invalidate()  # our own change: no need to wait for the notification
-        return rule_from_row(row)
+        return stored
 
     async def remove_rule(self, name: str) -> None:
         """Delete the rule; the ones after it move up. NotFound if there is none."""
-        _check_name(name)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULES_LOCK)
-                status = await conn.execute("DELETE FROM routing_rules WHERE name = $1", name)
-                if status != "DELETE 1":
-                    raise NotFound(f"no routing rule named {name!r}")
-                await self._renumber(conn)
+                await delete_rule(conn, name)
         except _DB_ERRORS as exc:
             raise CrmUnavailable(f"cannot remove routing rule: {exc}") from exc
         self.invalidate()
@@ -213,10 +176,77 @@ class RuleStore:
 
     @staticmethod
     async def _renumber(conn: Any) -> None:
-        """Positions 1..n in the current order, touching only rows that move."""
+        await renumber(conn)
+
+
+# --- connection-level operations, for callers that need them inside their own transaction
+# (the admin API writes an audit row in the same one). Each takes RULES_LOCK for the rest of
+# the transaction, so concurrent position changes from any process are serialised.
+
+
+async def insert_rule(conn: Any, rule: Rule, *, position: int | None = None) -> Rule:
+    """Insert at `position` (1 = first; None or past the end = last); return the stored rule."""
+    if position is not None and (
+        isinstance(position, bool) or not isinstance(position, int) or position < 1
+    ):
+        raise ValidationError("position", "a positive integer (1 = first)")
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", RULES_LOCK)
+    if await conn.fetchval("SELECT 1 FROM routing_rules WHERE name = $1", rule.name):
+        raise ValidationError("name", f"rule {rule.name} already exists")
+    last = await conn.fetchval("SELECT coalesce(max(position), 0) FROM routing_rules")
+    if position is None or position > last:
+        position = last + 1
+    else:
         await conn.execute(
-            "UPDATE routing_rules r SET position = o.n, updated_at = now()"
-            " FROM (SELECT name, row_number() OVER (ORDER BY position, name) AS n"
-            "       FROM routing_rules) o"
-            " WHERE r.name = o.name AND r.position <> o.n"
+            "UPDATE routing_rules SET position = position + 1, updated_at = now()"
+            " WHERE position >= $1",
+            position,
         )
+    await conn.execute(
+        f"INSERT INTO routing_rules ({RULE_COLUMNS})"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        rule.name,
+        position,
+        *rule_values(rule),
+    )
+    await renumber(conn)
+    row = await conn.fetchrow(
+        f"SELECT {RULE_COLUMNS} FROM routing_rules WHERE name = $1", rule.name
+    )
+    return rule_from_row(row)
+
+
+async def delete_rule(conn: Any, name: str) -> None:
+    """Delete a rule and close the gap; NotFound if there is none."""
+    _check_name(name)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", RULES_LOCK)
+    status = await conn.execute("DELETE FROM routing_rules WHERE name = $1", name)
+    if status != "DELETE 1":
+        raise NotFound(f"no routing rule named {name!r}")
+    await renumber(conn)
+
+
+def rule_values(rule: Rule) -> tuple[Any, ...]:
+    """The columns after name and position, in RULE_COLUMNS order."""
+    return (
+        rule.queue,
+        rule.priority,
+        list(rule.tags_any) or None,
+        list(rule.tags_all) or None,
+        rule.unknown_caller,
+        rule.caller_prefix,
+        rule.did,
+        str(rule.when) if rule.when else None,
+        str(rule.attr) if rule.attr else None,
+        rule.enabled,
+    )
+
+
+async def renumber(conn: Any) -> None:
+    """Positions 1..n in the current order, touching only rows that move."""
+    await conn.execute(
+        "UPDATE routing_rules r SET position = o.n, updated_at = now()"
+        " FROM (SELECT name, row_number() OVER (ORDER BY position, name) AS n"
+        "       FROM routing_rules) o"
+        " WHERE r.name = o.name AND r.position <> o.n"
+    )
