@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from bridge.models import Customer, Decision, InboundCall
 from bridge.routing.rules import Rule
+
+
+def _aware(at: datetime) -> datetime:
+    """Calls should carry aware times; a naive one is taken as UTC, not as this host's zone."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def rule_matches(rule: Rule, call: InboundCall, customer: Customer | None, tz: ZoneInfo) -> bool:
@@ -21,7 +27,7 @@ def rule_matches(rule: Rule, call: InboundCall, customer: Customer | None, tz: Z
         return False
     if rule.did and call.did != rule.did:
         return False
-    if rule.when and not rule.when.contains(call.at.astimezone(tz)):
+    if rule.when and not rule.when.contains(_aware(call.at).astimezone(tz)):
         return False
     return not (rule.attr and (customer is None or not rule.attr.matches(customer.attributes)))
 

@@ -143,3 +143,9 @@ def test_hostile_did_and_caller_never_match_by_accident() -> None:
     ]
     weird = InboundCall("x", None, "", "18005550199\r\n", MONDAY_NOON_UTC)
     assert decide(weird, None, rules, default_queue="support", tz=UTC_TZ).rule == "default"
+
+
+def test_naive_call_time_is_taken_as_utc() -> None:
+    rules = [make_rule("office", "office", when="mon-fri 09:00-18:00")]
+    naive = call(at=datetime(2026, 11, 23, 2, 0))  # 10:00 in Shanghai if read as UTC
+    assert decide(naive, None, rules, default_queue="s", tz=SHANGHAI).rule == "office"
