@@ -29,6 +29,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import shlex
 import shutil
 import stat
 import subprocess
@@ -39,6 +40,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from bridge.config import Config
 from bridge.errors import ConfigError, CrmUnavailable
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ROOT = Path(".crm-bridge")
 PG_USER = "crm-bridge-pg"
 START_TIMEOUT_S = 60
-_SOCKET_MAX = 100  # sun_path is 108 bytes on Linux, minus "/.s.PGSQL.5432"
+_SOCKET_MAX = 90  # sun_path holds 107 bytes on Linux, minus "/.s.PGSQL.5432"
 
 
 def pg_bin_dir() -> Path:
@@ -241,7 +243,8 @@ class EmbeddedPostgres:
             self._wait_ready()
             return
         self._socket_dir = self._socket_folder()
-        options = f"-h '' -k {self._socket_dir} -p 5432"
+        # pg_ctl hands -o to a shell: quote the folder (spaces, quotes in the path)
+        options = f"-h '' -k {shlex.quote(str(self._socket_dir))} -p 5432"
         log.info("starting the embedded PostgreSQL (%s)", self.pgdata)
         self._pg(
             "pg_ctl",
@@ -302,7 +305,7 @@ class EmbeddedPostgres:
 
     @staticmethod
     def _url(socket_dir: str, port: int) -> str:
-        return f"postgresql://postgres@/postgres?host={socket_dir}&port={port}"
+        return f"postgresql://postgres@/postgres?host={quote(socket_dir, safe='/')}&port={port}"
 
     # --- async API ---------------------------------------------------------------------------
     async def start(self) -> str:

@@ -110,3 +110,17 @@ async def test_database_url_uses_the_crm_bridge_folder_of_the_working_directory(
         )
         await conn.close()
     assert read_postmaster(tmp_path / ".crm-bridge" / "pgdata") is None
+
+
+async def test_a_folder_with_spaces_and_quotes_works(tmp_path: Path) -> None:
+    root = tmp_path / "my demo's folder" / ".crm-bridge"
+    root.parent.mkdir()
+    server = EmbeddedPostgres(root)
+    url = await server.start()
+    try:
+        conn = await asyncpg.connect(url)
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+    finally:
+        await server.stop()
+    assert read_postmaster(root / "pgdata") is None
