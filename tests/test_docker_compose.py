@@ -33,6 +33,8 @@ def test_three_services_with_images_or_builds(compose: dict[str, Any]) -> None:
     assert services["asterisk"]["image"] == "andrius/asterisk:22"
     build = services["bridge"]["build"]
     assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+    start = " ".join(services["bridge"]["entrypoint"])
+    assert "crm-bridge db migrate && exec crm-bridge run" in start
 
 
 def test_every_service_has_a_health_check_and_the_bridge_waits_for_healthy_ones(
