@@ -1,0 +1,112 @@
+"""The agent page on the `[http]` port.
+
+    GET  /agent                                   the page (static HTML, no build step)
+    GET  /agent/static/{agent.js,agent.css}       its script and style
+    GET  /agent/config.json                       {"pops_port": N, "pops_url": str|null}
+    POST /agent/api/calls/{call_id}/disposition   Authorization: Bearer <agent token>
+         body {"disposition": "resolved"|"follow_up"|"complaint", "notes": "..."}
+         200 {"call_id", "disposition", "notes"}; 400 naming the field; 401 bad token;
+         403 the agent was not rung for the call (and is no supervisor/admin).
+
+The page logs in with the agent's token (kept in sessionStorage), opens the pop websocket
+(`bridge.pops.protocol`) and renders every value as text; the app's Content-Security-Policy
+(script-src 'self') forbids inline script on top of that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from bridge.crm.agents import Agent, authenticate
+from bridge.pops.disposition import NotYourCall, clean_notes, save_disposition
+from bridge.web.errors import ApiError, read_json
+
+__all__ = ["AgentDeps", "setup_agent_routes"]
+
+_STATIC = {
+    "agent.js": "text/javascript",
+    "agent.css": "text/css",
+}
+
+
+@dataclass
+class AgentDeps:
+    pool: asyncpg.Pool[Any]
+    pops_port: int | Callable[[], int]  # a callable when the hub binds port 0
+    pops_url: str | None = None  # e.g. wss://pops.example/ behind a proxy
+    authenticate: Callable[[str], Awaitable[Agent | None]] | None = None
+
+
+AGENT_DEPS = web.AppKey("agent_deps", AgentDeps)
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("bridge.web").joinpath("static", name).read_bytes()
+
+
+async def agent_page(request: web.Request) -> web.Response:
+    return web.Response(body=_asset("agent.html"), content_type="text/html", charset="utf-8")
+
+
+async def agent_static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in _STATIC:
+        raise web.HTTPNotFound()
+    return web.Response(body=_asset(name), content_type=_STATIC[name], charset="utf-8")
+
+
+async def agent_config(request: web.Request) -> web.Response:
+    deps = request.app[AGENT_DEPS]
+    port = deps.pops_port() if callable(deps.pops_port) else deps.pops_port
+    return web.json_response({"pops_port": port, "pops_url": deps.pops_url})
+
+
+async def bearer_agent(request: web.Request, deps: AgentDeps) -> Agent:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send Authorization: Bearer <agent token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    check = deps.authenticate or (lambda t: authenticate(deps.pool, t))
+    agent = await check(token.strip())
+    if agent is None:
+        raise ApiError(
+            401, "unauthorized", "wrong or revoked token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return agent
+
+
+async def post_disposition(request: web.Request) -> web.Response:
+    deps = request.app[AGENT_DEPS]
+    agent = await bearer_agent(request, deps)
+    body = await read_json(request, limit=16 * 1024)
+    call_id = request.match_info["call_id"]
+    disposition = body.get("disposition")
+    notes = body.get("notes", "")
+    try:
+        await save_disposition(deps.pool, call_id, agent, disposition, notes)
+    except NotYourCall as exc:
+        raise ApiError(403, "forbidden", str(exc)) from exc
+    return web.json_response(
+        {"call_id": call_id, "disposition": disposition, "notes": clean_notes(notes)}
+    )
+
+
+def setup_agent_routes(app: web.Application, deps: AgentDeps) -> web.Application:
+    app[AGENT_DEPS] = deps
+    app.router.add_get("/agent", agent_page)
+    app.router.add_get("/agent/", agent_page)
+    app.router.add_get("/agent/static/{name}", agent_static)
+    app.router.add_get("/agent/config.json", agent_config)
+    app.router.add_post("/agent/api/calls/{call_id}/disposition", post_disposition)
+    return app

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from bridge.pops.sources import record_participant
+from bridge.web import HttpServer, make_web_app
+from bridge.web.agent import AgentDeps, setup_agent_routes
+from tests.crm.fixture_crm import load_trace_crm
+
+CALL = "1700000000.42"
+
+
+@pytest.fixture
+async def site(pool: asyncpg.Pool[Any]) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    tokens = await load_trace_crm(pool)
+    await record_participant(pool, CALL, "1001", "answered")
+    app = make_web_app(setups=[lambda app: setup_agent_routes(app, AgentDeps(pool, 8765))])
+    server = HttpServer(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield server.url, tokens
+    finally:
+        await server.stop()
+
+
+async def test_the_page_and_its_assets_are_served_with_a_strict_policy(site) -> None:
+    url, _ = site
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url + "/agent") as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            html = await r.text()
+            assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert '<script src="/agent/static/agent.js"' in html
+        assert "<script>" not in html  # no inline script: the policy would block it anyway
+        async with s.get(url + "/agent/static/agent.js") as r:
+            assert r.status == 200 and r.content_type == "text/javascript"
+            assert "innerHTML" not in await r.text()
+        async with s.get(url + "/agent/static/agent.css") as r:
+            assert r.content_type == "text/css"
+        for bad in ("/agent/static/agent.html", "/agent/static/..%2F..%2Fapp.py"):
+            async with s.get(url + bad) as r:
+                assert r.status == 404
+        async with s.get(url + "/agent/config.json") as r:
+            assert await r.json() == {"pops_port": 8765, "pops_url": None}
+
+
+async def post(url: str, token: str | None, body: Any, call: str = CALL, **kw: Any):
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with aiohttp.ClientSession() as s:
+        target = f"{url}/agent/api/calls/{call}/disposition"
+        if isinstance(body, bytes):
+            kw.setdefault("headers", {}).update(headers)
+            async with s.post(target, data=body, **kw) as r:
+                return r.status, await r.json()
+        async with s.post(target, json=body, headers=headers) as r:
+            return r.status, await r.json()
+
+
+async def test_the_answering_agent_files_a_disposition(site, pool) -> None:
+    url, tokens = site
+    status, body = await post(url, tokens["1001"], {"disposition": "resolved", "notes": "ok"})
+    assert status == 200 and body == {"call_id": CALL, "disposition": "resolved", "notes": "ok"}
+    row = await pool.fetchrow("SELECT disposition, notes FROM call_records")
+    assert tuple(row) == ("resolved", "ok")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"disposition": "great"}, "disposition"),
+        ({}, "disposition"),
+        ({"disposition": "resolved", "notes": ["x"]}, "notes"),
+        ({"disposition": "resolved", "notes": "x" * 5000}, "notes"),
+    ],
+)
+async def test_a_bad_body_is_400_naming_the_field(site, body, field) -> None:
+    url, tokens = site
+    status, answer = await post(url, tokens["1001"], body)
+    assert status == 400 and answer["field"] == field
+
+
+async def test_malformed_json_and_bad_call_ids_are_400(site) -> None:
+    url, tokens = site
+    ct = {"headers": {"Content-Type": "application/json"}}
+    status, answer = await post(url, tokens["1001"], b"{not json", **ct)
+    assert (status, answer["error"]) == (400, "invalid_json")
+    status, answer = await post(url, tokens["1001"], b"\xff\xfe", **ct)
+    assert (status, answer["error"]) == (400, "invalid_json")
+    status, answer = await post(url, tokens["1001"], {"disposition": "resolved"}, call="a%27b")
+    assert (status, answer["field"]) == (400, "call_id")
+
+
+async def test_missing_or_wrong_token_is_401(site) -> None:
+    url, _ = site
+    for token in (None, "nope", "x" * 43):
+        status, answer = await post(url, token, {"disposition": "resolved"})
+        assert status == 401 and answer["error"] == "unauthorized"
+
+
+async def test_another_agents_call_is_403(site, pool) -> None:
+    url, tokens = site
+    status, answer = await post(url, tokens["1002"], {"disposition": "resolved"})
+    assert status == 403 and answer["error"] == "forbidden"
+    assert await pool.fetchval("SELECT count(*) FROM call_records") == 0
