@@ -185,6 +185,9 @@ class EmbeddedPostgres:
             check=False,
             cwd=str(self.root),
             stdin=subprocess.DEVNULL,
+            # Own session: a Ctrl-C in the terminal reaches the demo, which then stops the
+            # server in order, instead of reaching PostgreSQL directly.
+            start_new_session=True,
             **self._run_as.kwargs(),
         )
         if result.returncode != 0:
