@@ -1,15 +1,81 @@
-"""`crm-bridge sync` (placeholder until its owner lands it)."""
+"""`crm-bridge sync run [--since TIME]`: reconcile kept Cdrs with call records, backfill
+what is missing (marked inferred), re-send what the external CRM never acknowledged, print a
+one-line summary, exit 0.
+
+Meant for cron, e.g. every night at 03:00 (the lock makes overlapping runs harmless)::
+
+    0 3 * * *  crm-bridge --config /etc/crm-bridge.toml sync run --since 48h \
+               >> /var/log/crm-bridge-sync.log 2>&1
+
+(one crontab line; split here only to fit).
+
+`TIME` is an ISO date or time (`2026-11-23`, `2026-11-23T03:00:00+01:00`; no zone = UTC) or
+a look-back such as `90m`, `48h`, `7d`. Without `--since`: the last 48 hours.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
 
+from bridge.cli.common import config_from, database_pool
+from bridge.connectors import build_connector
 from bridge.errors import UsageError
+from bridge.sync import SyncSummary, run_sync
+
+DEFAULT_LOOKBACK = timedelta(hours=48)
+_LOCK = 7_420_030  # one sync at a time per database
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub.add_parser("sync", help="(not yet available)").set_defaults(handler=_missing)
+    sync = sub.add_parser("sync", help="reconcile call records with Asterisk Cdrs and the CRM")
+    sync_sub = sync.add_subparsers(dest="sync_command", metavar="ACTION")
+    sync_sub.required = True
+    run = sync_sub.add_parser("run", help="backfill missing records, re-send unacknowledged")
+    run.add_argument("--since", metavar="TIME", help="ISO time or look-back (48h, 7d)")
+    run.set_defaults(handler=_run)
 
 
-def _missing(args: argparse.Namespace) -> int:
-    raise UsageError("'sync' is not available yet")
+def parse_since(text: str | None, now: datetime | None = None) -> datetime:
+    now = now or datetime.now(UTC)
+    if not text:
+        return now - DEFAULT_LOOKBACK
+    m = re.fullmatch(r"\s*(\d{1,6})\s*([smhdw])\s*", text)
+    if m:
+        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise UsageError(f"--since: expected an ISO time or e.g. 48h, got {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    since = parse_since(args.since)
+
+    async def go() -> SyncSummary:
+        async with database_pool(config) as pool, pool.acquire() as lock_conn:
+            await lock_conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+            try:
+                connector = build_connector(config)
+                await connector.start()
+                try:
+                    return await run_sync(
+                        pool,
+                        connector,
+                        config.device_regex,
+                        since=since,
+                        max_attempts=config.crm.max_attempts,
+                    )
+                finally:
+                    await connector.stop()
+            finally:
+                await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+
+    summary = asyncio.run(go())
+    print(f"sync since {since.isoformat()}: {summary.line()}")
+    return 0

@@ -61,15 +61,20 @@ class PbxCdr:
     last_data: str = ""
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, Any], zone: tzinfo = UTC) -> PbxCdr:
-        """From the headers of an AMI `Cdr` event (UniqueID, Channel, ..., LastData)."""
-        lowered = {str(k).lower(): v for k, v in fields.items()}
+    def from_fields(cls, fields: Any, zone: tzinfo = UTC) -> PbxCdr:
+        """From the headers of an AMI `Cdr` event (UniqueID, Channel, ..., LastData): a
+        mapping, or an AMI `Frame` (case-insensitive `get`)."""
+        if isinstance(fields, Mapping):
+            lowered = {str(k).lower(): v for k, v in fields.items()}
+            raw = lowered.get
+        else:
+            raw = fields.get
 
         def g(name: str) -> str:
-            return _text(lowered.get(name.lower(), ""))
+            return _text(raw(name.lower()) or "")
 
         return cls(
-            uniqueid=_text(lowered.get("uniqueid", ""), 150),
+            uniqueid=_text(raw("uniqueid") or "", 150),
             channel=g("Channel"),
             destination_channel=g("DestinationChannel"),
             source=g("Source"),
@@ -77,8 +82,8 @@ class PbxCdr:
             start_time=parse_cdr_time(g("StartTime"), zone),
             answer_time=parse_cdr_time(g("AnswerTime"), zone),
             end_time=parse_cdr_time(g("EndTime"), zone),
-            duration_s=_int(lowered.get("duration")),
-            billable_s=_int(lowered.get("billableseconds")),
+            duration_s=_int(raw("duration")),
+            billable_s=_int(raw("billableseconds")),
             disposition=g("Disposition").upper(),
             last_application=g("LastApplication"),
             last_data=g("LastData"),

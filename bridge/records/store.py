@@ -48,6 +48,7 @@ ON CONFLICT (call_id) DO UPDATE SET
     outcome = EXCLUDED.outcome, recording_path = EXCLUDED.recording_path,
     degraded = EXCLUDED.degraded, inferred = EXCLUDED.inferred, updated_at = now()
     -- disposition and notes belong to the agent page (bridge/pops/disposition.py): never touched
+{where}
 RETURNING disposition, notes
 """
 
@@ -77,8 +78,11 @@ def _history_summary(queue: str | None, outcome: str, agents: list[dict[str, Any
     return f"Inbound call{where}, {outcome}"
 
 
-async def write_ended(conn: Any, event: CallEnded) -> None:
-    """Upsert the record of one finished call. Run inside a transaction."""
+async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False) -> bool:
+    """Upsert the record of one finished call. Run inside a transaction.
+
+    `only_missing` (backfill from Cdrs): never replace a finished record, only fill a
+    missing one (or one holding just a disposition). Returns whether a row was written."""
     s = event.summary
     call_id = clean(event.call_id, 150)
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
@@ -117,7 +121,7 @@ async def write_ended(conn: Any, event: CallEnded) -> None:
             inferred.add("recording_path")
     outcome = s.outcome if s.outcome in {"answered", "abandoned", "unanswered"} else "unanswered"
     row = await conn.fetchrow(
-        _UPSERT,
+        _UPSERT.format(where="WHERE r.ended_at IS NULL" if only_missing else ""),
         call_id,
         clean(s.caller, 200),
         customer_id,
@@ -135,6 +139,8 @@ async def write_ended(conn: Any, event: CallEnded) -> None:
         degraded,
         sorted(clean(i, 64) for i in inferred),
     )
+    if row is None:
+        return False
     if uniqueids:
         await conn.execute(_CHANNELS, uniqueids, call_id)
     if customer_id:
@@ -149,6 +155,7 @@ async def write_ended(conn: Any, event: CallEnded) -> None:
             row["disposition"],
             row["notes"],
         )
+    return True
 
 
 async def store_cdr(conn: Any, cdr: PbxCdr) -> None:
