@@ -2,12 +2,10 @@
 what is missing (marked inferred), re-send what the external CRM never acknowledged, print a
 one-line summary, exit 0.
 
-Meant for cron, e.g. every night at 03:00 (the lock makes overlapping runs harmless)::
+Meant for cron, e.g. every night at 03:00 (a lock makes overlapping runs wait their turn);
+with CRM_BRIDGE_CONFIG=/etc/crm-bridge.toml set at the top of the crontab::
 
-    0 3 * * *  crm-bridge --config /etc/crm-bridge.toml sync run --since 48h \
-               >> /var/log/crm-bridge-sync.log 2>&1
-
-(one crontab line; split here only to fit).
+    0 3 * * * crm-bridge sync run --since 48h >> /var/log/crm-bridge-sync.log 2>&1
 
 `TIME` is an ISO date or time (`2026-11-23`, `2026-11-23T03:00:00+01:00`; no zone = UTC) or
 a look-back such as `90m`, `48h`, `7d`. Without `--since`: the last 48 hours.
