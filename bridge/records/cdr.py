@@ -132,6 +132,8 @@ class PbxCdr:
     def from_dict(cls, data: Mapping[str, Any]) -> PbxCdr:
         def t(key: str) -> datetime | None:
             raw = data.get(key)
+            if isinstance(raw, datetime):
+                return raw
             return datetime.fromisoformat(raw) if isinstance(raw, str) and raw else None
 
         return cls(

@@ -76,16 +76,18 @@ async def seed_crm(conn: Any) -> None:
         )
 
 
-async def seed_decisions(conn: Any, scenario: str) -> None:
-    """The route_decisions rows the bridge would have written while routing the trace."""
+async def seed_decisions(conn: Any, scenario: str, *, linkedid: bool = False) -> None:
+    """The route_decisions rows the bridge would have written while routing the trace
+    (`linkedid`: with the channel's Linkedid filled in, as the AGI server can ask for it)."""
     agi = TRACES / scenario / "agi.log"
+    call_of = {u: e.call_id for e in ended_events(scenario) for u in e.summary.uniqueids}
     if agi.exists():
         for env in agi_sessions(agi):
             caller = env.get("agi_callerid", "")
             customer = CUSTOMERS.get(caller)
             await conn.execute(
                 "INSERT INTO route_decisions (uniqueid, channel, caller, did, customer_id, queue,"
-                " rule, recording) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                " rule, recording, linkedid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 env["agi_uniqueid"],
                 env["agi_channel"],
                 caller,
@@ -94,6 +96,7 @@ async def seed_decisions(conn: Any, scenario: str) -> None:
                 env["BRIDGE_QUEUE"],
                 "vip" if env["BRIDGE_QUEUE"] == "senior" else "default",
                 f"{env['agi_uniqueid']}.wav",
+                call_of.get(env["agi_uniqueid"], "") if linkedid else "",
             )
         return
     # No agi.log (least-privilege, ARI): a decision keyed by the call's linkedid.

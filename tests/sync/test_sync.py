@@ -1,0 +1,215 @@
+"""`crm-bridge sync run`: calls rebuilt from kept Cdrs, missing records backfilled (inferred),
+unacknowledged records re-sent; and the command itself, as cron would run it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bridge.ami.protocol import AmiParser
+from bridge.config import DEFAULT_DEVICE_PATTERN
+from bridge.connectors import BuiltinConnector
+from bridge.records import PbxCdr, RecordWriter, Spool
+from bridge.sync import run_sync
+from bridge.sync.cdrs import INFERRED_FROM_CDR, call_from_cdrs, group_cdrs, handset_index
+from tests.conftest import TRACES
+from tests.connectors.crm_server import TOKEN, CrmServer
+from tests.records.helpers import (
+    AGENTS,
+    AMI_SCENARIOS,
+    ended_events,
+    seed_crm,
+    seed_decisions,
+)
+
+PATTERN = re.compile(DEFAULT_DEVICE_PATTERN)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def trace_cdrs(scenario: str) -> list[PbxCdr]:
+    frames = AmiParser().feed((TRACES / scenario / "ami.log").read_bytes())
+    return [PbxCdr.from_fields(f) for f in frames if f.get("Event") == "Cdr"]
+
+
+@pytest.mark.parametrize("scenario", AMI_SCENARIOS)
+def test_cdrs_alone_rebuild_what_the_live_tracker_saw(scenario: str) -> None:
+    cdrs = trace_cdrs(scenario)
+    live = {e.call_id: e.summary for e in ended_events(scenario)}
+    call_of = {u: cid for cid, s in live.items() for u in s.uniqueids}
+    rebuilt = {}
+    for call_id, group in group_cdrs(cdrs, call_of).items():
+        event = call_from_cdrs(call_id, group, PATTERN, handsets=handset_index(cdrs))
+        if event is not None:
+            rebuilt[call_id] = event.summary
+    assert set(rebuilt) == set(live)
+    for call_id, s in rebuilt.items():
+        t = live[call_id]
+        assert (s.caller, s.queue, s.outcome, s.talk_s) == (t.caller, t.queue, t.outcome, t.talk_s)
+        assert [(a.device, a.talk_s) for a in s.agents] == [(a.device, a.talk_s) for a in t.agents]
+        assert s.inferred == INFERRED_FROM_CDR
+
+
+def test_an_agent_handset_cdr_alone_is_not_a_call() -> None:
+    (handset,) = [c for c in trace_cdrs("regular-answered") if c.channel.startswith("Local/1001")]
+    assert call_from_cdrs(handset.uniqueid, [handset], PATTERN) is None
+
+
+@pytest.fixture
+async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
+    w = RecordWriter(pool, Spool(tmp_path / "spool"))
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()
+
+
+async def test_calls_never_recorded_are_backfilled_from_kept_cdrs(
+    pool: asyncpg.Pool[Any], writer: RecordWriter
+) -> None:
+    """The AMI link (or the bridge) was down when these calls ended: no CallEnded ever
+    reached the writer, only the Cdrs were kept. The sync completes every record."""
+    async with pool.acquire() as conn:
+        await seed_crm(conn)
+        for scenario in ("vip-answered", "blind-transfer", "abandoned", "concurrent-8"):
+            await seed_decisions(conn, scenario, linkedid=True)
+    for scenario in ("vip-answered", "blind-transfer", "abandoned", "concurrent-8"):
+        for cdr in trace_cdrs(scenario):
+            await writer.store_cdr(cdr)
+            await writer.store_cdr(cdr)  # re-sent Cdrs are kept once
+    await writer.wait_idle()
+    assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == 5 + 5 + 3 + 24
+    # A disposition was filed during the call, before any record existed.
+    await pool.execute(
+        "INSERT INTO call_records (call_id, disposition, notes)"
+        " VALUES ('1795464246.0', 'resolved', 'kept')"
+    )
+
+    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    assert (summary.checked, summary.backfilled) == (11, 11)
+    assert summary.resent == 11 and summary.delivered == 11 and summary.dead_lettered == 0
+
+    vip = await pool.fetchrow("SELECT * FROM call_records WHERE call_id = '1795464246.0'")
+    assert (vip["customer_id"], vip["queue"], vip["outcome"], vip["talk_s"]) == (
+        "c-alice",
+        "senior",
+        "answered",
+        2,
+    )
+    assert [a["agent"] for a in vip["agents"]] == [AGENTS["2001"]]
+    assert (vip["disposition"], vip["notes"]) == ("resolved", "kept")
+    assert vip["recording_path"] == "1795464246.1.wav"
+    assert set(INFERRED_FROM_CDR) | {"recording_path"} <= set(vip["inferred"])
+    transfer = await pool.fetchrow(
+        "SELECT agents FROM call_records WHERE call_id = '1795464271.28'"
+    )
+    assert [(a["agent"], a["talk_s"]) for a in transfer["agents"]] == [("ann", 1), ("sue", 4)]
+    abandoned = await pool.fetchrow("SELECT * FROM call_records WHERE call_id = '1795464264.20'")
+    assert abandoned["outcome"] == "abandoned" and abandoned["agents"] == []
+    assert await pool.fetchval("SELECT count(*) FROM service_history") == 3  # Alice, Bob x2
+
+    again = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    assert (again.checked, again.backfilled, again.resent) == (11, 0, 0)
+
+
+async def test_live_records_are_checked_not_rewritten(
+    pool: asyncpg.Pool[Any], writer: RecordWriter
+) -> None:
+    async with pool.acquire() as conn:
+        await seed_crm(conn)
+        await seed_decisions(conn, "concurrent-8")
+    for event in ended_events("concurrent-8"):
+        await writer.submit(event)
+    for cdr in trace_cdrs("concurrent-8"):
+        await writer.store_cdr(cdr)
+    await writer.wait_idle()
+    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    assert (summary.checked, summary.backfilled) == (8, 0)
+    assert await pool.fetchval("SELECT count(*) FROM call_records WHERE inferred <> '{}'") == 0
+
+
+async def test_sync_resends_what_the_crm_never_acknowledged(
+    pool: asyncpg.Pool[Any], writer: RecordWriter
+) -> None:
+    for event in ended_events("concurrent-8"):
+        await writer.submit(event)
+    await writer.wait_idle()
+    await pool.execute(
+        "UPDATE call_outbox SET state = 'dead', attempts = 5"
+        " WHERE call_id IN ('1795464278.34', '1795464278.36')"
+    )
+    await pool.execute("UPDATE call_outbox SET state = 'delivered' WHERE state = 'pending'")
+    crm = CrmServer()
+    await crm.start()
+    from bridge.config import build_config
+    from bridge.connectors import RestConnector
+
+    config = build_config(
+        {
+            "crm": {
+                "connector": "rest",
+                "lookup_url": f"{crm.url}/customers?phone={{phone}}",
+                "records_url": f"{crm.url}/calls/{{call_id}}",
+                "auth_header": f"Authorization: {TOKEN}",
+            }
+        },
+        {},
+        runtime=False,
+    )
+    connector = RestConnector(config.crm, retries=0)
+    await connector.start()
+    try:
+        summary = await run_sync(pool, connector, PATTERN, since=None)
+        crm.always_fail = True
+        await pool.execute("UPDATE call_outbox SET state = 'pending'")
+        failing = await run_sync(pool, connector, PATTERN, since=None, max_attempts=1)
+    finally:
+        await connector.stop()
+        await crm.close()
+    assert (summary.resent, summary.delivered, summary.dead_lettered) == (2, 2, 0)
+    assert set(crm.accepted) == {"1795464278.34", "1795464278.36"}
+    assert (failing.resent, failing.delivered, failing.dead_lettered) == (8, 0, 8)
+    assert await pool.fetchval("SELECT count(*) FROM call_dead_letters") == 8
+
+
+async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_sync_run_command_prints_a_summary_and_exits_zero(
+    pool: asyncpg.Pool[Any], writer: RecordWriter, database_url: str, tmp_path: Path
+) -> None:
+    for cdr in trace_cdrs("regular-answered"):
+        await writer.store_cdr(cdr)
+    await writer.wait_idle()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_BRIDGE_")} | {
+        "CRM_BRIDGE_DATABASE_URL": database_url,
+        "CRM_BRIDGE_CONFIG": str(tmp_path / "none.toml"),
+    }
+    (tmp_path / "none.toml").write_text("")
+    code, out, err = await _cli("sync", "run", "--since", "3650d", env=env)
+    assert code == 0, err
+    assert "checked 1, backfilled 1, resent 1 (delivered 1), dead-lettered 0" in out
+    code, _, err = await _cli("sync", "run", "--since", "yesterday-ish", env=env)
+    assert code == 2 and "--since" in err
