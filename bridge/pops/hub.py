@@ -77,6 +77,7 @@ CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
 ParticipantSink = Callable[[str, str, str], Awaitable[None]]  # call_id, agent_id, how
 Origins = Sequence[str] | Callable[[], Sequence[str]]
 
+MAX_IN_FLIGHT = 10_000
 _CLOSE_REASONS = {1003: "binary", 1009: "too_big", 4001: "auth", 4002: "malformed", 4008: "slow"}
 
 
@@ -219,9 +220,13 @@ class PopHub:
 
     # --- call events -------------------------------------------------------------------------
 
-    async def handle(self, event: CallEvent) -> None:
-        """Route one tracker event to the pops it causes. Never raises for bad data."""
-        started = time.perf_counter()
+    async def handle(self, event: CallEvent, *, received: float | None = None) -> None:
+        """Route one tracker event to the pops it causes. Never raises for bad data.
+
+        `received` (a `time.perf_counter()` value) is when the event reached the bridge; the
+        pop latency metric counts from there.
+        """
+        started = time.perf_counter() if received is None else received
         try:
             if isinstance(event, CallRinging):
                 await self._on_ringing(event, started)
@@ -235,6 +240,25 @@ class PopHub:
                 await self._on_ended(event)
         except Exception:
             log.exception("pop hub could not handle %s", type(event).__name__)
+
+    async def submit(self, event: CallEvent) -> None:
+        """Like `handle`, but return at once: the AMI link's subscriber callback.
+
+        Each event runs in its own task, so one call's customer lookup never holds up the
+        pops of another. Events of one call still apply in order: tasks start in creation
+        order, create/find the call without awaiting, and queue on the call's FIFO lock.
+        Past `MAX_IN_FLIGHT` pending events it waits (back-pressure instead of growth).
+        """
+        received = time.perf_counter()
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            await self.handle(event, received=received)
+        else:
+            self._spawn(self.handle(event, received=received))
+
+    async def drain(self) -> None:
+        """Wait until every event submitted so far has been handled (tests, shutdown)."""
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def handle_all(self, events: Iterable[CallEvent]) -> None:
         for event in events:

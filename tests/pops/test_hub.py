@@ -288,3 +288,30 @@ async def test_default_origins_come_from_the_agent_page(pool) -> None:
             await connect(url, origin="http://localhost:9999")
     finally:
         await hub.stop()
+
+
+async def test_submitted_events_keep_each_calls_order_across_interleaved_calls(make_hub) -> None:
+    env = await make_hub()
+    winner, loser, other = (
+        await env.connect("2001"),
+        await env.connect("2002"),
+        await env.connect("1001"),
+    )
+    vip, regular = trace_events("vip-answered"), trace_events("regular-answered")
+    # interleave the two calls' events; submit() returns before they are handled
+    for i in range(max(len(vip), len(regular))):
+        for events in (vip, regular):
+            if i < len(events):
+                await env.hub.submit(events[i])
+    await env.hub.drain()
+    assert [m["type"] for m in await recv_until_pong(winner)] == [
+        "call.ringing",
+        "call.answered",
+        "call.ended",
+    ]
+    assert [m["type"] for m in await recv_until_pong(loser)] == ["call.ringing", "call.retracted"]
+    assert [m["type"] for m in await recv_until_pong(other)] == [
+        "call.ringing",
+        "call.answered",
+        "call.ended",
+    ]
