@@ -76,8 +76,10 @@ class Alerter:
             self._session = None
 
     def health(self) -> Health:
-        state = "up" if self.enabled else "disabled"
-        return Health(state, required=False, detail={"sent": self.sent, "failures": self.failures})
+        detail = {"sent": self.sent, "failures": self.failures}
+        if not self.enabled:
+            return Health("disabled", required=False, detail=detail)
+        return Health("up", required=False, detail=detail)
 
     async def drain(self) -> None:
         """Wait for alerts being sent (tests, shutdown)."""

@@ -45,7 +45,7 @@ _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
 class _Retryable(Exception):
-    def __init__(self, error: CrmError) -> None:
+    def __init__(self, error: CrmError | DeliveryError) -> None:
         super().__init__(str(error))
         self.error = error
 
