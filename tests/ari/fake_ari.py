@@ -87,7 +87,7 @@ class FakeAri:
     ws_auth: list[str] = field(default_factory=list)
     connections: int = 0
     port: int = 0
-    on_rest: Callable[[RestCall], None] | None = None
+    on_rest: Callable[[RestCall], object] | None = None
 
     def __post_init__(self) -> None:
         self._changed = asyncio.Condition()
@@ -109,9 +109,7 @@ class FakeAri:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         for ws in list(self._sockets):

@@ -174,8 +174,7 @@ async def odd_server() -> AsyncIterator[tuple[str, asyncio.Event]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}/ari", release
     finally:

@@ -185,9 +185,9 @@ def test_channel_list_and_variable_reply() -> None:
     for bad in ('{"values": 1}', "[]", '{"value": 3}', "<html>502</html>"):
         with pytest.raises(AriProtocolError):
             decode_variable_reply(bad)
-    for bad in ("{}", "null", "[", b"\xff"):
+    for bad_list in ("{}", "null", "[", b"\xff"):
         with pytest.raises(AriProtocolError):
-            decode_channel_list(bad)
+            decode_channel_list(bad_list)
 
 
 def test_oversized_descriptive_text_is_cut_not_refused() -> None:
