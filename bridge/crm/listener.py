@@ -149,10 +149,12 @@ class PgListener:
     async def _listen_once(self) -> None:
         lost = asyncio.Event()
         conn = await asyncio.wait_for(self._pool.acquire(), timeout=10)
+        graceful = False  # only a stop() hands the connection back for reuse
         try:
             conn.add_termination_listener(lambda _c: lost.set())
-            for channel in {s.channel for s in self._subs}:
-                await conn.add_listener(channel, self._dispatch)
+            async with asyncio.timeout(max(2.0, self._keepalive_s)):  # a stuck socket, too
+                for channel in {s.channel for s in self._subs}:
+                    await conn.add_listener(channel, self._dispatch)
             self.backend_pid = conn.get_server_pid()
             self.generation += 1
             self._reset_all()  # anything cached before now may have missed a notification
@@ -162,18 +164,28 @@ class PgListener:
                 try:
                     await asyncio.wait_for(lost.wait(), self._keepalive_s)
                 except TimeoutError:
+                    # No traffic for a while: prove the connection still answers (a
+                    # half-open socket never reports its own death).
                     await asyncio.wait_for(conn.fetchval("SELECT 1"), self._keepalive_s)
             self._last_error = "connection lost"
             log.warning("%s: connection lost; re-listening", self.name)
+        except asyncio.CancelledError:
+            graceful = True
+            raise
         finally:
             self._state = "down"
-            await self._release(conn)
+            await self._release(conn, graceful=graceful)
 
-    async def _release(self, conn: Any) -> None:
-        if not conn.is_closed():
-            with contextlib.suppress(*_DB_ERRORS):
+    async def _release(self, conn: Any, *, graceful: bool) -> None:
+        """Give the connection back; a suspect one is closed first so it is never reused."""
+        if graceful and not conn.is_closed():
+            try:
                 for channel in {s.channel for s in self._subs}:
-                    await asyncio.wait_for(conn.remove_listener(channel, self._dispatch), 5)
+                    await asyncio.wait_for(conn.remove_listener(channel, self._dispatch), 2)
+            except _DB_ERRORS:
+                conn.terminate()
+        elif not conn.is_closed():
+            conn.terminate()
         try:
             await asyncio.wait_for(self._pool.release(conn), 5)
         except (*_DB_ERRORS, asyncpg.exceptions.InternalClientError):

@@ -225,3 +225,35 @@ async def test_database_down_raises_crm_unavailable(database_url: str) -> None:
     with pytest.raises(CrmUnavailable):
         await directory.lookup(ALICE_PHONE)
     assert directory.health().state == "down"
+
+
+async def test_half_open_listener_connection_is_noticed_by_the_keepalive(
+    pool: asyncpg.Pool[Any], database_url: str
+) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.crm.tcp_proxy import FreezingProxy
+
+    await load_trace_crm(pool)
+    target = urlsplit(database_url)
+    proxy = FreezingProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    proxied_url = database_url.replace(
+        f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}"
+    )
+    via_proxy = await create_pool(proxied_url, min_size=1, max_size=2)
+    directory = PostgresDirectory(via_proxy, keepalive_s=0.2)
+    try:
+        await directory.start()
+        generation = directory.listener.generation
+        await directory.lookup(BOB_PHONE)
+        proxy.freeze_existing()  # the listener's socket stays open but goes silent
+        async with asyncio.timeout(15):
+            await directory.listener.wait_listening(generation)
+        await directory.lookup(BOB_PHONE)
+        await pool.execute("UPDATE customers SET name = 'Seen' WHERE id = $1", BOB)
+        await _sees(directory, BOB_PHONE, lambda c: c.name == "Seen")
+    finally:
+        await directory.stop()
+        await via_proxy.close()
+        await proxy.close()
