@@ -54,6 +54,7 @@ async def test_trace_callers_route_as_recorded(pool: asyncpg.Pool[Any]) -> None:
         await service.record(_call("+15551230001", "1700000000.1"), decision, "x.wav")
         assert await service.drain(5)
         row = await pool.fetchrow("SELECT * FROM route_decisions")
+        assert row is not None
         assert row["customer_id"] == ALICE and row["queue"] == "senior"
         assert row["recording"] == "x.wav" and row["linkedid"] == "1700000000.1"
     finally:

@@ -159,6 +159,7 @@ async def test_record_writes_route_decisions_in_the_background(
     assert await service.drain(5)
     assert service.pending() == 0
     row = await pool.fetchrow("SELECT * FROM route_decisions WHERE uniqueid = '1700000000.1'")
+    assert row is not None
     assert dict(row) | {"decided_at": None} == {
         "uniqueid": "1700000000.1",
         "linkedid": "1700000000.0",
@@ -178,6 +179,7 @@ async def test_record_writes_route_decisions_in_the_background(
     await service.record(the_call, DEGRADED, None)
     await service.drain(5)
     row = await pool.fetchrow("SELECT rule, degraded, recording FROM route_decisions")
+    assert row is not None
     assert tuple(row) == ("default", True, None)
     await service.stop()
 
