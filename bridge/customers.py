@@ -67,6 +67,9 @@ def text_field(value: Any, field: str, *, max_len: int, allow_empty: bool = Fals
 
 
 def customer_id(value: Any, field: str = "id") -> str:
+    """An id is used as given: surrounding spaces are refused, not silently trimmed."""
+    if isinstance(value, str) and value != value.strip():
+        raise ValidationError(field, "must not start or end with spaces")
     return text_field(value, field, max_len=MAX_ID)
 
 

@@ -79,6 +79,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 from aiohttp import web
+from prometheus_client import Counter
 
 from bridge import audit, customers
 from bridge.config import Config
@@ -89,6 +90,17 @@ if TYPE_CHECKING:
     from bridge.customers import Conn
 
 log = logging.getLogger(__name__)
+
+DELIVERIES = Counter(
+    "crm_bridge_webhook_deliveries_total",
+    "CRM webhook deliveries by outcome (accepted, unauthorized, replayed, invalid)",
+    ["outcome"],
+)
+CHANGES = Counter(
+    "crm_bridge_webhook_changes_total",
+    "CRM webhook changes by result (applied, stale, duplicate, rejected)",
+    ["status"],
+)
 
 SIGNATURE_HEADER = "X-CRM-Signature"
 MAX_BODY = 1024 * 1024
@@ -465,6 +477,18 @@ WEBHOOK_DEPS = web.AppKey("crm_webhook_deps", WebhookDeps)
 
 
 async def handle_webhook(request: web.Request) -> web.Response:
+    try:
+        response = await _handle(request)
+    except ApiError as exc:
+        DELIVERIES.labels(
+            {401: "unauthorized", 409: "replayed", 503: "disabled"}.get(exc.status, "invalid")
+        ).inc()
+        raise
+    DELIVERIES.labels("accepted").inc()
+    return response
+
+
+async def _handle(request: web.Request) -> web.Response:
     deps = request.config_dict[WEBHOOK_DEPS]
     secret = deps.config.webhook.secret
     if not secret:
@@ -501,6 +525,8 @@ async def handle_webhook(request: web.Request) -> web.Response:
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise CrmUnavailable(str(exc)) from exc
+    for result in results:
+        CHANGES.labels(result["status"]).inc()
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("applied", "rejected")}
     log.info(
         "crm webhook: %d changes, %d applied, %d rejected",

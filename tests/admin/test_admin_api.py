@@ -580,3 +580,10 @@ async def test_database_down_is_503_json(database_url: str) -> None:
         assert resp.status == 503
         body = await resp.json()
         assert body["error"] == "unavailable" and "retry" in body["reason"]
+
+
+async def test_customer_id_with_surrounding_spaces_is_refused(api: Api) -> None:
+    status, body = await api.call("POST", "/api/customers", {"id": " c-1", "name": "A"})
+    assert status == 400 and body["field"] == "id"
+    status, body = await api.call("PUT", "/api/customers/c-1%20", {"name": "A"})
+    assert status == 400 and body["field"] == "id"

@@ -589,3 +589,19 @@ async def test_same_delivery_sent_twice_at_once_applies_once(
     statuses = await asyncio.gather(*(send() for _ in range(5)))
     assert sorted(statuses) == [200, 409, 409, 409, 409]
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
+
+
+async def test_outcomes_are_counted_in_metrics(post: Post) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    accepted = value("crm_bridge_webhook_deliveries_total", {"outcome": "accepted"})
+    refused = value("crm_bridge_webhook_deliveries_total", {"outcome": "unauthorized"})
+    stale = value("crm_bridge_webhook_changes_total", {"status": "stale"})
+    await post({"changes": [upsert("c-1", T2, name="A"), upsert("c-1", T1, name="B")]})
+    await post({"changes": []}, secret="wrong")
+    assert value("crm_bridge_webhook_deliveries_total", {"outcome": "accepted"}) == accepted + 1
+    assert value("crm_bridge_webhook_deliveries_total", {"outcome": "unauthorized"}) == refused + 1
+    assert value("crm_bridge_webhook_changes_total", {"status": "stale"}) == stale + 1
