@@ -74,7 +74,8 @@ __all__ = ["PopHub"]
 Authenticate = Callable[[str], Awaitable[Agent | None]]
 AgentByDevice = Callable[[str], Awaitable[Agent | None]]
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
-ParticipantSink = Callable[[str, str, str], Awaitable[None]]  # call_id, agent_id, how
+# rows of (call_id, agent_id, how); written in batches off the pop path
+ParticipantSink = Callable[[Sequence[tuple[str, str, str]]], Awaitable[None]]
 Origins = Sequence[str] | Callable[[], Sequence[str]]
 
 MAX_IN_FLIGHT = 10_000
@@ -142,6 +143,8 @@ class PopHub:
         self._max_size = max_size
         self._agent_ttl = agent_ttl_s
         self._record_participant = record_participant
+        self._pending_participants: list[tuple[str, str, str]] = []
+        self._participant_task: asyncio.Task[None] | None = None
         self._close_timeout = close_timeout_s
         self._server: Server | None = None
         self._port: int | None = None
@@ -187,6 +190,10 @@ class PopHub:
             server, self._server = self._server, None
             server.close(close_connections=True)
             await server.wait_closed()
+        if self._participant_task is not None and not self._participant_task.done():
+            # who was rung decides who may file a disposition: try to keep it
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._participant_task), 2.0)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -440,15 +447,24 @@ class PopHub:
         self._agents.clear()
 
     def _participant(self, call_id: str, agent_id: str, how: str) -> None:
-        if self._record_participant is not None:
-            self._spawn(self._safe_record(call_id, agent_id, how))
+        """Remember who a call was popped to (dispositions check it), batched."""
+        if self._record_participant is None:
+            return
+        self._pending_participants.append((call_id, agent_id, how))
+        if self._participant_task is None or self._participant_task.done():
+            self._participant_task = asyncio.ensure_future(self._write_participants())
+            self._tasks.add(self._participant_task)
+            self._participant_task.add_done_callback(self._tasks.discard)
 
-    async def _safe_record(self, call_id: str, agent_id: str, how: str) -> None:
+    async def _write_participants(self) -> None:
         assert self._record_participant is not None
-        try:
-            await self._record_participant(call_id, agent_id, how)
-        except Exception as exc:
-            log.warning("cannot record %s as %s on call %s: %s", agent_id, how, call_id, exc)
+        while self._pending_participants:
+            rows = self._pending_participants[:1000]
+            del self._pending_participants[:1000]
+            try:
+                await self._record_participant(rows)
+            except Exception as exc:
+                log.warning("cannot record %d call participants: %s", len(rows), exc)
 
     # --- clients -----------------------------------------------------------------------------
 
@@ -571,6 +587,8 @@ class PopHub:
         if agent is None:
             return
         client = _Client(ws, agent, asyncio.Queue(self._client_queue))
+        # a connected agent's device needs no lookup when it rings
+        self._agents[agent.device] = (time.monotonic() + self._agent_ttl, agent)
         self._send(client, ("welcome", encode({"type": "welcome", "agent": agent.id})))
         self._catch_up(client, lambda call: self._device_in(call, agent.device))
         if client.closing:

@@ -21,24 +21,34 @@ from bridge.pops.card import CustomerCard, load_card
 from bridge.pops.hub import PopHub
 from bridge.pops.origins import default_origins
 
-__all__ = ["PostgresPopSources", "build_pop_hub", "record_participant"]
+__all__ = ["PostgresPopSources", "build_pop_hub", "record_participant", "record_participants"]
 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+async def record_participants(
+    pool: asyncpg.Pool[Any], rows: Sequence[tuple[str, str, str]]
+) -> None:
+    """Insert (call_id, agent_id, how) rows in one statement; duplicates are ignored."""
+    rows = [(c[:150], a, h) for c, a, h in rows if c]
+    if not rows:
+        return
+    try:
+        await pool.execute(
+            "INSERT INTO call_participants (call_id, agent_id, how)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+        )
+    except _DB_ERRORS as exc:
+        raise CrmUnavailable(f"cannot record call participants: {exc}") from exc
 
 
 async def record_participant(
     pool: asyncpg.Pool[Any], call_id: str, agent_id: str, how: str
 ) -> None:
-    try:
-        await pool.execute(
-            "INSERT INTO call_participants (call_id, agent_id, how) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING",
-            call_id[:150],
-            agent_id,
-            how,
-        )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot record call participant: {exc}") from exc
+    await record_participants(pool, [(call_id, agent_id, how)])
 
 
 class PostgresPopSources:
@@ -63,8 +73,8 @@ class PostgresPopSources:
             return None
         return await load_card(self.pool, customer.id)
 
-    async def record_participant(self, call_id: str, agent_id: str, how: str) -> None:
-        await record_participant(self.pool, call_id, agent_id, how)
+    async def record_participants(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        await record_participants(self.pool, rows)
 
 
 def build_pop_hub(
@@ -89,7 +99,7 @@ def build_pop_hub(
         authenticate=sources.authenticate,
         agent_by_device=sources.agent_by_device,
         card_for_caller=sources.card_for_caller,
-        record_participant=sources.record_participant,
+        record_participant=sources.record_participants,
         origins=origins,
         **settings,
     )

@@ -315,3 +315,15 @@ async def test_submitted_events_keep_each_calls_order_across_interleaved_calls(m
         "call.answered",
         "call.ended",
     ]
+
+
+async def test_the_hub_remembers_who_was_rung_and_who_answered(make_hub) -> None:
+    env = await make_hub()
+    events = trace_events("vip-answered")
+    await env.hub.handle_all(events)
+    await env.hub.drain()
+    rows = await env.pool.fetch(
+        "SELECT agent_id, how FROM call_participants WHERE call_id = $1 ORDER BY 1, 2",
+        events[0].call_id,
+    )
+    assert [tuple(r) for r in rows] == [("2001", "answered"), ("2001", "rung"), ("2002", "rung")]
