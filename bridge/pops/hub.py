@@ -79,6 +79,7 @@ ParticipantSink = Callable[[Sequence[tuple[str, str, str]]], Awaitable[None]]
 Origins = Sequence[str] | Callable[[], Sequence[str]]
 
 MAX_IN_FLIGHT = 10_000
+MAX_CALLS = 50_000  # live calls remembered for catch-up and routing
 _CLOSE_REASONS = {1003: "binary", 1009: "too_big", 4001: "auth", 4002: "malformed", 4008: "slow"}
 
 
@@ -274,6 +275,8 @@ class PopHub:
     async def _on_ringing(self, e: CallRinging, started: float) -> None:
         call = self._calls.get(e.call_id)
         if call is None:
+            if len(self._calls) >= MAX_CALLS:  # calls whose end never came: forget the oldest
+                self._calls.pop(next(iter(self._calls)))
             call = _Call(e.call_id, e.caller, e.caller_name, e.queue, iso(e.at))
             self._calls[e.call_id] = call
         async with call.lock:
@@ -610,7 +613,7 @@ class PopHub:
                 client.closing = True
                 self._unregister(client)
                 client.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await client.writer
 
     def _on_client_message(self, client: _Client, msg: Any) -> None:

@@ -327,3 +327,18 @@ async def test_the_hub_remembers_who_was_rung_and_who_answered(make_hub) -> None
         events[0].call_id,
     )
     assert [tuple(r) for r in rows] == [("2001", "answered"), ("2001", "rung"), ("2002", "rung")]
+
+
+async def test_pops_are_counted_in_the_metrics(make_hub) -> None:
+    def sample(name: str, labels: dict[str, str] | None = None) -> float:
+        return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    env = await make_hub()
+    ws = await env.connect("1001")
+    sent = sample("crm_bridge_pops_sent_total", {"type": "call.ringing"})
+    timed = sample("crm_bridge_pops_latency_seconds_count")
+    assert sample("crm_bridge_pops_connected") >= 1
+    await env.hub.handle_all(trace_events("regular-answered"))
+    assert len(await recv_until_pong(ws)) == 3
+    assert sample("crm_bridge_pops_sent_total", {"type": "call.ringing"}) == sent + 1
+    assert sample("crm_bridge_pops_latency_seconds_count") == timed + 1
