@@ -212,24 +212,36 @@ async def test_slow_client_is_dropped_and_never_delays_a_fast_one(make_hub) -> N
     slow = await env.connect("2002", max_queue=1)
     fast = await env.connect("2001")
     received = 0
+    target = 10_000
+    all_in = asyncio.Event()
 
     async def read_fast() -> None:
         nonlocal received
-        while received < 600:
+        while True:
             msg = await recv_json(fast)
             if msg["type"] == "call.ringing":
                 received += 1
+                if received >= target:
+                    all_in.set()
 
     reader = asyncio.create_task(read_fast())
-    for n in range(600):
+    sent = 0
+    # Pop both agents until the slow one's queue overflows (socket buffers fill first).
+    while "2002" in env.hub._clients and sent < 5000:
         for device in ("2001", "2002"):
             await env.hub.handle(
-                CallRinging(f"call-{n}", device, AT, "+15551230001", "Alice", "senior", "")
+                CallRinging(f"call-{sent}", device, AT, "+15551230001", "Alice", "senior", "")
             )
-    await env.hub.wait_until(lambda: "2002" not in env.hub._clients)
+        sent += 1
+    assert "2002" not in env.hub._clients
+    target = sent
+    if received >= target:
+        all_in.set()
     async with asyncio.timeout(10):
-        await reader
-    assert received == 600
+        await all_in.wait()
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert received == sent
     after = REGISTRY.get_sample_value("crm_bridge_pops_dropped_clients_total", {"reason": "slow"})
     assert after == before + 1
     # the fast page still gets a new pop at once
