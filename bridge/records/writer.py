@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import random
@@ -212,25 +213,37 @@ class RecordWriter:
             self._outage.clear()
 
     async def _write_some(self) -> None:
-        done: list[SpoolEntry] = []
-        try:
-            async with self._pool.acquire() as conn:
-                while self._queue and len(done) < self._batch:
-                    entry = self._queue[0]
-                    try:
-                        async with conn.transaction():
-                            await self._apply(conn, entry)
-                    except Exception as exc:
-                        if is_outage(exc):
-                            raise
-                        await self._reject(entry, exc)
-                    self._queue.popleft()
-                    done.append(entry)
-                    self._committed(entry)
-        finally:
-            if done:
-                await asyncio.to_thread(self._spool.ack, [e.n for e in done])
-                self._update_gauge()
+        """Write up to `batch` spooled entries in one transaction: one WAL flush for many
+        records. Should PostgreSQL reject one as data, the batch is redone with a savepoint
+        per entry, so that one is set aside without losing the others. An outage rolls the
+        batch back; it is retried whole (the writes are idempotent)."""
+        batch = list(itertools.islice(self._queue, self._batch))
+        rejected: dict[int, BaseException] = {}
+        async with self._pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    for entry in batch:
+                        await self._apply(conn, entry)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                async with conn.transaction():
+                    for entry in batch:
+                        try:
+                            async with conn.transaction():
+                                await self._apply(conn, entry)
+                        except Exception as exc:
+                            if is_outage(exc):
+                                raise
+                            rejected[entry.n] = exc
+        for entry in batch:
+            self._queue.popleft()
+            if entry.n in rejected:
+                await self._reject(entry, rejected[entry.n])
+            else:
+                self._committed(entry)
+        await asyncio.to_thread(self._spool.ack, [e.n for e in batch])
+        self._update_gauge()
 
     async def _apply(self, conn: Any, entry: SpoolEntry) -> None:
         if entry.kind == "ended":
