@@ -224,3 +224,26 @@ async def test_broken_connector_cannot_kill_the_worker(
     await writer.wait_idle()
     await worker.drain()
     assert await pool.fetchval("SELECT state FROM call_outbox") == "dead"
+
+
+async def test_delivery_metrics_are_exported(pool: asyncpg.Pool[Any], writer: RecordWriter) -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = sample("crm_bridge_sync_lag_seconds_count")
+    worker = OutboxWorker(pool, BuiltinConnector())
+    await writer.submit(make_ended("8.8"))
+    await writer.wait_idle()
+    await worker.drain()
+    assert sample("crm_bridge_sync_lag_seconds_count") == before + 1
+    assert sample("crm_bridge_sync_backlog") == 0
+    text = generate_latest().decode()
+    for name in (
+        "crm_bridge_sync_lag_oldest_seconds",
+        "crm_bridge_sync_delivery_failures",
+        "crm_bridge_sync_dead_letters",
+        "crm_bridge_record_write_lag_seconds",
+    ):
+        assert name in text

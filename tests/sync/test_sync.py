@@ -8,12 +8,14 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from bridge.ami.normalise import CdrRecord, normalise
 from bridge.ami.protocol import AmiParser
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.connectors import BuiltinConnector
@@ -34,14 +36,19 @@ PATTERN = re.compile(DEFAULT_DEVICE_PATTERN)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def trace_cdrs(scenario: str) -> list[PbxCdr]:
+def trace_cdrs(scenario: str, *, normalised: bool = False) -> list[PbxCdr]:
+    """The trace's Cdrs from raw AMI headers, or through the link's normalised CdrRecord."""
     frames = AmiParser().feed((TRACES / scenario / "ami.log").read_bytes())
+    if normalised:
+        events = [normalise(f, datetime.now(UTC)) for f in frames]
+        return [PbxCdr.from_event(e) for e in events if isinstance(e, CdrRecord)]
     return [PbxCdr.from_fields(f) for f in frames if f.get("Event") == "Cdr"]
 
 
+@pytest.mark.parametrize("normalised", [False, True], ids=["headers", "normalised"])
 @pytest.mark.parametrize("scenario", AMI_SCENARIOS)
-def test_cdrs_alone_rebuild_what_the_live_tracker_saw(scenario: str) -> None:
-    cdrs = trace_cdrs(scenario)
+def test_cdrs_alone_rebuild_what_the_live_tracker_saw(scenario: str, normalised: bool) -> None:
+    cdrs = trace_cdrs(scenario, normalised=normalised)
     live = {e.call_id: e.summary for e in ended_events(scenario)}
     call_of = {u: cid for cid, s in live.items() for u in s.uniqueids}
     rebuilt = {}
@@ -82,9 +89,13 @@ async def test_calls_never_recorded_are_backfilled_from_kept_cdrs(
         for scenario in ("vip-answered", "blind-transfer", "abandoned", "concurrent-8"):
             await seed_decisions(conn, scenario, linkedid=True)
     for scenario in ("vip-answered", "blind-transfer", "abandoned", "concurrent-8"):
-        for cdr in trace_cdrs(scenario):
-            await writer.store_cdr(cdr)
-            await writer.store_cdr(cdr)  # re-sent Cdrs are kept once
+        frames = AmiParser().feed((TRACES / scenario / "ami.log").read_bytes())
+        for frame in frames:
+            # What the AMI link's subscribe_events(writer.on_event, (CdrRecord,)) delivers.
+            event = normalise(frame, datetime.now(UTC))
+            if isinstance(event, CdrRecord):
+                await writer.on_event(event)
+                await writer.on_event(event)  # re-sent Cdrs are kept once
     await writer.wait_idle()
     assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == 5 + 5 + 3 + 24
     # A disposition was filed during the call, before any record existed.
