@@ -9,8 +9,9 @@ An append-only JSONL file, `<dir>/records.jsonl`. Each entry is one line::
 acknowledges an event only after `append` can lose nothing: on start the spool is read back
 and every entry without an ack is written again (the writes are upserts keyed by call_id, so
 replaying an entry whose ack was lost is harmless; acks are therefore not fsync'd). A torn
-last line (killed mid-write) is skipped. Once every entry is acknowledged and the file has
-grown past `compact_bytes`, it is replaced by an empty one (write-new-then-rename).
+last line (killed mid-write) is skipped. Once the file has grown past `compact_bytes` it is
+rewritten with just the pending entries (write new, fsync, rename, fsync the folder), so
+at every instant one complete file holds every unacknowledged entry.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Spool:
         self._next = 1
         self._pending: dict[int, SpoolEntry] = {}
         self._file: Any = None
+        self._compact_at = compact_bytes
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -132,12 +134,21 @@ class Spool:
             if lines:
                 self._file.write(b"".join(lines))
                 self._file.flush()
-            if not self._pending and self._file.tell() >= self.compact_bytes:
+            if self._file.tell() >= self._compact_at:
                 self._compact()
+                # A large backlog must not be rewritten on every ack: wait for growth.
+                self._compact_at = max(self.compact_bytes, 2 * self._file.tell())
 
     def _compact(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
+            for entry in self._pending.values():
+                line = json.dumps(
+                    {"n": entry.n, "k": entry.kind, "v": entry.value},
+                    ensure_ascii=True,
+                    separators=(",", ":"),
+                )
+                f.write(line.encode("ascii") + b"\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
