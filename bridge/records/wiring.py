@@ -1,0 +1,64 @@
+"""How the composition root assembles call records, delivery and alerts.
+
+    parts = build_records(config, pool, directory=crm_directory)
+    for component in parts.components():      # start in this order, stop in reverse
+        await stack.enter_async_context(running(component))
+    link.subscribe(parts.writer.on_event)                          # CallEnded from the tracker
+    link.subscribe_events(parts.writer.on_event, (CdrRecord,))     # Cdrs, kept for sync
+    route_directory = parts.connector  # with [crm] connector = "rest", lookups go there too
+
+The writer wakes the outbox after each commit, so delivery starts at once; the outbox also
+polls, and picks up dispositions queued by the call_records trigger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.alerts import Alerter
+from bridge.component import Component
+from bridge.config import Config
+from bridge.connectors import CrmConnector, build_connector
+from bridge.records.outbox import OutboxWorker
+from bridge.records.spool import Spool, default_spool_dir
+from bridge.records.writer import RecordWriter
+
+__all__ = ["RecordsParts", "build_records"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsParts:
+    writer: RecordWriter
+    outbox: OutboxWorker
+    connector: CrmConnector
+    alerter: Alerter
+
+    def components(self) -> list[Component]:
+        """Start order: alerts and the connector before those that use them."""
+        return [self.alerter, self.connector, self.writer, self.outbox]
+
+
+def build_records(
+    config: Config,
+    pool: Any,
+    *,
+    directory: Any = None,
+    spool_dir: Path | None = None,
+    connector: CrmConnector | None = None,
+) -> RecordsParts:
+    """`directory` answers builtin lookups; `spool_dir` defaults to
+    `$CRM_BRIDGE_RECORDS_SPOOL_DIR` or `./.crm-bridge/spool`."""
+    connector = connector or build_connector(config, directory)
+    alerter = Alerter(config.alerts)
+    writer = RecordWriter(pool, Spool(spool_dir or default_spool_dir()))
+    outbox = OutboxWorker(
+        pool,
+        connector,
+        max_attempts=config.crm.max_attempts,
+        alerts=alerter,
+        lag_threshold_s=config.alerts.lag_threshold_s,
+    )
+    writer.on_committed(lambda _kind, _key, _at: outbox.wake())
+    return RecordsParts(writer, outbox, connector, alerter)
