@@ -1,0 +1,180 @@
+"""The `/route` FastAGI handler: `AGI(agi://HOST:4573/route)`.
+
+From the session's environment it builds an `InboundCall`, asks the router, and sets the
+CONTRACT's `BRIDGE_*` channel variables. The caller never waits past `[agi] budget_ms`
+for the decision: the router enforces the budget itself, and this handler adds its own hard
+deadline (budget + `MARGIN_S`) so that a bug elsewhere cannot hold a call either. The
+call's Linkedid (for `[pbx] recording_template`) is asked for with
+`GET VARIABLE CHANNEL(linkedid)` while the router works, within the same budget; when it
+is late or missing, the channel's own uniqueid stands in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bridge.agi import metrics
+from bridge.agi.protocol import AgiEnv, encode_get_variable, encode_set_variable, safe_value
+from bridge.agi.server import AgiSession
+from bridge.config import Config
+from bridge.crm.phones import normalise
+from bridge.models import Decision, InboundCall
+
+log = logging.getLogger(__name__)
+
+MARGIN_S = 0.05
+_NOT_AN_ID = re.compile(r"[^A-Za-z0-9._-]")
+_NO_VALUE = frozenset({"", "unknown", "s"})
+
+
+class Router(Protocol):
+    async def route(self, call: InboundCall) -> Decision: ...
+
+    async def record(
+        self, call: InboundCall, decision: Decision, recording: str | None
+    ) -> None: ...
+
+
+def _text(value: str, limit: int) -> str:
+    return safe_value(value, limit).strip()
+
+
+def file_id(value: str) -> str:
+    """An id safe inside a file name: `1795464246.0` stays, `../x` becomes `.._x`."""
+    cleaned = _NOT_AN_ID.sub("_", value)[:150]
+    return "_" + cleaned if cleaned.startswith(".") else cleaned
+
+
+def inbound_call(env: AgiEnv, *, default_region: str, at: datetime) -> InboundCall:
+    """The call as the router sees it; every value from the PBX made safe text."""
+    raw_caller = _text(env.get("callerid"), 80)
+    extension = _text(env.get("extension"), 80)
+    dnid = _text(env.get("dnid"), 80)
+    did = extension
+    if extension.lower() in _NO_VALUE and dnid.lower() not in _NO_VALUE:
+        did = dnid
+    name = _text(env.get("calleridname"), 256)
+    return InboundCall(
+        raw_caller=raw_caller,
+        caller=normalise(raw_caller, default_region) if raw_caller else None,
+        caller_name="" if name.lower() == "unknown" else name,
+        did=did,
+        at=at,
+        channel=_text(env.get("channel"), 256),
+        uniqueid=_text(env.get("uniqueid"), 150),
+    )
+
+
+def recording_name(template: str, *, linkedid: str, uniqueid: str) -> str:
+    return template.replace("${linkedid}", file_id(linkedid)).replace(
+        "${uniqueid}", file_id(uniqueid)
+    )
+
+
+def channel_variables(decision: Decision, recording: str) -> list[tuple[str, str]]:
+    """The CONTRACT's variables, in the order they are set."""
+    customer = decision.customer
+    return [
+        ("BRIDGE_QUEUE", decision.queue),
+        ("BRIDGE_PRIORITY", str(int(decision.priority))),
+        ("BRIDGE_RULE", decision.rule),
+        ("BRIDGE_CUSTOMER_ID", customer.id if customer else ""),
+        ("BRIDGE_CUSTOMER_NAME", customer.name if customer else ""),
+        ("BRIDGE_TAGS", ",".join(customer.tags) if customer else ""),
+        ("BRIDGE_DEGRADED", "1" if decision.degraded else "0"),
+        ("BRIDGE_RECORDING", recording),
+    ]
+
+
+class RouteHandler:
+    """`Handler` for the `route` script (see module docstring)."""
+
+    def __init__(
+        self,
+        router: Router,
+        config: Config,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._router = router
+        self._config = config
+        self._budget_s = config.agi.budget_ms / 1000
+        self._now = now
+
+    def fallback(self) -> Decision:
+        routing = self._config.routing
+        return Decision(routing.default_queue, routing.default_priority, "default", None, True)
+
+    async def __call__(self, session: AgiSession) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        deadline = loop.time() + self._budget_s
+        call = inbound_call(
+            session.env, default_region=self._config.pbx.default_region, at=self._now()
+        )
+        work = asyncio.ensure_future(self._router.route(call))
+        try:
+            linkedid = await self._linkedid(session, deadline)
+            decision = await self._decision(work, deadline + MARGIN_S)
+        finally:
+            if not work.done():
+                work.cancel()
+        metrics.ROUTE_SECONDS.observe(time.perf_counter() - started)
+        call = dataclasses.replace(call, linkedid=linkedid or call.uniqueid)
+        recording = recording_name(
+            self._config.pbx.recording_template,
+            linkedid=call.linkedid,
+            uniqueid=call.uniqueid,
+        )
+        try:
+            await self._set_variables(session, decision, recording)
+        finally:
+            await self._router.record(call, decision, recording)
+
+    async def _linkedid(self, session: AgiSession, deadline: float) -> str:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            reply = await session.command(
+                encode_get_variable("CHANNEL(linkedid)"), timeout_s=remaining
+            )
+        except TimeoutError:
+            log.info("no linkedid within the budget; uniqueid used for the recording name")
+            return ""
+        if not reply.ok or reply.result != 1 or not reply.data:
+            return ""
+        return _text(reply.data, 150)
+
+    async def _decision(self, work: asyncio.Future[Decision], deadline: float) -> Decision:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(max(0.0, remaining)):
+                return await asyncio.shield(work)
+        except TimeoutError:
+            log.warning("no routing decision within the budget; default route")
+        except Exception:
+            log.exception("the router failed; default route")
+        metrics.ERRORS.labels("late_decision").inc()
+        return self.fallback()
+
+    async def _set_variables(self, session: AgiSession, decision: Decision, recording: str) -> None:
+        for name, value in channel_variables(decision, recording):
+            if session.hangup:
+                log.info("channel hung up; %s and later variables not set", name)
+                return
+            reply = await session.command(encode_set_variable(name, value))
+            if not reply.ok:
+                log.warning(
+                    "SET VARIABLE %s refused (%d %s); session ended",
+                    name,
+                    reply.code,
+                    reply.text[:80],
+                )
+                metrics.ERRORS.labels("command").inc()
+                return

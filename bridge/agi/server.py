@@ -1,0 +1,264 @@
+"""The FastAGI server: an asyncio adapter that only moves bytes between sockets and
+`bridge.agi.protocol`, and hands each session to the handler of its script.
+
+Hardening, because anything on the network may connect:
+- the whole header must arrive within `[agi] read_timeout_s` (a slow trickle does not
+  keep a session alive), and so must each reply;
+- every write is drained under a timeout, so a peer that never reads cannot pin us;
+- at most `[agi] max_sessions` at once; beyond that a new connection is closed at once;
+- no error in a session reaches the server, and every session ends by closing its socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from bridge.agi import metrics
+from bridge.agi.protocol import AgiEnv, EnvParser, Reply, ReplyParser
+from bridge.component import Health
+from bridge.errors import AgiProtocolError, ConfigError, UnsafeValueError
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 4096
+
+
+class AgiSession:
+    """One connected FastAGI session as a handler sees it."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        env: AgiEnv,
+        rest: bytes,
+        *,
+        read_timeout_s: float,
+        write_timeout_s: float,
+    ) -> None:
+        self.env = env
+        self.peer = writer.get_extra_info("peername")
+        self._reader = reader
+        self._writer = writer
+        self._replies = ReplyParser()
+        self._replies.feed(rest)
+        self._ready: list[Reply] = []
+        self._owed = 0  # replies to commands whose caller stopped waiting for them
+        self.read_timeout_s = read_timeout_s
+        self.write_timeout_s = write_timeout_s
+
+    @property
+    def hangup(self) -> bool:
+        """Asterisk said `HANGUP`: the channel is gone (commands now get 511)."""
+        return self._replies.hangup
+
+    async def write(self, data: bytes) -> None:
+        """Send bytes; raises TimeoutError if the peer does not take them in time."""
+        self._writer.write(data)
+        async with asyncio.timeout(self.write_timeout_s):
+            await self._writer.drain()
+
+    async def command(self, data: bytes, *, timeout_s: float | None = None) -> Reply:
+        """Send one encoded command and return its reply.
+
+        If the reply is late (TimeoutError), the session remembers it owes one reply, and
+        the next command skips it first: replies come in command order.
+        """
+        self._owed += 1  # once written, even late, the PBX will answer it
+        await self.write(data)
+        while self._owed > 1:
+            await self._next_reply(self.read_timeout_s)
+            self._owed -= 1
+        reply = await self._next_reply(self.read_timeout_s if timeout_s is None else timeout_s)
+        self._owed -= 1
+        return reply
+
+    async def _next_reply(self, timeout_s: float) -> Reply:
+        async with asyncio.timeout(max(0.0, timeout_s)):
+            while not self._ready:
+                self._ready.extend(self._replies.replies())
+                if self._ready:
+                    break
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    raise AgiProtocolError("the PBX closed the session before replying")
+                self._replies.feed(data)
+        return self._ready.pop(0)
+
+
+Handler = Callable[[AgiSession], Awaitable[None]]
+
+
+class AgiServer:
+    """Component: FastAGI on `host:port`, dispatching sessions by script name."""
+
+    name = "agi"
+
+    def __init__(
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 4573,
+        read_timeout_s: float = 5.0,
+        write_timeout_s: float | None = None,
+        max_sessions: int = 1000,
+        stop_grace_s: float = 5.0,
+    ) -> None:
+        self._handlers = dict(handlers)
+        self._host = host
+        self._port = port
+        self._read_timeout_s = read_timeout_s
+        self._write_timeout_s = write_timeout_s if write_timeout_s is not None else read_timeout_s
+        self._max_sessions = max_sessions
+        self._stop_grace_s = stop_grace_s
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+        self.served = 0
+        self.rejected = 0
+        self.errors: dict[str, int] = {}
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when configured with 0)."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active(self) -> int:
+        return len(self._sessions)
+
+    async def start(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, self._host, self._port, limit=READ_CHUNK * 4
+            )
+        except OSError as exc:
+            where = f"{self._host}:{self._port}"
+            raise ConfigError("agi.port", f"cannot listen on {where}: {exc}") from exc
+        log.info("FastAGI listening on %s:%d", self._host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting; let open sessions finish for a moment, then cut them."""
+        if self._server is not None:
+            self._server.close()
+        if self._sessions:
+            await asyncio.wait(list(self._sessions), timeout=self._stop_grace_s)
+        for task in list(self._sessions):
+            task.cancel()
+        if self._sessions:
+            await asyncio.gather(*self._sessions, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def health(self) -> Health:
+        serving = self._server is not None and self._server.is_serving()
+        return Health(
+            "up" if serving else "down",
+            detail={
+                "port": self.port,
+                "sessions": self.active,
+                "served": self.served,
+                "rejected": self.rejected,
+                "errors": dict(self.errors),
+            },
+        )
+
+    def _error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        metrics.ERRORS.labels(kind).inc()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._sessions) >= self._max_sessions:
+            self.rejected += 1
+            self._error("overload")
+            log.warning("FastAGI: %d sessions open, connection refused", len(self._sessions))
+            await self._close(writer)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        metrics.ACTIVE.inc()
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._sessions.discard(task)
+            metrics.ACTIVE.dec()
+            await self._close(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            env, rest = await self._read_header(reader)
+        except AgiProtocolError as exc:
+            self._error("header")
+            log.warning("FastAGI %s: bad header: %s", peer, exc)
+            return
+        except TimeoutError:
+            self._error("timeout")
+            log.warning("FastAGI %s: no complete header within %.1f s", peer, self._read_timeout_s)
+            return
+        except OSError as exc:
+            self._error("closed")
+            log.info("FastAGI %s: connection lost during the header: %s", peer, exc)
+            return
+        script = env.script
+        handler = self._handlers.get(script)
+        if handler is None:
+            self._error("unknown_script")
+            log.warning("FastAGI %s: unknown script %r, session closed", peer, script[:80])
+            return
+        metrics.SESSIONS.labels(script).inc()
+        session = AgiSession(
+            reader,
+            writer,
+            env,
+            rest,
+            read_timeout_s=self._read_timeout_s,
+            write_timeout_s=self._write_timeout_s,
+        )
+        try:
+            await handler(session)
+            self.served += 1
+        except TimeoutError:
+            self._error("timeout")
+            log.warning("FastAGI %s %s: the PBX was too slow to read or reply", peer, script)
+        except AgiProtocolError as exc:
+            self._error("protocol")
+            log.warning("FastAGI %s %s: %s", peer, script, exc)
+        except UnsafeValueError as exc:
+            self._error("command")
+            log.error("FastAGI %s %s: refused to send: %s", peer, script, exc)
+        except OSError as exc:
+            self._error("closed")
+            log.info("FastAGI %s %s: connection lost: %s", peer, script, exc)
+        except Exception:
+            self._error("handler")
+            log.exception("FastAGI %s %s: handler failed", peer, script)
+
+    async def _read_header(self, reader: asyncio.StreamReader) -> tuple[AgiEnv, bytes]:
+        parser = EnvParser()
+        async with asyncio.timeout(self._read_timeout_s):
+            while True:
+                data = await reader.read(READ_CHUNK)
+                if not data:
+                    raise AgiProtocolError("connection closed before the header ended")
+                env = parser.feed(data)
+                if env is not None:
+                    return env, parser.rest
+
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        """Close the socket; a peer that does not take the last bytes is cut off."""
+        writer.close()
+        try:
+            async with asyncio.timeout(self._write_timeout_s):
+                await writer.wait_closed()
+        except (TimeoutError, OSError):
+            writer.transport.abort()
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            raise
