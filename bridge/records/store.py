@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bridge.errors import ValidationError
 from bridge.models import CallEnded
 from bridge.records.cdr import PbxCdr
 
@@ -84,7 +85,11 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
     `only_missing` (backfill from Cdrs): never replace a finished record, only fill a
     missing one (or one holding just a disposition). Returns whether a row was written."""
     s = event.summary
-    call_id = clean(event.call_id, 150)
+    call_id = clean(event.call_id, 1000)
+    if not call_id or len(call_id) > 150:
+        # Truncating could merge two calls into one row: refuse instead (the writer sets
+        # the entry aside in rejected.jsonl).
+        raise ValidationError("call_id", "empty or longer than 150 characters")
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
     decision = await conn.fetchrow(_DECISION, call_id, uniqueids)
     inferred = set(s.inferred)

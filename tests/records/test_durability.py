@@ -119,6 +119,16 @@ async def test_hostile_text_is_stored_safely(pool: asyncpg.Pool[Any], writer: Re
     assert row["agents"][0]["agent"] == "1001\r\nAction: Hangup"
 
 
+async def test_oversized_call_id_is_refused_not_truncated(
+    pool: asyncpg.Pool[Any], writer: RecordWriter, tmp_path: Path
+) -> None:
+    await writer.submit(make_ended("9" * 151))
+    await writer.submit(make_ended("9" * 150))
+    await writer.wait_idle()
+    assert await pool.fetchval("SELECT call_id FROM call_records") == "9" * 150
+    assert "call_id" in (tmp_path / "spool" / "rejected.jsonl").read_text()
+
+
 async def test_malformed_spool_entry_is_set_aside_not_blocking(
     pool: asyncpg.Pool[Any], tmp_path: Path
 ) -> None:
