@@ -1,15 +1,39 @@
-"""`crm-bridge run` (placeholder until its owner lands it)."""
+"""`crm-bridge run`: run every enabled component until SIGTERM/SIGINT, then stop cleanly."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 
-from bridge.errors import UsageError
+from bridge.cli.common import config_from
+from bridge.config import Config
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub.add_parser("run", help="(not yet available)").set_defaults(handler=_missing)
+    parser = sub.add_parser("run", help="run the bridge until SIGTERM or SIGINT")
+    parser.set_defaults(handler=run)
 
 
-def _missing(args: argparse.Namespace) -> int:
-    raise UsageError("'run' is not available yet")
+def run(args: argparse.Namespace) -> int:
+    config = config_from(args, runtime=True)
+    logging.basicConfig(level=config.log.level.upper(), format=LOG_FORMAT, force=True)
+    asyncio.run(serve(config))
+    return 0
+
+
+async def serve(config: Config) -> None:
+    from bridge.app import run_bridge
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run_bridge(config, stop=stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
