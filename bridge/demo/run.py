@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import logging
 import secrets
 import sys
@@ -110,6 +111,20 @@ async def _wait_ready(config: Config, bridge: asyncio.Task[Any], timeout_s: floa
         await asyncio.sleep(0.2)
 
 
+async def _wait_started(ready: asyncio.Event, bridge: asyncio.Task[Any], timeout_s: float) -> None:
+    """Until run_bridge reports everything listening (or fails)."""
+    waiter = asyncio.ensure_future(ready.wait())
+    try:
+        await asyncio.wait({waiter, bridge}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if bridge.done():
+        bridge.result()  # raises what stopped it
+        raise BridgeError("the bridge stopped during start-up")
+    if not ready.is_set():
+        raise BridgeError(f"the bridge did not start within {timeout_s:g} s")
+
+
 def _load_run_bridge() -> RunBridge:
     from bridge.app import run_bridge
 
@@ -164,7 +179,12 @@ async def run_demo(
             ari=dataclasses.replace(config.ari, enabled=False),
         )
         bridge_stop = asyncio.Event()
-        bridge = asyncio.ensure_future(run_bridge(bridge_config, stop=bridge_stop))
+        ready = asyncio.Event()
+        kwargs: dict[str, Any] = {"stop": bridge_stop}
+        reports_start = "started" in inspect.signature(run_bridge).parameters
+        if reports_start:
+            kwargs["started"] = lambda _runtime: ready.set()
+        bridge = asyncio.ensure_future(run_bridge(bridge_config, **kwargs))
 
         async def stop_bridge() -> None:
             bridge_stop.set()
@@ -178,7 +198,10 @@ async def run_demo(
                 log.exception("the bridge failed while stopping")
 
         stack.push_async_callback(stop_bridge)
-        await _wait_ready(bridge_config, bridge, options.ready_timeout_s)
+        if reports_start:
+            await _wait_started(ready, bridge, options.ready_timeout_s)
+        else:
+            await _wait_ready(bridge_config, bridge, options.ready_timeout_s)
 
         say(f"open the agent page: {agent_page_url(config)}")
         say(f"screen-pops (websocket): ws://{_display_host(config.pops.host)}:{config.pops.port}/")

@@ -133,3 +133,30 @@ async def test_a_bridge_that_fails_to_start_ends_the_demo_with_its_error(
         )
     with contextlib.suppress(FileNotFoundError):
         assert read_postmaster(tmp_path / ".crm-bridge" / "pgdata") is None
+
+
+async def test_a_bridge_that_reports_its_start_is_waited_for_not_polled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    started_with: list[object] = []
+
+    async def reporting(config: Config, *, stop: asyncio.Event, started: Any = None) -> None:
+        # listens on nothing: only the report says it is ready
+        started_with.append(config)
+        started(object())
+        await stop.wait()
+
+    out = io.StringIO()
+    stop = asyncio.Event()
+    config = build_config({}, {"CRM_BRIDGE_AGI_PORT": str(free_port())}, runtime=False)
+    demo = asyncio.ensure_future(
+        run_demo(config, DemoOptions(), stop=stop, out=out, run_bridge=reporting)
+    )
+    for _ in range(600):
+        if "simulated PBX" in out.getvalue() or demo.done():
+            break
+        await asyncio.sleep(0.1)
+    assert "simulated PBX" in out.getvalue() and started_with
+    stop.set()
+    await asyncio.wait_for(demo, 60)
