@@ -18,6 +18,7 @@ from bridge.agi.protocol import (
     parse_reply_line,
 )
 from bridge.errors import AgiProtocolError, UnsafeValueError
+from tests.agi.client import parse_args
 from tests.agi.traces import agi_sessions
 
 HEADER = (
@@ -116,36 +117,6 @@ def test_an_unterminated_header_is_refused() -> None:
 
 
 # --- commands ----------------------------------------------------------------------------
-
-
-def parse_args(line: str) -> list[str]:
-    """Asterisk's res_agi.c parse_args, re-stated to check our quoting round-trips."""
-    args: list[str] = []
-    cur: list[str] | None = None
-    quoted = escaped = False
-    for ch in line:
-        if ch == '"' and not escaped:
-            quoted = not quoted
-            if quoted and cur is None:
-                cur = []
-                args.append("")
-            continue
-        if ch in " \t" and not quoted and not escaped:
-            if cur is not None:
-                args[-1] = "".join(cur)
-            cur = None
-            continue
-        if ch == "\\" and not escaped:
-            escaped = True
-            continue
-        if cur is None:
-            cur = []
-            args.append("")
-        cur.append(ch)
-        escaped = False
-    if cur is not None:
-        args[-1] = "".join(cur)
-    return args
 
 
 @pytest.mark.parametrize(
