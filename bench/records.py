@@ -3,6 +3,10 @@
 connector posting to a local aiohttp CRM. Real PostgreSQL, real fsync'd spool.
 
     .venv/bin/python bench/records.py [--calls-per-s 100] [--seconds 10] [--burst 3000]
+                                      [--cdrs-per-call 5]
+
+Each steady call also brings `--cdrs-per-call` Asterisk Cdrs (a queue call with one agent
+produces about five), kept through the same spool, as the live AMI link delivers them.
 
 Uses a throw-away database on $CRM_BRIDGE_TEST_PG (default postgres@127.0.0.1:5432).
 Prints figures measured in this one run; nothing is asserted.
@@ -29,7 +33,7 @@ from bridge.connectors import BuiltinConnector, RestConnector
 from bridge.db.migrate import migrate
 from bridge.db.pool import create_pool
 from bridge.models import AgentLeg, CallEnded, CallSummary
-from bridge.records import RecordWriter, Spool
+from bridge.records import PbxCdr, RecordWriter, Spool
 from bridge.records.outbox import OutboxWorker
 
 ADMIN = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -88,8 +92,37 @@ class LocalCrm:
         await self.runner.cleanup()
 
 
+def cdrs_for(call_id: str, now: datetime, count: int) -> list[PbxCdr]:
+    start = now - timedelta(seconds=40)
+    return [
+        PbxCdr(
+            uniqueid=f"{call_id}{k}",
+            channel=f"PJSIP/trunk-{k:08x}",
+            destination_channel="PJSIP/1001-0000000a" if k == 0 else "",
+            source="+15551230002",
+            destination="18005550100",
+            start_time=start,
+            answer_time=start + timedelta(seconds=8),
+            end_time=now,
+            duration_s=40,
+            billable_s=32,
+            disposition="ANSWERED",
+            last_application="Queue" if k == 0 else "Wait",
+            last_data="support,t,,,30",
+        )
+        for k in range(count)
+    ]
+
+
 async def run_case(
-    url: str, label: str, *, rest: bool, rate: float, seconds: float, burst: int
+    url: str,
+    label: str,
+    *,
+    rest: bool,
+    rate: float,
+    seconds: float,
+    burst: int,
+    cdrs_per_call: int,
 ) -> dict[str, Any]:
     pool = await create_pool(url, min_size=2, max_size=10)
     async with pool.acquire() as conn:
@@ -159,8 +192,11 @@ async def run_case(
                 await asyncio.sleep(delay)
             call_id = f"{label}-steady.{i}"
             submitted[call_id] = time.perf_counter()
-            await writer.submit(ended(call_id, datetime.now(UTC)))
+            now = datetime.now(UTC)
+            await writer.submit(ended(call_id, now))
             ack_lag.append(time.perf_counter() - submitted[call_id])
+            for cdr in cdrs_for(call_id, now, cdrs_per_call):
+                await writer.store_cdr(cdr)
         await writer.wait_idle()
         await delivered_total(n)
         steady_elapsed = time.perf_counter() - t0
@@ -204,6 +240,7 @@ async def main() -> None:
     parser.add_argument("--calls-per-s", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--burst", type=int, default=3000)
+    parser.add_argument("--cdrs-per-call", type=int, default=5)
     args = parser.parse_args()
     name = f"crmbridge_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(ADMIN)
@@ -221,14 +258,15 @@ async def main() -> None:
                     rate=args.calls_per_s,
                     seconds=args.seconds,
                     burst=args.burst,
+                    cdrs_per_call=args.cdrs_per_call,
                 )
             )
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
     print(
-        f"call records: {args.calls_per_s:.0f} calls/s for {args.seconds:.0f} s,"
-        f" then a burst of {args.burst}"
+        f"call records: {args.calls_per_s:.0f} calls/s (+{args.cdrs_per_call} Cdrs each)"
+        f" for {args.seconds:.0f} s, then a burst of {args.burst} end events"
     )
     for r in results:
         print(

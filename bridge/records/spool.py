@@ -94,11 +94,16 @@ class Spool:
 
     # --- entries ---------------------------------------------------------------------------
 
-    def append(self, kind: str, value: dict[str, Any]) -> SpoolEntry:
+    def append(self, kind: str, value: dict[str, Any], *, sync: bool = True) -> SpoolEntry:
         """Durably add one entry (flushed and fsync'd when this returns)."""
-        return self.append_many([(kind, value)])[0]
+        return self.append_many([(kind, value)], sync=sync)[0]
 
-    def append_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[SpoolEntry]:
+    def append_many(
+        self, items: list[tuple[str, dict[str, Any]]], *, sync: bool = True
+    ) -> list[SpoolEntry]:
+        """Add entries. Flushed to the kernel before returning, which survives the process
+        being killed; `sync` (default) also fsyncs, which survives the machine going down.
+        An fsync covers every earlier unsynced line too."""
         with self._lock:
             if self._file is None:
                 raise RuntimeError("spool is not open")
@@ -114,7 +119,8 @@ class Spool:
                 entries.append(entry)
             self._file.write(b"".join(lines))
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if sync:
+                os.fsync(self._file.fileno())
             for entry in entries:
                 self._pending[entry.n] = entry
             return entries
