@@ -28,15 +28,24 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-_DECISION = """
-SELECT customer_id, rule, queue, recording, degraded
-FROM route_decisions
-WHERE linkedid = $1 OR uniqueid = ANY($2::text[])
-ORDER BY decided_at, uniqueid
-LIMIT 1
+# One round trip: the call's first routing decision and its agents' ids by device.
+_LOOKUP = """
+SELECT d.customer_id, d.rule, d.queue, d.recording, d.degraded,
+       (SELECT COALESCE(json_object_agg(a.device, a.id), '{}'::json)
+          FROM agents a WHERE a.device = ANY($3::text[])) AS agent_ids
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT customer_id, rule, queue, recording, degraded
+    FROM route_decisions
+    WHERE linkedid = $1 OR uniqueid = ANY($2::text[])
+    ORDER BY decided_at, uniqueid
+    LIMIT 1
+) AS d ON true
 """
 
+# One round trip: the record and its channels (the channels only if the record was written).
 _UPSERT = """
+WITH up AS (
 INSERT INTO call_records AS r (call_id, caller, customer_id, did, queue, rule, agents,
     started_at, answered_at, ended_at, duration_s, talk_s, outcome, recording_path,
     degraded, inferred)
@@ -51,12 +60,12 @@ ON CONFLICT (call_id) DO UPDATE SET
     -- disposition and notes belong to the agent page (bridge/pops/disposition.py): never touched
 {where}
 RETURNING disposition, notes
-"""
-
-_CHANNELS = """
+), channels AS (
 INSERT INTO call_record_channels (uniqueid, call_id)
-SELECT u, $2 FROM unnest($1::text[]) AS u
+SELECT u, $1 FROM unnest($17::text[]) AS u WHERE EXISTS (SELECT 1 FROM up)
 ON CONFLICT (uniqueid) DO UPDATE SET call_id = EXCLUDED.call_id
+)
+SELECT disposition, notes FROM up
 """
 
 _HISTORY = """
@@ -91,15 +100,11 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         # the entry aside in rejected.jsonl).
         raise ValidationError("call_id", "empty or longer than 150 characters")
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
-    decision = await conn.fetchrow(_DECISION, call_id, uniqueids)
-    inferred = set(s.inferred)
     devices = [clean(a.device, 64) for a in s.agents]
-    by_device: dict[str, str] = {}
-    if devices:
-        rows = await conn.fetch(
-            "SELECT id, device FROM agents WHERE device = ANY($1::text[])", devices
-        )
-        by_device = {r["device"]: r["id"] for r in rows}
+    found = await conn.fetchrow(_LOOKUP, call_id, uniqueids, devices)
+    by_device: dict[str, str] = found["agent_ids"] or {}
+    decision = found if found["rule"] is not None else None
+    inferred = set(s.inferred)
     agents = [
         {
             "agent": by_device.get(device, device),
@@ -143,11 +148,10 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         recording,
         degraded,
         sorted(clean(i, 64) for i in inferred),
+        uniqueids,
     )
     if row is None:
         return False
-    if uniqueids:
-        await conn.execute(_CHANNELS, uniqueids, call_id)
     if customer_id:
         await conn.execute(
             _HISTORY,
