@@ -306,3 +306,25 @@ async def test_ami_link_down_at_hangup_is_completed_by_resync_with_inferred(
     assert "ended_at" in row["inferred"]
     assert row["customer_id"] == "c-alice" and row["queue"] == "senior"
     assert [a["agent"] for a in row["agents"]] == ["sue"]
+
+
+async def test_stop_during_an_outage_is_prompt_and_keeps_the_records(
+    pool: asyncpg.Pool[Any], database_url: str, tmp_path: Path
+) -> None:
+    dead = _dead_port()
+    down = await create_pool(_url_at(database_url, dead.getsockname()[1]), min_size=0)
+    w = RecordWriter(down, Spool(tmp_path / "spool"), retry_max_s=0.05, drain_s=0.2)
+    await w.start()
+    await w.submit_many([make_ended(f"1700000300.{i}") for i in range(5)])
+    await _wait_degraded(w)
+    async with asyncio.timeout(5):  # shutdown must not hang on an unreachable database
+        await w.stop()
+    await down.close()
+    dead.close()
+    again = RecordWriter(pool, Spool(tmp_path / "spool"))
+    await again.start()
+    try:
+        await again.wait_idle()
+    finally:
+        await again.stop()
+    assert await pool.fetchval("SELECT count(*) FROM call_records") == 5
