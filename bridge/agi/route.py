@@ -72,6 +72,11 @@ def inbound_call(env: AgiEnv, *, default_region: str, at: datetime) -> InboundCa
     )
 
 
+def _retrieve(work: asyncio.Future[Decision]) -> None:
+    if not work.cancelled() and work.exception() is not None:
+        log.info("abandoned routing failed: %s", work.exception())
+
+
 def recording_name(template: str, *, linkedid: str, uniqueid: str) -> str:
     return template.replace("${linkedid}", file_id(linkedid)).replace(
         "${uniqueid}", file_id(uniqueid)
@@ -125,7 +130,7 @@ class RouteHandler:
             decision = await self._decision(work, deadline + MARGIN_S)
         finally:
             if not work.done():
-                work.cancel()
+                self._abandon(work)
         metrics.ROUTE_SECONDS.observe(time.perf_counter() - started)
         call = dataclasses.replace(call, linkedid=linkedid or call.uniqueid)
         recording = recording_name(
@@ -137,6 +142,17 @@ class RouteHandler:
             await self._set_variables(session, decision, recording)
         finally:
             await self._router.record(call, decision, recording)
+
+    def _abandon(self, work: asyncio.Future[Decision]) -> None:
+        """The session ended before the decision: let the router finish within its own budget
+        (cancelling a lookup mid-connect upsets the driver), and cut it off only after that."""
+        handle = asyncio.get_running_loop().call_later(self._budget_s + MARGIN_S, work.cancel)
+
+        def done(finished: asyncio.Future[Decision]) -> None:
+            handle.cancel()
+            _retrieve(finished)
+
+        work.add_done_callback(done)
 
     async def _linkedid(self, session: AgiSession, deadline: float) -> str:
         remaining = deadline - asyncio.get_running_loop().time()
