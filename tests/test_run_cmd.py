@@ -1,0 +1,122 @@
+"""`crm-bridge run` as a real process: serves /route, stops on SIGTERM, refuses bad config."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.agi.client import header, play_asterisk
+from tests.crm.fixture_crm import load_trace_crm
+
+LISTENING = re.compile(rb"FastAGI listening on 127\.0\.0\.1:(\d+)")
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CRM_BRIDGE_")}
+
+
+def write_config(path: Path, database_url: str, extra: str = "") -> Path:
+    path.write_text(
+        f'[database]\nurl = "{database_url}"\n'
+        "[ami]\nenabled = false\n"
+        '[agi]\nhost = "127.0.0.1"\nport = 0\n'
+        '[http]\nhost = "127.0.0.1"\nport = 0\n'
+        '[pops]\nhost = "127.0.0.1"\nport = 0\n'
+        '[log]\nlevel = "info"\n' + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+async def run_cli(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env(),
+        **kwargs,
+    )
+
+
+async def test_run_serves_route_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, database_url: str, pool: asyncpg.Pool[Any]
+) -> None:
+    await load_trace_crm(pool)
+    config = write_config(tmp_path / "bridge.toml", database_url)
+    proc = await run_cli("--config", str(config), "run", cwd=tmp_path)
+    assert proc.stderr is not None and proc.stdout is not None
+    log = b""
+    try:
+        async with asyncio.timeout(30):
+            while (match := LISTENING.search(log)) is None:
+                line = await proc.stderr.readline()
+                assert line, f"exited early: {log.decode(errors='replace')}"
+                log += line
+        port = int(match.group(1))
+        drain = asyncio.ensure_future(proc.stderr.read())
+        result = await play_asterisk(port, header(uniqueid="42.1"), linkedid="42.0")
+        assert result.variables["BRIDGE_QUEUE"] == "senior"
+        assert result.variables["BRIDGE_CUSTOMER_NAME"] == "Alice Chen"
+        assert result.variables["BRIDGE_RECORDING"] == "42.0.wav"
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            code = await proc.wait()
+            log += await drain
+            await proc.stdout.read()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, log.decode(errors="replace")
+    assert b"Traceback" not in log
+    # The decision was persisted before the process left (pending records drained).
+    row = await pool.fetchrow("SELECT linkedid, queue FROM route_decisions WHERE uniqueid = '42.1'")
+    assert row is not None and (row["linkedid"], row["queue"]) == ("42.0", "senior")
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("[routing]\ndefault_priority = 'high'\n", "routing.default_priority"),
+        ("[pbx]\ndefault_region = 'XX'\n", "pbx.default_region"),
+        ("[nonsense]\nx = 1\n", "nonsense"),
+    ],
+)
+async def test_run_with_bad_config_exits_2_naming_the_key(
+    tmp_path: Path, database_url: str, extra: str, key: str
+) -> None:
+    config = write_config(tmp_path / "bridge.toml", database_url, extra)
+    proc = await run_cli("--config", str(config), "run", cwd=tmp_path)
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert key in err.decode() and err.decode().count("\n") == 1
+
+
+async def test_run_with_ami_enabled_and_no_credentials_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "bridge.toml").write_text("[agi]\nport = 0\n", encoding="utf-8")
+    proc = await run_cli("--config", str(tmp_path / "bridge.toml"), "run", cwd=tmp_path)
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert "ami.username" in err.decode()
+
+
+async def test_run_with_a_missing_config_file_exits_2(tmp_path: Path) -> None:
+    proc = await run_cli("--config", str(tmp_path / "nope.toml"), "run", cwd=tmp_path)
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert "--config" in err.decode()
