@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
+from bridge.ari import build_ari_app
 from bridge.ari.app import AriApp
+from bridge.config import build_config
 from bridge.errors import CrmUnavailable
 from tests.ari.conftest import RunApp, TableRouter, ari_config
 from tests.ari.fake_ari import PASSWORD, USERNAME, FakeAri, RestCall, channel_json, stasis_start
@@ -411,3 +413,9 @@ async def test_an_oversized_event_costs_a_reconnect_not_the_calls(
         await app.wait_connected()
         await fake.wait_for(lambda: "big.1" in fake.continued())  # found by the resync
         await app.idle()
+
+
+def test_the_composition_root_gets_a_component_only_when_enabled(fake: FakeAri) -> None:
+    router = TableRouter()
+    assert build_ari_app(build_config({"ami": {"enabled": False}}, environ={}), router) is None
+    assert isinstance(build_ari_app(ari_config(fake.url), router), AriApp)
