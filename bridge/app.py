@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from bridge.agi import build_agi_server
+from bridge.ari import build_ari_app
 from bridge.component import Component, Health
 from bridge.config import Config
 from bridge.crm.directory import PostgresDirectory
@@ -81,6 +82,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("rules", _rules),
     ("route", _route),
     ("agi", _agi),
+    ("ari", lambda rt: build_ari_app(rt.config, rt.get("route"))),
 ]
 
 
