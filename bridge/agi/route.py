@@ -7,6 +7,11 @@ deadline (budget + `MARGIN_S`) so that a bug elsewhere cannot hold a call either
 call's Linkedid (for `[pbx] recording_template`) is asked for with
 `GET VARIABLE CHANNEL(linkedid)` while the router works, within the same budget; when it
 is late or missing, the channel's own uniqueid stands in.
+
+Commands go one at a time, each reply read before the next command is sent. Pipelining them
+would stall a real Asterisk: res_agi reads commands with `fgets` on a buffered `FILE*` but
+waits for the next one by polling the raw descriptor, so commands already sitting in the
+stdio buffer are not seen until more bytes arrive.
 """
 
 from __future__ import annotations

@@ -57,8 +57,9 @@ class AgiSession:
     async def write(self, data: bytes) -> None:
         """Send bytes; raises TimeoutError if the peer does not take them in time."""
         self._writer.write(data)
-        async with asyncio.timeout(self.write_timeout_s):
-            await self._writer.drain()
+        if self._writer.transport.get_write_buffer_size():  # the kernel did not take it all
+            async with asyncio.timeout(self.write_timeout_s):
+                await self._writer.drain()
 
     async def command(self, data: bytes, *, timeout_s: float | None = None) -> Reply:
         """Send one encoded command and return its reply.
@@ -76,15 +77,15 @@ class AgiSession:
         return reply
 
     async def _next_reply(self, timeout_s: float) -> Reply:
-        async with asyncio.timeout(max(0.0, timeout_s)):
-            while not self._ready:
-                self._ready.extend(self._replies.replies())
-                if self._ready:
-                    break
-                data = await self._reader.read(READ_CHUNK)
-                if not data:
-                    raise AgiProtocolError("the PBX closed the session before replying")
-                self._replies.feed(data)
+        self._ready.extend(self._replies.replies())
+        if not self._ready:
+            async with asyncio.timeout(max(0.0, timeout_s)):
+                while not self._ready:
+                    data = await self._reader.read(READ_CHUNK)
+                    if not data:
+                        raise AgiProtocolError("the PBX closed the session before replying")
+                    self._replies.feed(data)
+                    self._ready.extend(self._replies.replies())
         return self._ready.pop(0)
 
 
