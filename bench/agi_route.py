@@ -25,6 +25,7 @@ import contextlib
 import multiprocessing
 import os
 import random
+import resource
 import secrets
 import statistics
 import time
@@ -202,6 +203,23 @@ def summary(name: str, result: dict[str, Any]) -> tuple[float, float, float]:
     return rate, p50, p99
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def decision_shares() -> list[tuple[float, float]]:
+    total = REGISTRY.get_sample_value("crm_bridge_agi_route_seconds_count") or 1.0
+    return [
+        (
+            le,
+            (REGISTRY.get_sample_value("crm_bridge_agi_route_seconds_bucket", {"le": str(le)}) or 0)
+            / total,
+        )
+        for le in (0.005, 0.01, 0.025, 0.05, 0.1, 0.3)
+    ]
+
+
 def cache_counts() -> tuple[float, float]:
     hit = REGISTRY.get_sample_value("crm_bridge_route_cache_total", {"result": "hit"}) or 0.0
     miss = REGISTRY.get_sample_value("crm_bridge_route_cache_total", {"result": "miss"}) or 0.0
@@ -246,7 +264,9 @@ async def main(args: argparse.Namespace) -> None:
                     f"\n{args.sessions} sessions / queries, concurrency {args.concurrency},"
                     f" pool size {config.database.pool_size}, budget {config.agi.budget_ms} ms\n"
                 )
+                cpu0 = cpu_seconds()
                 agi = await pbx_load(server.port, phones, args.concurrency, 0)
+                agi_cpu = cpu_seconds() - cpu0
                 await service.drain(within_s=60)
                 hit, miss = cache_counts()
                 await bare.fetchval("SELECT 1")
@@ -267,6 +287,16 @@ async def main(args: argparse.Namespace) -> None:
                 f"degraded decisions: {agi['degraded']} of {len(agi['latencies'])};"
                 f" directory cache hits {((hit - hit0) / lookups * 100) if lookups else 0:.1f} %"
                 f" of {lookups:.0f} lookups; agi errors {server.errors}"
+            )
+            print(
+                f"bridge process CPU during the route run: {agi_cpu:.1f} s in"
+                f" {agi['elapsed']:.1f} s wall ({agi_cpu / agi['elapsed']:.2f} of"
+                f" {os.cpu_count()} cores)"
+            )
+            print("decision time (header complete → decision ready), share of sessions within:")
+            print(
+                "   "
+                + "  ".join(f"{le * 1000:g} ms {share:.0%}" for le, share in decision_shares())
             )
             recorded = await pool.fetchval("SELECT count(*) FROM route_decisions")
             print(f"route_decisions rows written: {recorded}")
