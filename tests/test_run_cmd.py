@@ -27,7 +27,7 @@ def write_config(path: Path, database_url: str, extra: str = "") -> Path:
     path.write_text(
         f'[database]\nurl = "{database_url}"\n'
         "[ami]\nenabled = false\n"
-        '[agi]\nhost = "127.0.0.1"\nport = 0\n'
+        '[agi]\nhost = "127.0.0.1"\nport = 0\nbudget_ms = 3000\n'
         '[http]\nhost = "127.0.0.1"\nport = 0\n'
         '[pops]\nhost = "127.0.0.1"\nport = 0\n'
         '[log]\nlevel = "info"\n' + extra,

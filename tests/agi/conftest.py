@@ -17,8 +17,10 @@ from bridge.routing.store import RuleStore
 
 
 def agi_config(**agi: Any) -> Config:
+    """Loopback, port 0; a budget generous enough that a busy test machine does not degrade
+    calls that should route normally (tests of the degraded path set their own)."""
     return build_config(
-        {"agi": {"host": "127.0.0.1", "port": 0, "read_timeout_s": 2.0, **agi}},
+        {"agi": {"host": "127.0.0.1", "port": 0, "read_timeout_s": 4.0, "budget_ms": 3000, **agi}},
         {},
         runtime=False,
     )

@@ -44,7 +44,7 @@ class Peer:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def closed_by_server(self, timeout_s: float = 10.0) -> bytes:
+    async def closed_by_server(self, timeout_s: float = 20.0) -> bytes:
         """Everything the server sent until it closed the connection."""
         async with asyncio.timeout(timeout_s):
             received = b""
