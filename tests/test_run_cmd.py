@@ -7,12 +7,16 @@ import os
 import re
 import signal
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
 
+from bridge.app import Factory, Runtime, run_bridge, start_components
+from bridge.component import Health
+from bridge.config import build_config
 from tests.agi.client import header, play_asterisk
 from tests.crm.fixture_crm import load_trace_crm
 
@@ -120,3 +124,91 @@ async def test_run_with_a_missing_config_file_exits_2(tmp_path: Path) -> None:
         _, err = await proc.communicate()
     assert proc.returncode == 2
     assert "--config" in err.decode()
+
+
+# --- the composition root, in process ------------------------------------------------------
+
+
+class Part:
+    """A component that notes when it starts and stops."""
+
+    def __init__(self, name: str, log: list[str], *, fail: bool = False) -> None:
+        self.name = name
+        self._log = log
+        self._fail = fail
+
+    async def start(self) -> None:
+        if self._fail:
+            raise RuntimeError(f"{self.name} cannot start")
+        self._log.append(f"start {self.name}")
+
+    async def stop(self) -> None:
+        self._log.append(f"stop {self.name}")
+
+    def health(self) -> Health:
+        return Health("up")
+
+
+def bare_runtime() -> Runtime:
+    """A runtime whose factories need no database."""
+    return Runtime(build_config({}, {}, runtime=False), cast(Any, None))
+
+
+async def test_components_start_in_order_and_stop_in_reverse() -> None:
+    log: list[str] = []
+    registry: list[tuple[str, Factory]] = [
+        ("a", lambda rt: Part("a", log)),
+        ("off", lambda rt: None),  # a disabled feature
+        ("b", lambda rt: Part("b", log)),
+    ]
+    async with AsyncExitStack() as stack:
+        rt = await start_components(stack, bare_runtime(), registry)
+        assert list(rt.components) == ["a", "b"]
+        assert set(rt.health()) == {"a", "b"}
+    assert log == ["start a", "start b", "stop b", "stop a"]
+
+
+async def test_a_component_failing_to_start_stops_those_already_started() -> None:
+    log: list[str] = []
+    registry: list[tuple[str, Factory]] = [
+        ("a", lambda rt: Part("a", log)),
+        ("b", lambda rt: Part("b", log, fail=True)),
+        ("c", lambda rt: Part("c", log)),
+    ]
+    with pytest.raises(RuntimeError, match="b cannot start"):
+        async with AsyncExitStack() as stack:
+            await start_components(stack, bare_runtime(), registry)
+    assert log == ["start a", "stop a"]
+
+
+async def test_run_bridge_starts_the_registry_serves_route_and_stops(
+    database_url: str, pool: asyncpg.Pool[Any]
+) -> None:
+    await load_trace_crm(pool)
+    config = build_config(
+        {
+            "database": {"url": database_url},
+            "ami": {"enabled": False},
+            "agi": {"port": 0, "budget_ms": 3000},
+            "http": {"port": 0},
+            "pops": {"port": 0},
+        },
+        {},
+    )
+    stop = asyncio.Event()
+    ready: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+    bridge = asyncio.ensure_future(run_bridge(config, stop=stop, started=ready.set_result))
+    try:
+        async with asyncio.timeout(30):
+            await asyncio.wait([ready, cast(Any, bridge)], return_when=asyncio.FIRST_COMPLETED)
+        rt = ready.result()
+        assert list(rt.components)[:5] == ["listener", "directory", "rules", "route", "agi"]
+        assert rt.health()["agi"].state == "up"
+        result = await play_asterisk(rt.get("agi").port, header(uniqueid="77.1"), linkedid="77.0")
+        assert result.variables["BRIDGE_QUEUE"] == "senior"
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await bridge
+    row = await pool.fetchrow("SELECT queue FROM route_decisions WHERE uniqueid = '77.1'")
+    assert row is not None and row["queue"] == "senior"
