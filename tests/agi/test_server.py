@@ -242,3 +242,51 @@ async def test_garbage_replies_close_the_session(stack: RouteStack) -> None:
         finally:
             await peer.close()
     assert stack.server.errors["protocol"] == 3
+
+
+async def test_a_late_linkedid_reply_is_skipped_and_the_uniqueid_names_the_recording() -> None:
+    class QuickRouter:
+        async def route(self, call: Any) -> Any:
+            from bridge.models import Decision
+
+            return Decision("q", 2, "r", None)
+
+        async def record(self, call: Any, decision: Any, recording: str | None) -> None:
+            return None
+
+    config = agi_config(budget_ms=100)
+    server = AgiServer({"route": RouteHandler(QuickRouter(), config)}, port=0, read_timeout_s=4)
+    await server.start()
+    peer = await Peer.connect(server.port)
+    try:
+        await peer.send(header(uniqueid="3.3"))
+        assert await peer.reader.readline() == b"GET VARIABLE CHANNEL(linkedid)\n"
+        # No answer until the server has given up on it and moved on to the variables.
+        first_set = await peer.reader.readline()
+        assert first_set == b'SET VARIABLE BRIDGE_QUEUE "q"\n'
+        await peer.send(b"200 result=1 (too.late)\n200 result=1\n")
+        variables = {}
+        while line := await peer.reader.readline():
+            name, value = line.decode().split(" ", 3)[2:]
+            variables[name] = value.strip().strip('"')
+            await peer.send(b"200 result=1\n")
+    finally:
+        await peer.close()
+        await server.stop()
+    assert variables["BRIDGE_RECORDING"] == "3.3.wav"
+    assert variables["BRIDGE_PRIORITY"] == "2"
+    assert len(variables) == 7  # the eight variables, BRIDGE_QUEUE read above
+    assert server.errors == {}
+
+    # Replies stay paired with their commands: the 510 is BRIDGE_QUEUE's, not the late 200.
+    await server.start()
+    peer = await Peer.connect(server.port)
+    try:
+        await peer.send(header(uniqueid="3.4"))
+        await peer.reader.readline()
+        assert (await peer.reader.readline()).startswith(b"SET VARIABLE BRIDGE_QUEUE ")
+        await peer.send(b"200 result=1 (too.late)\n510 Invalid or unknown command\n")
+        assert await peer.closed_by_server() == b""
+    finally:
+        await peer.close()
+        await server.stop()
