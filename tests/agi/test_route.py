@@ -248,3 +248,35 @@ async def test_the_handler_own_deadline_routes_even_when_the_router_hangs() -> N
     assert result.variables["BRIDGE_QUEUE"] == "support"
     [(call, decision, recording)] = router.recorded
     assert call.linkedid == "5.5" and decision.degraded and recording == "5.5.wav"
+
+
+async def test_the_pbx_simulators_fastagi_client_is_routed(
+    stack: RouteStack, pool: asyncpg.Pool[Any]
+) -> None:
+    """Cross-check with the project's own PBX simulator client (what `crm-bridge demo` runs)."""
+    from bridge.sim.agi_client import run_agi
+    from bridge.sim.wire import split_agi_args
+
+    await load_trace_crm(pool)
+    variables: dict[str, str] = {}
+
+    async def answer(line: str) -> bytes:
+        args = split_agi_args(line)
+        if args[:2] == ["GET", "VARIABLE"]:
+            return b"200 result=1 (1795464246.0)\n"
+        variables[args[2]] = args[3]
+        return b"200 result=1\n"
+
+    env = [
+        ("network_script", "route"),
+        ("request", "agi://127.0.0.1/route"),
+        ("channel", "PJSIP/trunk-00000007"),
+        ("uniqueid", "1795464246.1"),
+        ("callerid", "+8613800138000"),
+        ("calleridname", "张伟"),
+        ("extension", "18005550100"),
+    ]
+    assert await run_agi("127.0.0.1", stack.port, env, answer) == "SUCCESS"
+    assert variables["BRIDGE_CUSTOMER_NAME"] == "张伟"
+    assert variables["BRIDGE_TAGS"] == "complaint-risk,vip"
+    assert variables["BRIDGE_RECORDING"] == "1795464246.0.wav"
