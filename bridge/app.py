@@ -14,20 +14,33 @@ import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from bridge.agi import build_agi_server
+from bridge.ami.link import AmiLink
+from bridge.ami.normalise import CdrRecord
 from bridge.ari import build_ari_app
 from bridge.component import Component, Health
 from bridge.config import Config
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.listener import PgListener
 from bridge.db.embedded import database_url
+from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
+from bridge.pops.hub import PopHub
+from bridge.pops.sources import build_pop_hub
+from bridge.records.wiring import RecordsParts, build_records
 from bridge.routing.service import RouteService
 from bridge.routing.store import RuleStore
+from bridge.tracker import CallTracker
+from bridge.web import make_web_app
+from bridge.web.admin import AdminDeps, setup_admin_routes
+from bridge.web.agent import AgentDeps, setup_agent_routes
+from bridge.web.server import HttpServer
+from bridge.web.webhook import WebhookDeps, setup_webhook_routes
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +55,23 @@ class Runtime:
     built: dict[str, Any] = field(default_factory=dict)  # made by one factory for a later one
 
     def health(self) -> dict[str, Health]:
-        return {name: component.health() for name, component in self.components.items()}
+        states = {name: component.health() for name, component in self.components.items()}
+        for name in CONTRACT_HEALTH_NAMES:  # a disabled part still shows, as "disabled"
+            states.setdefault(name, Health("disabled", required=False))
+        return states
 
     def get(self, name: str) -> Any:
         return self.components[name]
 
 
 Factory = Callable[[Runtime], Component | None]
+
+# /healthz always names these (CONTRACT), even when one is disabled by configuration.
+CONTRACT_HEALTH_NAMES = ("ami", "ari", "database", "agi", "pops")
+
+
+def _database(rt: Runtime) -> Component:
+    return DatabaseHealth(rt.pool)
 
 
 def _listener(rt: Runtime) -> Component:
@@ -68,8 +91,48 @@ def _rules(rt: Runtime) -> Component:
     return rt.built.pop("rules")
 
 
+def _records(rt: Runtime) -> RecordsParts:
+    parts: RecordsParts | None = rt.built.get("records")
+    if parts is None:
+        spool = Path(rt.config.records.spool_dir) if rt.config.records.spool_dir else None
+        parts = build_records(rt.config, rt.pool, directory=rt.get("directory"), spool_dir=spool)
+        rt.built["records"] = parts
+    return parts
+
+
 def _route(rt: Runtime) -> Component:
-    return RouteService(rt.get("directory"), rt.get("rules"), rt.config)
+    # With [crm] connector = "rest", lookups go to the external CRM under the same budget.
+    directory = _records(rt).connector if rt.config.crm.connector == "rest" else rt.get("directory")
+    return RouteService(directory, rt.get("rules"), rt.config)
+
+
+def _pops(rt: Runtime) -> Component:
+    return build_pop_hub(rt.pool, rt.config, rt.get("directory"))
+
+
+def _ami(rt: Runtime) -> Component | None:
+    """The AMI link feeding the tracker, whose call events go to the pop hub and the
+    call-record writer; Cdrs go to the writer too (kept for `sync run`)."""
+    if not rt.config.ami.enabled:
+        return None
+    link = AmiLink(rt.config.ami, CallTracker(rt.config.device_regex))
+    hub: PopHub = rt.get("pops")
+    writer = _records(rt).writer
+    link.subscribe(hub.submit)
+    link.subscribe(writer.on_event)
+    link.subscribe_events(writer.on_event, (CdrRecord,))
+    return link
+
+
+def _http(rt: Runtime) -> Component:
+    hub: PopHub = rt.get("pops")
+    setups = [
+        lambda app: setup_agent_routes(app, AgentDeps(rt.pool, lambda: hub.port)),
+        lambda app: setup_admin_routes(app, AdminDeps(pool=rt.pool, config=rt.config)),
+        lambda app: setup_webhook_routes(app, WebhookDeps(pool=rt.pool, config=rt.config)),
+    ]
+    app = make_web_app(health=rt.health, setups=setups)
+    return HttpServer(app, rt.config.http.host, rt.config.http.port)
 
 
 def _agi(rt: Runtime) -> Component:
@@ -77,12 +140,22 @@ def _agi(rt: Runtime) -> Component:
 
 
 COMPONENTS: list[tuple[str, Factory]] = [
+    ("database", _database),
     ("listener", _listener),
     ("directory", _directory),
     ("rules", _rules),
+    # Call records before anything that produces calls, so they stop last and keep in-flight
+    # end events: alerts and the connector first, then the writer, then its delivery worker.
+    ("alerts", lambda rt: _records(rt).alerter),
+    ("crm", lambda rt: _records(rt).connector),
+    ("records", lambda rt: _records(rt).writer),
+    ("outbox", lambda rt: _records(rt).outbox),
     ("route", _route),
+    ("pops", _pops),
+    ("ami", _ami),
     ("agi", _agi),
     ("ari", lambda rt: build_ari_app(rt.config, rt.get("route"))),
+    ("http", _http),
 ]
 
 

@@ -134,6 +134,13 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class RecordsConfig:
+    # Local durable spool of ended calls not yet committed; empty means
+    # $CRM_BRIDGE_RECORDS_SPOOL_DIR or ./.crm-bridge/spool.
+    spool_dir: str = ""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -151,6 +158,7 @@ class Config:
     crm: CrmConfig = field(default_factory=CrmConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    records: RecordsConfig = field(default_factory=RecordsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property

@@ -164,7 +164,10 @@ async def test_components_start_in_order_and_stop_in_reverse() -> None:
     async with AsyncExitStack() as stack:
         rt = await start_components(stack, bare_runtime(), registry)
         assert list(rt.components) == ["a", "b"]
-        assert set(rt.health()) == {"a", "b"}
+        assert {n: h.state for n, h in rt.health().items() if n in ("a", "b")} == {
+            "a": "up",
+            "b": "up",
+        }
     assert log == ["start a", "start b", "stop b", "stop a"]
 
 
@@ -182,7 +185,7 @@ async def test_a_component_failing_to_start_stops_those_already_started() -> Non
 
 
 async def test_run_bridge_starts_the_registry_serves_route_and_stops(
-    database_url: str, pool: asyncpg.Pool[Any]
+    database_url: str, pool: asyncpg.Pool[Any], tmp_path: Path
 ) -> None:
     await load_trace_crm(pool)
     config = build_config(
@@ -192,6 +195,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
             "agi": {"port": 0, "budget_ms": 3000},
             "http": {"port": 0},
             "pops": {"port": 0},
+            "records": {"spool_dir": str(tmp_path / "spool")},
         },
         {},
     )
@@ -202,8 +206,23 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
         async with asyncio.timeout(30):
             await asyncio.wait([ready, cast(Any, bridge)], return_when=asyncio.FIRST_COMPLETED)
         rt = ready.result()
-        assert list(rt.components)[:5] == ["listener", "directory", "rules", "route", "agi"]
-        assert rt.health()["agi"].state == "up"
+        assert list(rt.components) == [
+            "database",
+            "listener",
+            "directory",
+            "rules",
+            "alerts",
+            "crm",
+            "records",
+            "outbox",
+            "route",
+            "pops",
+            "agi",
+            "http",
+        ]
+        health = rt.health()
+        assert health["agi"].state == "up" and health["database"].state == "up"
+        assert health["ami"].state == "disabled" and health["ari"].state == "disabled"
         result = await play_asterisk(rt.get("agi").port, header(uniqueid="77.1"), linkedid="77.0")
         assert result.variables["BRIDGE_QUEUE"] == "senior"
     finally:
