@@ -32,6 +32,19 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def spool_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Call-record spools default to ./.crm-bridge/spool; keep tests out of the checkout."""
+    key = "CRM_BRIDGE_RECORDS_SPOOL_DIR"
+    before = os.environ.get(key)
+    os.environ[key] = str(tmp_path_factory.mktemp("spool"))
+    yield
+    if before is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = before
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     name = f"crmbridge_test_{os.getpid()}_{secrets.token_hex(4)}"
