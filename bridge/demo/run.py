@@ -125,6 +125,20 @@ async def _wait_started(ready: asyncio.Event, bridge: asyncio.Task[Any], timeout
         raise BridgeError(f"the bridge did not start within {timeout_s:g} s")
 
 
+async def _calls_ended(runtime: Any, *, timeout_s: float) -> None:
+    """Give the bridge a moment to end (and record) the calls the simulator just hung up."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        try:
+            detail = runtime.components["ami"].health().detail
+            if int(detail.get("active_calls", 0)) == 0:
+                return
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return  # a bridge without that detail: nothing to wait for
+        await asyncio.sleep(0.1)
+
+
 def _load_run_bridge() -> RunBridge:
     from bridge.app import run_bridge
 
@@ -182,8 +196,14 @@ async def run_demo(
         ready = asyncio.Event()
         kwargs: dict[str, Any] = {"stop": bridge_stop}
         reports_start = "started" in inspect.signature(run_bridge).parameters
+        runtime: list[Any] = []
         if reports_start:
-            kwargs["started"] = lambda _runtime: ready.set()
+
+            def on_started(rt: Any) -> None:
+                runtime.append(rt)
+                ready.set()
+
+            kwargs["started"] = on_started
         bridge = asyncio.ensure_future(run_bridge(bridge_config, **kwargs))
 
         async def stop_bridge() -> None:
@@ -220,7 +240,9 @@ async def run_demo(
             calls_stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await calls
-            await pbx.stop()
+            await pbx.stop()  # calls in progress hang up on the wire
+            if runtime:
+                await _calls_ended(runtime[0], timeout_s=6.0)
 
         stack.push_async_callback(stop_calls)
 

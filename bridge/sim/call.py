@@ -78,6 +78,8 @@ class CallRun:
         self.caller: Channel
         self.queue_name = ""
         self.result: CallResult
+        self.channels: list[Channel] = []  # every channel of this call, in creation order
+        self.taken: set[str] = set()  # agent extensions this call holds busy
 
     # --- emitting ---------------------------------------------------------------------
     def emit(self, event: str, privilege: str, *parts: Pairs) -> None:
@@ -165,6 +167,7 @@ class CallRun:
             created_at=self.clock.now(),
         )
         self.pbx.channel_born(chan)
+        self.channels.append(chan)
         self.chan_event("Newchannel", "call", chan)
         return chan
 
@@ -212,6 +215,24 @@ class CallRun:
 
     # --- the call -----------------------------------------------------------------------
     async def run(self) -> CallResult:
+        try:
+            return await self._run()
+        except BaseException:
+            self.tear_down()
+            raise
+
+    def tear_down(self) -> None:
+        """The PBX stops mid-call (or the script failed): every channel still up hangs up, as
+        when Asterisk shuts down (`Hangup` cause 16), so whoever watches AMI sees the call end."""
+        for chan in reversed(self.channels):
+            if chan.name in self.pbx.channels:
+                self.hangup(chan, 16, "Normal Clearing")
+        for chan in self.channels:
+            for entries in self.pbx.queue_entries.values():
+                if chan in entries:
+                    entries.remove(chan)
+
+    async def _run(self) -> CallResult:
         plan, cfg = self.plan, self.cfg
         sfx = self.pbx.ids.suffix()
         if self.local:

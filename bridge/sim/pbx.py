@@ -227,10 +227,12 @@ class SimPbx:
             await asyncio.gather(*list(self._tasks))
 
     async def stop(self) -> None:
-        """Cancel the calls in progress (their remaining events are not sent)."""
+        """End the calls in progress: each still-up channel hangs up (cause 16), the rest of
+        their script (AgentComplete, Cdr) is not played; every agent is free again."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.busy.clear()

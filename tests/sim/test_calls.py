@@ -190,3 +190,27 @@ async def test_an_oversized_fastagi_command_fails_the_session_not_the_pbx() -> N
     assert result.queue == "support" and result.outcome == "answered"
     server.close()
     await server.wait_closed()
+
+
+async def test_stopping_the_pbx_mid_call_hangs_up_every_channel(scripted_agi) -> None:  # type: ignore[no-untyped-def]
+    agi = await scripted_agi(lambda env: ['SET VARIABLE BRIDGE_QUEUE "senior"'])
+    pbx = SimPbx(SimConfig(agi_port=agi.port), clock=FastClock(speed=10))
+    chunks: list[bytes] = []
+    pbx.subscribe(lambda privilege, data: chunks.append(data))
+    pbx.place_call(CallPlan("+15551230001", "Alice VIP", ring_s=0.5, talk_s=3600.0))
+    waiting = pbx.place_call(CallPlan("+15551230002", "Bob", ring_s=0.5, talk_s=3600.0))
+    for _ in range(500):  # both callers in, at least one talking
+        data = b"".join(chunks)
+        if data.count(b"Event: QueueCallerJoin") == 2 and b"Event: AgentConnect" in data:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the calls did not get going")
+    await asyncio.wait_for(pbx.stop(), 10)
+    assert waiting.cancelled() or waiting.done()
+    frames = parse_frames(b"".join(chunks))
+    created = sorted(f["Uniqueid"] for f in frames if f.get("Event") == "Newchannel")
+    hung = sorted(f["Uniqueid"] for f in frames if f.get("Event") == "Hangup")
+    assert created == hung and len(created) >= 3
+    assert not pbx.channels and not pbx.busy
+    assert all(not entries for entries in pbx.queue_entries.values())
