@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,11 +30,11 @@ from bridge.agi.server import AgiSession
 from bridge.config import Config
 from bridge.crm.phones import normalise
 from bridge.models import Decision, InboundCall
+from bridge.routing.variables import contract_variables, recording_name
 
 log = logging.getLogger(__name__)
 
 MARGIN_S = 0.05
-_NOT_AN_ID = re.compile(r"[^A-Za-z0-9._-]")
 _NO_VALUE = frozenset({"", "unknown", "s"})
 
 
@@ -49,12 +48,6 @@ class Router(Protocol):
 
 def _text(value: str, limit: int) -> str:
     return safe_value(value, limit).strip()
-
-
-def file_id(value: str) -> str:
-    """An id safe inside a file name: `1795464246.0` stays, `../x` becomes `.._x`."""
-    cleaned = _NOT_AN_ID.sub("_", value)[:150]
-    return "_" + cleaned if cleaned.startswith(".") else cleaned
 
 
 def inbound_call(env: AgiEnv, *, default_region: str, at: datetime) -> InboundCall:
@@ -80,27 +73,6 @@ def inbound_call(env: AgiEnv, *, default_region: str, at: datetime) -> InboundCa
 def _retrieve(work: asyncio.Future[Decision]) -> None:
     if not work.cancelled() and work.exception() is not None:
         log.info("abandoned routing failed: %s", work.exception())
-
-
-def recording_name(template: str, *, linkedid: str, uniqueid: str) -> str:
-    return template.replace("${linkedid}", file_id(linkedid)).replace(
-        "${uniqueid}", file_id(uniqueid)
-    )
-
-
-def channel_variables(decision: Decision, recording: str) -> list[tuple[str, str]]:
-    """The CONTRACT's variables, in the order they are set."""
-    customer = decision.customer
-    return [
-        ("BRIDGE_QUEUE", decision.queue),
-        ("BRIDGE_PRIORITY", str(int(decision.priority))),
-        ("BRIDGE_RULE", decision.rule),
-        ("BRIDGE_CUSTOMER_ID", customer.id if customer else ""),
-        ("BRIDGE_CUSTOMER_NAME", customer.name if customer else ""),
-        ("BRIDGE_TAGS", ",".join(customer.tags) if customer else ""),
-        ("BRIDGE_DEGRADED", "1" if decision.degraded else "0"),
-        ("BRIDGE_RECORDING", recording),
-    ]
 
 
 class RouteHandler:
@@ -185,7 +157,7 @@ class RouteHandler:
         return self.fallback()
 
     async def _set_variables(self, session: AgiSession, decision: Decision, recording: str) -> None:
-        for name, value in channel_variables(decision, recording):
+        for name, value in contract_variables(decision, recording):
             if session.hangup:
                 log.info("channel hung up; %s and later variables not set", name)
                 return

@@ -46,12 +46,12 @@ from bridge.ari.protocol import (
     decode_event,
     in_app,
 )
-from bridge.ari.variables import contract_variables, recording_name, safe_value
 from bridge.component import Health
 from bridge.config import Config
 from bridge.crm.phones import normalise as normalise_phone
 from bridge.errors import AriProtocolError, AuthError, BridgeError, LinkDown, NotFound
 from bridge.models import Decision, InboundCall
+from bridge.routing.variables import contract_variables, recording_name, safe_value
 
 __all__ = ["AriApp", "AriLink", "EventSource", "Router"]
 

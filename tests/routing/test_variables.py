@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.ari.variables import (
+from bridge.models import Customer, Decision
+from bridge.routing.variables import (
     MAX_VALUE_CHARS,
     VARIABLE_NAMES,
     contract_variables,
     recording_name,
     safe_value,
 )
-from bridge.models import Customer, Decision
 
 
 def test_known_customer_decision_gives_every_variable_in_order() -> None:

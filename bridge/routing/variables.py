@@ -1,10 +1,9 @@
-"""A routing decision as the CONTRACT channel variables, in the order the app sets them.
+"""A routing decision as the CONTRACT channel variables, in the order both modes set them.
 
-Pure. ARI takes values as URL query parameters, so there is no quoting to do (unlike AGI's
-`SET VARIABLE "..."`), but the values still end up in the dialplan and in logs: CR, LF, NUL
-and other control characters become spaces and every value is length-capped.
-
-(The AGI route builds the same variables; if it grows a shared helper the two can merge.)
+Pure, and shared by the FastAGI route and the ARI app so the two modes cannot drift. Values
+end up in the dialplan and in logs: CR, LF, NUL and other control characters become spaces
+and every value is length-capped. Quoting for the wire is the transport's job (AGI's
+`SET VARIABLE "..."` escapes quotes and backslashes; ARI passes URL query parameters).
 """
 
 from __future__ import annotations
