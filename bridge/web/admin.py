@@ -51,8 +51,15 @@ from bridge.crm.agents import Agent, authenticate, hash_token, validate_agent
 from bridge.crm.phones import normalise
 from bridge.errors import CrmUnavailable, NotFound, ValidationError
 from bridge.routing.rules import Rule, make_rule
-from bridge.routing.store import _COLUMNS as RULE_COLUMNS
-from bridge.routing.store import _RULES_LOCK, RuleStore, rule_from_row
+from bridge.routing.store import (
+    RULE_COLUMNS,
+    RULES_LOCK,
+    insert_rule,
+    renumber,
+    rule_from_row,
+    rule_values,
+)
+from bridge.routing.store import delete_rule as delete_rule_row
 from bridge.web.errors import ApiError, Handler, error_middleware, invalid, read_json
 
 if TYPE_CHECKING:
@@ -210,21 +217,6 @@ def _position(body: Mapping[str, Any]) -> int | None:
     return value
 
 
-def _rule_values(rule: Rule) -> tuple[Any, ...]:
-    return (
-        rule.queue,
-        rule.priority,
-        list(rule.tags_any) or None,
-        list(rule.tags_all) or None,
-        rule.unknown_caller,
-        rule.caller_prefix,
-        rule.did,
-        str(rule.when) if rule.when else None,
-        str(rule.attr) if rule.attr else None,
-        rule.enabled,
-    )
-
-
 async def _fetch_rule(conn: Conn | asyncpg.Pool[Any], name: str) -> Rule | None:
     row = await conn.fetchrow(f"SELECT {RULE_COLUMNS} FROM routing_rules WHERE name = $1", name)
     return None if row is None else rule_from_row(row)
@@ -243,7 +235,7 @@ async def _move_rule(conn: Conn, name: str, position: int) -> None:
         name,
         min(position, 1_000_000),
     )
-    await RuleStore._renumber(conn)
+    await renumber(conn)
 
 
 async def list_rules(request: web.Request) -> web.Response:
@@ -272,21 +264,10 @@ async def create_rule(request: web.Request) -> web.Response:
     rule = _rule_spec(body, {})
     position = _position(body)
     async with _deps(request).pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULES_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", RULES_LOCK)
         if await conn.fetchval("SELECT 1 FROM routing_rules WHERE name = $1", rule.name):
             raise ApiError(409, "conflict", f"rule {rule.name} already exists", field="name")
-        last = await conn.fetchval("SELECT coalesce(max(position), 0) FROM routing_rules")
-        await conn.execute(
-            f"INSERT INTO routing_rules ({RULE_COLUMNS})"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            rule.name,
-            last + 1,
-            *_rule_values(rule),
-        )
-        if position is not None:
-            await _move_rule(conn, rule.name, position)
-        created = await _fetch_rule(conn, rule.name)
-        assert created is not None
+        created = await insert_rule(conn, rule, position=position)
         await _audit(conn, request, "rule.create", "rule", rule.name, None, rule_json(created))
     return web.json_response(rule_json(created), status=201)
 
@@ -300,7 +281,7 @@ async def update_rule(request: web.Request) -> web.Response:
         raise invalid("name", "a rule cannot be renamed; create a new one and delete this")
     position = _position(body)
     async with _deps(request).pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULES_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", RULES_LOCK)
         before = await _fetch_rule(conn, name)
         if before is None:
             raise NotFound(f"no routing rule named {name[:80]!r}")
@@ -313,7 +294,7 @@ async def update_rule(request: web.Request) -> web.Response:
             " unknown_caller = $6, caller_prefix = $7, did = $8, when_spec = $9,"
             " attr_spec = $10, enabled = $11, updated_at = now() WHERE name = $1",
             name,
-            *_rule_values(rule),
+            *rule_values(rule),
         )
         if position is not None:
             await _move_rule(conn, name, position)
@@ -328,12 +309,11 @@ async def update_rule(request: web.Request) -> web.Response:
 async def delete_rule(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     async with _deps(request).pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULES_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", RULES_LOCK)
         before = await _fetch_rule(conn, name)
         if before is None:
             raise NotFound(f"no routing rule named {name[:80]!r}")
-        await conn.execute("DELETE FROM routing_rules WHERE name = $1", name)
-        await RuleStore._renumber(conn)
+        await delete_rule_row(conn, name)
         await _audit(conn, request, "rule.delete", "rule", name, rule_json(before), None)
     return web.json_response({"deleted": rule_json(before)})
 
