@@ -151,3 +151,30 @@ async def test_demo_from_an_empty_folder_pops_a_screen_and_stops_cleanly(tmp_pat
     assert read_postmaster(tmp_path / ".crm-bridge" / "pgdata") is None
     assert not processes_mentioning(str(tmp_path)), "processes left behind"
     assert not children_of(proc.pid)
+
+
+async def test_a_second_demo_start_reuses_the_data_with_fresh_tokens(tmp_path: Path) -> None:
+    ports = {k: free_port() for k in ("AGI", "HTTP", "POPS")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_BRIDGE_")}
+    env.update({f"CRM_BRIDGE_{k}_PORT": str(v) for k, v in ports.items()})
+
+    async def run_once() -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "demo", "--duration", "2",
+            cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode or 0, out.decode()
+
+    code, first = await run_once()
+    assert code == 0, first
+    version = (tmp_path / ".crm-bridge" / "pgdata" / "PG_VERSION").stat().st_mtime_ns
+    code, second = await run_once()
+    assert code == 0, second
+    assert (tmp_path / ".crm-bridge" / "pgdata" / "PG_VERSION").stat().st_mtime_ns == version
+    tokens = [dict(re.findall(r"^agent (\S+) (\S+)$", out, re.M)) for out in (first, second)]
+    assert tokens[0].keys() == tokens[1].keys() and len(tokens[0]) == 6
+    assert all(tokens[0][a] != tokens[1][a] for a in tokens[0])
+    assert read_postmaster(tmp_path / ".crm-bridge" / "pgdata") is None
+    assert not processes_mentioning(str(tmp_path))
