@@ -203,7 +203,7 @@ class CallRun:
             chan = self.new_channel(f"Local/{ext}@phones-{sfx};1", "phones", ext, 0, link)
             phone = self.new_channel(f"Local/{ext}@phones-{sfx};2", "phones", ext, 4, link)
             for half in (chan, phone):
-                half.cid_num, half.cid_name = self.plan.caller, self.plan.caller_name
+                half.cid_num, half.cid_name = self.plan.caller, self.plan.caller_name or UNKNOWN
             self.set_callerid(phone, self.plan.caller, self.plan.caller_name)
             self.set_connected(phone, self.plan.caller, self.plan.caller_name)
             self.local_bridge(chan, phone)
@@ -254,7 +254,7 @@ class CallRun:
             )
         else:
             self.caller = self.new_channel(f"PJSIP/trunk-{sfx}", cfg.context, plan.did, 4, "")
-            self.caller.cid_num, self.caller.cid_name = plan.caller, plan.caller_name
+            self.caller.cid_num, self.caller.cid_name = plan.caller, plan.caller_name or UNKNOWN
             self.caller.connected_num, self.caller.connected_name = plan.caller, plan.caller_name
         self.result = CallResult(self.caller.linkedid, "", "unanswered")
         caller = self.caller
@@ -316,7 +316,7 @@ class CallRun:
             ("uniqueid", c.uniqueid),
             ("version", "22.11.0"),
             ("callerid", self.plan.caller),
-            ("calleridname", self.plan.caller_name),
+            ("calleridname", self.plan.caller_name or "unknown"),
             ("callingpres", "0"),
             ("callingani2", "0"),
             ("callington", "0"),

@@ -47,7 +47,7 @@ def scenario(name: str) -> list[CallPlan]:
         "vip-answered": [_plan("+15551230001", "Alice VIP", 0.5, 2.0)],
         "vip-answered-least-privilege": [_plan("+15551230001", "Alice VIP", 0.5, 2.0)],
         "unicode-name": [_plan("+8613800138000", "张伟", 0.5, 2.0)],
-        "unknown-caller": [_plan("+442071838750", "unknown", 0.5, 2.0, first_member="1002")],
+        "unknown-caller": [_plan("+442071838750", "", 0.5, 2.0, first_member="1002")],
         "anonymous": [_plan("anonymous", "Anonymous", 0.2, 1.0, first_member="1002")],
         "abandoned": [
             _plan("+15551230002", "Bob", 6.0, 1.0, abandon_after_s=2.0, first_member="1001")

@@ -83,22 +83,10 @@ async def run_live(name: str, technology: str) -> list[CallEvent]:
     return events
 
 
-SIM_GAPS = {
-    # The recording's caller has CallerIDName `<unknown>` (no name); the simulator's plan
-    # sends the literal name `unknown`. Reported to the simulator's owner.
-    "unknown-caller": "simulator sends CallerIDName 'unknown' where Asterisk sent '<unknown>'",
-}
-
-
 @pytest.mark.parametrize("technology", ["Local", "PJSIP"])
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=SIM_GAPS[n], strict=False))
-        if n in SIM_GAPS
-        else n
-        for n in SCENARIOS
-    ],
+    [n for n in SCENARIOS],
 )
 async def test_simulated_call_yields_the_recorded_events(name: str, technology: str) -> None:
     events = await run_live(name, technology)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -21,24 +20,7 @@ import websockets
 
 from bridge.db.embedded import read_postmaster
 
-
-def _wired() -> set[str]:
-    """Names of the components bridge.app's registry starts (empty before it exists)."""
-    if importlib.util.find_spec("bridge.app") is None:
-        return set()
-    from bridge import app
-
-    return {name for name, _ in getattr(app, "COMPONENTS", [])}
-
-
-NEEDED = {"agi", "ami", "pops", "http"}
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not NEEDED.issubset(_wired()),
-        reason=f"bridge.app does not start {sorted(NEEDED - _wired())} yet",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
