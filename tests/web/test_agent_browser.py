@@ -74,6 +74,8 @@ async def test_agent_sees_the_pop_as_text_and_files_a_disposition(
                 await page.click("#login button[type=submit]")
                 await page.wait_for_selector("#status.online", timeout=10_000)
                 assert await page.text_content("#who") == "agent 2001"
+                assert not await page.is_visible("#login"), "sign-in form still shown"
+                assert await page.is_visible("#logout")
                 await hub.wait_until(lambda: hub.connected_agents == 1)
 
                 events = trace_events("vip-answered")
