@@ -23,6 +23,15 @@
     return JSON.stringify(value);
   }
 
+  // ISO timestamps from the bridge shown in the agent's own locale and time zone; anything
+  // that does not parse as one is shown as the text it is.
+  const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+  function when(value) {
+    if (typeof value !== "string" || !ISO_TIME.test(value)) return value;
+    const date = new Date(value);
+    return isNaN(date.getTime()) ? value : date.toLocaleString();
+  }
+
   function setStatus(label, cls) {
     const status = $("status");
     status.textContent = label;
@@ -36,7 +45,9 @@
     const body = t.createTBody();
     for (const row of rows) {
       const tr = body.insertRow();
-      for (const [key] of columns) tr.appendChild(text("td", row[key]));
+      for (const [key] of columns) {
+        tr.appendChild(text("td", key.endsWith("_at") ? when(row[key]) : row[key]));
+      }
     }
     return t;
   }
@@ -63,7 +74,7 @@
     }
     const last = customer.last_outcome;
     if (last) {
-      const bits = [last.disposition || last.outcome || "", last.at || ""].filter(Boolean);
+      const bits = [last.disposition || last.outcome || "", when(last.at) || ""].filter(Boolean);
       box.appendChild(text("p", "Last outcome: " + bits.join(" · "), "last-outcome"));
     }
     const attrs = customer.attributes || {};
