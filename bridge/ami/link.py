@@ -40,6 +40,7 @@ from bridge.component import Health, State
 from bridge.config import AmiConfig
 from bridge.errors import AmiProtocolError, AuthError, LinkDown
 from bridge.models import CallEvent
+from bridge.tasks import cancel_and_wait
 from bridge.tracker.tracker import CallTracker
 
 __all__ = ["AmiLink", "LinkState", "Subscriber"]
@@ -144,21 +145,14 @@ class AmiLink:
         if not self._started:
             return
         self._stopping.set()
-        for task in (self._run_task, self._tick_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._run_task, self._tick_task)
         self._run_task = self._tick_task = None
         self._dispatch(self.tracker.flush())
         for sub in (*self._subs, *self._ami_subs):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.queue.join(), timeout=5.0)
-            if sub.task is not None:
-                sub.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sub.task
-                sub.task = None
+            await cancel_and_wait(sub.task)
+            sub.task = None
         self._started = False
         self._set_state(LinkState.DOWN)
 

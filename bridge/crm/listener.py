@@ -11,7 +11,6 @@ subscribers must not fill their caches then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from bridge.component import Health
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,7 @@ class PgListener:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._state = "down"
 
     def health(self) -> Health:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 import asyncpg
 
 from bridge.component import Health
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ class DatabaseHealth:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def health(self) -> Health:

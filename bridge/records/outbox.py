@@ -34,6 +34,7 @@ from bridge.errors import BridgeError
 from bridge.records import metrics
 from bridge.records.store import RECORD_COLUMNS, record_json
 from bridge.records.writer import is_outage
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["OutboxStats", "OutboxWorker"]
 
@@ -133,9 +134,7 @@ class OutboxWorker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def health(self) -> Health:

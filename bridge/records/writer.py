@@ -40,6 +40,7 @@ from bridge.records.cdr import PbxCdr
 from bridge.records.codec import decode_ended, ended_to_dict
 from bridge.records.spool import Spool, SpoolEntry
 from bridge.records.store import store_cdr, write_ended
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["RecordWriter", "is_outage"]
 
@@ -111,9 +112,7 @@ class RecordWriter:
             if self._queue and self._last_error is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._idle.wait(), self._drain_s)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await asyncio.to_thread(self._spool.close)
 

@@ -24,6 +24,7 @@ from bridge.errors import AmiProtocolError
 from bridge.sim.model import AmiUser
 from bridge.sim.pbx import SimPbx
 from bridge.sim.wire import ActionParser, encode_message
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,7 @@ class AmiServer:
         handlers = list(self._handlers)
         if handlers:
             _, late = await asyncio.wait(handlers, timeout=5)
-            for task in late:
-                task.cancel()
-            for task in late:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(*late)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

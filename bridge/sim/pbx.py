@@ -18,6 +18,7 @@ from bridge.sim.channels import Channel, Ids
 from bridge.sim.clock import Clock, RealClock
 from bridge.sim.model import CallPlan, SimConfig, SimQueue, Transfer
 from bridge.sim.wire import encode_message
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +231,5 @@ class SimPbx:
         """End the calls in progress: each still-up channel hangs up (cause 16), the rest of
         their script (AgentComplete, Cdr) is not played; every agent is free again."""
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         self.busy.clear()
