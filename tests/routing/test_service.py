@@ -72,11 +72,14 @@ async def test_lookup_blocked_by_a_table_lock_answers_degraded_within_budget(
         finally:
             await tx.rollback()
     assert service.degraded_count == 1
-    # once the lock is gone the CRM answers again, and the pool is not left broken
-    async with asyncio.timeout(5):
-        decision = await service.route(call())
-    assert (decision.queue, decision.rule, decision.degraded) == ("senior", "vip", False)
     await service.stop()
+    # once the lock is gone the CRM answers again, and the pool is not left broken (a
+    # generous budget here: this checks the pool, not the speed of a loaded CI machine)
+    patient = RouteService(directory, rules, config(budget_ms=5000))
+    async with asyncio.timeout(10):
+        decision = await patient.route(call())
+    assert (decision.queue, decision.rule, decision.degraded) == ("senior", "vip", False)
+    await patient.stop()
 
 
 class SleepyDirectory:
