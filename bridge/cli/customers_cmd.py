@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp = actions.add_parser(
         "import",
         help="import customers from CSV (name, phones, tags, owner, [id], attributes...)",
-        description="Exit status: 0 all rows imported, 1 some rows reported, 2 unusable file.",
+        description=(
+            "Rows that cannot be imported (a phone owned by another customer, no name, ...) are"
+            " reported on stderr with their line numbers and skipped; the rest are imported."
+            " Exit status: 0 the file was imported (see the report), 2 unusable file or usage."
+        ),
     )
     imp.add_argument("file", metavar="FILE.csv")
     imp.set_defaults(handler=_import)
@@ -35,4 +39,6 @@ def _import(args: argparse.Namespace) -> int:
     for line, message in report.problems:
         print(f"line {line}: {message}", file=sys.stderr)
     print(report.summary())
-    return 0 if report.ok else 1
+    # CONTRACT: 0 on success, 2 on bad usage or configuration. Reporting a row instead of
+    # merging it is the import working as designed, so it is a success with a report.
+    return 0

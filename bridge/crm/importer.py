@@ -16,8 +16,9 @@ Rules, chosen so that importing the same file again changes nothing:
 - Invalid phones and tags are reported and skipped. A row with no name, invalid UTF-8,
   control characters, an unknown owner or an oversized field is reported and skipped whole.
 - Each row is its own transaction.
-The command exits 0 when no row was reported, 1 when some were, 2 for a file that cannot be
-read as this CSV (no such file, missing header columns).
+The command exits 0 when the file was imported (reported rows are listed on stderr, with
+their line numbers), 2 for a file that cannot be read as this CSV (no such file, missing
+header columns), as the CONTRACT's exit statuses say.
 """
 
 from __future__ import annotations
