@@ -12,6 +12,7 @@ import asyncpg
 from bridge.config import Config, load_config
 from bridge.db.embedded import database_url
 from bridge.db.pool import create_pool
+from bridge.errors import ConfigError
 
 
 def config_from(args: argparse.Namespace, *, runtime: bool = False) -> Config:
@@ -24,6 +25,10 @@ async def database_pool(config: Config) -> AsyncIterator[asyncpg.Pool[Any]]:
     async with database_url(config) as url:
         pool = await create_pool(url, max_size=max(2, config.database.pool_size))
         try:
+            if await pool.fetchval("SELECT to_regclass('routing_rules')") is None:
+                raise ConfigError(
+                    "database.url", "the database has no schema yet: run `crm-bridge db migrate`"
+                )
             yield pool
         finally:
             await pool.close()

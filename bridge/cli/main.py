@@ -54,10 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         return int(args.handler(args))
-    except (ConfigError, UsageError, ValidationError) as exc:
+    except (ConfigError, UsageError, ValidationError, NotFound) as exc:
+        # Naming a rule or agent that does not exist is bad usage: exit 2, like a bad flag.
         print(f"crm-bridge: {exc}", file=sys.stderr)
         return 2
-    except (NotFound, AuthError) as exc:
+    except AuthError as exc:
         print(f"crm-bridge: {exc}", file=sys.stderr)
         return 1
     except CrmError as exc:

@@ -151,7 +151,7 @@ def test_rules_add_list_test_remove(cli_db: str, capsys: pytest.CaptureFixture[s
     assert main(["rules", "remove", "rich"]) == 0
     assert capsys.readouterr().out == "removed rule rich\n"
     assert decision("+15551230001")["rule"] == "vip"
-    assert main(["rules", "remove", "rich"]) == 1
+    assert main(["rules", "remove", "rich"]) == 2
     assert "rich" in capsys.readouterr().err
     positions = _fetch(cli_db, "SELECT name, position FROM routing_rules ORDER BY position")
     assert positions == [("vip", 1), ("china", 2), ("night", 3)]
