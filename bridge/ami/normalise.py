@@ -156,6 +156,21 @@ class QueueCallerLeave:
 
 
 @dataclass(frozen=True, slots=True)
+class HangupRequested:
+    """`HangupRequest`: something asked this channel to hang up (a caller's BYE does).
+
+    Asterisk sends `QueueCallerAbandon` both when the caller hangs up in the queue and when
+    the queue times out with the caller still on the line (app_queue's record_abandoned);
+    only the first is preceded by a HangupRequest on the queued channel.
+    """
+
+    at: datetime
+    uniqueid: str
+    linkedid: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueueCallerAbandon:
     at: datetime
     uniqueid: str
@@ -380,6 +395,7 @@ AmiEvent = (
     | QueueCallerJoin
     | QueueCallerLeave
     | QueueCallerAbandon
+    | HangupRequested
     | AgentCalled
     | AgentConnect
     | AgentComplete
@@ -461,6 +477,11 @@ def _queue_join(f: Frame, at: datetime) -> AmiEvent | None:
 def _queue_leave(f: Frame, at: datetime) -> AmiEvent | None:
     c = _chan(f)
     return None if c is None else QueueCallerLeave(at, *c, _g(f, "Queue"))
+
+
+def _hangup_request(f: Frame, at: datetime) -> AmiEvent | None:
+    c = _chan(f)
+    return None if c is None else HangupRequested(at, *c)
 
 
 def _queue_abandon(f: Frame, at: datetime) -> AmiEvent | None:
@@ -691,6 +712,7 @@ _HANDLERS: dict[str, Callable[[Frame, datetime], AmiEvent | None]] = {
     "QueueCallerJoin": _queue_join,
     "QueueCallerLeave": _queue_leave,
     "QueueCallerAbandon": _queue_abandon,
+    "HangupRequest": _hangup_request,
     "AgentCalled": _agent_called,
     "AgentConnect": _agent_connect,
     "AgentComplete": _agent_complete,

@@ -632,6 +632,8 @@ class CallRun:
     ) -> None:
         pbx, now = self.pbx, self.clock.now()
         origin = self.origin
+        if abandoned:
+            self.caller_hangs_up()
         if origin is not None and abandoned:
             self.cdr(
                 origin,
@@ -658,6 +660,8 @@ class CallRun:
 
     def leave_waiting(self, queue: SimQueue, joined: float, *, abandoned: bool) -> None:
         origin = self.origin
+        if abandoned:
+            self.caller_hangs_up()
         if origin is not None and abandoned:
             self.cdr(
                 origin,
@@ -672,23 +676,33 @@ class CallRun:
             self.hangup(origin, 0, "Unknown")
         self.finish_queue(queue, joined, abandoned=abandoned)
 
+    def caller_hangs_up(self) -> None:
+        """The caller's side asks for a hangup while it waits (its BYE, or the Local ;1 half
+        going away), before the queue notices; a queue timeout has no such request."""
+        cause = "0" if self.local else "16"
+        self.chan_event("HangupRequest", "call", self.caller, [("Cause", cause)])
+
     def finish_queue(self, queue: SimQueue, joined: float, *, abandoned: bool) -> None:
-        """The caller leaves the queue unanswered: hung up (abandon) or Queue() timed out."""
+        """The caller leaves the queue unanswered: hung up (abandon) or Queue() timed out.
+
+        Asterisk reports both with QueueCallerAbandon (app_queue's record_abandoned runs on
+        a timeout too); only a real abandon is preceded by the caller's HangupRequest.
+        """
         pbx, caller, now = self.pbx, self.caller, self.clock.now()
         position = pbx.queue_position(queue.name, caller)
         if abandoned:
             self.result.outcome = "abandoned"
-            self.chan_event(
-                "QueueCallerAbandon",
-                "agent",
-                caller,
-                [
-                    ("Queue", queue.name),
-                    ("Position", str(position)),
-                    ("OriginalPosition", str(position)),
-                    ("HoldTime", str(round(now - joined))),
-                ],
-            )
+        self.chan_event(
+            "QueueCallerAbandon",
+            "agent",
+            caller,
+            [
+                ("Queue", queue.name),
+                ("Position", str(position)),
+                ("OriginalPosition", str(position)),
+                ("HoldTime", str(round(now - joined))),
+            ],
+        )
         pbx.queue_leave(queue.name, caller)
         count = len(pbx.queue_entries.get(queue.name, []))
         self.chan_event("QueueCallerLeave", "agent", caller, self.queue_fields(position, count))

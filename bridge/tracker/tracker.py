@@ -86,6 +86,7 @@ class _Channel:
     name: str
     state: int = 0
     hung_up: bool = False
+    hangup_requested: bool = False
 
 
 @dataclass(slots=True)
@@ -118,6 +119,7 @@ class _Call:
     caller_side: set[str] = field(default_factory=set)  # root, queue and dialling channels
     in_queue: bool = False
     abandoned: bool = False
+    queue_timed_out: bool = False  # left the queue unanswered while still on the line
     caller_gone: bool = False
     transfer_from: str | None = None
     transfer_pending: bool = False
@@ -428,11 +430,23 @@ class CallTracker:
         if found is not None:
             found[0].in_queue = False
 
+    def _on_hangup_request(self, e: ev.HangupRequested, out: list[CallEvent]) -> None:
+        found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
+        if found is not None:
+            found[1].hangup_requested = True
+
     def _on_queue_abandon(self, e: ev.QueueCallerAbandon, out: list[CallEvent]) -> None:
-        call = self._call_for(e.uniqueid, e.linkedid)
-        if call is not None:
+        """The caller hung up in the queue, or the queue timed out (Asterisk reports both as
+        QueueCallerAbandon); a HangupRequest on the queued channel first tells them apart."""
+        found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
+        if found is None:
+            return
+        call, channel = found
+        if channel.hangup_requested:
             call.abandoned = True
             call.caller_gone = True
+        else:
+            call.queue_timed_out = True
 
     def _start_leg(
         self,
@@ -744,7 +758,11 @@ class CallTracker:
         talk_s = sum(a.talk_s for a in agents)
         if agents:
             outcome: Literal["answered", "abandoned", "unanswered"] = "answered"
-        elif call.abandoned or (call.caller_gone and (call.in_queue or bool(call.legs))):
+        elif call.abandoned:
+            outcome = "abandoned"
+        elif call.queue_timed_out:
+            outcome = "unanswered"  # nobody answered before the queue gave up
+        elif call.caller_gone and (call.in_queue or bool(call.legs)):
             outcome = "abandoned"
         else:
             outcome = "unanswered"
@@ -779,6 +797,7 @@ _DISPATCH: dict[type, _Handler] = {
     ev.QueueCallerJoin: CallTracker._on_queue_join,
     ev.QueueCallerLeave: CallTracker._on_queue_leave,
     ev.QueueCallerAbandon: CallTracker._on_queue_abandon,
+    ev.HangupRequested: CallTracker._on_hangup_request,
     ev.AgentCalled: CallTracker._on_agent_called,
     ev.AgentConnect: CallTracker._on_agent_connect,
     ev.AgentComplete: CallTracker._on_agent_complete,
