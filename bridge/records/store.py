@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bridge.crm.phones import normalise
 from bridge.errors import ValidationError
 from bridge.models import CallEnded
 from bridge.records.cdr import PbxCdr
@@ -28,11 +29,20 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-# One round trip: the call's first routing decision and its agents' ids by device.
+def _e164(caller: str) -> str | None:
+    """The caller as E.164 when it is written internationally (+...); a national number
+    would need the PBX's region, which only the routing decision had."""
+    caller = caller.strip()
+    return normalise(caller, "US") if caller.startswith("+") else None
+
+
+# One round trip: the call's first routing decision, its agents' ids by device, and the
+# customer owning the caller's number (used when there is no decision).
 _LOOKUP = """
 SELECT d.customer_id, d.rule, d.queue, d.recording, d.degraded,
        (SELECT COALESCE(json_object_agg(a.device, a.id), '{}'::json)
-          FROM agents a WHERE a.device = ANY($3::text[])) AS agent_ids
+          FROM agents a WHERE a.device = ANY($3::text[])) AS agent_ids,
+       (SELECT p.customer_id FROM customer_phones p WHERE p.e164 = $4) AS phone_customer
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
     SELECT customer_id, rule, queue, recording, degraded
@@ -101,7 +111,7 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         raise ValidationError("call_id", "empty or longer than 150 characters")
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
     devices = [clean(a.device, 64) for a in s.agents]
-    found = await conn.fetchrow(_LOOKUP, call_id, uniqueids, devices)
+    found = await conn.fetchrow(_LOOKUP, call_id, uniqueids, devices, _e164(s.caller))
     by_device: dict[str, str] = found["agent_ids"] or {}
     decision = found if found["rule"] is not None else None
     inferred = set(s.inferred)
@@ -129,6 +139,11 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         if recording is None and decision["recording"]:
             recording = decision["recording"]
             inferred.add("recording_path")
+    elif found["phone_customer"] is not None:
+        # No routing decision (the call was routed while the bridge was down, or by a
+        # dialplan fallback): the caller's number still names the customer.
+        customer_id = found["phone_customer"]
+        inferred.add("customer_id")
     outcome = s.outcome if s.outcome in {"answered", "abandoned", "unanswered"} else "unanswered"
     row = await conn.fetchrow(
         _UPSERT.format(where="WHERE r.ended_at IS NULL" if only_missing else ""),
