@@ -633,18 +633,7 @@ class CallRun:
         pbx, now = self.pbx, self.clock.now()
         origin = self.origin
         if abandoned:
-            self.caller_hangs_up()
-        if origin is not None and abandoned:
-            self.cdr(
-                origin,
-                self.plan.did,
-                self.cfg.context,
-                "",
-                "ANSWERED",
-                origin.created_at,
-                self.origin_answered,
-                now,
-            )
+            self.caller_hangs_up(now)
         for leg in legs:
             self.dial_end(leg, "CANCEL")
             self.dial_end(leg, "CANCEL")
@@ -659,10 +648,20 @@ class CallRun:
             pbx.release(leg.ext)
 
     def leave_waiting(self, queue: SimQueue, joined: float, *, abandoned: bool) -> None:
-        origin = self.origin
         if abandoned:
-            self.caller_hangs_up()
-        if origin is not None and abandoned:
+            self.caller_hangs_up(self.clock.now())
+            if self.origin is not None:
+                self.hangup(self.origin, 0, "Unknown")
+        self.finish_queue(queue, joined, abandoned=abandoned)
+
+    def caller_hangs_up(self, now: float) -> None:
+        """The caller's side asks for a hangup while it waits (its BYE, or the Local ;1 half
+        going away), before the queue notices; a queue timeout has no such request. The
+        Local ;1 half's own record closes at that moment."""
+        cause = "0" if self.local else "16"
+        self.chan_event("HangupRequest", "call", self.caller, [("Cause", cause)])
+        origin = self.origin
+        if origin is not None:
             self.cdr(
                 origin,
                 self.plan.did,
@@ -671,16 +670,8 @@ class CallRun:
                 "ANSWERED",
                 origin.created_at,
                 self.origin_answered,
-                self.clock.now(),
+                now,
             )
-            self.hangup(origin, 0, "Unknown")
-        self.finish_queue(queue, joined, abandoned=abandoned)
-
-    def caller_hangs_up(self) -> None:
-        """The caller's side asks for a hangup while it waits (its BYE, or the Local ;1 half
-        going away), before the queue notices; a queue timeout has no such request."""
-        cause = "0" if self.local else "16"
-        self.chan_event("HangupRequest", "call", self.caller, [("Cause", cause)])
 
     def finish_queue(self, queue: SimQueue, joined: float, *, abandoned: bool) -> None:
         """The caller leaves the queue unanswered: hung up (abandon) or Queue() timed out.
