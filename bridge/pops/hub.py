@@ -68,7 +68,7 @@ from bridge.tracker.tracker import LiveCall
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CardSeen", "LiveCalls", "PopHub", "Sessions"]
+__all__ = ["CardForCaller", "CardSeen", "LiveCalls", "PopHub", "Sessions"]
 
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
 Origins = Sequence[str] | Callable[[], Sequence[str]]

@@ -16,7 +16,7 @@ from bridge.crm.directory import CustomerDirectory
 from bridge.crm.phones import normalise
 from bridge.crm.roster import AgentRoster
 from bridge.pops.card import CustomerCard, load_card
-from bridge.pops.hub import LiveCalls, PopHub
+from bridge.pops.hub import CardForCaller, LiveCalls, PopHub
 from bridge.pops.origins import default_origins
 
 __all__ = ["PostgresCards", "build_pop_hub"]
@@ -47,10 +47,13 @@ def build_pop_hub(
     *,
     live: LiveCalls | None = None,
     origins: Sequence[str] | Callable[[], Sequence[str]] | None = None,
+    card_for_caller: CardForCaller | None = None,
     **options: Any,
 ) -> PopHub:
-    """A hub on [pops] host/port; origins default to [pops] origins, else the agent page's."""
-    cards = PostgresCards(pool, directory, config.pbx.default_region)
+    """A hub on [pops] host/port; origins default to [pops] origins, else the agent page's;
+    cards come from the built-in CRM unless `card_for_caller` says otherwise."""
+    if card_for_caller is None:
+        card_for_caller = PostgresCards(pool, directory, config.pbx.default_region).card_for_caller
     if origins is None:
         origins = list(config.pops.origins) or default_origins(config.http.host, config.http.port)
     settings: dict[str, Any] = {
@@ -61,7 +64,7 @@ def build_pop_hub(
     }
     return PopHub(
         sessions=roster,
-        card_for_caller=cards.card_for_caller,
+        card_for_caller=card_for_caller,
         live=live,
         origins=origins,
         **settings,
