@@ -41,6 +41,7 @@ from bridge.ami.protocol import AmiParser
 from bridge.config import build_config
 from bridge.crm.agents import hash_token
 from bridge.crm.directory import PostgresDirectory
+from bridge.crm.roster import AgentRoster
 from bridge.db.migrate import apply_migrations
 from bridge.db.pool import connect as db_connect
 from bridge.db.pool import create_pool
@@ -148,8 +149,10 @@ async def run(agents: int, calls: int) -> None:
         pool = await create_pool(url, min_size=2, max_size=10)
         config = build_config({"pops": {"port": 0}}, {}, runtime=False)
         directory = PostgresDirectory(pool)
+        roster = AgentRoster(pool, directory.listener)  # shares the directory's LISTEN
         await directory.start()  # LISTEN, so the caller lookup is cached as in production
-        hub = build_pop_hub(pool, config, directory)
+        await roster.start()
+        hub = build_pop_hub(pool, config, directory, roster)
         await hub.start()
         received: dict[str, float] = {}  # call id -> time the ringing pop arrived
         waiters: dict[str, asyncio.Future[None]] = {}

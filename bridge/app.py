@@ -27,11 +27,13 @@ from bridge.component import Component, Health
 from bridge.config import Config
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.listener import PgListener
+from bridge.crm.roster import AgentRoster
 from bridge.db.embedded import database_url
 from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
 from bridge.pops.hub import PopHub
 from bridge.pops.sources import build_pop_hub
+from bridge.records.participants import ParticipantRecorder
 from bridge.records.wiring import RecordsParts, build_records
 from bridge.routing.service import RouteService
 from bridge.routing.store import RuleStore
@@ -75,11 +77,12 @@ def _database(rt: Runtime) -> Component:
 
 
 def _listener(rt: Runtime) -> Component:
-    # One LISTEN connection shared by the directory and the rule store. Both subscribe in
-    # their constructors, which must run before the listener starts: build them here.
+    # One LISTEN connection shared by the directory, the rule store and the agent roster. They
+    # subscribe in their constructors, which must run before the listener starts: build them here.
     listener = PgListener(rt.pool, keepalive_s=10.0, name="crm-listener")
     rt.built["directory"] = PostgresDirectory(rt.pool, listener=listener)
     rt.built["rules"] = RuleStore(rt.pool, listener=listener)
+    rt.built["roster"] = AgentRoster(rt.pool, listener)
     return listener
 
 
@@ -89,6 +92,19 @@ def _directory(rt: Runtime) -> Component:
 
 def _rules(rt: Runtime) -> Component:
     return rt.built.pop("rules")
+
+
+def _roster(rt: Runtime) -> Component:
+    return rt.built.pop("roster")
+
+
+def _tracker(rt: Runtime) -> CallTracker:
+    """The one live-call truth: fed by the AMI link, read by the pop hub."""
+    tracker: CallTracker | None = rt.built.get("tracker")
+    if tracker is None:
+        tracker = CallTracker(rt.config.device_regex)
+        rt.built["tracker"] = tracker
+    return tracker
 
 
 def _records(rt: Runtime) -> RecordsParts:
@@ -107,18 +123,27 @@ def _route(rt: Runtime) -> Component:
 
 
 def _pops(rt: Runtime) -> Component:
-    return build_pop_hub(rt.pool, rt.config, rt.get("directory"))
+    roster: AgentRoster = rt.get("roster")
+    return build_pop_hub(rt.pool, rt.config, rt.get("directory"), roster, live=_tracker(rt))
+
+
+def _participants(rt: Runtime) -> Component:
+    roster: AgentRoster = rt.get("roster")
+    return ParticipantRecorder(rt.pool, roster.agent_id_of)
 
 
 def _ami(rt: Runtime) -> Component | None:
-    """The AMI link feeding the tracker, whose call events go to the pop hub and the
-    call-record writer; Cdrs go to the writer too (kept for `sync run`)."""
+    """The AMI link feeding the tracker, whose call events go to the pop hub (inline, in PBX
+    order), the participants and the call-record writer; Cdrs go to the writer too (kept
+    for `sync run`)."""
     if not rt.config.ami.enabled:
         return None
-    link = AmiLink(rt.config.ami, CallTracker(rt.config.device_regex))
+    link = AmiLink(rt.config.ami, _tracker(rt))
     hub: PopHub = rt.get("pops")
+    participants: ParticipantRecorder = rt.get("participants")
     writer = _records(rt).writer
-    link.subscribe(hub.submit)
+    link.observe(hub.dispatch)
+    link.subscribe(participants.on_event)
     link.subscribe(writer.on_event)
     link.subscribe_events(writer.on_event, (CdrRecord,))
     return link
@@ -144,6 +169,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("listener", _listener),
     ("directory", _directory),
     ("rules", _rules),
+    ("roster", _roster),
     # Call records before anything that produces calls, so they stop last and keep in-flight
     # end events: alerts and the connector first, then the writer, then its delivery worker.
     ("alerts", lambda rt: _records(rt).alerter),
@@ -152,6 +178,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("outbox", lambda rt: _records(rt).outbox),
     ("route", _route),
     ("pops", _pops),
+    ("participants", _participants),
     ("ami", _ami),
     ("agi", _agi),
     ("ari", lambda rt: build_ari_app(rt.config, rt.get("route"))),

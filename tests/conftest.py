@@ -8,6 +8,7 @@ the end. Each test that takes `pool` starts from empty tables.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.crm.listener import PgListener
+from bridge.crm.roster import AgentRoster
 from bridge.db.migrate import apply_migrations
 from bridge.db.pool import connect, create_pool
 
@@ -104,3 +107,23 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
 @pytest.fixture
 def traces() -> Path:
     return TRACES
+
+
+@contextlib.asynccontextmanager
+async def running_roster(pool: asyncpg.Pool[Any]) -> AsyncIterator[AgentRoster]:
+    """An agent roster on its own LISTEN connection (one more connection while it runs)."""
+    listener = PgListener(pool, name="test-roster-listener")
+    roster = AgentRoster(pool, listener)
+    await listener.start()
+    await roster.start()
+    try:
+        yield roster
+    finally:
+        await roster.stop()
+        await listener.stop()
+
+
+@pytest.fixture
+async def roster(pool: asyncpg.Pool[Any]) -> AsyncIterator[AgentRoster]:
+    async with running_roster(pool) as running:
+        yield running

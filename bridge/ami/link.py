@@ -17,6 +17,10 @@ Subscribers: `subscribe(callback)`, where callback is `async (CallEvent) -> None
 gets its own bounded queue and task, so a slow subscriber never stalls the reader; when its
 queue is full, new events for it are dropped and counted
 (`crm_bridge_ami_dropped_call_events_total`) and a warning is logged.
+
+Observers: `observe(callback)`, where callback is `(list[CallEvent]) -> None`, runs inline
+right after the tracker emitted them, before it is fed again, so it may read the tracker's
+state as of those events (the pop hub routes this way, in PBX order). It must not wait.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ class AmiLink:
         self._rng = rng
         self._subs: list[_Subscription] = []  # call events
         self._ami_subs: list[_Subscription] = []  # normalised AMI events (e.g. CdrRecord)
+        self._observers: list[Callable[[list[CallEvent]], None]] = []
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
@@ -194,6 +199,10 @@ class AmiLink:
         """Deliver every call event to `callback`; returns a function that unsubscribes."""
         return self._add(self._subs, _Subscription(callback, asyncio.Queue(self._queue_size)))
 
+    def observe(self, callback: Callable[[list[CallEvent]], None]) -> None:
+        """Call `callback(events)` inline with each batch the tracker emits (see module doc)."""
+        self._observers.append(callback)
+
     def subscribe_events(
         self,
         callback: Callable[[Any], Awaitable[None]],
@@ -234,6 +243,12 @@ class AmiLink:
 
     def _dispatch(self, events: list[CallEvent]) -> None:
         metrics.ACTIVE_CALLS.set(self.tracker.active_calls)
+        if events:
+            for observer in self._observers:
+                try:
+                    observer(events)
+                except Exception:
+                    log.exception("call event observer %r failed", observer)
         for event in events:
             metrics.CALL_EVENTS.labels(type(event).__name__).inc()
             for sub in self._subs:
@@ -402,17 +417,16 @@ class AmiLink:
         now = self._clock()
         channels = [e for f in listing if isinstance(e := normalise(f, now), ChannelListed)]
         entries = [e for f in queues if isinstance(e := normalise(f, now), QueueEntryListed)]
-        out = self.tracker.resync(channels, entries, now=now)
+        self._dispatch(self.tracker.resync(channels, entries, now=now))
         held, self._resync_buffer = self._resync_buffer or [], None
-        for event in held:
-            out.extend(self._track(event))
+        for event in held:  # one batch per event, as live: observers see the state after each
+            self._dispatch(self._track(event))
         log.info(
             "AMI resync: %d channels, %d queue entries, %d calls tracked",
             len(channels),
             len(entries),
             self.tracker.active_calls,
         )
-        self._dispatch(out)
 
     async def _keepalive(self) -> None:
         while True:

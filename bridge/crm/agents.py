@@ -39,6 +39,11 @@ class Agent:
     active: bool = True
 
 
+def valid_token_text(token: object) -> bool:
+    """A token's shape: what we issue (`token_urlsafe(32)`), with room; anything else is wrong."""
+    return isinstance(token, str) and _TOKEN.fullmatch(token) is not None
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -112,7 +117,7 @@ async def set_active(pool: asyncpg.Pool[Any], id: str, active: bool) -> bool:
 
 async def authenticate(pool: asyncpg.Pool[Any], token: str) -> Agent | None:
     """The active agent holding this token, or None (also for malformed tokens)."""
-    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+    if not valid_token_text(token):
         return None
     digest = hash_token(token)
     row = await _fetchrow(

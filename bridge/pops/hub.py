@@ -1,36 +1,39 @@
-"""The screen-pop hub: tracker call events in, websocket pops out to the agents concerned.
+"""The screen-pop hub: delivers the pop router's messages to the agents' websockets.
 
-Wire protocol and close codes: `bridge.pops.protocol`. Origin rules: `bridge.pops.origins`.
+Wire protocol and close codes: `bridge.pops.protocol`. Who gets what: `bridge.pops.router`.
+Who an agent is, and whether its session is still valid: `bridge.crm.roster`.
 
-Who gets what:
-- `call.ringing` goes to the agent whose device rings (device → agent through the agents
-  table, cached for `agent_ttl_s`), with the customer card filtered by that agent's
-  permissions. The card is looked up once per call, by the caller's normalised number.
-- `call.answered`, `call.transferred` and `call.ended` go to the agents whose device is still
-  part of the call (ringing, answered or transferred away), `call.retracted` to the agent
-  whose ringing stopped. A transfer target that never rang first gets the call's
-  `call.ringing` (its card) right before `call.transferred`.
-- Supervisors and admins subscribed to a queue get each of its calls once: ringing (full
-  card), answered, transferred and ended.
-- A (re)connecting client gets `call.ringing` (and `call.answered`) for every call ringing or
-  in progress on its agent's device right after `welcome`; a new queue subscription likewise.
+Order: `dispatch(events)` runs synchronously where the tracker emits (the AMI link calls it
+right after each event batch), routes each event and puts its messages on the recipients'
+queues at once. Each page has one FIFO queue and one writer task, so an agent's pops leave in
+the order the PBX events arrived, across calls. A `call.ringing` waits in that queue for its
+customer card: the card of a call is looked up once, when its first ringing is delivered,
+and concurrently with other calls' lookups, but a slow lookup only delays the pops queued
+behind it for the same pages, never reorders them.
 
-Never blocking: `handle()` only enqueues. Each client has a bounded queue (`[pops]
-client_queue`) drained by its own writer task; a client whose queue is full is dropped with
-close code 4008 (and the TCP connection aborted if the close cannot be delivered), so a slow
-or dead page never delays the others. Events of one call are handled in order (one lock
-per call); different calls do not wait for each other's customer lookup.
+Never blocking: a page that cannot keep up, more than `[pops] client_queue` messages behind
+while its socket does not take them, is dropped with close code 4008 (and its TCP connection
+aborted if the close cannot be delivered), so a slow or dead page never delays the others.
+Messages queued behind a card still being looked up do not count against the page: the
+lookup is slow, not the page (they are bounded by the live calls, `MAX_PENDING` at most).
+
+Sessions follow their token: when the roster says an agent's token changed or the agent was
+disabled, its open pages are closed with 4003 at once and get nothing more.
+
+A (re)connecting page is brought up to date from the tracker (`catch_up(device)`), a new
+queue follower from its snapshot; both run between two event batches, so nothing is missed
+or sent twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -40,14 +43,7 @@ from websockets.http11 import Request, Response
 from bridge.component import Health
 from bridge.crm.agents import Agent
 from bridge.errors import BridgeError, ConfigError
-from bridge.models import (
-    CallAnswered,
-    CallEnded,
-    CallEvent,
-    CallRetracted,
-    CallRinging,
-    CallTransferred,
-)
+from bridge.models import CallEnded, CallEvent
 from bridge.pops import metrics
 from bridge.pops.card import CustomerCard
 from bridge.pops.origins import origin_allowed
@@ -55,6 +51,7 @@ from bridge.pops.permissions import FULL_ROLES, visible_card
 from bridge.pops.protocol import (
     CLOSE_AUTH,
     CLOSE_INTERNAL,
+    CLOSE_REVOKED,
     CLOSE_SLOW,
     MAX_MESSAGE,
     Hello,
@@ -63,98 +60,147 @@ from bridge.pops.protocol import (
     Subscribe,
     Unsubscribe,
     encode,
-    iso,
     parse_client_message,
 )
+from bridge.pops.router import Pop, PopRouter
+from bridge.tasks import cancel_and_wait
+from bridge.tracker.tracker import LiveCall
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PopHub"]
+__all__ = ["CardForCaller", "CardSeen", "LiveCalls", "PopHub", "Sessions"]
 
-Authenticate = Callable[[str], Awaitable[Agent | None]]
-AgentByDevice = Callable[[str], Awaitable[Agent | None]]
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
-# rows of (call_id, agent_id, how); written in batches off the pop path
-ParticipantSink = Callable[[Sequence[tuple[str, str, str]]], Awaitable[None]]
 Origins = Sequence[str] | Callable[[], Sequence[str]]
+MAX_CARDS = 50_000  # calls whose card is kept; a call whose end never came is forgotten first
+MAX_PENDING = 50_000  # messages queued for one page, whatever they wait for
+_CLOSE_REASONS = {
+    1003: "binary",
+    1009: "too_big",
+    4001: "auth",
+    4002: "malformed",
+    4003: "revoked",
+    4008: "slow",
+}
 
-MAX_IN_FLIGHT = 10_000
-MAX_CALLS = 50_000  # live calls remembered for catch-up and routing
-_CLOSE_REASONS = {1003: "binary", 1009: "too_big", 4001: "auth", 4002: "malformed", 4008: "slow"}
+
+class LiveCalls(Protocol):
+    """The tracker, as the hub reads it."""
+
+    def view(self, call_id: str) -> LiveCall | None: ...
+
+    def catch_up(self, device: str) -> list[CallEvent]: ...
+
+    def snapshot(self) -> list[LiveCall]: ...
+
+
+class Sessions(Protocol):
+    """The agent roster, as the hub uses it."""
+
+    async def authenticate(self, token: str) -> tuple[Agent, str] | None: ...
+
+    def session_valid(self, agent_id: str, digest: str) -> bool: ...
+
+    def agent_id_of(self, device: str) -> str | None: ...
+
+    def get(self, agent_id: str) -> Agent | None: ...
+
+    def on_change(self, callback: Callable[[str], None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CardSeen:
+    """A customer card delivered to an agent's page (the audit of who saw what)."""
+
+    agent_id: str
+    customer_id: str
+    call_id: str
+    card: dict[str, Any]  # what was shown, as sent
+
+
+CardSink = Callable[[CardSeen], None]
+
+
+class _Card:
+    """One call's customer card, looked up once, awaited by every pop that carries it."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: asyncio.Task[CustomerCard | None]) -> None:
+        self.task = task
+
+    async def get(self) -> CustomerCard | None:
+        return await asyncio.shield(self.task)
+
+
+@dataclass(slots=True)
+class _Out:
+    kind: str
+    call_id: str
+    text: str | None  # encoded, unless it waits for a card
+    message: dict[str, Any] | None = None
+    card: _Card | None = None
+    started: float | None = None
 
 
 @dataclass(eq=False)
 class _Client:
     ws: ServerConnection
     agent: Agent
-    queue: asyncio.Queue[tuple[str, str, float | None]]
+    digest: str
+    pending: deque[_Out] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sending: bool = False  # the writer waits on the socket, not on a card
     queues: set[str] = field(default_factory=set)
     writer: asyncio.Task[None] | None = None
     closing: bool = False
 
 
-@dataclass(eq=False)
-class _Call:
-    call_id: str
-    caller: str
-    caller_name: str
-    queue: str | None
-    ringing_at: str
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    card: CustomerCard | None = None
-    card_loaded: bool = False
-    legs: dict[str, str] = field(default_factory=dict)  # device -> ringing|answered|away
-    answered: dict[str, str] = field(default_factory=dict)  # device -> ISO time answered
-    agent_of: dict[str, str | None] = field(default_factory=dict)  # device -> agent id
-
-    def involved(self, ringing: bool = True) -> list[str]:
-        states = ("ringing", "answered", "away") if ringing else ("answered", "away")
-        return [d for d, state in self.legs.items() if state in states]
-
-
 class PopHub:
-    """Component `pops`: the websocket server on `[pops]` host/port plus the routing above."""
+    """Component `pops`: the websocket server on `[pops]` host/port."""
 
     name = "pops"
 
     def __init__(
         self,
         *,
-        authenticate: Authenticate,
-        agent_by_device: AgentByDevice,
+        sessions: Sessions,
         card_for_caller: CardForCaller,
+        live: LiveCalls | None = None,
         host: str = "127.0.0.1",
         port: int = 8765,
         origins: Origins = (),
         client_queue: int = 256,
         hello_timeout_s: float = 5.0,
+        card_timeout_s: float = 5.0,
         max_size: int = MAX_MESSAGE,
-        agent_ttl_s: float = 30.0,
-        record_participant: ParticipantSink | None = None,
         close_timeout_s: float = 2.0,
+        card_seen: CardSink | None = None,
+        view_card: Callable[[Agent, CustomerCard | None], dict[str, Any] | None] = visible_card,
     ) -> None:
         self.host = host
         self._requested_port = port
-        self._authenticate = authenticate
-        self._agent_by_device = agent_by_device
+        self._sessions = sessions
         self._card_for_caller = card_for_caller
+        self._live = live
+        self._router = PopRouter(sessions.agent_id_of)
         self._origins = origins
         self._client_queue = max(1, client_queue)
         self._hello_timeout = hello_timeout_s
+        self._card_timeout = card_timeout_s
         self._max_size = max_size
-        self._agent_ttl = agent_ttl_s
-        self._record_participant = record_participant
-        self._pending_participants: list[tuple[str, str, str]] = []
-        self._participant_task: asyncio.Task[None] | None = None
         self._close_timeout = close_timeout_s
+        self._card_seen = card_seen
+        self._view_card = view_card
         self._server: Server | None = None
         self._port: int | None = None
-        self._clients: dict[str, set[_Client]] = {}  # agent id -> clients
-        self._subscribers: dict[str, set[_Client]] = {}  # queue -> clients
-        self._calls: dict[str, _Call] = {}
-        self._agents: dict[str, tuple[float, Agent | None]] = {}  # device -> (expiry, agent)
+        self._clients: dict[str, set[_Client]] = {}  # agent id -> pages
+        self._by_device: dict[str, set[_Client]] = {}  # device -> pages of its agent
+        self._subscribers: dict[str, set[_Client]] = {}  # queue -> pages
+        self._cards: dict[str, _Card] = {}  # call id -> its card
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
+        sessions.on_change(self._on_agent_changed)
 
     # --- Component -------------------------------------------------------------------------
 
@@ -191,15 +237,10 @@ class PopHub:
             server, self._server = self._server, None
             server.close(close_connections=True)
             await server.wait_closed()
-        if self._participant_task is not None and not self._participant_task.done():
-            # who was rung decides who may file a disposition: try to keep it
-            with contextlib.suppress(TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._participant_task), 2.0)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks, *(card.task for card in self._cards.values()))
+        self._cards.clear()
         self._clients.clear()
+        self._by_device.clear()
         self._subscribers.clear()
         metrics.CONNECTED.set(0)
 
@@ -207,7 +248,7 @@ class PopHub:
         detail = {"agents": self.connected_agents, "clients": self.connected_clients}
         if self._server is None:
             return Health("down", detail=detail)
-        return Health("up", detail={**detail, "calls": len(self._calls)})
+        return Health("up", detail={**detail, "calls": self._router.live_calls()})
 
     @property
     def connected_agents(self) -> int:
@@ -228,256 +269,114 @@ class PopHub:
 
     # --- call events -------------------------------------------------------------------------
 
-    async def handle(self, event: CallEvent, *, received: float | None = None) -> None:
-        """Route one tracker event to the pops it causes. Never raises for bad data.
+    def dispatch(self, events: Iterable[CallEvent], *, received: float | None = None) -> None:
+        """Route tracker events to the pages concerned, in order. Never waits, never raises.
 
-        `received` (a `time.perf_counter()` value) is when the event reached the bridge; the
-        pop latency metric counts from there.
+        Call it where the tracker emits, before it is fed again: the router reads the tracker's
+        view of each call. `received` (a `time.perf_counter()` value) is when the PBX event
+        reached the bridge; the pop latency metric counts from there.
         """
         started = time.perf_counter() if received is None else received
-        try:
-            if isinstance(event, CallRinging):
-                await self._on_ringing(event, started)
-            elif isinstance(event, CallAnswered):
-                await self._on_answered(event)
-            elif isinstance(event, CallRetracted):
-                await self._on_retracted(event)
-            elif isinstance(event, CallTransferred):
-                await self._on_transferred(event)
-            elif isinstance(event, CallEnded):
-                await self._on_ended(event)
-        except Exception:
-            log.exception("pop hub could not handle %s", type(event).__name__)
+        for event in events:
+            try:
+                view = self._live.view(event.call_id) if self._live is not None else None
+                for pop in self._router.route(event, view):
+                    self._deliver(pop, started)
+            except Exception:
+                log.exception("pop hub could not route %s", type(event).__name__)
+            if isinstance(event, CallEnded):
+                self._cards.pop(event.call_id, None)
 
     async def submit(self, event: CallEvent) -> None:
-        """Like `handle`, but return at once: the AMI link's subscriber callback.
+        """`dispatch` one event; the shape of an AMI link subscriber (benchmarks, tests)."""
+        self.dispatch((event,))
 
-        Each event runs in its own task, so one call's customer lookup never holds up the
-        pops of another. Events of one call still apply in order: tasks start in creation
-        order, create/find the call without awaiting, and queue on the call's FIFO lock.
-        Past `MAX_IN_FLIGHT` pending events it waits (back-pressure instead of growth).
-        """
-        received = time.perf_counter()
-        if len(self._tasks) >= MAX_IN_FLIGHT:
-            await self.handle(event, received=received)
-        else:
-            self._spawn(self.handle(event, received=received))
-
-    async def drain(self) -> None:
-        """Wait until every event submitted so far has been handled (tests, shutdown)."""
-        while pending := [t for t in self._tasks if not t.done()]:
-            await asyncio.gather(*pending, return_exceptions=True)
+    async def handle(self, event: CallEvent) -> None:
+        self.dispatch((event,))
 
     async def handle_all(self, events: Iterable[CallEvent]) -> None:
-        for event in events:
-            await self.handle(event)
+        self.dispatch(events)
 
-    async def _on_ringing(self, e: CallRinging, started: float) -> None:
-        call = self._calls.get(e.call_id)
-        if call is None:
-            if len(self._calls) >= MAX_CALLS:  # calls whose end never came: forget the oldest
-                self._calls.pop(next(iter(self._calls)))
-            call = _Call(e.call_id, e.caller, e.caller_name, e.queue, iso(e.at))
-            self._calls[e.call_id] = call
-        async with call.lock:
-            first_ring = not call.legs
-            if call.queue is None and e.queue:
-                call.queue = e.queue
-            await self._load_card(call)
-            call.legs[e.device] = "ringing"
-            agent = await self._agent(e.device)
-            call.agent_of[e.device] = agent.id if agent else None
-            if agent is not None:
-                self._participant(call.call_id, agent.id, "rung")
-                for client in self._clients_of(agent.id):
-                    self._send(client, self._ringing(call, client.agent, iso(e.at)), started)
-            if first_ring and call.queue:
-                for client in self._subscribers_of(call.queue, exclude=agent):
-                    self._send(client, self._ringing(call, client.agent, iso(e.at)), started)
+    async def drain(self) -> None:
+        """Wait until every card looked up so far is loaded (tests, shutdown)."""
+        pending = [card.task for card in self._cards.values() if not card.task.done()]
+        if pending:
+            await asyncio.wait(pending)
 
-    async def _on_answered(self, e: CallAnswered) -> None:
-        call = self._calls.get(e.call_id)
-        if call is None:
+    def _deliver(self, pop: Pop, started: float | None, only: _Client | None = None) -> None:
+        if only is not None:
+            targets: Iterable[_Client] = (only,)
+        elif pop.device is not None:
+            targets = list(self._by_device.get(pop.device, ()))
+        elif pop.queue is not None:
+            targets = [
+                c
+                for c in self._subscribers.get(pop.queue, ())
+                if c.agent.device not in pop.skip_devices
+            ]
+        else:
             return
-        async with call.lock:
-            call.legs[e.device] = "answered"
-            call.answered[e.device] = iso(e.at)
-            agent = await self._agent(e.device)
-            call.agent_of[e.device] = agent.id if agent else None
-            if agent is not None:
-                self._participant(call.call_id, agent.id, "answered")
-            msg = self._message("call.answered", call, iso(e.at), agent=_id(agent))
-            self._fanout(call, msg, devices=[e.device], ringing=False)
-
-    async def _on_retracted(self, e: CallRetracted) -> None:
-        call = self._calls.get(e.call_id)
-        if call is None:
-            return
-        async with call.lock:
-            if call.legs.get(e.device) not in ("ringing", "answered"):
-                return
-            call.legs[e.device] = "retracted"
-            agent = await self._agent(e.device)
-            if agent is None:
-                return
-            msg = encode(self._message("call.retracted", call, iso(e.at), reason=e.reason))
-            for client in self._clients_of(agent.id):
-                self._send(client, ("call.retracted", msg))
-
-    async def _on_transferred(self, e: CallTransferred) -> None:
-        call = self._calls.get(e.call_id)
-        if call is None:
-            return
-        async with call.lock:
-            await self._load_card(call)
-            if e.from_device and call.legs.get(e.from_device) in ("ringing", "answered"):
-                call.legs[e.from_device] = "away"
-            target = await self._agent(e.to_device)
-            call.agent_of[e.to_device] = target.id if target else None
-            if target is not None and call.legs.get(e.to_device) not in ("ringing", "answered"):
-                for client in self._clients_of(target.id):
-                    self._send(client, self._ringing(call, client.agent, iso(e.at)))
-            call.legs[e.to_device] = "answered"
-            call.answered.setdefault(e.to_device, iso(e.at))
-            if target is not None:
-                self._participant(call.call_id, target.id, "transferred")
-            msg = self._message("call.transferred", call, iso(e.at), agent=_id(target))
-            self._fanout(call, msg, devices=[e.to_device, e.from_device])
-
-    async def _on_ended(self, e: CallEnded) -> None:
-        call = self._calls.pop(e.call_id, None)
-        if call is None:
-            return
-        async with call.lock:
-            msg = self._message(
-                "call.ended",
-                call,
-                iso(e.at),
-                duration_s=e.summary.duration_s,
-                talk_s=e.summary.talk_s,
-                outcome=e.summary.outcome,
-            )
-            self._fanout(call, msg, devices=[])
-
-    # --- building and routing messages -------------------------------------------------------
-
-    async def _load_card(self, call: _Call) -> None:
-        if call.card_loaded:
-            return
-        try:
-            call.card = await self._card_for_caller(call.caller)
-        except BridgeError as exc:
-            log.warning("no customer card for call %s: %s", call.call_id, exc)
-            call.card = None
-        call.card_loaded = True
-
-    @staticmethod
-    def _message(kind: str, call: _Call, at: str, **fields: Any) -> dict[str, Any]:
-        return {"type": kind, "call_id": call.call_id, "at": at, **fields}
-
-    def _ringing(self, call: _Call, viewer: Agent, at: str) -> tuple[str, str]:
-        msg = self._message(
-            "call.ringing",
-            call,
-            at,
-            caller=call.caller,
-            caller_name=call.caller_name,
-            queue=call.queue,
-            customer=visible_card(viewer, call.card),
-        )
-        return ("call.ringing", encode(msg))
-
-    def _fanout(
-        self,
-        call: _Call,
-        msg: dict[str, Any],
-        devices: Iterable[str | None],
-        *,
-        ringing: bool = True,
-    ) -> None:
-        """Send `msg` to the agents in the call (and `devices`), and to queue followers.
-
-        `ringing=False` leaves out agents whose device is only ringing (an answer elsewhere
-        reaches them as their own `call.retracted`).
-        """
-        text = (str(msg["type"]), encode(msg))
-        targets: set[str] = set()
-        for device in [*call.involved(ringing), *devices]:
-            if device is None:
+        out: _Out | None = None
+        for client in targets:
+            if client.closing:
                 continue
-            agent_id = call.agent_of.get(device)
-            if agent_id is not None:
-                targets.add(agent_id)
-        sent: set[_Client] = set()
-        for agent_id in targets:
-            for client in self._clients_of(agent_id):
-                self._send(client, text)
-                sent.add(client)
-        if call.queue:
-            for client in self._subscribers_of(call.queue):
-                if client not in sent:
-                    self._send(client, text)
+            if out is None:
+                out = self._out(pop, started)
+            self._send(client, out)
 
-    def _clients_of(self, agent_id: str) -> list[_Client]:
-        return [c for c in self._clients.get(agent_id, ()) if not c.closing]
+    def _out(self, pop: Pop, started: float | None) -> _Out:
+        if not pop.card:
+            return _Out(pop.kind, pop.call_id, encode(dict(pop.message)), started=started)
+        card = self._card(pop.call_id, str(pop.message.get("caller") or ""))
+        return _Out(pop.kind, pop.call_id, None, dict(pop.message), card, started)
 
-    def _subscribers_of(self, queue: str, exclude: Agent | None = None) -> list[_Client]:
-        return [
-            c
-            for c in self._subscribers.get(queue, ())
-            if not c.closing and (exclude is None or c.agent.id != exclude.id)
-        ]
+    def _card(self, call_id: str, caller: str) -> _Card:
+        card = self._cards.get(call_id)
+        if card is None:
+            while len(self._cards) >= MAX_CARDS:
+                self._cards.pop(next(iter(self._cards)))
+            card = _Card(asyncio.ensure_future(self._load_card(call_id, caller)))
+            self._cards[call_id] = card
+        return card
 
-    async def _agent(self, device: str) -> Agent | None:
-        now = time.monotonic()
-        cached = self._agents.get(device)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+    async def _load_card(self, call_id: str, caller: str) -> CustomerCard | None:
         try:
-            agent = await self._agent_by_device(device)
-        except BridgeError as exc:
-            log.warning("cannot map device %r to an agent: %s", device, exc)
-            return cached[1] if cached is not None else None
-        if agent is not None and not agent.active:
-            agent = None
-        if len(self._agents) > 10_000:
-            self._agents.clear()
-        self._agents[device] = (now + self._agent_ttl, agent)
-        return agent
+            async with asyncio.timeout(self._card_timeout):
+                return await self._card_for_caller(caller)
+        except (BridgeError, TimeoutError) as exc:
+            log.warning("no customer card for call %s: %s", call_id, exc or "timed out")
+        except Exception:
+            log.exception("customer card lookup failed for call %s", call_id)
+        return None
 
-    def forget_agents(self) -> None:
-        """Drop the device → agent cache (call after agents change)."""
-        self._agents.clear()
+    # --- sessions ------------------------------------------------------------------------------
 
-    def _participant(self, call_id: str, agent_id: str, how: str) -> None:
-        """Remember who a call was popped to (dispositions check it), batched."""
-        if self._record_participant is None:
-            return
-        self._pending_participants.append((call_id, agent_id, how))
-        if self._participant_task is None or self._participant_task.done():
-            self._participant_task = asyncio.ensure_future(self._write_participants())
-            self._tasks.add(self._participant_task)
-            self._participant_task.add_done_callback(self._tasks.discard)
-
-    async def _write_participants(self) -> None:
-        assert self._record_participant is not None
-        while self._pending_participants:
-            rows = self._pending_participants[:1000]
-            del self._pending_participants[:1000]
-            try:
-                await self._record_participant(rows)
-            except Exception as exc:
-                log.warning("cannot record %d call participants: %s", len(rows), exc)
+    def _on_agent_changed(self, agent_id: str) -> None:
+        """The roster's row for `agent_id` changed: close pages whose token is no longer valid."""
+        for client in list(self._clients.get(agent_id, ())):
+            if not self._sessions.session_valid(agent_id, client.digest):
+                self._drop(client, CLOSE_REVOKED, "token rotated or agent disabled")
+                continue
+            agent = self._sessions.get(agent_id)
+            if agent is not None and agent.device != client.agent.device:
+                self._index_device(client, remove=True)
+                client.agent = agent
+                self._index_device(client)
 
     # --- clients -----------------------------------------------------------------------------
 
-    def _send(self, client: _Client, item: tuple[str, str], started: float | None = None) -> None:
+    def _send(self, client: _Client, out: _Out) -> None:
         if client.closing:
             return
-        try:
-            client.queue.put_nowait((item[0], item[1], started))
-        except asyncio.QueueFull:
+        behind = len(client.pending)
+        if (behind >= self._client_queue and client.sending) or behind >= MAX_PENDING:
             self._drop(client, CLOSE_SLOW, "too slow: send queue full")
+            return
+        client.pending.append(out)
+        client.wake.set()
+
+    def _say(self, client: _Client, kind: str, message: dict[str, Any]) -> None:
+        self._send(client, _Out(kind, "", encode(message)))
 
     def _drop(self, client: _Client, code: int, reason: str) -> None:
         if client.closing:
@@ -502,22 +401,51 @@ class PopHub:
 
     async def _writer(self, client: _Client) -> None:
         while True:
-            kind, text, started = await client.queue.get()
+            if not client.pending:
+                client.wake.clear()
+                await client.wake.wait()
+                continue
+            out = client.pending.popleft()
+            text = out.text
+            if out.card is not None and out.message is not None:
+                card = await out.card.get()
+                if client.closing:
+                    return
+                shown = self._view_card(client.agent, card)
+                text = encode({**out.message, "customer": shown})
+                if card is not None and shown is not None and self._card_seen is not None:
+                    self._card_seen(CardSeen(client.agent.id, card.id, out.call_id, shown))
+            assert text is not None
+            client.sending = True
             try:
                 await client.ws.send(text)
             except ConnectionClosed:
                 return
-            metrics.SENT.labels(kind).inc()
-            if started is not None:
-                metrics.LATENCY.observe(time.perf_counter() - started)
+            finally:
+                client.sending = False
+            metrics.SENT.labels(out.kind).inc()
+            if out.started is not None and out.kind == "call.ringing":
+                metrics.LATENCY.observe(time.perf_counter() - out.started)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _index_device(self, client: _Client, *, remove: bool = False) -> None:
+        device = client.agent.device
+        if remove:
+            pages = self._by_device.get(device)
+            if pages is not None:
+                pages.discard(client)
+                if not pages:
+                    del self._by_device[device]
+        else:
+            self._by_device.setdefault(device, set()).add(client)
+
     def _register(self, client: _Client) -> None:
         self._clients.setdefault(client.agent.id, set()).add(client)
+        self._index_device(client)
         metrics.CONNECTED.inc()
         self._notify()
 
@@ -527,6 +455,7 @@ class PopHub:
             clients.discard(client)
             if not clients:
                 del self._clients[client.agent.id]
+            self._index_device(client, remove=True)
             metrics.CONNECTED.dec()
         for queue in client.queues:
             subs = self._subscribers.get(queue)
@@ -552,7 +481,7 @@ class PopHub:
             b"origin not allowed; add it to [pops] origins\n",
         )
 
-    async def _hello(self, ws: ServerConnection) -> Agent | None:
+    async def _hello(self, ws: ServerConnection) -> tuple[Agent, str] | None:
         try:
             async with asyncio.timeout(self._hello_timeout):
                 raw = await ws.recv()
@@ -574,26 +503,32 @@ class PopHub:
             await self._close(ws, CLOSE_AUTH, "the first message must be a hello")
             return None
         try:
-            agent = await self._authenticate(msg.token)
+            found = await self._sessions.authenticate(msg.token)
         except BridgeError as exc:
             log.warning("cannot authenticate a pop client: %s", exc)
             await self._close(ws, CLOSE_INTERNAL, "cannot check the token now; retry")
             return None
-        if agent is None:
+        if found is None:
             metrics.DROPPED.labels("auth").inc()
             await self._close(ws, CLOSE_AUTH, "wrong token")
             return None
-        return agent
+        return found
 
     async def _serve(self, ws: ServerConnection) -> None:
-        agent = await self._hello(ws)
-        if agent is None:
+        found = await self._hello(ws)
+        if found is None:
             return
-        client = _Client(ws, agent, asyncio.Queue(self._client_queue))
-        # a connected agent's device needs no lookup when it rings
-        self._agents[agent.device] = (time.monotonic() + self._agent_ttl, agent)
-        self._send(client, ("welcome", encode({"type": "welcome", "agent": agent.id})))
-        self._catch_up(client, lambda call: self._device_in(call, agent.device))
+        agent, digest = found
+        if not self._sessions.session_valid(agent.id, digest):  # revoked while we asked
+            await self._close(ws, CLOSE_REVOKED, "token rotated or agent disabled")
+            return
+        client = _Client(ws, agent, digest)
+        self._say(client, "welcome", {"type": "welcome", "agent": agent.id})
+        # No await from here to registration: no event batch can slip in between.
+        if self._live is not None:
+            events = self._live.catch_up(agent.device)
+            for pop in self._router.catch_up_device(agent.device, events):
+                self._deliver(pop, None, only=client)
         if client.closing:
             return
         self._register(client)
@@ -612,53 +547,33 @@ class PopHub:
             if not client.closing:
                 client.closing = True
                 self._unregister(client)
-                client.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await client.writer
+            await cancel_and_wait(client.writer)
 
     def _on_client_message(self, client: _Client, msg: Any) -> None:
         if isinstance(msg, Ping):
-            self._send(client, ("pong", encode({"type": "pong"})))
+            self._say(client, "pong", {"type": "pong"})
         elif isinstance(msg, Hello):
-            self._send(client, _error("already_welcome", "already authenticated"))
+            self._say(client, "error", _error("already_welcome", "already authenticated"))
         elif isinstance(msg, Subscribe):
             if client.agent.role not in FULL_ROLES:
-                self._send(client, _error("forbidden", "only supervisors and admins follow queues"))
+                reason = "only supervisors and admins follow queues"
+                self._say(client, "error", _error("forbidden", reason))
                 return
             if msg.queue not in client.queues:
                 client.queues.add(msg.queue)
                 self._subscribers.setdefault(msg.queue, set()).add(client)
-            self._send(client, ("subscribed", encode({"type": "subscribed", "queue": msg.queue})))
-            self._catch_up(client, lambda call: call.queue == msg.queue)
+            self._say(client, "subscribed", {"type": "subscribed", "queue": msg.queue})
+            if self._live is not None:
+                calls = self._live.snapshot()
+                for pop in self._router.catch_up_queue(msg.queue, calls):
+                    self._deliver(pop, None, only=client)
         elif isinstance(msg, Unsubscribe):
             client.queues.discard(msg.queue)
             subs = self._subscribers.get(msg.queue)
             if subs is not None:
                 subs.discard(client)
-            self._send(
-                client, ("unsubscribed", encode({"type": "unsubscribed", "queue": msg.queue}))
-            )
-
-    @staticmethod
-    def _device_in(call: _Call, device: str) -> bool:
-        return call.legs.get(device) in ("ringing", "answered")
-
-    def _catch_up(self, client: _Client, wanted: Callable[[_Call], bool]) -> None:
-        """Queue ringing (+ answered) for the calls `wanted` selects, oldest first."""
-        for call in list(self._calls.values()):
-            if not call.card_loaded or not wanted(call):
-                continue
-            self._send(client, self._ringing(call, client.agent, call.ringing_at))
-            for device, at in call.answered.items():
-                if call.legs.get(device) == "answered":
-                    agent = call.agent_of.get(device)
-                    msg = self._message("call.answered", call, at, agent=agent)
-                    self._send(client, ("call.answered", encode(msg)))
+            self._say(client, "unsubscribed", {"type": "unsubscribed", "queue": msg.queue})
 
 
-def _id(agent: Agent | None) -> str | None:
-    return None if agent is None else agent.id
-
-
-def _error(error: str, reason: str) -> tuple[str, str]:
-    return ("error", encode({"type": "error", "error": error, "reason": reason}))
+def _error(error: str, reason: str) -> dict[str, Any]:
+    return {"type": "error", "error": error, "reason": reason}

@@ -21,6 +21,7 @@ Close codes the hub uses:
     1011  internal error, e.g. the agent database could not be asked during hello
     4001  not authenticated: no hello within the hello timeout (5 s), the first message is
           not a valid hello, or the token is missing or wrong
+    4003  the agent's token was rotated or the agent disabled: the page forgets what it showed
     4002  malformed message after welcome: not JSON, not an object, a field of the wrong
           type or too long, or an unknown `type`
     4008  too slow: the client's send queue ([pops] client_queue messages) was full, so it
@@ -40,6 +41,7 @@ __all__ = [
     "CLOSE_BINARY",
     "CLOSE_INTERNAL",
     "CLOSE_MALFORMED",
+    "CLOSE_REVOKED",
     "CLOSE_SLOW",
     "CLOSE_TOO_BIG",
     "MAX_MESSAGE",
@@ -60,6 +62,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_AUTH = 4001
 CLOSE_MALFORMED = 4002
+CLOSE_REVOKED = 4003
 CLOSE_SLOW = 4008
 
 _QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,80}")

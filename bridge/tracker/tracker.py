@@ -62,7 +62,7 @@ RetractReason = Literal["answered_elsewhere", "caller_gone", "no_answer", "trans
 class LiveLeg:
     device: str
     channel: str
-    state: Literal["ringing", "answered"]
+    state: Literal["ringing", "answered", "away"]  # away: talked, then left the live call
     since: datetime
 
 
@@ -215,6 +215,14 @@ class CallTracker:
     def snapshot(self) -> list[LiveCall]:
         return [self._live(call) for call in self._calls.values() if call.hung_up_at is None]
 
+    def view(self, call_id: str) -> LiveCall | None:
+        """The call as its consumers see it now, with the legs that talked and left ("away",
+        e.g. a transferer) beside those ringing or answered; None once ended or unknown."""
+        call = self._calls.get(call_id)
+        if call is None or call.hung_up_at is not None:
+            return None
+        return self._live(call, with_away=True)
+
     def calls_for_device(self, device: str) -> list[LiveCall]:
         """Calls ringing or answered on `device` right now."""
         return [live for live in self.snapshot() if any(leg.device == device for leg in live.legs)]
@@ -356,16 +364,16 @@ class CallTracker:
             channel=leg.channel,
         )
 
-    def _live(self, call: _Call) -> LiveCall:
+    def _live(self, call: _Call, *, with_away: bool = False) -> LiveCall:
         legs = tuple(
             LiveLeg(
                 leg.device,
                 leg.channel,
-                "answered" if leg.state == "answered" else "ringing",
+                _leg_state(leg),
                 leg.answered_at or leg.rang_at,
             )
             for leg in call.legs
-            if leg.state != "retracted" and leg.ended_at is None
+            if leg.state != "retracted" and (leg.ended_at is None or with_away)
         )
         return LiveCall(
             call.call_id,
@@ -786,6 +794,12 @@ class CallTracker:
             uniqueids=tuple(call.channels),
             inferred=tuple(sorted(inferred)),
         )
+
+
+def _leg_state(leg: _Leg) -> Literal["ringing", "answered", "away"]:
+    if leg.state == "ringing":
+        return "ringing"
+    return "answered" if leg.ended_at is None else "away"
 
 
 _Handler = Callable[[CallTracker, Any, list[CallEvent]], None]

@@ -13,12 +13,16 @@ import asyncpg
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from bridge.ami.normalise import normalise
+from bridge.ami.protocol import AmiParser
 from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
+from bridge.crm.listener import PgListener
+from bridge.crm.roster import AgentRoster
 from bridge.models import CallEvent
 from bridge.pops.hub import PopHub
 from bridge.pops.sources import build_pop_hub
-from bridge.tracker.replay import replay
+from bridge.tracker.replay import ReplayClock, replay
 from bridge.tracker.tracker import CallTracker
 from tests.crm.fixture_crm import load_trace_crm
 
@@ -39,6 +43,53 @@ class HubEnv:
     tokens: dict[str, str]
     connect: Callable[..., Awaitable[ClientConnection]]
     url: str
+    tracker: CallTracker
+    roster: AgentRoster
+    listener: PgListener
+
+    def player(self, name: str) -> Player:
+        return Player(self, name)
+
+    def play(self, name: str) -> list[CallEvent]:
+        """Play a whole recorded trace through the hub's tracker to the hub."""
+        return self.player(name).rest()
+
+
+class Player:
+    """Feeds a recorded trace to the hub's tracker frame by frame, dispatching each batch to
+    the hub as the AMI link does."""
+
+    def __init__(self, env: HubEnv, name: str) -> None:
+        self.env = env
+        self.clock = ReplayClock()
+        self.frames = iter(AmiParser().feed((TRACES / name / "ami.log").read_bytes()))
+        self.emitted: list[CallEvent] = []
+
+    def until(self, count: int) -> list[CallEvent]:
+        """Play on until `count` call events in all were emitted; the new ones."""
+        start = len(self.emitted)
+        while len(self.emitted) < count:
+            frame = next(self.frames, None)
+            if frame is None:
+                break
+            self._feed(frame)
+        return self.emitted[start:]
+
+    def rest(self) -> list[CallEvent]:
+        start = len(self.emitted)
+        for frame in self.frames:
+            self._feed(frame)
+        batch = self.env.tracker.flush()
+        self.env.hub.dispatch(batch)
+        self.emitted.extend(batch)
+        return self.emitted[start:]
+
+    def _feed(self, frame: Any) -> None:
+        event = normalise(frame, self.clock())
+        if event is not None:
+            batch = self.env.tracker.feed(event)
+            self.env.hub.dispatch(batch)
+            self.emitted.extend(batch)
 
 
 async def recv_json(ws: ClientConnection) -> dict[str, Any]:
@@ -63,15 +114,21 @@ async def recv_until_pong(ws: ClientConnection) -> list[dict[str, Any]]:
 @pytest.fixture
 async def make_hub(pool: asyncpg.Pool[Any]) -> AsyncIterator[Callable[..., Awaitable[HubEnv]]]:
     tokens = await load_trace_crm(pool)
-    hubs: list[PopHub] = []
+    running: list[Any] = []
     clients: list[ClientConnection] = []
 
     async def make(**options: Any) -> HubEnv:
         directory = PostgresDirectory(pool)
+        listener = PgListener(pool, name="test-roster-listener")
+        roster = AgentRoster(pool, listener)
+        await listener.start()
+        await roster.start()
+        running[:0] = [roster, listener]
+        tracker = CallTracker(CONFIG.device_regex)
         options.setdefault("origins", ["http://agents.example:8080"])
-        hub = build_pop_hub(pool, CONFIG, directory, **options)
+        hub = build_pop_hub(pool, CONFIG, directory, roster, live=tracker, **options)
         await hub.start()
-        hubs.append(hub)
+        running.insert(0, hub)
         url = f"ws://127.0.0.1:{hub.port}"
 
         async def open_client(agent: str | None = None, **kwargs: Any) -> ClientConnection:
@@ -84,10 +141,10 @@ async def make_hub(pool: asyncpg.Pool[Any]) -> AsyncIterator[Callable[..., Await
                 await hub.wait_until(lambda: any(c for c in hub._clients.get(agent, ())))
             return ws
 
-        return HubEnv(pool, hub, tokens, open_client, url)
+        return HubEnv(pool, hub, tokens, open_client, url, tracker, roster, listener)
 
     yield make
     for ws in clients:
         await ws.close()
-    for hub in hubs:
-        await hub.stop()
+    for component in running:
+        await component.stop()

@@ -8,7 +8,7 @@ import pytest
 from bridge.crm.agents import Agent
 from bridge.errors import ValidationError
 from bridge.pops.disposition import MAX_NOTES, NotYourCall, save_disposition
-from bridge.pops.sources import record_participant
+from bridge.records.participants import record_participant
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 
 A1001 = Agent("1001", "Agent 1001", "agent", "1001")

@@ -1,15 +1,13 @@
-"""End to end over loopback: the PBX simulator's AMI → AmiLink → CallTracker → PopHub.submit →
+"""End to end over loopback: the PBX simulator's AMI → AmiLink → CallTracker → PopHub.dispatch →
 agents' websocket clients, with the traces' CRM in the real database."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 
 from bridge.ami.link import AmiLink
-from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
+from bridge.config import AmiConfig
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
-from bridge.tracker import CallTracker
 from tests.crm.fixture_crm import ALICE
 from tests.pops.conftest import recv_json
 from tests.sim.conftest import ScriptedAgi
@@ -28,9 +26,9 @@ async def test_a_live_simulated_ringall_pops_both_agents_and_retracts_the_loser(
             clock=FastClock(speed=50),
         )
         async with AmiServer(pbx) as ami:
-            tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
-            link = AmiLink(AmiConfig(port=ami.port, username="bridge", secret="s3cret"), tracker)
-            link.subscribe(env.hub.submit)
+            config = AmiConfig(port=ami.port, username="bridge", secret="s3cret")
+            link = AmiLink(config, env.tracker)
+            link.observe(env.hub.dispatch)
             await link.start()
             try:
                 await asyncio.wait_for(link.connected(), 10)

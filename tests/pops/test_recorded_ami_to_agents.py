@@ -8,15 +8,13 @@ UTF-8 characters arrive split. Each agent must get exactly its own pops, in orde
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import pytest
 
 from bridge.ami.link import AmiLink
-from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
+from bridge.config import AmiConfig
 from bridge.models import CallEnded, CallEvent
-from bridge.tracker import CallTracker
 from tests.ami.fake_ami import FakeAmi, Session
 from tests.conftest import TRACES
 from tests.crm.fixture_crm import ALICE, BOB, ZHANG
@@ -52,11 +50,8 @@ async def test_each_agent_gets_its_own_pops_in_order(make_hub: Any, seed: int) -
                 all_ended.set()
 
     async with FakeAmi([Session(play=PLAY, seed=seed)], secret=SECRET) as pbx:
-        link = AmiLink(
-            AmiConfig(port=pbx.port, username="bridge", secret=SECRET),
-            CallTracker(re.compile(DEFAULT_DEVICE_PATTERN)),
-        )
-        link.subscribe(env.hub.submit)
+        link = AmiLink(AmiConfig(port=pbx.port, username="bridge", secret=SECRET), env.tracker)
+        link.observe(env.hub.dispatch)  # as the composition root wires it
         link.subscribe(count)
         await link.start()
         try:

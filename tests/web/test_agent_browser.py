@@ -11,9 +11,11 @@ import pytest
 
 from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
+from bridge.crm.roster import AgentRoster
 from bridge.models import CallRinging
 from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
+from bridge.records.participants import ParticipantRecorder
 from bridge.web import HttpServer, make_web_app
 from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.crm.fixture_crm import ALICE, load_trace_crm
@@ -39,7 +41,7 @@ pytestmark = [
 
 
 async def test_agent_sees_the_pop_as_text_and_files_a_disposition(
-    pool: asyncpg.Pool[Any],
+    pool: asyncpg.Pool[Any], roster: AgentRoster
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -56,6 +58,7 @@ async def test_agent_sees_the_pop_as_text_and_files_a_disposition(
         pool,
         config,
         PostgresDirectory(pool),
+        roster,
         origins=lambda: default_origins("127.0.0.1", http.port if http else 0),
     )
     await hub.start()
@@ -83,6 +86,10 @@ async def test_agent_sees_the_pop_as_text_and_files_a_disposition(
                 assert isinstance(first, CallRinging) and first.device == "2001"
                 events[0] = dataclasses.replace(first, caller_name=EVIL_CALLER)
                 await hub.handle_all(events)
+                participants = ParticipantRecorder(pool, roster.agent_id_of)
+                for event in events:  # who talked may file the disposition
+                    participants.note(event)
+                await participants.drain()
 
                 call = f'article[data-call-id="{first.call_id}"]'
                 await page.wait_for_selector(f'{call}[data-state="ended"]', timeout=10_000)
