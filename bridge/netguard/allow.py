@@ -41,6 +41,8 @@ def parse_allow(values: Sequence[str], key: str) -> tuple[Network, ...]:
         text = value.strip()
         if not text or len(text) > MAX_ENTRY_CHARS or not text.isascii() or not text.isprintable():
             raise ConfigError(key, f"{value!r:.80} is not an address or network")
+        if "%" in text:
+            raise ConfigError(key, f"{value!r:.80}: a zone index (%...) is not supported")
         try:
             networks.append(ipaddress.ip_network(text, strict=True))
         except ValueError as exc:
