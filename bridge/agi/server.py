@@ -217,6 +217,10 @@ class AgiServer:
         self._connections.add(task)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # stop() cuts the connection. The task ends normally: asyncio 3.11's stream
+            # callback reads a cancelled task's exception and logs it as an error.
+            pass
         finally:
             self._connections.discard(task)
             await self._close(writer)
