@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import resource
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from bridge.app import open_files_needed
 from bridge.config import build_config
 from bridge.errors import ConfigError
 from bridge.netguard import (
@@ -27,6 +29,7 @@ from bridge.netguard import (
     is_allowed,
     parse_allow,
     peer_address,
+    raise_open_files_limit,
 )
 from bridge.netguard.ws import guarded_connection
 from tests.flood import close_sockets, open_sockets, wait_until
@@ -431,3 +434,20 @@ async def test_a_websockets_server_takes_the_guard_through_create_connection() -
             assert await ws.recv() == "again"
     guard.close()
     assert handled == 2
+
+
+def test_the_open_file_limit_is_raised_as_far_as_allowed_and_never_lowered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert raise_open_files_limit(16) == soft  # enough already: unchanged
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+    if hard != resource.RLIM_INFINITY:
+        with caplog.at_level(logging.WARNING, "bridge.netguard"):
+            assert raise_open_files_limit(hard + 1) == hard
+        assert "below the" in caplog.text and "max_connections" in caplog.text
+
+
+def test_the_bridge_asks_for_the_descriptors_its_caps_need() -> None:
+    config = build_config({}, {}, runtime=False)
+    assert open_files_needed(config) == 1000 + 256 + 1024 + 1024 + 10 + 256

@@ -14,6 +14,7 @@ from bridge.agi.protocol import encode_set_variable
 from tests.agi.client import header, play_asterisk
 from tests.agi.conftest import RouteStack, agi_config
 from tests.crm.fixture_crm import load_trace_crm
+from tests.flood import wait_until
 
 ALICE = {"BRIDGE_QUEUE": "senior", "BRIDGE_CUSTOMER_NAME": "Alice Chen", "BRIDGE_DEGRADED": "0"}
 
@@ -295,4 +296,28 @@ async def test_a_late_linkedid_reply_is_skipped_and_the_uniqueid_names_the_recor
         assert await peer.closed_by_server() == b""
     finally:
         await peer.close()
+        await server.stop()
+
+
+async def test_a_peer_outside_agi_allow_is_closed_before_its_header_is_read() -> None:
+    routed = 0
+
+    async def route(session: AgiSession) -> None:
+        nonlocal routed
+        routed += 1
+
+    server = AgiServer({"route": route}, port=0, allow=["10.0.0.0/8", "2001:db8::/32"])
+    await server.start()
+    try:
+        peer = await Peer.connect(server.port)
+        try:
+            with contextlib.suppress(ConnectionResetError):  # a reset is as good as closed
+                await peer.send(header())
+                assert await peer.closed_by_server() == b""
+        finally:
+            await peer.close()
+        await wait_until(lambda: server.guard.seen == 1)
+        assert server.guard.refused == {"not_allowed": 1}
+        assert routed == 0 and server.errors == {}
+    finally:
         await server.stop()

@@ -82,3 +82,22 @@ async def test_five_thousand_slow_clients_leave_healthz_fastagi_and_pops_answeri
     assert 1 <= len(guard_lines) <= 3  # the episode, not thousands of connections
     assert f"stopped refusing connections: {count - cap + 1} in" in guard_lines[-1].getMessage()
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 5
+
+
+async def test_a_request_head_not_complete_in_time_is_cut_and_the_port_keeps_serving() -> None:
+    app = make_web_app(health=lambda: {})
+    http = HttpServer(app, "127.0.0.1", 0, max_connections=4, header_timeout_s=0.05)
+    await http.start()
+    slow = await open_sockets(http.port, 1, send=SLOW_HEAD)
+    try:
+        await wait_until(lambda: http.guard.refused["header_timeout"] == 1)
+        assert http.guard.open == 0
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{http.url}/healthz") as response,
+        ):
+            assert response.status == 200
+        assert http.health().detail["connections"]["refused"] == {"header_timeout": 1}
+    finally:
+        close_sockets(slow)
+        await http.stop()
