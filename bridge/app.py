@@ -31,6 +31,7 @@ from bridge.crm.roster import AgentRoster
 from bridge.db.embedded import database_url
 from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
+from bridge.netguard import raise_open_files_limit
 from bridge.pops.hub import PopHub
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder
@@ -157,7 +158,14 @@ def _http(rt: Runtime) -> Component:
         lambda app: setup_webhook_routes(app, WebhookDeps(pool=rt.pool, config=rt.config)),
     ]
     app = make_web_app(health=rt.health, setups=setups)
-    return HttpServer(app, rt.config.http.host, rt.config.http.port)
+    http = rt.config.http
+    return HttpServer(
+        app,
+        http.host,
+        http.port,
+        max_connections=http.max_connections,
+        header_timeout_s=http.header_timeout_s,
+    )
 
 
 def _agi(rt: Runtime) -> Component:
@@ -214,6 +222,19 @@ def _stopper(name: str, component: Component) -> Callable[[], Any]:
     return stop
 
 
+def open_files_needed(config: Config) -> int:
+    """File descriptors the connection caps can use at once, plus the database pool and a
+    margin for the PBX links, the CRM, the spool and the listening sockets themselves."""
+    return (
+        config.agi.max_sessions
+        + config.agi.max_pending
+        + config.http.max_connections
+        + config.pops.max_connections
+        + config.database.pool_size
+        + 256
+    )
+
+
 async def run_bridge(
     config: Config,
     *,
@@ -225,6 +246,7 @@ async def run_bridge(
     `started(runtime)` is called once everything listens (tests and the demo use it).
     """
     stop = stop or asyncio.Event()
+    raise_open_files_limit(open_files_needed(config))
     async with AsyncExitStack() as stack:
         url = await stack.enter_async_context(database_url(config))
         pool = await create_pool(url, min_size=1, max_size=max(2, config.database.pool_size))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from bridge.errors import ConfigError
+from bridge.netguard.allow import LOOPBACK, parse_allow
 
 ENV_PREFIX = "CRM_BRIDGE_"
 DEFAULT_FILE = "crm-bridge.toml"
@@ -72,12 +73,31 @@ class AgiConfig:
     budget_ms: int = 300
     read_timeout_s: float = 5.0
     max_sessions: int = 1000
+    # Peers FastAGI accepts; any other is closed before a byte is read. Loopback by default:
+    # a remote Asterisk must be listed (its address, or its network as a CIDR).
+    allow: list[str] = field(default_factory=lambda: list(LOOPBACK))
+    # Asterisk writes the whole environment as soon as it connects, so a real peer's first
+    # byte comes within a round trip; 2 s leaves room for a loaded LAN, yet idle sockets go
+    # quickly.
+    first_byte_timeout_s: float = 2.0
+    # Connections still before the end of their header, apart from max_sessions: far more
+    # than a PBX has within those few milliseconds, few enough to cost nothing. When full,
+    # the oldest is dropped, so idle sockets can never lock real calls out.
+    max_pending: int = 256
 
 
 @dataclass(frozen=True)
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Open connections: room for some hundred agents' browsers (up to 6 each) and scrapers,
+    # well below the open-file limit the bridge raises at start, so a flood of slow clients
+    # cannot take FastAGI's and the pops' descriptors. The oldest connection still sending its
+    # request head is dropped first.
+    max_connections: int = 1024
+    # A browser sends its request head at once; 10 s forgives a slow mobile link but not a
+    # slowloris trickle.
+    header_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,8 @@ class PopsConfig:
     # origin (http://[http] host:port, and localhost/127.0.0.1 for a loopback bind).
     origins: list[str] = field(default_factory=list)
     client_queue: int = 256
+    # Open websocket connections: one per agent tab or wallboard, with room to spare.
+    max_connections: int = 1024
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,30 @@ def _coerce(key: str, annotation: Any, value: Any, from_env: bool) -> Any:
     raise ConfigError(key, f"unsupported type {annotation!r}")  # pragma: no cover
 
 
+MAX_CONNECTION_CAP = 1_000_000
+MAX_DEADLINE_S = 3600.0
+
+
+def _check_connection_limits(config: Config) -> None:
+    """The ports' guards: who may connect, how many at once, how long a header may take."""
+    parse_allow(config.agi.allow, "agi.allow")
+    caps = {
+        "agi.max_pending": config.agi.max_pending,
+        "http.max_connections": config.http.max_connections,
+        "pops.max_connections": config.pops.max_connections,
+    }
+    for key, cap in caps.items():
+        if not 0 < cap <= MAX_CONNECTION_CAP:
+            raise ConfigError(key, f"must be between 1 and {MAX_CONNECTION_CAP}")
+    deadlines = {
+        "agi.first_byte_timeout_s": config.agi.first_byte_timeout_s,
+        "http.header_timeout_s": config.http.header_timeout_s,
+    }
+    for key, seconds in deadlines.items():
+        if not 0 < seconds <= MAX_DEADLINE_S:  # also refuses nan and inf
+            raise ConfigError(key, f"must be more than 0 and at most {MAX_DEADLINE_S:.0f} s")
+
+
 def _validate(config: Config, *, runtime: bool) -> None:
     for section in ("ami", "agi", "http", "pops"):
         port = getattr(config, section).port
@@ -250,6 +296,7 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("agi.read_timeout_s", "must be positive")
     if config.agi.max_sessions <= 0:
         raise ConfigError("agi.max_sessions", "must be positive")
+    _check_connection_limits(config)
     if config.pops.client_queue <= 0:
         raise ConfigError("pops.client_queue", "must be positive")
     if config.ami.keepalive_s <= 0:

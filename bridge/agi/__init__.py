@@ -3,8 +3,9 @@
 - `protocol`: pure wire code. `EnvParser` / `parse_env(bytes) -> AgiEnv`,
   `encode_set_variable(name, value)`, `encode_get_variable(name)`, `encode_verbose`,
   `safe_value`, `ReplyParser` / `parse_reply_line(line) -> Reply`.
-- `server.AgiServer(handlers, *, host, port, read_timeout_s, write_timeout_s, max_sessions)`:
-  Component (start/stop/health, `port`); a handler is `async (AgiSession) -> None`.
+- `server.AgiServer(handlers, *, host, port, read_timeout_s, write_timeout_s, max_sessions,
+  allow, first_byte_timeout_s, max_pending)`: Component (start/stop/health, `port`, `guard`);
+  a handler is `async (AgiSession) -> None`.
 - `route.RouteHandler(router, config)`: the `route` script, setting the `BRIDGE_*` variables.
 - `build_agi_server(config, router)`: the server the composition root runs.
 """
@@ -25,4 +26,7 @@ def build_agi_server(config: Config, router: Router) -> AgiServer:
         port=config.agi.port,
         read_timeout_s=config.agi.read_timeout_s,
         max_sessions=config.agi.max_sessions,
+        allow=config.agi.allow,
+        first_byte_timeout_s=config.agi.first_byte_timeout_s,
+        max_pending=config.agi.max_pending,
     )

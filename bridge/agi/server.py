@@ -2,10 +2,16 @@
 `bridge.agi.protocol`, and hands each session to the handler of its script.
 
 Hardening, because anything on the network may connect:
-- the whole header must arrive within `[agi] read_timeout_s` (a slow trickle does not
-  keep a session alive), and so must each reply;
+- a `ConnectionGuard` (bridge.netguard) stands before the header: peers outside
+  `[agi] allow` are closed before a byte is read; a socket silent for
+  `[agi] first_byte_timeout_s`, or whose header is not complete within `[agi] read_timeout_s`
+  (a slow trickle), is cut; at most `[agi] max_pending` sockets wait for their header, the
+  oldest dropped first when full, so idle sockets never hold a session slot;
+- each reply must arrive within `[agi] read_timeout_s`;
 - every write is drained under a timeout, so a peer that never reads cannot pin us;
-- at most `[agi] max_sessions` at once; beyond that a new connection is closed at once;
+- at most `[agi] max_sessions` sessions at once, counted from a complete header; beyond that
+  the session is closed at once;
+- refusals are logged once per episode, not per connection;
 - no error in a session reaches the server, and every session ends by closing its socket.
 """
 
@@ -13,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bridge.agi import metrics
 from bridge.agi.protocol import AgiEnv, EnvParser, Reply, ReplyParser
 from bridge.component import Health
 from bridge.errors import AgiProtocolError, ConfigError, UnsafeValueError
+from bridge.netguard import LOOPBACK, ConnectionCut, ConnectionGuard, EpisodeLog, parse_allow
+from bridge.netguard.guard import EVICTED
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +115,10 @@ class AgiServer:
         write_timeout_s: float | None = None,
         max_sessions: int = 1000,
         stop_grace_s: float = 5.0,
+        allow: Sequence[str] = LOOPBACK,
+        first_byte_timeout_s: float = 2.0,
+        max_pending: int = 256,
+        quiet_s: float = 10.0,
     ) -> None:
         self._handlers = dict(handlers)
         self._host = host
@@ -116,7 +128,19 @@ class AgiServer:
         self._max_sessions = max_sessions
         self._stop_grace_s = stop_grace_s
         self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.Task[None]] = set()  # every open socket's task
+        self._sessions: set[asyncio.Task[None]] = set()  # those past their header
+        # Sessions are capped separately, so the guard admits pending plus sessions.
+        self.guard = ConnectionGuard(
+            "agi",
+            max_connections=max_pending + max_sessions,
+            max_pending=max_pending,
+            first_byte_timeout_s=first_byte_timeout_s,
+            header_timeout_s=read_timeout_s,
+            allow=parse_allow(allow, "agi.allow"),
+            quiet_s=quiet_s,
+        )
+        self._full = EpisodeLog(log, "FastAGI sessions full", quiet_s=quiet_s)
         self.served = 0
         self.rejected = 0
         self.errors: dict[str, int] = {}
@@ -130,12 +154,23 @@ class AgiServer:
 
     @property
     def active(self) -> int:
+        """Sessions: connections whose header has arrived."""
         return len(self._sessions)
 
+    @property
+    def connections(self) -> int:
+        """Every open connection, sessions and those still before their header."""
+        return len(self._connections)
+
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=READ_CHUNK * 4)
+        return asyncio.StreamReaderProtocol(reader, self._accept)
+
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            self._server = await asyncio.start_server(
-                self._accept, self._host, self._port, limit=READ_CHUNK * 4
+            self._server = await loop.create_server(
+                self.guard.wrap(self._protocol), self._host, self._port
             )
         except OSError as exc:
             where = f"{self._host}:{self._port}"
@@ -148,13 +183,15 @@ class AgiServer:
             self._server.close()
         if self._sessions:
             await asyncio.wait(list(self._sessions), timeout=self._stop_grace_s)
-        for task in list(self._sessions):
+        for task in list(self._connections):
             task.cancel()
-        if self._sessions:
-            await asyncio.gather(*self._sessions, return_exceptions=True)
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        self.guard.close()
+        self._full.close()
 
     def health(self) -> Health:
         serving = self._server is not None and self._server.is_serving()
@@ -166,6 +203,7 @@ class AgiServer:
                 "served": self.served,
                 "rejected": self.rejected,
                 "errors": dict(self.errors),
+                "connections": self.guard.snapshot(),
             },
         )
 
@@ -174,21 +212,17 @@ class AgiServer:
         metrics.ERRORS.labels(kind).inc()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._sessions) >= self._max_sessions:
-            self.rejected += 1
-            self._error("overload")
-            log.warning("FastAGI: %d sessions open, connection refused", len(self._sessions))
-            await self._close(writer)
-            return
         task = asyncio.current_task()
         assert task is not None
-        self._sessions.add(task)
-        metrics.ACTIVE.inc()
+        self._connections.add(task)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # stop() cuts the connection. The task ends normally: asyncio 3.11's stream
+            # callback reads a cancelled task's exception and logs it as an error.
+            pass
         finally:
-            self._sessions.discard(task)
-            metrics.ACTIVE.dec()
+            self._connections.discard(task)
             await self._close(writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -199,14 +233,32 @@ class AgiServer:
             self._error("header")
             log.warning("FastAGI %s: bad header: %s", peer, exc)
             return
-        except TimeoutError:
-            self._error("timeout")
-            log.warning("FastAGI %s: no complete header within %.1f s", peer, self._read_timeout_s)
+        except ConnectionCut as exc:  # idle, too slow or evicted: the guard logged it
+            self._error("evicted" if exc.reason == EVICTED else "timeout")
             return
         except OSError as exc:
             self._error("closed")
-            log.info("FastAGI %s: connection lost during the header: %s", peer, exc)
+            log.debug("FastAGI %s: connection lost during the header: %s", peer, exc)
             return
+        if len(self._sessions) >= self._max_sessions:
+            self.rejected += 1
+            self._error("overload")
+            self._full.note("overload", str(peer[0]) if isinstance(peer, tuple) else "")
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        metrics.ACTIVE.inc()
+        try:
+            await self._run(env, rest, reader, writer)
+        finally:
+            self._sessions.discard(task)
+            metrics.ACTIVE.dec()
+
+    async def _run(
+        self, env: AgiEnv, rest: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername")
         script = env.script
         handler = self._handlers.get(script)
         if handler is None:
@@ -242,15 +294,15 @@ class AgiServer:
             log.exception("FastAGI %s %s: handler failed", peer, script)
 
     async def _read_header(self, reader: asyncio.StreamReader) -> tuple[AgiEnv, bytes]:
+        """The environment; its deadlines are the guard's, which cuts the socket."""
         parser = EnvParser()
-        async with asyncio.timeout(self._read_timeout_s):
-            while True:
-                data = await reader.read(READ_CHUNK)
-                if not data:
-                    raise AgiProtocolError("connection closed before the header ended")
-                env = parser.feed(data)
-                if env is not None:
-                    return env, parser.rest
+        while True:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                raise AgiProtocolError("connection closed before the header ended")
+            env = parser.feed(data)
+            if env is not None:
+                return env, parser.rest
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         """Close the socket; a peer that does not take the last bytes is cut off."""

@@ -48,7 +48,12 @@ def _text(value: str | None, limit: int = MAX_TEXT) -> str:
 
 
 class PostgresDecisionLog:
-    """`DecisionSink` writing `route_decisions`, one row per routed channel (uniqueid)."""
+    """`DecisionSink` writing `route_decisions`, one row per routed channel (uniqueid).
+
+    The first decision for a uniqueid wins and is never overwritten: the call record takes
+    its customer, queue and recording path from this row, and a later session naming the same
+    uniqueid (a second AGI in the dialplan, a replay, a forged header) must not rewrite them.
+    """
 
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
@@ -63,13 +68,7 @@ class PostgresDecisionLog:
                 "INSERT INTO route_decisions (uniqueid, linkedid, channel, caller, caller_name,"
                 " did, customer_id, queue, priority, rule, degraded, recording, decided_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                " ON CONFLICT (uniqueid) DO UPDATE SET linkedid = EXCLUDED.linkedid,"
-                " channel = EXCLUDED.channel, caller = EXCLUDED.caller,"
-                " caller_name = EXCLUDED.caller_name, did = EXCLUDED.did,"
-                " customer_id = EXCLUDED.customer_id, queue = EXCLUDED.queue,"
-                " priority = EXCLUDED.priority, rule = EXCLUDED.rule,"
-                " degraded = EXCLUDED.degraded, recording = EXCLUDED.recording,"
-                " decided_at = EXCLUDED.decided_at",
+                " ON CONFLICT (uniqueid) DO NOTHING",
                 uniqueid,
                 _text(call.linkedid, 150),
                 _text(call.channel),

@@ -11,10 +11,10 @@ import asyncpg
 
 from bridge.agi import AgiServer, AgiSession, RouteHandler
 from bridge.agi.protocol import encode_set_variable
-from bridge.component import Health
 from tests.agi.client import header, play_asterisk
 from tests.agi.conftest import RouteStack, agi_config
 from tests.crm.fixture_crm import load_trace_crm
+from tests.flood import wait_until
 
 ALICE = {"BRIDGE_QUEUE": "senior", "BRIDGE_CUSTOMER_NAME": "Alice Chen", "BRIDGE_DEGRADED": "0"}
 
@@ -118,14 +118,15 @@ async def test_stalled_and_greedy_peers_do_not_stop_other_calls(
             *(play_asterisk(stack.port, full, linkedid=f"7.{i}") for i in range(5))
         )
         assert all(alice(r) for r in results)
-        assert stack.server.active >= 3  # the stalled ones are still open right now
+        # The stalled ones are still open right now, though only one is a session.
+        assert stack.server.connections >= 3
         # And every hostile session ends with the server closing it.
         for peer in peers:
             await peer.closed_by_server()
     finally:
         for peer in peers:
             await peer.close()
-    assert stack.server.active == 0
+    assert stack.server.connections == 0
     assert stack.server.errors.get("timeout", 0) >= 3
 
 
@@ -174,8 +175,11 @@ async def test_a_peer_that_never_reads_cannot_pin_a_session() -> None:
     assert server.active == 0
 
 
-async def test_sessions_beyond_the_limit_are_closed_at_once() -> None:
+async def test_sessions_beyond_the_limit_are_closed_once_their_header_arrives() -> None:
+    started = asyncio.Event()
+
     async def idle(session: AgiSession) -> None:
+        started.set()
         await asyncio.Event().wait()
 
     server = AgiServer({"idle": idle}, port=0, max_sessions=2, read_timeout_s=5.0)
@@ -183,20 +187,23 @@ async def test_sessions_beyond_the_limit_are_closed_at_once() -> None:
     peers = [await Peer.connect(server.port) for _ in range(3)]
     try:
         for peer in peers[:2]:
+            started.clear()
             await peer.send(header(network_script="idle"))
+            await started.wait()
+        assert server.active == 2
+        await peers[2].send(header(network_script="idle"))
         assert await peers[2].closed_by_server() == b""
         assert server.rejected == 1
         health = server.health()
-        assert health == Health(
-            "up",
-            detail={
-                "port": server.port,
-                "sessions": 2,
-                "served": 0,
-                "rejected": 1,
-                "errors": {"overload": 1},
-            },
-        )
+        assert health.state == "up"
+        assert {k: v for k, v in health.detail.items() if k != "connections"} == {
+            "port": server.port,
+            "sessions": 2,
+            "served": 0,
+            "rejected": 1,
+            "errors": {"overload": 1},
+        }
+        assert health.detail["connections"]["open"] == 2
         await server.stop()  # cuts the idle sessions after the grace period
         for peer in peers[:2]:
             await peer.closed_by_server()
@@ -289,4 +296,28 @@ async def test_a_late_linkedid_reply_is_skipped_and_the_uniqueid_names_the_recor
         assert await peer.closed_by_server() == b""
     finally:
         await peer.close()
+        await server.stop()
+
+
+async def test_a_peer_outside_agi_allow_is_closed_before_its_header_is_read() -> None:
+    routed = 0
+
+    async def route(session: AgiSession) -> None:
+        nonlocal routed
+        routed += 1
+
+    server = AgiServer({"route": route}, port=0, allow=["10.0.0.0/8", "2001:db8::/32"])
+    await server.start()
+    try:
+        peer = await Peer.connect(server.port)
+        try:
+            with contextlib.suppress(ConnectionResetError):  # a reset is as good as closed
+                await peer.send(header())
+                assert await peer.closed_by_server() == b""
+        finally:
+            await peer.close()
+        await wait_until(lambda: server.guard.seen == 1)
+        assert server.guard.refused == {"not_allowed": 1}
+        assert routed == 0 and server.errors == {}
+    finally:
         await server.stop()

@@ -4,6 +4,7 @@ and background recording of decisions."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -178,12 +179,28 @@ async def test_record_writes_route_decisions_in_the_background(
         "recording": "1700000000.0.wav",
         "decided_at": None,
     }
-    # the same channel routed again (e.g. a retry) updates its row
-    await service.record(the_call, DEGRADED, None)
-    await service.drain(5)
-    row = await pool.fetchrow("SELECT rule, degraded, recording FROM route_decisions")
-    assert row is not None
-    assert tuple(row) == ("default", True, None)
+    await service.stop()
+
+
+async def test_a_later_decision_for_the_same_uniqueid_never_overwrites_the_first(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    """The call record trusts this row (customer, queue, recording path): a second session
+    naming the same uniqueid, a retry or a forged header, leaves it as it was."""
+    directory, rules = parts
+    service = RouteService(directory, rules, config())
+    the_call = call()
+    await service.record(the_call, await service.route(the_call), "1700000000.0.wav")
+    assert await service.drain(5)
+    forged = dataclasses.replace(call("+15559999999"), caller_name="Mallory")
+    await service.record(forged, DEGRADED, "../../etc/passwd")
+    assert await service.drain(5)
+    rows = await pool.fetch(
+        "SELECT caller, caller_name, customer_id, rule, degraded, recording FROM route_decisions"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("+15551230001", "Alice", ALICE, "vip", False, "1700000000.0.wav")
+    ]
     await service.stop()
 
 
