@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from bridge.sim.agi_client import run_agi
 from bridge.sim.channels import UNKNOWN, Channel
+from bridge.sim.clock import Timeline, cdr_seconds, queue_seconds
 from bridge.sim.model import CallPlan, SimQueue
 from bridge.sim.wire import agi_reply, split_agi_args
 
@@ -68,12 +69,13 @@ def _fmt_time(epoch: float | None) -> str:
 
 
 class CallRun:
-    def __init__(self, pbx: SimPbx, plan: CallPlan) -> None:
+    def __init__(self, pbx: SimPbx, plan: CallPlan, at: float | None = None) -> None:
         self.pbx = pbx
         self.plan = plan
         self.cfg = pbx.config
         self.local = self.cfg.technology == "Local"
-        self.clock = pbx.clock
+        self.clock = Timeline(pbx.clock, at)  # every moment below is the script's
+        self.started = self.clock.now()
         self.origin: Channel | None = None
         self.caller: Channel
         self.queue_name = ""
@@ -126,7 +128,7 @@ class CallRun:
         answer: float | None,
         end: float,
     ) -> None:
-        billable = 0 if answer is None else round(end - answer)
+        billable = 0 if answer is None else cdr_seconds(answer, end)
         self.emit(
             "Cdr",
             "cdr",
@@ -143,7 +145,7 @@ class CallRun:
                 ("StartTime", _fmt_time(start)),
                 ("AnswerTime", _fmt_time(answer)),
                 ("EndTime", _fmt_time(end)),
-                ("Duration", str(round(end - start))),
+                ("Duration", str(cdr_seconds(start, end))),
                 ("BillableSeconds", str(billable)),
                 ("Disposition", disposition),
                 ("AMAFlags", "DOCUMENTATION"),
@@ -164,7 +166,7 @@ class CallRun:
             context=context,
             exten=exten,
             state=state,
-            created_at=self.clock.now(),
+            created_at=self.pbx.clock.now(),
         )
         self.pbx.channel_born(chan)
         self.channels.append(chan)
@@ -387,8 +389,21 @@ class CallRun:
         joined = self.clock.now()
         give_up = plan.abandon_after_s if plan.abandon_after_s is not None else self.cfg.max_wait_s
         abandons = plan.abandon_after_s is not None
-        targets = await pbx.take_members(queue, plan.first_member, self.clock, give_up)
+        deadline = joined + give_up
+        targets = await pbx.take_members(queue, plan.first_member, pbx.clock, give_up)
+        if targets is not None:
+            # Agents are taken no earlier than the other calls' scripts freed them, however
+            # the machine ordered things; agents freed after this caller's deadline came
+            # too late.
+            freed = pbx.freed_since(targets)
+            if freed > deadline:
+                for ext in targets:
+                    pbx.release(ext)
+                targets = None
+            else:
+                self.clock.catch_up(freed)
         if targets is None:  # nobody became free in time
+            self.clock.catch_up(deadline)
             self.leave_waiting(queue, joined, abandoned=abandons)
             return
         legs = [self.ring(leg_ext, queue) for leg_ext in targets]
@@ -463,12 +478,12 @@ class CallRun:
             self.dial_end(loser, "CANCEL")
             self.dial_end(loser, "CANCEL")
             self.hangup(loser.chan, 26, "Answered elsewhere")
-            pbx.release(loser.ext)
+            pbx.release(loser.ext, now)
         position = pbx.queue_leave(queue.name, caller)
         count = len(pbx.queue_entries.get(queue.name, []))
         self.chan_event("QueueCallerLeave", "agent", caller, self.queue_fields(position, count))
-        hold = str(round(now - joined))
-        ring = str(round(now - leg.rang_at))
+        hold = str(queue_seconds(joined, now))
+        ring = str(queue_seconds(leg.rang_at, now))
         self.emit(
             "AgentConnect",
             "agent",
@@ -517,7 +532,7 @@ class CallRun:
                 self.bridge_event("BridgeLeave", bridge2, 0, caller)
                 self.bridge_event("BridgeDestroy", bridge2, 0, None)
                 self.end_caller(cdrs, end)
-                pbx.release(new_leg.ext)
+                pbx.release(new_leg.ext, end)
                 return
             talk_s = max(0.0, talk_s - transfer.after_s)  # nobody free: the agent keeps the call
         await self.clock.sleep(talk_s)
@@ -529,13 +544,13 @@ class CallRun:
             caller.snapshot(),
             leg.chan.snapshot("Dest"),
             self.member_fields(queue.name, leg.ext),
-            [("HoldTime", hold), ("TalkTime", str(round(end - now))), ("Reason", "agent")],
+            [("HoldTime", hold), ("TalkTime", str(queue_seconds(now, end))), ("Reason", "agent")],
         )
         self.bridge_event("BridgeLeave", bridge, 0, caller)
         self.bridge_event("BridgeDestroy", bridge, 0, None)
         cdrs.append((leg, end))
         self.end_caller(cdrs, end)
-        pbx.release(leg.ext)
+        pbx.release(leg.ext, end)
 
     def agent_hangs_up(self, leg: Leg, bridge: str, end: float) -> None:
         if leg.phone is not None:
@@ -578,7 +593,7 @@ class CallRun:
             self.cdr(
                 leg.phone, leg.ext, "phones", "", "ANSWERED", leg.rang_at, leg.answered_at, end
             )
-        talk = str(round(end - (leg.answered_at or end)))
+        talk = str(queue_seconds(leg.answered_at or end, end))
         self.emit(
             "AgentComplete",
             "agent",
@@ -587,7 +602,7 @@ class CallRun:
             [("HoldTime", hold), ("TalkTime", talk), ("Reason", "transfer")],
         )
         self.bridge_event("BridgeDestroy", bridge, 0, None)
-        self.pbx.release(leg.ext)
+        self.pbx.release(leg.ext, end)
         self.ring_state(new_leg)
         return new_leg
 
@@ -608,7 +623,7 @@ class CallRun:
                 self.cfg.context,
                 "",
                 "ANSWERED",
-                origin.created_at,
+                self.started,
                 self.origin_answered,
                 end,
             )
@@ -621,7 +636,7 @@ class CallRun:
                 "phones",
                 leg.chan.name,
                 "ANSWERED" if answered else "NO ANSWER",
-                caller.created_at,
+                self.started,
                 answered,
                 leg_end or end,
             )
@@ -645,7 +660,7 @@ class CallRun:
             if leg.phone is not None:
                 self.cdr(leg.phone, leg.ext, "phones", "", "FAILED", leg.rang_at, None, now)
                 self.hangup(leg.phone, 0, "Unknown")
-            pbx.release(leg.ext)
+            pbx.release(leg.ext, now)
 
     def leave_waiting(self, queue: SimQueue, joined: float, *, abandoned: bool) -> None:
         if abandoned:
@@ -668,7 +683,7 @@ class CallRun:
                 self.cfg.context,
                 "",
                 "ANSWERED",
-                origin.created_at,
+                self.started,
                 self.origin_answered,
                 now,
             )
@@ -691,7 +706,7 @@ class CallRun:
                 ("Queue", queue.name),
                 ("Position", str(position)),
                 ("OriginalPosition", str(position)),
-                ("HoldTime", str(round(now - joined))),
+                ("HoldTime", str(queue_seconds(joined, now))),
             ],
         )
         pbx.queue_leave(queue.name, caller)
@@ -699,7 +714,7 @@ class CallRun:
         self.chan_event("QueueCallerLeave", "agent", caller, self.queue_fields(position, count))
         self.cdr(
             caller, self.plan.did, self.cfg.context, "", "NO ANSWER",
-            caller.created_at, self.origin_answered, now,
+            self.started, self.origin_answered, now,
         )  # fmt: skip
         cause = (0, "Unknown") if abandoned and self.local else (16, "Normal Clearing")
         if not abandoned:
@@ -717,7 +732,7 @@ class CallRun:
             self.cfg.context,
             "",
             "NO ANSWER",
-            self.caller.created_at,
+            self.started,
             None,
             now,
         )

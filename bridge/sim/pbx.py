@@ -36,6 +36,7 @@ class SimPbx:
         self.channels: dict[str, Channel] = {}
         self.queue_entries: dict[str, list[Channel]] = {q.name: [] for q in config.queues}
         self.busy: set[str] = set()
+        self.freed_at: dict[str, float] = {}  # agent -> when its last call released it
         self.results: list[CallResult] = []
         self._listeners: list[Listener] = []
         self._rr_last: dict[str, str] = {}
@@ -135,6 +136,10 @@ class SimPbx:
             return None
         return waiter.result()
 
+    def freed_since(self, exts: list[str]) -> float:
+        """The script time from which all of `exts` were free (0 if never released)."""
+        return max((self.freed_at.get(ext, 0.0) for ext in exts), default=0.0)
+
     def free_agent(self, exclude: str = "") -> str:
         """A random idle agent other than `exclude`, or "" when all are busy."""
         free = [a.ext for a in self.config.agents if a.ext not in self.busy and a.ext != exclude]
@@ -146,8 +151,11 @@ class SimPbx:
         self.busy.add(ext)
         return True
 
-    def release(self, ext: str) -> None:
+    def release(self, ext: str, at: float | None = None) -> None:
+        """`ext` is free again; `at` is the releasing call's script time (its Timeline)."""
         self.busy.discard(ext)
+        if at is not None:
+            self.freed_at[ext] = max(at, self.freed_at.get(ext, at))
         task = asyncio.ensure_future(self._notify())
         self._notifiers.add(task)
         task.add_done_callback(self._notifiers.discard)
@@ -157,20 +165,23 @@ class SimPbx:
             self._freed.notify_all()
 
     # --- calls ----------------------------------------------------------------------------
-    async def call(self, plan: CallPlan) -> CallResult:
-        result = await CallRun(self, plan).run()
+    async def call(self, plan: CallPlan, at: float | None = None) -> CallResult:
+        """Run one call; `at` is its arrival in script time (default: the clock's second)."""
+        result = await CallRun(self, plan, at).run()
         self.results.append(result)
         return result
 
-    def place_call(self, plan: CallPlan) -> asyncio.Task[CallResult | None]:
-        task: asyncio.Task[CallResult | None] = asyncio.ensure_future(self._guarded(plan))
+    def place_call(
+        self, plan: CallPlan, at: float | None = None
+    ) -> asyncio.Task[CallResult | None]:
+        task: asyncio.Task[CallResult | None] = asyncio.ensure_future(self._guarded(plan, at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _guarded(self, plan: CallPlan) -> CallResult | None:
+    async def _guarded(self, plan: CallPlan, at: float | None) -> CallResult | None:
         try:
-            return await self.call(plan)
+            return await self.call(plan, at)
         except Exception:
             log.exception("simulated call failed")
             return None
@@ -199,14 +210,21 @@ class SimPbx:
         )
 
     async def run_random(self, stop: asyncio.Event | None = None, count: int | None = None) -> None:
-        """Place calls with exponential gaps at `calls_per_minute` until `stop` or `count`."""
+        """Place calls with exponential gaps at `calls_per_minute` until `stop` or `count`.
+
+        Arrivals are scripted too (the first on the clock's second, then gap after gap), so
+        how long callers wait for a free agent is the script's, not the machine's load.
+        """
+        arrival = float(int(self.clock.now()))
         stop = stop or asyncio.Event()
         rate = max(self.config.calls_per_minute, 0.001) / 60.0
         placed = 0
         while not stop.is_set() and (count is None or placed < count):
-            self.place_call(self.random_plan())
+            self.place_call(self.random_plan(), arrival)
             placed += 1
-            gap = asyncio.ensure_future(self.clock.sleep(self.rng.expovariate(rate)))
+            pause = self.rng.expovariate(rate)
+            arrival += pause
+            gap = asyncio.ensure_future(self.clock.sleep(pause))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({gap, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for fut in (gap, stopper):

@@ -1,4 +1,4 @@
-"""Helpers for simulator tests: a scripted FastAGI server and a raw AMI client."""
+"""Helpers for simulator tests: a scripted FastAGI server, a raw AMI client, a late clock."""
 
 from __future__ import annotations
 
@@ -7,6 +7,25 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+
+from bridge.sim import FastClock
+
+
+class LateClock(FastClock):
+    """A FastClock on a loaded machine, made certain: every wake-up is `late_s` simulated
+    seconds late (0.6 s at speed 50 is 12 ms of scheduling delay)."""
+
+    def __init__(self, late_s: float = 0.6, speed: float = 50.0) -> None:
+        super().__init__(speed=speed)
+        self.late_s = late_s
+        self.lag = 0.0
+
+    def now(self) -> float:
+        return super().now() + self.lag
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        self.lag += self.late_s
 
 
 class ScriptedAgi:

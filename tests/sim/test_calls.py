@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import re
+import time
 from pathlib import Path
 
-from bridge.sim import AmiServer, CallPlan, FastClock, SimConfig, SimPbx, Transfer
+from bridge.sim import AmiServer, CallPlan, FastClock, SimConfig, SimPbx, SimQueue, Transfer
 from bridge.sim.wire import split_agi_args
+from tests.sim.conftest import LateClock
 from tests.sim.roles import parse_frames
 
 TRACES = Path(__file__).parents[1] / "fixtures" / "asterisk-traces"
@@ -214,3 +217,89 @@ async def test_stopping_the_pbx_mid_call_hangs_up_every_channel(scripted_agi) ->
     assert created == hung and len(created) >= 3
     assert not pbx.channels and not pbx.busy
     assert all(not entries for entries in pbx.queue_entries.values())
+
+
+async def test_late_wake_ups_do_not_change_the_reported_durations(scripted_agi) -> None:  # type: ignore[no-untyped-def]
+    """Every wake-up 0.6 simulated seconds late (a loaded machine), yet each figure is the
+    script's, counted as Asterisk counts: app_queue in epoch seconds, Cdr in truncated ms."""
+    agi = await scripted_agi(lambda env: ['SET VARIABLE BRIDGE_QUEUE "support"'])
+    pbx = SimPbx(SimConfig(agi_port=agi.port), clock=LateClock(late_s=0.6))
+    plain = CallPlan("+15551230001", "Alice VIP", ring_s=0.5, talk_s=2.0, first_member="1001")
+    moved = CallPlan(
+        "+15551230002",
+        "Bob",
+        ring_s=0.5,
+        talk_s=3.0,
+        transfer=Transfer(after_s=1.5, to_ext="2001", talk_s=2.0, ring_s=0.5),
+        first_member="1001",
+    )
+    frames = await record(pbx, pbx.call(plain))
+    frames += await record(pbx, pbx.call(moved))
+
+    def figures(event: str, *keys: str) -> list[tuple[str, ...]]:
+        return [tuple(f[k] for k in keys) for f in frames if f.get("Event") == event]
+
+    assert figures("AgentConnect", "HoldTime", "RingTime") == [("0", "0"), ("0", "0")]
+    assert figures("AgentComplete", "Reason", "HoldTime", "TalkTime") == [
+        ("agent", "0", "2"),  # answered at 0.5 s, hung up at 2.5 s
+        ("transfer", "0", "2"),  # answered at 0.5 s, transferred at 2.0 s
+    ]
+    cdrs = [(dest.split("-")[0], *rest) for dest, *rest in figures("Cdr", *CDR_FIGURES)]
+    assert cdrs == [
+        ("PJSIP/1001", "2", "2"),
+        ("PJSIP/1001", "2", "1"),  # 1.5 s of talk bills 1
+        ("PJSIP/2001", "4", "2"),  # answered at 2.5 s, hung up at 4.5 s
+    ]
+
+
+CDR_FIGURES = ("DestinationChannel", "Duration", "BillableSeconds")
+
+
+def _epoch(text: str) -> int:
+    return calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
+
+
+async def _wait_for_agent(scripted_agi, freed_in_s: float) -> tuple[list[dict[str, str]], float]:  # type: ignore[no-untyped-def]
+    """One caller queues for the only agent, busy on a call that, in its own script, ends
+    `freed_in_s` after now; the machine frees the agent at once."""
+    agi = await scripted_agi(lambda env: ['SET VARIABLE BRIDGE_QUEUE "support"'])
+    config = SimConfig(agi_port=agi.port, queues=(SimQueue("support", "rrmemory", ("1001",)),))
+    pbx = SimPbx(config, clock=LateClock(late_s=0.6))
+    pbx.busy.add("1001")
+    joined = asyncio.Event()
+    chunks: list[bytes] = []
+
+    def listen(privilege: str, data: bytes) -> None:
+        chunks.append(data)
+        if b"Event: QueueCallerJoin" in data:
+            joined.set()
+
+    pbx.subscribe(listen)
+    call = pbx.place_call(CallPlan("+15551230002", "Bob", ring_s=0.5, talk_s=2.0))
+    await asyncio.wait_for(joined.wait(), 10)
+    freed = float(int(pbx.clock.now()) + freed_in_s)
+    pbx.release("1001", freed)
+    await asyncio.wait_for(call, 10)
+    assert not pbx.busy
+    return parse_frames(b"".join(chunks)), freed
+
+
+async def test_a_waiting_caller_is_answered_when_the_script_freed_the_agent(scripted_agi) -> None:  # type: ignore[no-untyped-def]
+    frames, freed = await _wait_for_agent(scripted_agi, 10.0)
+    cdr = next(f for f in frames if f.get("Event") == "Cdr")
+    start = _epoch(cdr["StartTime"])
+    assert (_epoch(cdr["AnswerTime"]), _epoch(cdr["EndTime"])) == (freed, freed + 2)  # +0.5, +2.5
+    assert (cdr["Duration"], cdr["BillableSeconds"]) == (str(int(freed) + 2 - start), "2")
+    connect = next(f for f in frames if f.get("Event") == "AgentConnect")
+    assert connect["HoldTime"] == str(int(freed) - start)
+    complete = next(f for f in frames if f.get("Event") == "AgentComplete")
+    assert complete["TalkTime"] == "2"
+
+
+async def test_an_agent_freed_after_the_callers_deadline_comes_too_late(scripted_agi) -> None:  # type: ignore[no-untyped-def]
+    frames, _ = await _wait_for_agent(scripted_agi, 40.0)  # the queue gives up after 30 s
+    events = [f["Event"] for f in frames if "Event" in f]
+    assert "AgentCalled" not in events and "AgentConnect" not in events
+    abandon = next(f for f in frames if f.get("Event") == "QueueCallerAbandon")
+    assert abandon["HoldTime"] == "30"
+    assert "HangupRequest" not in events  # a queue timeout, not the caller hanging up
