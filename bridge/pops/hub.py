@@ -44,6 +44,8 @@ from bridge.component import Health
 from bridge.crm.agents import Agent
 from bridge.errors import BridgeError, ConfigError
 from bridge.models import CallEnded, CallEvent
+from bridge.netguard import ConnectionGuard
+from bridge.netguard.ws import guarded_connection
 from bridge.pops import metrics
 from bridge.pops.card import CustomerCard
 from bridge.pops.origins import origin_allowed
@@ -175,6 +177,8 @@ class PopHub:
         card_timeout_s: float = 5.0,
         max_size: int = MAX_MESSAGE,
         close_timeout_s: float = 2.0,
+        max_connections: int = 1024,
+        header_timeout_s: float = 10.0,
         card_seen: CardSink | None = None,
         view_card: Callable[[Agent, CustomerCard | None], dict[str, Any] | None] = visible_card,
     ) -> None:
@@ -191,6 +195,15 @@ class PopHub:
         self._max_size = max_size
         self._close_timeout = close_timeout_s
         self._card_seen = card_seen
+        self._header_timeout = header_timeout_s
+        # Idle or trickling sockets must not hold the port (or the process's descriptors):
+        # at most `max_connections`, each with 10 s to finish its upgrade request.
+        self._guard = ConnectionGuard(
+            "pops",
+            max_connections=max_connections,
+            first_byte_timeout_s=min(5.0, header_timeout_s),
+            header_timeout_s=header_timeout_s,
+        )
         self._view_card = view_card
         self._server: Server | None = None
         self._port: int | None = None
@@ -217,6 +230,8 @@ class PopHub:
                 self.host,
                 self._requested_port,
                 process_request=self._check_origin,
+                create_connection=guarded_connection(self._guard),
+                open_timeout=self._header_timeout,
                 max_size=self._max_size,
                 max_queue=16,
                 compression=None,
@@ -237,6 +252,7 @@ class PopHub:
             server, self._server = self._server, None
             server.close(close_connections=True)
             await server.wait_closed()
+        self._guard.close()
         await cancel_and_wait(*self._tasks, *(card.task for card in self._cards.values()))
         self._cards.clear()
         self._clients.clear()
@@ -245,7 +261,11 @@ class PopHub:
         metrics.CONNECTED.set(0)
 
     def health(self) -> Health:
-        detail = {"agents": self.connected_agents, "clients": self.connected_clients}
+        detail: dict[str, Any] = {
+            "agents": self.connected_agents,
+            "clients": self.connected_clients,
+            "connections": self._guard.snapshot(),
+        }
         if self._server is None:
             return Health("down", detail=detail)
         return Health("up", detail={**detail, "calls": self._router.live_calls()})

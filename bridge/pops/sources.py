@@ -60,6 +60,7 @@ def build_pop_hub(
         "host": config.pops.host,
         "port": config.pops.port,
         "client_queue": config.pops.client_queue,
+        "max_connections": config.pops.max_connections,
         **options,
     }
     return PopHub(

@@ -13,6 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from bridge.crm.roster import AgentRoster
 from bridge.pops.hub import PopHub
 from bridge.web import make_web_app
 from bridge.web.server import HttpServer
@@ -29,7 +30,7 @@ async def nobody(_: str) -> None:
 
 
 async def test_five_thousand_slow_clients_leave_healthz_fastagi_and_pops_answering(
-    pool: asyncpg.Pool[Any], caplog: pytest.LogCaptureFixture
+    pool: asyncpg.Pool[Any], roster: AgentRoster, caplog: pytest.LogCaptureFixture
 ) -> None:
     cap = 1024
     count = flood_size(5000, server_fds=cap + 300)
@@ -37,7 +38,7 @@ async def test_five_thousand_slow_clients_leave_healthz_fastagi_and_pops_answeri
         cap = max(8, count // 4)
     await load_trace_crm(pool)
     stack = await start_stack(pool, agi_config())
-    hub = PopHub(authenticate=nobody, agent_by_device=nobody, card_for_caller=nobody, port=0)
+    hub = PopHub(sessions=roster, card_for_caller=nobody, port=0)
     await hub.start()
     http: HttpServer | None = None
     slow: list[Any] = []
