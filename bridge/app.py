@@ -35,6 +35,7 @@ from bridge.pops.sources import build_pop_hub
 from bridge.records.wiring import RecordsParts, build_records
 from bridge.routing.service import RouteService
 from bridge.routing.store import RuleStore
+from bridge.sync.periodic import build_reconciler
 from bridge.tracker import CallTracker
 from bridge.web import make_web_app
 from bridge.web.admin import AdminDeps, setup_admin_routes
@@ -119,9 +120,15 @@ def _ami(rt: Runtime) -> Component | None:
     hub: PopHub = rt.get("pops")
     writer = _records(rt).writer
     link.subscribe(hub.submit)
-    link.subscribe(writer.on_event)
-    link.subscribe_events(writer.on_event, (CdrRecord,))
+    # Records are lossless (a full writer pauses the AMI read); pops may shed.
+    link.subscribe(writer.on_events, lossless=True, batch=True)
+    link.subscribe_events(writer.on_events, (CdrRecord,), lossless=True, batch=True)
     return link
+
+
+def _reconcile(rt: Runtime) -> Component | None:
+    """Rebuilds calls that ended while the bridge was down from the PBX's CDRs."""
+    return build_reconciler(rt.config, rt.pool, _records(rt).alerter)
 
 
 def _http(rt: Runtime) -> Component:
@@ -150,6 +157,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("crm", lambda rt: _records(rt).connector),
     ("records", lambda rt: _records(rt).writer),
     ("outbox", lambda rt: _records(rt).outbox),
+    ("reconcile", _reconcile),
     ("route", _route),
     ("pops", _pops),
     ("ami", _ami),
