@@ -215,6 +215,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
             "crm",
             "records",
             "outbox",
+            "reconcile",
             "route",
             "pops",
             "agi",
