@@ -38,6 +38,7 @@ from bridge.records.participants import ParticipantRecorder
 from bridge.records.wiring import RecordsParts, build_records
 from bridge.routing.service import RouteService
 from bridge.routing.store import RuleStore
+from bridge.sync.periodic import build_reconciler
 from bridge.tracker import CallTracker
 from bridge.web import make_web_app
 from bridge.web.admin import AdminDeps, setup_admin_routes
@@ -144,10 +145,16 @@ def _ami(rt: Runtime) -> Component | None:
     participants: ParticipantRecorder = rt.get("participants")
     writer = _records(rt).writer
     link.observe(hub.dispatch)
-    link.subscribe(participants.on_event)
-    link.subscribe(writer.on_event)
-    link.subscribe_events(writer.on_event, (CdrRecord,))
+    # Who talked and the records are lossless: a full subscriber pauses the AMI read.
+    link.subscribe(participants.on_event, lossless=True)
+    link.subscribe(writer.on_events, lossless=True, batch=True)
+    link.subscribe_events(writer.on_events, (CdrRecord,), lossless=True, batch=True)
     return link
+
+
+def _reconcile(rt: Runtime) -> Component | None:
+    """Rebuilds calls that ended while the bridge was down from the PBX's CDRs."""
+    return build_reconciler(rt.config, rt.pool, _records(rt).alerter)
 
 
 def _http(rt: Runtime) -> Component:
@@ -184,6 +191,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("crm", lambda rt: _records(rt).connector),
     ("records", lambda rt: _records(rt).writer),
     ("outbox", lambda rt: _records(rt).outbox),
+    ("reconcile", _reconcile),
     ("route", _route),
     ("pops", _pops),
     ("participants", _participants),

@@ -35,6 +35,7 @@ SECRET_KEYS = frozenset(
         ("crm", "auth_header"),
         ("webhook", "secret"),
         ("alerts", "smtp_password"),
+        ("pbx", "cdr_source"),  # a PostgreSQL URL may hold a password
     }
 )
 
@@ -124,6 +125,11 @@ class PbxConfig:
     default_region: str = "US"
     device_pattern: str = DEFAULT_DEVICE_PATTERN
     recording_template: str = "${linkedid}.wav"
+    # The PBX's own CDR store, read by reconciliation: csv:PATH (cdr_csv's Master.csv) or
+    # postgresql://...?table=NAME (cdr_pgsql); empty: only the Cdrs kept from AMI.
+    cdr_source: str = ""
+    cdr_timezone: str = "UTC"  # zone of CDR times without one (cdr.conf usegmtime = no)
+    reconcile_s: float = 300.0  # periodic reconciliation inside `crm-bridge run`; 0: off
 
 
 @dataclass(frozen=True)
@@ -327,6 +333,18 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError(
             "pbx.recording_template", "must contain ${linkedid} or ${uniqueid} to be unique"
         )
+    try:
+        zoneinfo.ZoneInfo(config.pbx.cdr_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            "pbx.cdr_timezone", f"unknown time zone {config.pbx.cdr_timezone!r}"
+        ) from exc
+    if config.pbx.reconcile_s < 0:
+        raise ConfigError("pbx.reconcile_s", "seconds between runs, 0 to turn it off")
+    if config.pbx.cdr_source.strip() and not config.pbx.cdr_source.strip().startswith(
+        ("csv:", "postgresql://", "postgres://")
+    ):
+        raise ConfigError("pbx.cdr_source", "csv:PATH or postgresql://...?table=NAME")
     if config.crm.connector not in {"builtin", "rest"}:
         raise ConfigError("crm.connector", "either 'builtin' or 'rest'")
     if config.crm.connector == "rest" and not config.crm.lookup_url:

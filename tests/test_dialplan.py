@@ -21,6 +21,7 @@ FILES = [
     "http.conf",
     "queues.conf",
     "cdr_manager.conf",
+    "features.conf",
 ]
 
 
@@ -144,3 +145,32 @@ def test_queue_members_are_devices_the_bridge_recognises() -> None:
 
 def test_cdr_events_are_enabled() -> None:
     assert dict(sections("cdr_manager.conf")["general"])["enabled"] == "yes"
+
+
+def test_busy_agents_are_not_rung_for_a_second_call() -> None:
+    queues = sections("queues.conf")
+    for name in ("support", "senior"):
+        assert values("queues.conf", name, "ringinuse") == ["no"], name
+    assert "ringinuse" not in dict(queues["general"])  # a per-queue option
+
+
+def test_attended_transfer_has_a_feature_code_and_agents_may_transfer() -> None:
+    (code,) = values("features.conf", "featuremap", "atxfer")
+    assert re.fullmatch(r"[*#0-9]{1,4}", code)
+    queue_call = " ".join(v for _, v in sections("extensions.conf")["crm-bridge-queue"])
+    options = re.search(r"Queue\(\$\{QUEUE\},([A-Za-z]*)", queue_call)
+    assert options is not None and "t" in options.group(1) and "T" not in options.group(1)
+
+
+def test_trunks_delivering_to_s_are_routed_like_numbered_ones() -> None:
+    text = (DIALPLAN / "extensions.conf").read_text(encoding="utf-8")
+    for context, app in (("from-trunk", "AGI(${BRIDGE_AGI})"), ("from-trunk-ari", "Stasis(")):
+        body = text.split(f"\n[{context}]\n", 1)[1].split("\n[", 1)[0]
+        assert "exten => s,1,Gosub(crm-bridge-callerid,s,1)" in body, context
+        s_part = body.split("exten => s,1", 1)[1]
+        assert app in s_part and "Goto(crm-bridge-queue,s,1)" in s_part, context
+
+
+def test_manager_bindaddr_warns_that_it_moves_ami_for_every_client() -> None:
+    text = (DIALPLAN / "manager.conf").read_text(encoding="utf-8")
+    assert "every other AMI client" in " ".join(text.split()) or "for every other" in text

@@ -216,6 +216,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
             "crm",
             "records",
             "outbox",
+            "reconcile",
             "route",
             "pops",
             "participants",

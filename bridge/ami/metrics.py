@@ -16,6 +16,10 @@ DROPPED = Counter(
     "crm_bridge_ami_dropped_call_events_total",
     "Call events not delivered because a subscriber's queue was full",
 )
+BACKPRESSURE_PAUSES = Counter(
+    "crm_bridge_ami_backpressure_pauses_total",
+    "Times the AMI read was held because a lossless subscriber (call records) was full",
+)
 LINK_STATE = Gauge("crm_bridge_ami_link_state", "1 for the AMI link's current state", ["state"])
 ACTIVE_CALLS = Gauge("crm_bridge_ami_active_calls", "Calls the tracker is following")
 PONG_LATENCY = Histogram(

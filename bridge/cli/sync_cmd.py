@@ -1,6 +1,9 @@
-"""`crm-bridge sync run [--since TIME]`: reconcile kept Cdrs with call records, backfill
-what is missing (marked inferred), re-send what the external CRM never acknowledged, print a
-one-line summary, exit 0.
+"""`crm-bridge sync run [--since TIME]`: reconcile kept Cdrs and the PBX's own CDR store
+(`[pbx] cdr_source`) with call records, backfill what is missing (marked inferred,
+`source = 'reconciled'`), re-send what the external CRM never acknowledged, print a one-line
+summary. Every call that cannot be rebuilt is printed on its own line (`lost CALL_ID:
+reason`), as is every unreadable CDR line (`cdr: FILE:LINE: reason`); exit 0 when none, 1
+otherwise (cron mails the output).
 
 Meant for cron, e.g. every night at 03:00 (a lock makes overlapping runs wait their turn);
 with CRM_BRIDGE_CONFIG=/etc/crm-bridge.toml set at the top of the crontab::
@@ -16,15 +19,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import zoneinfo
 from datetime import UTC, datetime, timedelta
 
+from bridge.alerts import Alerter
 from bridge.cli.common import config_from, database_pool
 from bridge.connectors import build_connector
 from bridge.errors import UsageError
 from bridge.sync import SyncSummary, run_sync
+from bridge.sync.periodic import SYNC_LOCK
+from bridge.sync.sources import build_cdr_source
 
 DEFAULT_LOOKBACK = timedelta(hours=48)
-_LOCK = 7_420_030  # one sync at a time per database
+_LOCK = SYNC_LOCK  # one sync at a time per database (the periodic run in `crm-bridge run` too)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -54,12 +61,15 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime:
 def _run(args: argparse.Namespace) -> int:
     config = config_from(args)
     since = parse_since(args.since)
+    source = build_cdr_source(config.pbx.cdr_source, zoneinfo.ZoneInfo(config.pbx.cdr_timezone))
 
     async def go() -> SyncSummary:
         async with database_pool(config) as pool, pool.acquire() as lock_conn:
             await lock_conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
             try:
                 connector = build_connector(config)
+                alerter = Alerter(config.alerts)
+                await alerter.start()
                 await connector.start()
                 try:
                     return await run_sync(
@@ -68,12 +78,27 @@ def _run(args: argparse.Namespace) -> int:
                         config.device_regex,
                         since=since,
                         max_attempts=config.crm.max_attempts,
+                        source=source,
+                        max_call_s=float(getattr(config.pbx, "max_call_s", 14_400)),
+                        alerts=alerter,
                     )
                 finally:
                     await connector.stop()
+                    await alerter.stop()
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
 
     summary = asyncio.run(go())
     print(f"sync since {since.isoformat()}: {summary.line()}")
-    return 0
+    for problem in summary.source_problems:
+        print(f"cdr: {_printable(problem)}")
+    if summary.source_problem_count > len(summary.source_problems):
+        print(f"cdr: ... {summary.source_problem_count - len(summary.source_problems)} more")
+    for call_id, reason in summary.unrebuildable:
+        print(f"lost {_printable(call_id)}: {reason}")
+    return 1 if summary.unrebuildable or summary.source_problem_count else 0
+
+
+def _printable(text: str) -> str:
+    """One line of a hostile value: control characters shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:500]

@@ -59,6 +59,7 @@ class PbxCdr:
     disposition: str = ""
     last_application: str = ""
     last_data: str = ""
+    linkedid: str = ""  # cdr_csv (newcdrcolumns) and cdr_pgsql have it; AMI Cdr does not
 
     @classmethod
     def from_fields(cls, fields: Any, zone: tzinfo = UTC) -> PbxCdr:
@@ -126,6 +127,7 @@ class PbxCdr:
             "disposition": self.disposition,
             "last_application": self.last_application,
             "last_data": self.last_data,
+            "linkedid": self.linkedid,
         }
 
     @classmethod
@@ -150,4 +152,5 @@ class PbxCdr:
             disposition=_text(data.get("disposition")).upper(),
             last_application=_text(data.get("last_application")),
             last_data=_text(data.get("last_data")),
+            linkedid=_text(data.get("linkedid"), 150),
         )

@@ -58,15 +58,16 @@ _UPSERT = """
 WITH up AS (
 INSERT INTO call_records AS r (call_id, caller, customer_id, did, queue, rule, agents,
     started_at, answered_at, ended_at, duration_s, talk_s, outcome, recording_path,
-    degraded, inferred)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    degraded, inferred, direction, source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $19)
 ON CONFLICT (call_id) DO UPDATE SET
     caller = EXCLUDED.caller, customer_id = EXCLUDED.customer_id, did = EXCLUDED.did,
     queue = EXCLUDED.queue, rule = EXCLUDED.rule, agents = EXCLUDED.agents,
     started_at = EXCLUDED.started_at, answered_at = EXCLUDED.answered_at,
     ended_at = EXCLUDED.ended_at, duration_s = EXCLUDED.duration_s, talk_s = EXCLUDED.talk_s,
     outcome = EXCLUDED.outcome, recording_path = EXCLUDED.recording_path,
-    degraded = EXCLUDED.degraded, inferred = EXCLUDED.inferred, updated_at = now()
+    degraded = EXCLUDED.degraded, inferred = EXCLUDED.inferred,
+    direction = EXCLUDED.direction, source = EXCLUDED.source, updated_at = now()
     -- disposition and notes belong to the agent page (bridge/pops/disposition.py): never touched
 {where}
 RETURNING disposition, notes
@@ -90,6 +91,11 @@ ON CONFLICT (call_id) DO UPDATE SET customer_id = EXCLUDED.customer_id,
 """
 
 
+def _direction(summary: Any) -> str:
+    """'outbound' when the summary says so (click-to-call), else 'inbound'."""
+    return "outbound" if getattr(summary, "direction", "inbound") == "outbound" else "inbound"
+
+
 def _history_summary(queue: str | None, outcome: str, agents: list[dict[str, Any]]) -> str:
     where = f" via queue {queue}" if queue else ""
     if outcome == "answered" and agents:
@@ -98,11 +104,16 @@ def _history_summary(queue: str | None, outcome: str, agents: list[dict[str, Any
     return f"Inbound call{where}, {outcome}"
 
 
-async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False) -> bool:
+async def write_ended(
+    conn: Any, event: CallEnded, *, only_missing: bool = False, source: str = "live"
+) -> bool:
     """Upsert the record of one finished call. Run inside a transaction.
 
     `only_missing` (backfill from Cdrs): never replace a finished record, only fill a
-    missing one (or one holding just a disposition). Returns whether a row was written."""
+    missing one (or one holding just a disposition). `source`: 'live' (the AMI link's end
+    event) or 'reconciled' (rebuilt from CDRs). Returns whether a row was written."""
+    if source not in {"live", "reconciled"}:
+        raise ValidationError("source", "live or reconciled")
     s = event.summary
     call_id = clean(event.call_id, 1000)
     if not call_id or len(call_id) > 150:
@@ -164,6 +175,8 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         degraded,
         sorted(clean(i, 64) for i in inferred),
         uniqueids,
+        _direction(s),
+        source,
     )
     if row is None:
         return False
@@ -209,7 +222,7 @@ async def store_cdr(conn: Any, cdr: PbxCdr) -> None:
 RECORD_COLUMNS = (
     "call_id, caller, customer_id, did, queue, rule, agents, started_at, answered_at,"
     " ended_at, duration_s, talk_s, outcome, recording_path, disposition, notes, degraded,"
-    " inferred"
+    " inferred, direction, source"
 )
 
 

@@ -157,6 +157,23 @@ class RecordWriter:
         elif type(event).__name__ == "CdrRecord":
             await self.store_cdr(PbxCdr.from_event(event))
 
+    async def on_events(self, events: list[Any]) -> None:
+        """`on_event` for a batch (the AMI link's `batch=True` delivery): everything kept
+        is spooled with one fsync, so a burst of 20,000 call ends costs a few hundred fsyncs,
+        not 20,000. Returns once the batch is durable, like `submit`."""
+        items: list[tuple[str, dict[str, Any]]] = []
+        sync = False
+        for event in events:
+            if isinstance(event, CallEnded):
+                items.append(("ended", ended_to_dict(event)))
+                sync = True
+            elif type(event).__name__ == "CdrRecord":
+                cdr = PbxCdr.from_event(event)
+                if cdr.uniqueid:
+                    items.append(("cdr", cdr.to_dict()))
+        if items:
+            await self._accept(items, sync=sync)
+
     async def _accept(self, items: list[tuple[str, dict[str, Any]]], *, sync: bool = True) -> None:
         # In a thread even without fsync: the spool lock may be held by another append's fsync.
         entries = await asyncio.to_thread(self._spool.append_many, items, sync=sync)

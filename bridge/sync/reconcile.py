@@ -1,11 +1,19 @@
-"""Nightly reconciliation: kept Cdrs vs call_records, then re-delivery to the CRM.
+"""Reconciliation: the PBX's CDRs and routing decisions vs call_records, then re-delivery.
 
-1. **Backfill.** Every Cdr kept in `pbx_cdrs` (since `since`) is mapped to its call: through
-   `call_record_channels` (the call is recorded), else `route_decisions` (uniqueid ->
-   linkedid), else its own UniqueID. Calls with a caller leg but no finished record - the
-   bridge was down, restarted mid-call, or its AMI link dropped at hangup - are rebuilt from
-   their Cdrs (`bridge.sync.cdrs`) and written with every field listed in `inferred`; the
-   route decision adds customer, rule and the BRIDGE_RECORDING path.
+1. **Backfill.** Every Cdr kept in `pbx_cdrs` and every CDR of the PBX's own store
+   (`[pbx] cdr_source`: cdr_csv's Master.csv or a cdr_pgsql table, `bridge.sync.sources`),
+   since `since`, is mapped to its call: through `call_record_channels` (the call is
+   recorded), else the CDR's own linkedid (cdr_pgsql, cdr_csv with newcdrcolumns), else
+   `route_decisions` (uniqueid -> linkedid), else its own UniqueID. Calls with a caller leg
+   but no finished record - the bridge was down, restarted mid-call, or its AMI link dropped
+   at hangup - are rebuilt from their CDRs (`bridge.sync.cdrs`) and written with every field
+   listed in `inferred` and `source = 'reconciled'`; the route decision adds customer, rule
+   and the BRIDGE_RECORDING path.
+   A call with a routing decision older than `max_call_s` (it must have ended) and still no
+   record, or whose CDRs cannot make a record, is **unrebuildable**: kept in
+   `call_reconcile_failures`, listed in the summary, counted in
+   `crm_bridge_reconcile_unrebuildable_total` and alerted (kind `data_loss`) once - never
+   silently skipped. Rebuilt later (the CDR arrived), it is marked resolved.
 2. **Re-send.** Records the CRM never acknowledged (outbox `pending` or `dead`, or no outbox
    row at all) are queued again with fresh attempts, and delivered once by the connector
    now; what fails again stays queued for the live worker (or is dead-lettered at
@@ -16,33 +24,58 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from bridge.connectors.base import CrmConnector
+from bridge.errors import ValidationError
 from bridge.records.cdr import PbxCdr
 from bridge.records.outbox import OutboxWorker
 from bridge.records.store import write_ended
+from bridge.sync import metrics
 from bridge.sync.cdrs import CallDecision, call_from_cdrs, group_cdrs, handset_index
+from bridge.sync.sources import CdrSource
 
-__all__ = ["SyncSummary", "backfill", "resend", "run_sync"]
+__all__ = ["Backfill", "SyncSummary", "backfill", "resend", "run_sync"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CALL_S = 14_400  # CONTRACT `[pbx] max_call_s`: no call lasts longer
+
+
+class AlertSink(Protocol):
+    def alert(
+        self, kind: str, key: str, message: str, details: dict[str, Any] | None = None
+    ) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    checked: int  # calls found in the CDRs
+    backfilled: int  # of which had no record and were rebuilt
+    unrebuildable: tuple[tuple[str, str], ...] = ()  # (call id, reason), this run
+    source_problems: tuple[str, ...] = ()  # CDR store lines that could not be read
+    source_problem_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SyncSummary:
-    checked: int  # calls found in the kept Cdrs
+    checked: int  # calls found in the kept Cdrs and the CDR store
     backfilled: int  # of which had no record and were rebuilt
     resent: int  # records queued again for the CRM
     delivered: int  # of those, delivered in this run
     dead_lettered: int  # moved to the dead-letter table in this run
+    unrebuildable: tuple[tuple[str, str], ...] = field(default=())
+    source_problems: tuple[str, ...] = field(default=())
+    source_problem_count: int = 0
 
     def line(self) -> str:
         return (
             f"checked {self.checked}, backfilled {self.backfilled}, resent {self.resent}"
-            f" (delivered {self.delivered}), dead-lettered {self.dead_lettered}"
+            f" (delivered {self.delivered}), dead-lettered {self.dead_lettered},"
+            f" unrebuildable {len(self.unrebuildable)},"
+            f" unreadable CDR lines {self.source_problem_count}"
         )
 
 
@@ -55,13 +88,68 @@ ORDER BY id
 """
 
 
+_UNRECORDED_DECISIONS = """
+SELECT COALESCE(NULLIF(d.linkedid, ''), d.uniqueid) AS call_id, min(d.decided_at) AS decided_at
+FROM route_decisions d
+WHERE ($1::timestamptz IS NULL OR d.decided_at >= $1) AND d.decided_at < $2
+  AND NOT EXISTS (SELECT 1 FROM call_records r
+                  WHERE r.call_id = COALESCE(NULLIF(d.linkedid, ''), d.uniqueid)
+                    AND r.ended_at IS NOT NULL)
+  AND NOT EXISTS (SELECT 1 FROM call_record_channels c JOIN call_records r USING (call_id)
+                  WHERE c.uniqueid = d.uniqueid AND r.ended_at IS NOT NULL)
+GROUP BY 1
+"""
+
+_FAILED = """
+INSERT INTO call_reconcile_failures AS f (call_id, reason) VALUES ($1, $2)
+ON CONFLICT (call_id) DO UPDATE SET reason = EXCLUDED.reason, last_seen = now(),
+    resolved_at = NULL
+RETURNING (xmax = 0) AS first_time, (f.resolved_at IS NULL) AS open
+"""
+
+
+def _merge(kept: list[PbxCdr], extra: list[PbxCdr]) -> list[PbxCdr]:
+    """Kept Cdrs plus the store's, each CDR once (the store's carries linkedid)."""
+    seen: dict[tuple[str, str, datetime | None], PbxCdr] = {}
+    for cdr in (*extra, *kept):
+        key = (cdr.uniqueid, cdr.destination_channel, cdr.start_time)
+        seen.setdefault(key, cdr)
+    return list(seen.values())
+
+
 async def backfill(
-    pool: Any, device_pattern: re.Pattern[str], since: datetime | None
-) -> tuple[int, int]:
-    """(calls checked, calls backfilled) from the kept Cdrs."""
+    pool: Any,
+    device_pattern: re.Pattern[str],
+    since: datetime | None,
+    *,
+    source: CdrSource | None = None,
+    max_call_s: float = DEFAULT_MAX_CALL_S,
+    alerts: AlertSink | None = None,
+    now: datetime | None = None,
+) -> Backfill:
+    """Rebuild every call with a CDR or a routing decision but no record."""
+    now = now or datetime.now(UTC)
+    problems: tuple[str, ...] = ()
+    problem_count = 0
+    external: list[PbxCdr] = []
+    if source is not None:
+        batch = await source.read(since)
+        external, problems, problem_count = batch.cdrs, tuple(batch.problems), batch.problem_count
+        for text in batch.problems[:20]:
+            log.warning("CDR store: %s", text)
+        if problem_count:
+            metrics.SOURCE_PROBLEMS.inc(problem_count)
+            if alerts is not None:
+                alerts.alert(
+                    "cdr_unreadable",
+                    source.description,
+                    f"{problem_count} CDR lines of {source.description} could not be read",
+                    {"first": list(batch.problems[:10])},
+                )
+    failures: dict[str, str] = {}
     async with pool.acquire() as conn:
         rows = await conn.fetch(_CDRS, since)
-        cdrs = [PbxCdr.from_dict(dict(r)) for r in rows]
+        cdrs = _merge([PbxCdr.from_dict(dict(r)) for r in rows], external)
         uniqueids = sorted({c.uniqueid for c in cdrs})
         recorded = {
             r["uniqueid"]: r["call_id"]
@@ -81,6 +169,7 @@ async def backfill(
             )
         }
         call_of = {u: (r["linkedid"] or u) for u, r in decided.items()}
+        call_of.update({c.uniqueid: c.linkedid for c in cdrs if c.linkedid})
         call_of.update(recorded)
         groups = group_cdrs(cdrs, call_of)
         finished = {
@@ -93,6 +182,7 @@ async def backfill(
         }
         handsets = handset_index(cdrs)
         checked = backfilled = 0
+        rebuilt: set[str] = set()
         for call_id, group in groups.items():
             event_decision = next(
                 (
@@ -102,17 +192,61 @@ async def backfill(
                 ),
                 None,
             )
+            done = call_id in finished or any(c.uniqueid in recorded for c in group)
             event = call_from_cdrs(call_id, group, device_pattern, event_decision, handsets)
             if event is None:
-                continue  # an agent handset's own Cdr, counted with its call
+                if event_decision is not None and not done:
+                    failures[call_id] = "its CDRs hold no caller leg with start and end times"
+                continue  # else an agent handset's own Cdr, counted with its call
             checked += 1
-            if call_id in finished or any(c.uniqueid in recorded for c in group):
+            if done:
                 continue
-            async with conn.transaction():
-                if await write_ended(conn, event, only_missing=True):
-                    backfilled += 1
-                    log.info("call %r backfilled from %d Cdrs", call_id, len(group))
-    return checked, backfilled
+            try:
+                async with conn.transaction():
+                    written = await write_ended(conn, event, only_missing=True, source="reconciled")
+            except ValidationError as exc:
+                failures[call_id] = f"rejected: {exc}"
+                continue
+            rebuilt.add(call_id)
+            if written:
+                backfilled += 1
+                metrics.RECONCILED.inc()
+                log.info("call %r rebuilt from %d CDRs", call_id[:150], len(group))
+        cutoff = now - timedelta(seconds=max_call_s)
+        for row in await conn.fetch(_UNRECORDED_DECISIONS, since, cutoff):
+            call_id = row["call_id"]
+            if call_id not in rebuilt and call_id not in failures:
+                failures[call_id] = "a routing decision but no CDR (is [pbx] cdr_source set?)"
+        if rebuilt:
+            await conn.execute(
+                "UPDATE call_reconcile_failures SET resolved_at = now()"
+                " WHERE call_id = ANY($1::text[]) AND resolved_at IS NULL",
+                sorted(rebuilt),
+            )
+        for call_id, reason in sorted(failures.items()):
+            row = await conn.fetchrow(_FAILED, call_id[:150], reason)
+            if row["first_time"]:
+                metrics.UNREBUILDABLE.inc()
+                log.error("call %r lost: %s", call_id[:150], reason)
+            if alerts is not None:  # the alerter de-duplicates per call
+                alerts.alert(
+                    "data_loss",
+                    call_id[:150],
+                    f"call {call_id[:150]} has no call record and cannot be rebuilt",
+                    {"call_id": call_id[:150], "reason": reason},
+                )
+        metrics.UNREBUILDABLE_OPEN.set(
+            await conn.fetchval(
+                "SELECT count(*) FROM call_reconcile_failures WHERE resolved_at IS NULL"
+            )
+        )
+    return Backfill(
+        checked,
+        backfilled,
+        tuple(sorted(failures.items())),
+        problems,
+        problem_count,
+    )
 
 
 _RESEND = """
@@ -144,8 +278,13 @@ async def run_sync(
     *,
     since: datetime | None = None,
     max_attempts: int = 5,
+    source: CdrSource | None = None,
+    max_call_s: float = DEFAULT_MAX_CALL_S,
+    alerts: AlertSink | None = None,
 ) -> SyncSummary:
-    checked, backfilled = await backfill(pool, device_pattern, since)
+    found = await backfill(
+        pool, device_pattern, since, source=source, max_call_s=max_call_s, alerts=alerts
+    )
     resent = await resend(pool, since)
     outcomes: dict[str, int] = {"delivered": 0, "dead": 0, "retry": 0}
     worker = OutboxWorker(pool, connector, max_attempts=max_attempts, backoff_s=60.0)
@@ -153,4 +292,13 @@ async def run_sync(
         lambda _cid, outcome, _lag: outcomes.__setitem__(outcome, outcomes[outcome] + 1)
     )
     await worker.drain()
-    return SyncSummary(checked, backfilled, resent, outcomes["delivered"], outcomes["dead"])
+    return SyncSummary(
+        found.checked,
+        found.backfilled,
+        resent,
+        outcomes["delivered"],
+        outcomes["dead"],
+        found.unrebuildable,
+        found.source_problems,
+        found.source_problem_count,
+    )

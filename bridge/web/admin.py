@@ -605,6 +605,8 @@ CALL_COLUMNS = (
     "notes",
     "degraded",
     "inferred",
+    "direction",
+    "source",
 )
 
 

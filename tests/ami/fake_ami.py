@@ -26,6 +26,7 @@ class Session:
     play: bytes = b""
     close_after_play: bool = False
     seed: int = 1
+    max_piece: int = 700  # largest write while playing (bursts: large, to spare the CPU)
 
 
 def encode(pairs: list[tuple[str, str]]) -> bytes:
@@ -192,7 +193,7 @@ class FakeAmi:
         return True
 
     async def _play(self, script: Session, writer: asyncio.StreamWriter) -> None:
-        for piece in cut(script.play, random.Random(script.seed)):
+        for piece in cut(script.play, random.Random(script.seed), script.max_piece):
             writer.write(piece)
             await writer.drain()
             await asyncio.sleep(0)
