@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -137,15 +138,17 @@ async def record_card_views(pool: asyncpg.Pool[Any], views: Sequence[CardView]) 
         await pool.execute(
             "INSERT INTO card_views (at, agent_id, customer_id, call_id, sections)"
             " SELECT v.at, v.agent_id, v.customer_id, v.call_id,"
-            "        COALESCE((SELECT array_agg(s) FROM jsonb_array_elements_text(v.sections) s),"
-            "                 '{}')"
-            " FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
+            "        COALESCE((SELECT array_agg(s.value ORDER BY s.n)"
+            "                    FROM jsonb_array_elements_text(v.sections::jsonb)"
+            "                         WITH ORDINALITY AS s(value, n)), '{}')"
+            # sections travel as JSON text: PostgreSQL arrays cannot be ragged
+            " FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[])"
             "   AS v(at, agent_id, customer_id, call_id, sections)",
             [v.at for v in views],
             [_text(v.agent_id, 64) for v in views],
             [_text(v.customer_id, 128) for v in views],
             [_text(v.call_id, 150) for v in views],
-            [[_text(s, 200) for s in v.sections] for v in views],
+            [json.dumps([_text(s, 200) for s in v.sections]) for v in views],
         )
     except _DB_ERRORS as exc:
         raise CrmUnavailable(f"cannot record {len(views)} card views: {exc}") from exc
