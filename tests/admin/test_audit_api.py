@@ -284,5 +284,5 @@ async def test_openapi_describes_every_admin_route_and_the_audit(
     assert mounted == described
     params = {p["name"] for p in doc["paths"]["/api/audit"]["get"]["parameters"]}
     assert params >= {"customer", "agent", "call", "since", "until", "kind", "limit", "cursor"}
-    status, body = await api.call("GET", "/api/openapi.json", token=tokens["agent"])
+    status, _ = await api.call("GET", "/api/openapi.json", token=tokens["agent"])
     assert status == 403
