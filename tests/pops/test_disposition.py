@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from bridge.pops.disposition import MAX_NOTES, CallNotFound, NotYourCall, save_d
 from bridge.pops.sources import record_participant
 from bridge.records.store import load_record, write_ended
 from tests.crm.fixture_crm import ALICE, load_trace_crm
+from tests.crm.test_directory import eventually
 from tests.records.factory import make_ended
 
 A1001 = Agent("1001", "Agent 1001", "agent", "1001")
@@ -211,3 +213,31 @@ async def test_control_characters_are_stripped_from_notes(crm) -> None:
     await save_disposition(crm, LIVE, A1001, "resolved", "a\x00b\x1b[31mc\r\nd\u2028")
     notes = await crm.fetchval("SELECT notes FROM call_dispositions")
     assert notes == "ab[31mc\nd"
+
+
+async def test_a_filing_racing_the_record_writer_is_not_lost(crm) -> None:
+    """The record is being written (its transaction still open) when the agent files: the
+    filing waits for the call's lock, then lands in the record it could not yet see."""
+    ended = make_ended(LIVE, caller="+15551230001", device="1001")
+    async with crm.acquire() as conn:
+        writing = conn.transaction()
+        await writing.start()
+        assert await write_ended(conn, ended)
+        filing = asyncio.ensure_future(save_disposition(crm, LIVE, A1001, "complaint", "late"))
+
+        async def waits_for_the_lock() -> bool:
+            return bool(
+                await crm.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    " AND database = (SELECT oid FROM pg_database"
+                    "                  WHERE datname = current_database())"
+                )
+            )
+
+        await eventually(waits_for_the_lock)
+        assert not filing.done()
+        await writing.commit()
+    await filing
+    record = await _record(crm, LIVE)
+    assert (record["disposition"], record["notes"]) == ("complaint", "late")
+    assert record["agents"][0]["disposition"] == "complaint"
