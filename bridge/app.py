@@ -23,6 +23,7 @@ from bridge.agi import build_agi_server
 from bridge.ami.link import AmiLink
 from bridge.ami.normalise import CdrRecord
 from bridge.ari import build_ari_app
+from bridge.audit import CardViewAudit
 from bridge.component import Component, Health
 from bridge.config import Config
 from bridge.crm.directory import PostgresDirectory
@@ -126,7 +127,15 @@ def _route(rt: Runtime) -> Component:
 
 def _pops(rt: Runtime) -> Component:
     roster: AgentRoster = rt.get("roster")
-    return build_pop_hub(rt.pool, rt.config, rt.get("directory"), roster, live=_tracker(rt))
+    audit: CardViewAudit = rt.get("card_views")
+    return build_pop_hub(
+        rt.pool,
+        rt.config,
+        rt.get("directory"),
+        roster,
+        live=_tracker(rt),
+        card_seen=audit.note,
+    )
 
 
 def _participants(rt: Runtime) -> Component:
@@ -159,8 +168,10 @@ def _reconcile(rt: Runtime) -> Component | None:
 
 def _http(rt: Runtime) -> Component:
     hub: PopHub = rt.get("pops")
+    participants = rt.components.get("participants")
+    settle = participants.drain if isinstance(participants, ParticipantRecorder) else None
     setups = [
-        lambda app: setup_agent_routes(app, AgentDeps(rt.pool, lambda: hub.port)),
+        lambda app: setup_agent_routes(app, AgentDeps(rt.pool, lambda: hub.port, settle=settle)),
         lambda app: setup_admin_routes(app, AdminDeps(pool=rt.pool, config=rt.config)),
         lambda app: setup_webhook_routes(app, WebhookDeps(pool=rt.pool, config=rt.config)),
     ]
@@ -193,6 +204,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("outbox", lambda rt: _records(rt).outbox),
     ("reconcile", _reconcile),
     ("route", _route),
+    ("card_views", lambda rt: CardViewAudit(rt.pool)),
     ("pops", _pops),
     ("participants", _participants),
     ("ami", _ami),

@@ -168,6 +168,18 @@ class RecordsConfig:
     spool_dir: str = ""
 
 
+# Card sections `[permissions] non_owner_sections` may grant ("attributes" = all of them).
+CARD_SECTIONS = ("attributes", "orders", "contracts", "marketing", "history")
+
+
+@dataclass(frozen=True)
+class PermissionsConfig:
+    # What an agent sees of another agent's customer besides id, name, tags and last outcome:
+    # whole card sections, and single attributes by name. Empty: nothing more (the default).
+    non_owner_sections: list[str] = field(default_factory=list)
+    non_owner_attributes: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
@@ -187,6 +199,7 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     records: RecordsConfig = field(default_factory=RecordsConfig)
+    permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -353,6 +366,7 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("crm.timeout_ms", "must be positive")
     if config.crm.max_attempts <= 0:
         raise ConfigError("crm.max_attempts", "must be positive")
+    _validate_permissions(config.permissions)
     if config.log.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log.level", "one of debug, info, warning, error")
     if runtime and config.ami.enabled and not config.ami.username:
@@ -368,6 +382,21 @@ def _validate(config: Config, *, runtime: bool) -> None:
             raise ConfigError("ari.password", "required when [ari] enabled = true")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,80}", config.ari.app):
             raise ConfigError("ari.app", "letters, digits, '_', '.' and '-' only")
+
+
+def _validate_permissions(permissions: PermissionsConfig) -> None:
+    for name in permissions.non_owner_sections:
+        if name not in CARD_SECTIONS:
+            raise ConfigError(
+                "permissions.non_owner_sections",
+                f"unknown card section {name[:40]!r}; known: {', '.join(CARD_SECTIONS)}",
+            )
+    for name in permissions.non_owner_attributes:
+        if not name or len(name) > 100 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+            raise ConfigError(
+                "permissions.non_owner_attributes",
+                "attribute names are 1-100 characters without control ones",
+            )
 
 
 def build_config(

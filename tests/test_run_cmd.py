@@ -218,6 +218,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
             "outbox",
             "reconcile",
             "route",
+            "card_views",
             "pops",
             "participants",
             "agi",

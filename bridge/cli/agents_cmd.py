@@ -1,12 +1,27 @@
-"""`crm-bridge agents add | list`."""
+"""`crm-bridge agents add | list | token | disable`.
+
+`token` and `disable` change the agent's row and write an audit entry (actor `cli`) in one
+transaction. Open pop sessions are closed by the running bridge, which listens for changes
+to agents (close code 4003); the old token stops authenticating at once either way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import secrets
+from typing import Any
 
+import asyncpg
+
+from bridge import audit
 from bridge.cli.common import config_from, database_pool
-from bridge.crm.agents import ROLES, create_agent, list_agents
+from bridge.crm.agents import ROLES, create_agent, hash_token, list_agents
+from bridge.errors import CrmUnavailable, NotFound
+
+_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_COLUMNS = "id, name, role, device, active"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,6 +37,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.set_defaults(handler=_add)
 
     actions.add_parser("list", help="show the agents").set_defaults(handler=_list)
+
+    token = actions.add_parser(
+        "token", help="reissue an agent's token and print it once (the old one stops working)"
+    )
+    token.add_argument("id")
+    token.set_defaults(handler=_token)
+
+    disable = actions.add_parser("disable", help="disable an agent (its token stops working)")
+    disable.add_argument("id")
+    disable.set_defaults(handler=_disable)
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -50,3 +75,65 @@ def _list(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+async def _change(pool: asyncpg.Pool[Any], aid: str, action: str, sql: str, *args: Any) -> None:
+    """Lock the agent's row, apply `sql` ($1 = id), audit before/after; NotFound if absent."""
+    if not _ID.fullmatch(aid):
+        raise NotFound(f"no agent {aid[:64]!r}")
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM agents WHERE id = $1 FOR UPDATE", aid
+            )
+            if before is None:
+                raise NotFound(f"no agent {aid!r}")
+            await conn.execute(sql, aid, *args)
+            after = await conn.fetchrow(f"SELECT {_COLUMNS} FROM agents WHERE id = $1", aid)
+            await audit.record(
+                conn,
+                actor=audit.CLI_ACTOR,
+                action=action,
+                target_type="agent",
+                target_id=aid,
+                before=dict(before),
+                after=dict(after or {}),
+            )
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise CrmUnavailable(f"cannot change agent {aid}: {exc}") from exc
+
+
+def _token(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    token = secrets.token_urlsafe(32)
+
+    async def go() -> None:
+        async with database_pool(config) as pool:
+            await _change(
+                pool,
+                args.id,
+                "agent.token",
+                "UPDATE agents SET token_hash = $2, updated_at = now() WHERE id = $1",
+                hash_token(token),
+            )
+
+    asyncio.run(go())
+    print(f"agent {args.id} {token}")
+    return 0
+
+
+def _disable(args: argparse.Namespace) -> int:
+    config = config_from(args)
+
+    async def go() -> None:
+        async with database_pool(config) as pool:
+            await _change(
+                pool,
+                args.id,
+                "agent.disable",
+                "UPDATE agents SET active = false, updated_at = now() WHERE id = $1",
+            )
+
+    asyncio.run(go())
+    print(f"agent {args.id} disabled")
+    return 0

@@ -90,7 +90,30 @@ _SUMMARIES = [
     "Complained about the outage on Tuesday",
     "Wants a copy of the contract by e-mail",
 ]
-_OWNERS = ["1001", "1002", "2001", "2002", None, None]
+# Who owns whom, as a contact centre would have it: consumers are a shared pool (no owner,
+# every agent sees the whole card); a business customer has an account manager among the
+# agents of the queue its calls are routed to, so its pops usually ring its owner. Under the
+# default `[permissions]` only the colleague rung beside the owner sees "details hidden".
+_QUEUE_AGENTS = {name: members for name, _, members in QUEUES}
+
+
+def demo_queue(phones: list[str], tags: list[str], attributes: dict[str, Any]) -> str:
+    """The queue RULES send this customer's calls to (first match wins)."""
+    if "vip" in tags or "complaint-risk" in tags:
+        return "senior"
+    if int(attributes.get("lifetime_value", 0)) >= 10000:
+        return "senior"
+    if phones[0].startswith("+86"):
+        return "intl"
+    return "support"
+
+
+def _owner(
+    rng: random.Random, phones: list[str], tags: list[str], attrs: dict[str, Any]
+) -> str | None:
+    if attrs.get("segment") != "business":
+        return None
+    return rng.choice(_QUEUE_AGENTS[demo_queue(phones, tags, attrs)])
 
 
 def _fixed() -> list[DemoCustomer]:
@@ -102,7 +125,7 @@ def _fixed() -> list[DemoCustomer]:
         ),
         DemoCustomer(
             "demo-bob", "Bob Li", ["+15551230002"], [],
-            {"lifetime_value": 640, "segment": "consumer", "language": "en"}, "1001",
+            {"lifetime_value": 640, "segment": "consumer", "language": "en"}, None,
         ),
         DemoCustomer(
             "demo-zhang", "张伟", ["+8613800138000"], ["vip", "complaint-risk"],
@@ -135,19 +158,14 @@ def customers(seed: int = 2026) -> list[DemoCustomer]:
              if rng.random() < {"vip": 0.15, "complaint-risk": 0.08}.get(t, 0.25)}
         )  # fmt: skip
         value = round(rng.lognormvariate(7.5, 1.1))
-        customer = DemoCustomer(
-            f"demo-{i:03d}",
-            name,
-            phones,
-            tags,
-            {
-                "lifetime_value": value,
-                "segment": rng.choice(["consumer", "consumer", "business"]),
-                "language": {"+86": "zh", "+49": "de", "+33": "fr"}.get(country, "en"),
-                "nps": rng.randint(0, 10),
-            },
-            rng.choice(_OWNERS),
-        )
+        attributes = {
+            "lifetime_value": value,
+            "segment": rng.choice(["consumer", "consumer", "business"]),
+            "language": {"+86": "zh", "+49": "de", "+33": "fr"}.get(country, "en"),
+            "nps": rng.randint(0, 10),
+        }
+        owner = _owner(rng, phones, tags, attributes)
+        customer = DemoCustomer(f"demo-{i:03d}", name, phones, tags, attributes, owner)
         out.append(customer)
     for n, customer in enumerate(out):
         r = random.Random(seed + n)

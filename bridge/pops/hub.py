@@ -70,7 +70,7 @@ from bridge.tracker.tracker import LiveCall
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CardForCaller", "CardSeen", "LiveCalls", "PopHub", "Sessions"]
+__all__ = ["CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
 
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
 Origins = Sequence[str] | Callable[[], Sequence[str]]
@@ -110,17 +110,8 @@ class Sessions(Protocol):
     def on_change(self, callback: Callable[[str], None]) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CardSeen:
-    """A customer card delivered to an agent's page (the audit of who saw what)."""
-
-    agent_id: str
-    customer_id: str
-    call_id: str
-    card: dict[str, Any]  # what was shown, as sent
-
-
-CardSink = Callable[[CardSeen], None]
+# (agent id, customer id, call id, the card as shown): the audit of who saw what
+CardSink = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class _Card:
@@ -434,7 +425,7 @@ class PopHub:
                 shown = self._view_card(client.agent, card)
                 text = encode({**out.message, "customer": shown})
                 if card is not None and shown is not None and self._card_seen is not None:
-                    self._card_seen(CardSeen(client.agent.id, card.id, out.call_id, shown))
+                    self._card_seen(client.agent.id, card.id, out.call_id, shown)
             assert text is not None
             client.sending = True
             try:

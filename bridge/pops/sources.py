@@ -16,8 +16,9 @@ from bridge.crm.directory import CustomerDirectory
 from bridge.crm.phones import normalise
 from bridge.crm.roster import AgentRoster
 from bridge.pops.card import CustomerCard, load_card
-from bridge.pops.hub import CardForCaller, LiveCalls, PopHub
+from bridge.pops.hub import CardForCaller, CardSink, LiveCalls, PopHub
 from bridge.pops.origins import default_origins
+from bridge.pops.permissions import policy_from_config, visible_card
 
 __all__ = ["PostgresCards", "build_pop_hub"]
 
@@ -48,6 +49,7 @@ def build_pop_hub(
     live: LiveCalls | None = None,
     origins: Sequence[str] | Callable[[], Sequence[str]] | None = None,
     card_for_caller: CardForCaller | None = None,
+    card_seen: CardSink | None = None,
     **options: Any,
 ) -> PopHub:
     """A hub on [pops] host/port; origins default to [pops] origins, else the agent page's;
@@ -63,8 +65,11 @@ def build_pop_hub(
         "max_connections": config.pops.max_connections,
         **options,
     }
+    policy = policy_from_config(config.permissions)
     return PopHub(
         sessions=roster,
+        view_card=lambda viewer, card: visible_card(viewer, card, policy),
+        card_seen=card_seen,
         card_for_caller=card_for_caller,
         live=live,
         origins=origins,

@@ -14,7 +14,7 @@ from bridge.errors import ValidationError
 from bridge.models import CallEnded
 from bridge.records.cdr import PbxCdr
 
-__all__ = ["load_record", "record_json", "store_cdr", "write_ended"]
+__all__ = ["load_record", "lock_call", "record_json", "store_cdr", "write_ended"]
 
 MAX_TEXT = 1024
 
@@ -34,6 +34,22 @@ def _e164(caller: str) -> str | None:
     would need the PBX's region, which only the routing decision had."""
     caller = caller.strip()
     return normalise(caller, "US") if caller.startswith("+") else None
+
+
+async def lock_call(conn: Any, call_id: str) -> None:
+    """Serialise the writers of one call's record (this module and the agent page's
+    dispositions, bridge/pops/disposition.py) until the transaction ends, so a disposition
+    filed while the record is being written is never lost between them."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('call-record:' || $1, 0))", call_id
+    )
+
+
+# Each agent's own disposition filed so far; the last one filed is the record's pair.
+_DISPOSITIONS = """
+SELECT agent_id, disposition, notes FROM call_dispositions WHERE call_id = $1
+ORDER BY filed_at, agent_id
+"""
 
 
 # One round trip: the call's first routing decision, its agents' ids by device, and the
@@ -58,8 +74,9 @@ _UPSERT = """
 WITH up AS (
 INSERT INTO call_records AS r (call_id, caller, customer_id, did, queue, rule, agents,
     started_at, answered_at, ended_at, duration_s, talk_s, outcome, recording_path,
-    degraded, inferred, direction, source)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $19)
+    degraded, inferred, direction, source, disposition, notes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $19, $20,
+    $21)
 ON CONFLICT (call_id) DO UPDATE SET
     caller = EXCLUDED.caller, customer_id = EXCLUDED.customer_id, did = EXCLUDED.did,
     queue = EXCLUDED.queue, rule = EXCLUDED.rule, agents = EXCLUDED.agents,
@@ -67,8 +84,10 @@ ON CONFLICT (call_id) DO UPDATE SET
     ended_at = EXCLUDED.ended_at, duration_s = EXCLUDED.duration_s, talk_s = EXCLUDED.talk_s,
     outcome = EXCLUDED.outcome, recording_path = EXCLUDED.recording_path,
     degraded = EXCLUDED.degraded, inferred = EXCLUDED.inferred,
-    direction = EXCLUDED.direction, source = EXCLUDED.source, updated_at = now()
-    -- disposition and notes belong to the agent page (bridge/pops/disposition.py): never touched
+    direction = EXCLUDED.direction, source = EXCLUDED.source, updated_at = now(),
+    -- disposition and notes come from the agent page (call_dispositions): kept if none filed
+    disposition = COALESCE(EXCLUDED.disposition, r.disposition),
+    notes = CASE WHEN EXCLUDED.disposition IS NULL THEN r.notes ELSE EXCLUDED.notes END
 {where}
 RETURNING disposition, notes
 ), channels AS (
@@ -122,7 +141,10 @@ async def write_ended(
         raise ValidationError("call_id", "empty or longer than 150 characters")
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
     devices = [clean(a.device, 64) for a in s.agents]
+    await lock_call(conn, call_id)
     found = await conn.fetchrow(_LOOKUP, call_id, uniqueids, devices, _e164(s.caller))
+    filed = {r["agent_id"]: r for r in await conn.fetch(_DISPOSITIONS, call_id)}
+    last = list(filed.values())[-1] if filed else None
     by_device: dict[str, str] = found["agent_ids"] or {}
     decision = found if found["rule"] is not None else None
     inferred = set(s.inferred)
@@ -134,6 +156,10 @@ async def write_ended(
         }
         for device, leg in zip(devices, s.agents, strict=True)
     ]
+    for entry in agents:
+        mine = filed.get(entry["agent"])
+        entry["disposition"] = mine["disposition"] if mine else None
+        entry["notes"] = mine["notes"] if mine else None
     queue = clean(s.queue, 80) if s.queue else None
     recording = clean(s.recording_path) if s.recording_path else None
     customer_id = rule = None
@@ -177,6 +203,8 @@ async def write_ended(
         uniqueids,
         _direction(s),
         source,
+        last["disposition"] if last else None,
+        last["notes"] if last else None,
     )
     if row is None:
         return False

@@ -26,7 +26,15 @@ admin's agent id, before/after as JSON) in the same transaction as the change.
     PATCH  /api/customers/{id}          change only the given parts
     DELETE /api/customers/{id}          → {"deleted": customer}
     GET    /api/calls/{call_id}         the `call_records` row
-    GET    /api/audit?target_type=&target_id=&limit=   newest first
+    GET    /api/audit?customer=&agent=&call=&since=&until=&kind=&limit=&cursor=
+                                        the audit trail, newest first: changes (`kind`
+                                        change) and customer cards delivered in pops
+                                        (`card_view`); {"entries": [...], "next": cursor}
+    GET    /api/openapi.json            this API as OpenAPI 3.1
+
+Only admins read the audit trail, supervisors included in what it reports: it holds every
+customer's before/after state and every colleague's views, which is compliance data, not
+team management (supervisors have the wallboard). A compliance officer gets an admin token.
 
 A phone that belongs to another customer is 409 `conflict` naming the owner. Rule and
 customer changes reach the next call without a restart through the tables' NOTIFY triggers
@@ -36,10 +44,11 @@ customer changes reach the next call without a restart through the tables' NOTIF
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -61,6 +70,7 @@ from bridge.routing.store import (
 )
 from bridge.routing.store import delete_rule as delete_rule_row
 from bridge.web.errors import ApiError, Handler, error_middleware, invalid, read_json
+from bridge.web.openapi import openapi_document
 
 if TYPE_CHECKING:
     from bridge.customers import Conn
@@ -626,18 +636,83 @@ async def get_call(request: web.Request) -> web.Response:
     return web.json_response(record)
 
 
-async def list_audit(request: web.Request) -> web.Response:
+_AUDIT_PARAMS = frozenset(
+    {"customer", "agent", "call", "since", "until", "kind", "limit", "cursor", "target_type",
+     "target_id"}
+)  # fmt: skip
+_AGENT_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_CALL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,150}")
+_PLAIN = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+
+
+def _plain_param(query: Mapping[str, str], key: str, pattern: re.Pattern[str]) -> str | None:
+    value = query.get(key)
+    if value is None:
+        return None
+    if not pattern.fullmatch(value):
+        raise invalid(key, "not a valid id")
+    return value
+
+
+def _time_param(query: Mapping[str, str], key: str) -> datetime | None:
+    value = query.get(key)
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value) if len(value) <= 40 else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise invalid(key, "an ISO-8601 time, e.g. 2026-11-01T00:00:00Z (write + as %2B)")
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _audit_filter(request: web.Request) -> tuple[audit.AuditFilter, int, audit.Cursor | None]:
+    """Every query parameter checked: unknown, repeated or malformed ones are 400."""
     query = request.query
+    for key in query:
+        if key not in _AUDIT_PARAMS:
+            raise invalid(
+                key[:80], f"unknown parameter; allowed: {', '.join(sorted(_AUDIT_PARAMS))}"
+            )
+        if len(query.getall(key)) > 1:
+            raise invalid(key, "given more than once")
     limit_text = query.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+    if not limit_text.isascii() or not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
         raise invalid("limit", "an integer from 1 to 1000")
-    found = await audit.entries(
-        _deps(request).pool,
-        target_type=query.get("target_type"),
-        target_id=query.get("target_id"),
-        limit=int(limit_text),
+    kind = query.get("kind")
+    if kind is not None and kind not in audit.KINDS:
+        raise invalid("kind", "card_view or change")
+    cursor = None
+    if "cursor" in query:
+        try:
+            cursor = audit.Cursor.decode(query["cursor"])
+        except ValueError as exc:
+            raise invalid("cursor", "not a cursor this API gave (use the `next` value)") from exc
+    since, until = _time_param(query, "since"), _time_param(query, "until")
+    if since is not None and until is not None and since >= until:
+        raise invalid("until", "must be later than since")
+    where = audit.AuditFilter(
+        customer=_plain_param(query, "customer", _PLAIN),
+        agent=_plain_param(query, "agent", _AGENT_ID),
+        call=_plain_param(query, "call", _CALL_ID),
+        since=since,
+        until=until,
+        kind=kind,  # type: ignore[arg-type]  # checked against audit.KINDS above
+        target_type=_plain_param(query, "target_type", _PLAIN),
+        target_id=_plain_param(query, "target_id", _PLAIN),
     )
-    return web.json_response({"entries": [{**asdict(e), "at": e.at.isoformat()} for e in found]})
+    return where, int(limit_text), cursor
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    where, limit, cursor = _audit_filter(request)
+    entries, after = await audit.search(_deps(request).pool, where, limit=limit, cursor=cursor)
+    return web.json_response({"entries": entries, "next": after.encode() if after else None})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
 
 
 async def _audit(
@@ -692,6 +767,7 @@ def setup_admin_routes(app: web.Application, deps: AdminDeps) -> web.Application
     r.add_delete("/customers/{id:.+}", delete_customer)
     r.add_get("/calls/{call_id}", get_call)
     r.add_get("/audit", list_audit)
+    r.add_get("/openapi.json", get_openapi)
     app.add_subapp("/api/", api)
     return api
 

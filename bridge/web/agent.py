@@ -4,9 +4,11 @@
     GET  /agent/static/{agent.js,agent.css}       its script and style
     GET  /agent/config.json                       {"pops_port": N, "pops_url": str|null}
     POST /agent/api/calls/{call_id}/disposition   Authorization: Bearer <agent token>
-         body {"disposition": "resolved"|"follow_up"|"complaint", "notes": "..."}
-         200 {"call_id", "disposition", "notes"}; 400 naming the field; 401 bad token;
-         403 the agent was not rung for the call (and is no supervisor/admin).
+         body {"disposition": "resolved"|"follow_up"|"complaint", "notes": "...",
+               "agent": "<whose part>" (optional; supervisors and admins amend others')}
+         200 {"call_id", "agent", "disposition", "notes", "filed_by"}; 400 naming the field;
+         401 bad token; 403 the agent did not talk on the call (rung only, not involved) or
+         names another agent; 404 no such call (nothing is written).
 
 The page logs in with the agent's token (kept in sessionStorage), opens the pop websocket
 (`bridge.pops.protocol`) and renders every value as text; the app's Content-Security-Policy
@@ -24,8 +26,8 @@ import asyncpg
 from aiohttp import web
 
 from bridge.crm.agents import Agent, authenticate
-from bridge.pops.disposition import NotYourCall, clean_notes, save_disposition
-from bridge.web.errors import ApiError, read_json
+from bridge.pops.disposition import CallNotFound, Filed, NotYourCall, save_disposition
+from bridge.web.errors import ApiError, invalid, read_json
 
 __all__ = ["AgentDeps", "setup_agent_routes"]
 
@@ -41,9 +43,11 @@ class AgentDeps:
     pops_port: int | Callable[[], int]  # a callable when the hub binds port 0
     pops_url: str | None = None  # e.g. wss://pops.example/ behind a proxy
     authenticate: Callable[[str], Awaitable[Agent | None]] | None = None
+    settle: Callable[[], Awaitable[None]] | None = None  # participant writes under way land
 
 
 AGENT_DEPS = web.AppKey("agent_deps", AgentDeps)
+_DISPOSITION_FIELDS = frozenset({"agent", "disposition", "notes"})
 
 
 def _asset(name: str) -> bytes:
@@ -90,15 +94,41 @@ async def post_disposition(request: web.Request) -> web.Response:
     deps = request.app[AGENT_DEPS]
     agent = await bearer_agent(request, deps)
     body = await read_json(request, limit=16 * 1024)
+    for key in body:
+        if key not in _DISPOSITION_FIELDS:
+            raise invalid(key[:80], "unknown field; allowed: agent, disposition, notes")
     call_id = request.match_info["call_id"]
-    disposition = body.get("disposition")
-    notes = body.get("notes", "")
+
+    async def file() -> Filed:
+        return await save_disposition(
+            deps.pool,
+            call_id,
+            agent,
+            body.get("disposition"),
+            body.get("notes", ""),
+            agent=body.get("agent"),
+        )
+
     try:
-        await save_disposition(deps.pool, call_id, agent, disposition, notes)
+        try:
+            filed = await file()
+        except (NotYourCall, CallNotFound):
+            if deps.settle is None:
+                raise
+            # The page heard "answered" before the row saying so was written: let the
+            # participant writes that are under way land, then ask once more.
+            await deps.settle()
+            filed = await file()
     except NotYourCall as exc:
         raise ApiError(403, "forbidden", str(exc)) from exc
     return web.json_response(
-        {"call_id": call_id, "disposition": disposition, "notes": clean_notes(notes)}
+        {
+            "call_id": filed.call_id,
+            "agent": filed.agent,
+            "disposition": filed.disposition,
+            "notes": filed.notes,
+            "filed_by": filed.filed_by,
+        }
     )
 
 

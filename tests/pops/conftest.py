@@ -126,7 +126,8 @@ async def make_hub(pool: asyncpg.Pool[Any]) -> AsyncIterator[Callable[..., Await
         running[:0] = [roster, listener]
         tracker = CallTracker(CONFIG.device_regex)
         options.setdefault("origins", ["http://agents.example:8080"])
-        hub = build_pop_hub(pool, CONFIG, directory, roster, live=tracker, **options)
+        config = options.pop("config", CONFIG)
+        hub = build_pop_hub(pool, config, directory, roster, live=tracker, **options)
         await hub.start()
         running.insert(0, hub)
         url = f"ws://127.0.0.1:{hub.port}"

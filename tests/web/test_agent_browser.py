@@ -118,6 +118,7 @@ async def test_agent_sees_the_pop_as_text_and_files_a_disposition(
         await hub.stop()
 
     row = await pool.fetchrow(
-        "SELECT disposition, notes FROM call_records WHERE call_id = $1", first.call_id
+        "SELECT agent_id, disposition, notes FROM call_dispositions WHERE call_id = $1",
+        first.call_id,
     )
-    assert tuple(row) == ("complaint", "Wants a refund\nby Friday")
+    assert tuple(row) == ("2001", "complaint", "Wants a refund\nby Friday")

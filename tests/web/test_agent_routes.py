@@ -65,9 +65,79 @@ async def post(url: str, token: str | None, body: Any, call: str = CALL, **kw: A
 async def test_the_answering_agent_files_a_disposition(site, pool) -> None:
     url, tokens = site
     status, body = await post(url, tokens["1001"], {"disposition": "resolved", "notes": "ok"})
-    assert status == 200 and body == {"call_id": CALL, "disposition": "resolved", "notes": "ok"}
-    row = await pool.fetchrow("SELECT disposition, notes FROM call_records")
-    assert tuple(row) == ("resolved", "ok")
+    assert status == 200 and body == {
+        "call_id": CALL,
+        "agent": "1001",
+        "disposition": "resolved",
+        "notes": "ok",
+        "filed_by": "1001",
+    }
+    row = await pool.fetchrow("SELECT agent_id, disposition, notes FROM call_dispositions")
+    assert tuple(row) == ("1001", "resolved", "ok")
+    assert await pool.fetchval("SELECT count(*) FROM call_records") == 0
+
+
+async def _written(pool) -> tuple[int, int, int]:
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM call_records) AS r,"
+        " (SELECT count(*) FROM call_dispositions) AS d, (SELECT count(*) FROM audit_log) AS a"
+    )
+    return row["r"], row["d"], row["a"]
+
+
+async def test_an_agent_only_rung_is_403_and_nothing_is_written(site, pool) -> None:
+    url, tokens = site
+    await record_participant(pool, CALL, "1002", "rung")
+    status, answer = await post(url, tokens["1002"], {"disposition": "resolved"})
+    assert (status, answer["error"]) == (403, "forbidden")
+    assert await _written(pool) == (0, 0, 0)
+
+
+async def test_an_agent_naming_another_agents_part_is_403(site, pool) -> None:
+    url, tokens = site
+    await record_participant(pool, CALL, "1002", "transferred")
+    body = {"disposition": "resolved", "agent": "1002"}
+    status, answer = await post(url, tokens["1001"], body)
+    assert (status, answer["error"]) == (403, "forbidden")
+    assert await _written(pool) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("who", ["1001", "boss", "root"])
+async def test_a_call_that_does_not_exist_is_404_for_everyone(site, pool, who) -> None:
+    url, tokens = site
+    tokens = {**tokens, **await _bosses(pool)}
+    status, answer = await post(url, tokens[who], {"disposition": "resolved"}, call="1799.9")
+    assert (status, answer["error"]) == (404, "not_found")
+    assert await _written(pool) == (0, 0, 0)
+
+
+async def _bosses(pool) -> dict[str, str]:
+    from bridge.crm.agents import create_agent
+
+    return {
+        "boss": await create_agent(pool, "boss", "Boss", "supervisor", "9000"),
+        "root": await create_agent(pool, "root", "Root", "admin", "9001"),
+    }
+
+
+async def test_a_supervisor_amends_through_the_same_endpoint_audited(site, pool) -> None:
+    url, tokens = site
+    bosses = await _bosses(pool)
+    await post(url, tokens["1001"], {"disposition": "complaint", "notes": "angry"})
+    status, body = await post(url, bosses["boss"], {"disposition": "resolved", "notes": "fixed"})
+    assert status == 200 and (body["agent"], body["filed_by"]) == ("1001", "boss")
+    row = await pool.fetchrow("SELECT actor, action, before, after FROM audit_log")
+    assert (row["actor"], row["action"]) == ("boss", "disposition.amend")
+    assert row["before"]["disposition"] == "complaint"
+    assert row["after"]["disposition"] == "resolved"
+
+
+async def test_unknown_fields_are_400(site, pool) -> None:
+    url, tokens = site
+    body = {"disposition": "resolved", "agent_id": "1002"}
+    status, answer = await post(url, tokens["1001"], body)
+    assert (status, answer["field"]) == (400, "agent_id")
+    assert await _written(pool) == (0, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -77,6 +147,8 @@ async def test_the_answering_agent_files_a_disposition(site, pool) -> None:
         ({}, "disposition"),
         ({"disposition": "resolved", "notes": ["x"]}, "notes"),
         ({"disposition": "resolved", "notes": "x" * 5000}, "notes"),
+        ({"disposition": "resolved", "agent": ["1001"]}, "agent"),
+        ({"disposition": "resolved", "agent": "<script>"}, "agent"),
     ],
 )
 async def test_a_bad_body_is_400_naming_the_field(site, body, field) -> None:
@@ -107,4 +179,33 @@ async def test_another_agents_call_is_403(site, pool) -> None:
     url, tokens = site
     status, answer = await post(url, tokens["1002"], {"disposition": "resolved"})
     assert status == 403 and answer["error"] == "forbidden"
-    assert await pool.fetchval("SELECT count(*) FROM call_records") == 0
+    assert await _written(pool) == (0, 0, 0)
+
+
+async def test_a_filing_right_after_the_answer_waits_for_the_participant_write(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """The page can hear "answered" before the row saying so is written: the route lets the
+    writes under way land (`settle`) and asks once more, instead of refusing."""
+    tokens = await load_trace_crm(pool)
+    live_call = "1700000000.77"
+    settled: list[str] = []
+
+    async def settle() -> None:  # what the participant recorder's drain does
+        settled.append(live_call)
+        await record_participant(pool, live_call, "1002", "answered")
+
+    deps = AgentDeps(pool, 8765, settle=settle)
+    server = HttpServer(make_web_app(setups=[lambda app: setup_agent_routes(app, deps)]), port=0)
+    await server.start()
+    try:
+        status, body = await post(
+            server.url, tokens["1002"], {"disposition": "resolved"}, live_call
+        )
+        assert (status, body["agent"]) == (200, "1002")
+        assert settled == [live_call]
+        # someone who did not talk is still refused after settling
+        status, _ = await post(server.url, tokens["2001"], {"disposition": "resolved"}, live_call)
+        assert status == 403
+    finally:
+        await server.stop()

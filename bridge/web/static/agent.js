@@ -1,13 +1,24 @@
 // The agent page: token login, the pop websocket, call cards, dispositions.
 // Every value from the server is rendered with textContent (via text()): never as HTML.
+//
+// Forgetting: on sign-out, a rejected token (API 401, websocket close 4001) or revoked
+// access (close 4003: token rotated or agent disabled) the page removes every call card
+// from the DOM, drops every call object and the token from memory and storage, and says
+// why. Nothing holds a pop message after its card is gone (listeners keep only the call id).
+// The disposition form appears only once this agent answered the call or took it by
+// transfer: the bridge refuses a filing from anyone else (403).
 "use strict";
 
 (() => {
   const TOKEN_KEY = "crm-bridge-token";
+  const REVOKED = "Signed out: your access was revoked.";
+  const REJECTED = "Signed out: your token is wrong or expired.";
   const $ = (id) => document.getElementById(id);
-  const calls = new Map(); // call_id -> {root, state}
+  const calls = new Map(); // call_id -> {root}
   let socket = null;
+  let me = null; // this agent's id, from the welcome
   let retry = 0;
+  let retryTimer = null;
   let stopped = false;
 
   function text(tag, value, className) {
@@ -100,13 +111,14 @@
   }
 
   function callFor(msg) {
-    let entry = calls.get(msg.call_id);
+    const callId = msg.call_id;
+    let entry = calls.get(callId);
     if (entry) return entry;
     const root = $("call-template").content.firstElementChild.cloneNode(true);
-    root.dataset.callId = msg.call_id;
+    root.dataset.callId = callId;
     root.querySelector(".disposition").addEventListener("submit", (event) => {
       event.preventDefault();
-      saveDisposition(msg.call_id, event.target);
+      saveDisposition(callId, event.target);
     });
     $("calls").prepend(root);
     entry = { root };
@@ -134,17 +146,41 @@
         break;
       case "call.answered":
         setState(entry, "answered", "answered by " + show(msg.agent || "?"));
+        if (me !== null && msg.agent === me) offerDisposition(root);
         break;
       case "call.retracted":
         setState(entry, "retracted", "stopped ringing (" + show(msg.reason || "") + ")");
         break;
       case "call.transferred":
         setState(entry, "transferred", "transferred to " + show(msg.agent || "?"));
+        if (me !== null && msg.agent === me) offerDisposition(root);
         break;
       case "call.ended":
         setState(entry, "ended", "ended · " + show(msg.duration_s) + " s, talk " + show(msg.talk_s) + " s");
         break;
     }
+  }
+
+  function offerDisposition(root) {
+    root.querySelector(".disposition").hidden = false;
+  }
+
+  // Remove every customer value from the page and from memory, then show the sign-in form.
+  function forget(message) {
+    stopped = true;
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    me = null;
+    const old = socket;
+    socket = null;
+    if (old) {
+      try { old.close(1000); } catch (err) { /* already closed */ }
+    }
+    calls.clear();
+    $("calls").replaceChildren();
+    $("empty").hidden = true;
+    showLogin(message);
   }
 
   async function saveDisposition(callId, form) {
@@ -161,6 +197,7 @@
         },
         body: JSON.stringify(body),
       });
+      if (resp.status === 401) return forget(REJECTED);
       const data = await resp.json().catch(() => ({}));
       status.textContent = resp.ok ? "saved" : "not saved: " + show(data.reason || resp.status);
       form.dataset.saved = resp.ok ? "yes" : "no";
@@ -182,15 +219,19 @@
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const host = location.hostname.includes(":") ? "[" + location.hostname + "]" : location.hostname;
     const url = config.pops_url || scheme + host + ":" + config.pops_port + "/";
+    if (stopped || sessionStorage.getItem(TOKEN_KEY) !== token) return;
     setStatus("connecting…");
-    socket = new WebSocket(url);
-    socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "hello", token })));
-    socket.addEventListener("message", (event) => {
+    const ws = new WebSocket(url);
+    socket = ws;
+    ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "hello", token })));
+    ws.addEventListener("message", (event) => {
+      if (socket !== ws) return; // a socket this page already let go of
       let msg;
       try { msg = JSON.parse(event.data); } catch (err) { return; }
       if (!msg || typeof msg !== "object") return;
       if (msg.type === "welcome") {
         retry = 0;
+        me = typeof msg.agent === "string" ? msg.agent : null;
         $("login").hidden = true;
         $("logout").hidden = false;
         $("who").textContent = "agent " + show(msg.agent);
@@ -200,12 +241,11 @@
         onCallMessage(msg);
       }
     });
-    socket.addEventListener("close", (event) => {
+    ws.addEventListener("close", (event) => {
+      if (socket !== ws) return;
       socket = null;
-      if (event.code === 4001) {
-        sessionStorage.removeItem(TOKEN_KEY);
-        return showLogin("Wrong or expired token.");
-      }
+      if (event.code === 4003) return forget(REVOKED);
+      if (event.code === 4001) return forget(REJECTED);
       if (!stopped) reconnectLater();
     });
   }
@@ -214,11 +254,11 @@
     setStatus("offline, reconnecting…", "offline");
     const delay = Math.min(30000, 500 * 2 ** retry) * (0.5 + Math.random() / 2);
     retry = Math.min(retry + 1, 6);
-    setTimeout(connect, delay);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, delay);
   }
 
   function showLogin(error) {
-    stopped = false;
     $("login").hidden = false;
     $("logout").hidden = true;
     $("who").textContent = "";
@@ -234,14 +274,11 @@
       sessionStorage.setItem(TOKEN_KEY, token);
       $("token").value = "";
       $("login-error").textContent = "";
+      stopped = false;
+      retry = 0;
       connect();
     });
-    $("logout").addEventListener("click", () => {
-      stopped = true;
-      sessionStorage.removeItem(TOKEN_KEY);
-      if (socket) socket.close(1000);
-      showLogin("");
-    });
+    $("logout").addEventListener("click", () => forget("Signed out."));
     if (sessionStorage.getItem(TOKEN_KEY)) connect();
   });
 })();
