@@ -124,7 +124,10 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         for device, leg in zip(devices, s.agents, strict=True)
     ]
     queue = clean(s.queue, 80) if s.queue else None
-    recording = clean(s.recording_path) if s.recording_path else None
+    outcome = s.outcome if s.outcome in {"answered", "abandoned", "unanswered"} else "unanswered"
+    # MixMonitor runs from before Queue(): nobody answered, nothing worth a path (empty file).
+    answered = outcome == "answered"
+    recording = clean(s.recording_path) if s.recording_path and answered else None
     customer_id = rule = None
     degraded = False
     if decision is not None:
@@ -136,7 +139,7 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         if queue is None and decision["queue"]:
             queue = decision["queue"]
             inferred.add("queue")
-        if recording is None and decision["recording"]:
+        if recording is None and decision["recording"] and answered:
             recording = decision["recording"]
             inferred.add("recording_path")
     elif found["phone_customer"] is not None:
@@ -144,7 +147,6 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         # dialplan fallback): the caller's number still names the customer.
         customer_id = found["phone_customer"]
         inferred.add("customer_id")
-    outcome = s.outcome if s.outcome in {"answered", "abandoned", "unanswered"} else "unanswered"
     row = await conn.fetchrow(
         _UPSERT.format(where="WHERE r.ended_at IS NULL" if only_missing else ""),
         call_id,

@@ -60,10 +60,14 @@ RetractReason = Literal["answered_elsewhere", "caller_gone", "no_answer", "trans
 
 @dataclass(frozen=True, slots=True)
 class LiveLeg:
+    """`state` is the leg toward the customer: a consulted agent stays "ringing" (with
+    `transfer_from`) until the transfer completes, whether or not it picked up."""
+
     device: str
     channel: str
     state: Literal["ringing", "answered"]
     since: datetime
+    transfer_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +100,15 @@ class _Leg:
     uniqueid: str
     queue: str | None
     rang_at: datetime
-    state: Literal["ringing", "answered", "retracted"] = "ringing"
-    answered_at: datetime | None = None
+    state: Literal["ringing", "consulting", "answered", "retracted"] = "ringing"
+    answered_at: datetime | None = None  # when it got the customer
     ended_at: datetime | None = None
     talk_queue: int | None = None
     talk_cdr: int | None = None
     answer_inferred: bool = False
+    consult: bool = False  # rung by an agent consulting, not (yet) for the customer
+    transfer_from: str | None = None  # device handing the call over (transfer, consultation)
+    left_bridge: bool = False  # ended_at came from a BridgeLeave, undone if it comes back
 
 
 @dataclass(slots=True)
@@ -124,6 +131,8 @@ class _Call:
     transfer_from: str | None = None
     transfer_pending: bool = False
     hung_up_at: datetime | None = None
+    root_gone_at: datetime | None = None  # the caller's own channel hung up
+    aliases: set[str] = field(default_factory=set)  # other Linkedids folded into this call
     end_deadline: datetime | None = None
     inferred: set[str] = field(default_factory=set)
 
@@ -160,6 +169,11 @@ class CallTracker:
         self._chan_call: dict[str, str] = {}  # channel uniqueid -> call id
         self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended call ids
         self._gone: OrderedDict[str, None] = OrderedDict()  # recently hung-up uniqueids
+        # Linkedid of a consultation placed from an agent's phone -> the customer's call id.
+        self._alias: dict[str, str] = {}
+        # device -> call id where it last answered the customer (checked on use, so stale
+        # entries cost nothing); bounded by the number of devices.
+        self._busy: dict[str, str] = {}
 
     # --- public API ------------------------------------------------------------------------
 
@@ -314,7 +328,7 @@ class CallTracker:
     def _call_for(self, uniqueid: str, linkedid: str) -> _Call | None:
         call_id = self._chan_call.get(uniqueid)
         if call_id is None:
-            call_id = linkedid
+            call_id = self._alias.get(linkedid, linkedid)
         return self._calls.get(call_id)
 
     def _channel_of(self, uniqueid: str, linkedid: str, name: str) -> tuple[_Call, _Channel] | None:
@@ -328,6 +342,39 @@ class CallTracker:
         if chan is None:
             chan = self._add_channel(call, uniqueid, name, 0)
         return call, chan
+
+    def _talking(self, call: _Call) -> list[_Leg]:
+        """Legs talking to the customer right now."""
+        return [
+            leg
+            for leg in call.legs
+            if leg.state == "answered" and not leg.consult and leg.ended_at is None
+        ]
+
+    def _consulting_agent(self, call: _Call, channel: str) -> str | None:
+        """Who is consulting, when a channel that is not the caller's dials out of an answered
+        call: the agent whose device the dialling channel names, else the latest to answer."""
+        talking = self._talking(call)
+        if not talking:
+            return None
+        device = self.device_of(channel)
+        if any(leg.device == device for leg in talking):
+            return device
+        return max(talking, key=lambda leg: leg.answered_at or leg.rang_at).device
+
+    def _consulted_from(self, channel: str, linkedid: str) -> _Call | None:
+        """A new call whose first channel is an agent's phone that is talking to a customer is
+        that agent consulting from the phone (customer on hold): it joins the customer's call,
+        so the consulted agent is popped with the customer's card."""
+        device = self.device_of(channel)
+        call = self._calls.get(self._busy.get(device or "", ""))
+        if call is None or call.hung_up_at is not None:
+            return None
+        if not any(leg.device == device for leg in self._talking(call)):
+            return None
+        self._alias[linkedid] = call.call_id
+        call.aliases.add(linkedid)
+        return call
 
     @staticmethod
     def _set_caller(call: _Call, num: str, name: str) -> None:
@@ -354,6 +401,7 @@ class CallTracker:
             caller_name=call.caller_name,
             queue=leg.queue or call.queue,
             channel=leg.channel,
+            transfer_from=leg.transfer_from,
         )
 
     def _live(self, call: _Call) -> LiveCall:
@@ -363,6 +411,7 @@ class CallTracker:
                 leg.channel,
                 "answered" if leg.state == "answered" else "ringing",
                 leg.answered_at or leg.rang_at,
+                leg.transfer_from,
             )
             for leg in call.legs
             if leg.state != "retracted" and leg.ended_at is None
@@ -383,7 +432,10 @@ class CallTracker:
     def _on_new_channel(self, e: ev.NewChannel, out: list[CallEvent]) -> None:
         if e.linkedid in self._ended or e.uniqueid in self._gone:
             return
-        call = self._calls.get(self._chan_call.get(e.uniqueid, e.linkedid))
+        call_id = self._chan_call.get(e.uniqueid) or self._alias.get(e.linkedid, e.linkedid)
+        call = self._calls.get(call_id)
+        if call is None and e.uniqueid == e.linkedid:
+            call = self._consulted_from(e.channel, e.linkedid)
         if call is None:
             call = self._new_call(e.linkedid, e.at)
         elif call.hung_up_at is not None:
@@ -467,14 +519,23 @@ class CallTracker:
         if found is None:
             return
         call = found[0]
-        call.caller_side.add(uniqueid)
-        self._fill_caller(call, uniqueid, *caller)
+        consult_from = None
+        if uniqueid != call.call_id and uniqueid not in call.caller_side:
+            consult_from = self._consulting_agent(call, channel)
+        if consult_from is None:
+            call.caller_side.add(uniqueid)
+            self._fill_caller(call, uniqueid, *caller)
         if call.leg_for(dest_channel, dest_uniqueid) is not None:
             return
         device = self.device_of(device_name) or self.device_of(dest_channel)
-        if device is None:
+        if device is None or device == consult_from:
             return
         leg = _Leg(device, dest_channel, dest_uniqueid, queue, at)
+        if consult_from is not None:
+            leg.consult = True
+            leg.transfer_from = consult_from
+        elif call.transfer_pending:
+            leg.transfer_from = call.transfer_from
         call.legs.append(leg)
         if dest_uniqueid and dest_uniqueid not in call.channels:
             self._add_channel(call, dest_uniqueid, dest_channel, 0)
@@ -516,8 +577,12 @@ class CallTracker:
     def _answer(self, call: _Call, leg: _Leg, at: datetime, out: list[CallEvent]) -> None:
         if leg.state != "ringing":
             return
+        if leg.consult:
+            leg.state = "consulting"  # talking to the agent, not to the customer: no event
+            return
         leg.state = "answered"
         leg.answered_at = at
+        self._busy[leg.device] = call.call_id
         if call.answered_at is None:
             call.answered_at = at
         if call.transfer_pending and leg.device != call.transfer_from:
@@ -528,7 +593,7 @@ class CallTracker:
     def _retract(
         self, call: _Call, leg: _Leg, reason: RetractReason, at: datetime, out: list[CallEvent]
     ) -> None:
-        if leg.state != "ringing":
+        if leg.state not in ("ringing", "consulting"):
             return
         leg.state = "retracted"
         leg.ended_at = at
@@ -549,6 +614,11 @@ class CallTracker:
             return
         if e.status == "ANSWER":
             self._answer(call, leg, e.at, out)
+        elif leg.consult:
+            reason: RetractReason = (
+                "no_answer" if e.status in NO_ANSWER_DIALSTATUS else "caller_gone"
+            )
+            self._retract(call, leg, reason, e.at, out)
         elif self._answered_elsewhere(call, leg):
             self._retract(call, leg, "answered_elsewhere", e.at, out)
         elif e.status in NO_ANSWER_DIALSTATUS:
@@ -584,7 +654,14 @@ class CallTracker:
             self._maybe_release(call, out)
 
     def _on_bridge_enter(self, e: ev.BridgeEnter, out: list[CallEvent]) -> None:
-        self._channel_of(e.uniqueid, e.linkedid, e.channel)
+        found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
+        if found is None:
+            return
+        leg = found[0].leg_for(e.channel, e.uniqueid)
+        if leg is not None and leg.left_bridge:
+            # Back in a bridge (a consultation, a Local optimisation): still on the call.
+            leg.ended_at = None
+            leg.left_bridge = False
 
     def _on_bridge_leave(self, e: ev.BridgeLeave, out: list[CallEvent]) -> None:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
@@ -593,6 +670,7 @@ class CallTracker:
         leg = found[0].leg_for(e.channel, e.uniqueid)
         if leg is not None and leg.state == "answered" and leg.ended_at is None:
             leg.ended_at = e.at
+            leg.left_bridge = True
 
     def _on_blind_transfer(self, e: ev.BlindTransfer, out: list[CallEvent]) -> None:
         if not e.success:
@@ -609,33 +687,104 @@ class CallTracker:
             leg.ended_at = e.at
 
     def _on_attended_transfer(self, e: ev.AttendedTransfer, out: list[CallEvent]) -> None:
-        if not e.success or not e.target_channel:
+        """Completion of a consultation: the consulted agent gets the customer.
+
+        Both kinds name the same parties (main/stasis_bridges.c ``attended_transfer_to_ami``):
+        ``OrigTransferer``/``SecondTransferer`` are the transferring agent's two channels,
+        ``Transferee`` the peer of the first in its bridge, ``TransferTarget`` the peer of the
+        second, when each bridge had one. Which of the two bridges holds the customer depends
+        on which dialog the phone sent its REFER on, so the customer's call is found by its
+        caller-side channel, not by the field names. A ``Bridge`` merge may list no target at
+        all (the Atxfer trace): the consultation legs the transferer opened are the targets.
+        """
+        if not e.success:
             return
-        call = self._call_for(e.transferee_uniqueid, e.transferee_linkedid) or self._call_for(
-            e.orig_transferer_uniqueid, e.orig_transferer_linkedid
+        uids = (
+            (e.transferee_uniqueid, e.transferee_linkedid),
+            (e.target_uniqueid, e.target_linkedid),
+            (e.orig_transferer_uniqueid, e.orig_transferer_linkedid),
+            (e.second_transferer_uniqueid, e.second_transferer_linkedid),
         )
-        if call is None or call.hung_up_at is not None:
+        calls: list[_Call] = []
+        for uniqueid, linkedid in uids:
+            found = self._call_for(uniqueid, linkedid) if uniqueid or linkedid else None
+            if found is not None and found.hung_up_at is None and found not in calls:
+                calls.append(found)
+        if not calls:
             return
-        device = self.device_of(e.target_channel)
-        if device is None:
-            return
-        old = call.leg_for(e.orig_transferer_channel, e.orig_transferer_uniqueid)
-        if old is not None and old.ended_at is None:
-            old.ended_at = e.at
-        # The target channel belongs to the consultation call; from now on it is ours.
-        if e.target_uniqueid:
-            other = self._calls.get(self._chan_call.get(e.target_uniqueid, ""))
-            if other is not None and other is not call:
-                other.channels.pop(e.target_uniqueid, None)
-                other.legs = [x for x in other.legs if x.uniqueid != e.target_uniqueid]
-                self._maybe_all_gone(other, e.at, out)
-            if e.target_uniqueid not in call.channels:
+        call = next(
+            (c for c in calls for u, _ in uids[:2] if u and (u == c.call_id or u in c.caller_side)),
+            calls[0],
+        )
+        transferer = None
+        for name, uniqueid in (
+            (e.orig_transferer_channel, e.orig_transferer_uniqueid),
+            (e.second_transferer_channel, e.second_transferer_uniqueid),
+        ):
+            leg = call.leg_for(name, uniqueid)
+            if leg is not None and not leg.consult:
+                transferer = leg
+                break
+        from_device = (
+            transferer.device
+            if transferer is not None
+            else self.device_of(e.orig_transferer_channel)
+            or self.device_of(e.second_transferer_channel)
+        )
+        for other in calls:
+            if other is not call:
+                self._absorb(call, other, from_device, e.at, out)
+        targets = [
+            leg
+            for leg in call.legs
+            if leg.consult
+            and leg.state in ("ringing", "consulting")
+            and (from_device is None or leg.transfer_from == from_device)
+        ]
+        if not targets:
+            device = self.device_of(e.target_channel)
+            if device is None or device == from_device or e.target_uniqueid in call.caller_side:
+                return
+            if e.target_uniqueid and e.target_uniqueid not in call.channels:
                 self._add_channel(call, e.target_uniqueid, e.target_channel, UP)
-        leg = _Leg(device, e.target_channel, e.target_uniqueid, call.queue, e.at)
-        call.legs.append(leg)
-        call.transfer_from = old.device if old is not None else None
-        call.transfer_pending = True
-        self._answer(call, leg, e.at, out)
+            leg = _Leg(device, e.target_channel, e.target_uniqueid, call.queue, e.at, "consulting")
+            leg.consult, leg.transfer_from = True, from_device
+            call.legs.append(leg)
+            targets = [leg]
+        if transferer is not None and transferer.ended_at is None:
+            transferer.ended_at = e.at
+        for leg in targets:
+            talking = leg.state == "consulting"
+            leg.consult = False
+            leg.state = "ringing"
+            call.transfer_from = from_device
+            call.transfer_pending = True
+            if talking:  # a ringing target gets the customer when it answers
+                self._answer(call, leg, e.at, out)
+
+    def _absorb(
+        self, call: _Call, other: _Call, from_device: str | None, at: datetime, out: list[CallEvent]
+    ) -> None:
+        """Fold a consultation call we tracked on its own (another Linkedid) into `call`."""
+        del self._calls[other.call_id]
+        self._remember(self._ended, other.call_id)
+        for alias in (other.call_id, *other.aliases):
+            self._alias[alias] = call.call_id
+            call.aliases.add(alias)
+        for uniqueid, chan in other.channels.items():
+            call.channels.setdefault(uniqueid, chan)
+            self._chan_call[uniqueid] = call.call_id
+        for leg in other.legs:
+            if leg.state == "retracted" or leg.ended_at is not None:
+                continue
+            out.append(CallRetracted(other.call_id, leg.device, at, "transferred"))
+            if leg.device == from_device:
+                continue
+            moved = _Leg(leg.device, leg.channel, leg.uniqueid, call.queue, at)
+            moved.consult, moved.transfer_from = True, from_device
+            moved.state = "consulting" if leg.state != "ringing" else "ringing"
+            call.legs.append(moved)
+            out.append(self._ringing(call, moved))
 
     def _on_hangup(self, e: ev.Hangup, out: list[CallEvent]) -> None:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
@@ -652,6 +801,11 @@ class CallTracker:
         call_id = self._chan_call.get(e.uniqueid)
         call = self._calls.get(call_id) if call_id else None
         if call is None or not e.destination_channel:
+            return
+        if e.uniqueid != call.call_id and e.uniqueid not in call.caller_side:
+            # An agent's own Cdrs (a consultation, the transferer toward the target) bill
+            # time away from the customer; only the caller's leg toward an agent counts.
+            self._maybe_release(call, out)
             return
         leg = call.leg_for(e.destination_channel)
         if leg is not None and leg.answered_at is not None and e.disposition == "ANSWERED":
@@ -675,9 +829,17 @@ class CallTracker:
             return
         chan.hung_up = True
         self._remember(self._gone, chan.uniqueid)
+        if chan.uniqueid == call.call_id:
+            call.root_gone_at = at
         leg = call.leg_for(chan.name, chan.uniqueid)
         if leg is not None:
-            if leg.state == "ringing":
+            if leg.consult:
+                ringing = leg.state == "ringing"
+                gone: RetractReason = (
+                    "no_answer" if ringing and cause in NO_ANSWER_CAUSES else "caller_gone"
+                )
+                self._retract(call, leg, gone, at, out)
+            elif leg.state == "ringing":
                 reason: RetractReason
                 if cause == ANSWERED_ELSEWHERE or self._answered_elsewhere(call, leg):
                     reason = "answered_elsewhere"
@@ -727,6 +889,11 @@ class CallTracker:
         if self._calls.pop(call.call_id, None) is None:
             return
         self._remember(self._ended, call.call_id)
+        for alias in call.aliases:
+            self._alias.pop(alias, None)
+        for leg in call.legs:
+            if self._busy.get(leg.device) == call.call_id:
+                del self._busy[leg.device]
         for uniqueid in call.channels:
             self._chan_call.pop(uniqueid, None)
             self._remember(self._gone, uniqueid)
@@ -766,9 +933,10 @@ class CallTracker:
             outcome = "abandoned"
         else:
             outcome = "unanswered"
-        duration = max(0, int((ended_at - call.started_at).total_seconds()))
-        # Talk figures come from Asterisk's own clock; never report less call than talk.
-        duration = max(duration, talk_s)
+        # The caller's own time on the line: its channel's lifetime, not the consultation or
+        # the last agent's hangup after it, and never stretched to fit the talk figures.
+        gone = call.root_gone_at or ended_at
+        duration = max(0, int((gone - call.started_at).total_seconds()))
         return CallSummary(
             call_id=call.call_id,
             caller=call.caller,
@@ -782,7 +950,8 @@ class CallTracker:
             talk_s=talk_s,
             outcome=outcome,
             agents=tuple(agents),
-            recording_path=call.recording,
+            # MixMonitor starts before Queue(): an unanswered call leaves an empty file.
+            recording_path=call.recording if outcome == "answered" else None,
             uniqueids=tuple(call.channels),
             inferred=tuple(sorted(inferred)),
         )
