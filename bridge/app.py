@@ -115,7 +115,8 @@ def _ami(rt: Runtime) -> Component | None:
     call-record writer; Cdrs go to the writer too (kept for `sync run`)."""
     if not rt.config.ami.enabled:
         return None
-    link = AmiLink(rt.config.ami, CallTracker(rt.config.device_regex))
+    tracker = CallTracker(rt.config.device_regex, max_call_s=rt.config.pbx.max_call_s)
+    link = AmiLink(rt.config.ami, tracker)
     hub: PopHub = rt.get("pops")
     writer = _records(rt).writer
     link.subscribe(hub.submit)

@@ -102,6 +102,9 @@ class PbxConfig:
     default_region: str = "US"
     device_pattern: str = DEFAULT_DEVICE_PATTERN
     recording_template: str = "${linkedid}.wav"
+    # A call still open after this long (its Hangups were lost) is closed with what is known,
+    # marked inferred for reconciliation: live state stays bounded.
+    max_call_s: float = 14400.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,8 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("agi.max_sessions", "must be positive")
     if config.pops.client_queue <= 0:
         raise ConfigError("pops.client_queue", "must be positive")
+    if config.pbx.max_call_s <= 0:
+        raise ConfigError("pbx.max_call_s", "must be a positive number of seconds")
     if config.ami.keepalive_s <= 0:
         raise ConfigError("ami.keepalive_s", "must be positive")
     if not config.routing.default_queue or not re.fullmatch(
