@@ -281,10 +281,10 @@ class AmiServer:
                         ("Event", "CoreShowChannel"),
                         *aid,
                         *chan.snapshot(),
-                        ("BridgeId", ""),
                         ("Application", chan.application),
                         ("ApplicationData", chan.app_data),
                         ("Duration", _duration(now - chan.created_at)),
+                        ("BridgeId", chan.bridge_id),  # main/manager.c: last, empty if none
                     ]
                 )
             )

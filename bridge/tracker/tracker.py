@@ -52,7 +52,12 @@ RINGING_STATES = {4, 5}  # AST_STATE_RING, AST_STATE_RINGING
 ANSWERED_ELSEWHERE = 26  # AST_CAUSE_ANSWERED_ELSEWHERE
 NO_ANSWER_CAUSES = {17, 18, 19, 21}  # busy, no user response, no answer, rejected
 NO_ANSWER_DIALSTATUS = {"NOANSWER", "BUSY", "CONGESTION", "CHANUNAVAIL"}
-DIALLED_APPS = {"appdial", "appqueue"}  # CoreShowChannel Application of a dialled channel
+# CoreShowChannel Application of a channel, as a real Asterisk 22 lists them while a queue
+# call rings and talks (tests/fixtures/asterisk-traces/restart): the channel app_queue or
+# app_dial dialled keeps `AppQueue`/`AppDial` `(Outgoing Line)` until it hangs up; the caller
+# runs `Queue` (data `support,t,,,30`) or `Dial`.
+DIALLED_APPS = {"appdial", "appqueue"}
+DIALLING_APPS = {"queue", "dial"}
 MAX_REMEMBERED = 4096  # ended calls / hung-up channels kept to ignore late events
 
 RetractReason = Literal["answered_elsewhere", "caller_gone", "no_answer", "transferred"]
@@ -91,6 +96,7 @@ class _Channel:
     state: int = 0
     hung_up: bool = False
     hangup_requested: bool = False
+    bridge_id: str = ""
 
 
 @dataclass(slots=True)
@@ -269,44 +275,75 @@ class CallTracker:
             if call.hung_up_at is not None:
                 call.inferred.add("ended_at")
                 self._finish(call, out)
-        # 2. What we did not know about, and state we missed.
+        # 2. What we did not know about, and state we missed: first every channel and the
+        # caller's side (a listing comes in no useful order), then the agents' legs.
+        fresh: list[tuple[_Call, ev.ChannelListed]] = []
         for item in listed:
-            call_id = self._chan_call.get(item.uniqueid) or item.linkedid
-            if call_id in self._ended:
-                continue
-            known = self._calls.get(call_id)
-            if known is None:
-                known = self._new_call(call_id, now - timedelta(seconds=item.duration_s))
-                known.inferred.add("started_at")
-            call = known
-            listed_chan = call.channels.get(item.uniqueid)
-            if listed_chan is None:
-                listed_chan = self._add_channel(call, item.uniqueid, item.channel, item.state)
-                if item.uniqueid == call.call_id or item.uniqueid in entries:
-                    call.caller_side.add(item.uniqueid)
-                    self._set_caller(call, item.caller_num, item.caller_name)
-                    if item.uniqueid == call.call_id and not call.did:
-                        call.did = item.exten
-                if item.application.lower() in DIALLED_APPS:
-                    device = self.device_of(item.channel)
-                    if device is not None and call.leg_for(item.channel) is None:
-                        new_leg = _Leg(device, item.channel, item.uniqueid, call.queue, now)
-                        call.legs.append(new_leg)
-                        out.append(self._ringing(call, new_leg))
-            listed_chan.state = item.state
-            leg = call.leg_for(item.channel, item.uniqueid)
-            if leg is not None and leg.state == "ringing" and item.state == UP:
-                leg.answer_inferred = True
-                self._answer(call, leg, now, out)
+            owner = self._adopt_listed(item, entries, now, fresh)
             entry = entries.get(item.uniqueid)
-            if entry is not None:
-                call.queue = call.queue or entry.queue or None
-                call.in_queue = True
-                if not call.caller:
-                    self._set_caller(call, entry.caller_num, entry.caller_name)
+            if owner is not None and entry is not None:
+                owner.queue = owner.queue or entry.queue or None
+                owner.in_queue = True
+                if not owner.caller:
+                    self._set_caller(owner, entry.caller_num, entry.caller_name)
+        for owner, item in fresh:
+            device = self.device_of(item.channel)
+            if device is None or item.uniqueid in owner.caller_side:
+                continue
+            with_caller = bool(item.bridge_id) and any(
+                c.bridge_id == item.bridge_id
+                for c in owner.channels.values()
+                if c.uniqueid in owner.caller_side
+            )
+            dialled = item.application.lower() in DIALLED_APPS
+            if (dialled or with_caller) and owner.leg_for(item.channel, item.uniqueid) is None:
+                new_leg = _Leg(device, item.channel, item.uniqueid, owner.queue, now)
+                owner.legs.append(new_leg)
+                out.append(self._ringing(owner, new_leg))
+        for item in listed:
+            found = self._calls.get(self._chan_call.get(item.uniqueid, ""))
+            ringing = found.leg_for(item.channel, item.uniqueid) if found is not None else None
+            if found is None or ringing is None or item.state != UP:
+                continue
+            if ringing.state == "ringing":  # up already: it answered while we were away
+                ringing.answer_inferred = True
+                self._answer(found, ringing, now, out)
         return out
 
     # --- internals -------------------------------------------------------------------------
+
+    def _adopt_listed(
+        self,
+        item: ev.ChannelListed,
+        entries: dict[str, ev.QueueEntryListed],
+        now: datetime,
+        fresh: list[tuple[_Call, ev.ChannelListed]],
+    ) -> _Call | None:
+        """The call a listed channel belongs to, learning the channel and the caller's side."""
+        call_id = self._chan_call.get(item.uniqueid) or self._alias.get(
+            item.linkedid, item.linkedid
+        )
+        if call_id in self._ended:
+            return None
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._new_call(call_id, now - timedelta(seconds=item.duration_s))
+            call.inferred.add("started_at")
+        chan = call.channels.get(item.uniqueid)
+        if chan is None:
+            chan = self._add_channel(call, item.uniqueid, item.channel, item.state)
+            fresh.append((call, item))
+            app = item.application.lower()
+            if item.uniqueid == call.call_id or item.uniqueid in entries or app in DIALLING_APPS:
+                call.caller_side.add(item.uniqueid)
+                self._set_caller(call, item.caller_num, item.caller_name)
+                if item.uniqueid == call.call_id and not call.did:
+                    call.did = item.exten
+            if app == "queue" and not call.queue:
+                call.queue = item.application_data.split(",")[0].strip() or None
+        chan.state = item.state
+        chan.bridge_id = item.bridge_id
+        return call
 
     def _remember(self, memory: OrderedDict[str, None], key: str) -> None:
         memory[key] = None
@@ -610,6 +647,21 @@ class CallTracker:
         if call is None or call.hung_up_at is not None:
             return
         leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
+        if leg is None and e.status == "ANSWER":
+            # A leg we never saw ring (events lost, or rung before a restart): learn it here.
+            queue = call.queue if call.in_queue else None
+            self._start_leg(
+                e.uniqueid,
+                e.linkedid,
+                e.channel,
+                e.dest_channel,
+                e.dest_uniqueid,
+                "",
+                queue,
+                e.at,
+                out,
+            )
+            leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
         if leg is None:
             return
         if e.status == "ANSWER":
@@ -637,6 +689,20 @@ class CallTracker:
         call = self._call_for(e.uniqueid, e.linkedid)
         if call is not None and call.hung_up_at is None:
             leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
+            if leg is None:  # first news of this agent: it rang before we were listening
+                call.queue = call.queue or e.queue or None
+                self._start_leg(
+                    e.uniqueid,
+                    e.linkedid,
+                    e.channel,
+                    e.dest_channel,
+                    e.dest_uniqueid,
+                    e.interface,
+                    e.queue or None,
+                    e.at,
+                    out,
+                )
+                leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
             if leg is not None:
                 self._answer(call, leg, e.at, out)
 
@@ -654,19 +720,46 @@ class CallTracker:
             self._maybe_release(call, out)
 
     def _on_bridge_enter(self, e: ev.BridgeEnter, out: list[CallEvent]) -> None:
+        known = self._calls.get(self._chan_call.get(e.uniqueid, ""))
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
         if found is None:
             return
-        leg = found[0].leg_for(e.channel, e.uniqueid)
+        call, chan = found
+        chan.bridge_id = e.bridge_id
+        leg = call.leg_for(e.channel, e.uniqueid)
+        if leg is None and known is None and e.uniqueid not in call.caller_side:
+            # A channel first named by its BridgeEnter, joining the caller's bridge: an agent
+            # the call reached while we were not listening.
+            self._learn_bridged_leg(call, chan, e.at, out)
+            return
         if leg is not None and leg.left_bridge:
             # Back in a bridge (a consultation, a Local optimisation): still on the call.
             leg.ended_at = None
             leg.left_bridge = False
 
+    def _learn_bridged_leg(
+        self, call: _Call, chan: _Channel, at: datetime, out: list[CallEvent]
+    ) -> None:
+        device = self.device_of(chan.name)
+        with_caller = any(
+            c.bridge_id == chan.bridge_id and not c.hung_up
+            for c in call.channels.values()
+            if c.uniqueid in call.caller_side or c.uniqueid == call.call_id
+        )
+        if device is None or not with_caller:
+            return
+        leg = _Leg(device, chan.name, chan.uniqueid, call.queue, at)
+        if call.transfer_pending:
+            leg.transfer_from = call.transfer_from
+        call.legs.append(leg)
+        out.append(self._ringing(call, leg))
+        self._answer(call, leg, at, out)
+
     def _on_bridge_leave(self, e: ev.BridgeLeave, out: list[CallEvent]) -> None:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
         if found is None:
             return
+        found[1].bridge_id = ""
         leg = found[0].leg_for(e.channel, e.uniqueid)
         if leg is not None and leg.state == "answered" and leg.ended_at is None:
             leg.ended_at = e.at

@@ -108,7 +108,10 @@ def test_consultation_seen_late_is_folded_in_at_the_transfer() -> None:
     got = describe(run(fs))
     assert got[:2] == TRANSFERRED[:2]
     assert got[2:] == [
-        ("transferred", CALL, "1001", "2001"),
-        ("answered", CALL, "2001"),
-        TRANSFERRED[-1],
+        # Learnt from its DialEnd: a call of its own, as far as the tracker can tell ...
+        ("ringing", CONSULT_CALL, "2001", "", "", None),
+        ("answered", CONSULT_CALL, "2001"),
+        # ... until the transfer joins it to the customer's call.
+        ("retracted", CONSULT_CALL, "2001", "transferred"),
+        *TRANSFERRED[2:],
     ]
