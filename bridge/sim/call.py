@@ -465,6 +465,7 @@ class CallRun:
     async def connected(self, queue: SimQueue, leg: Leg, losers: list[Leg], joined: float) -> None:
         pbx, caller, now = self.pbx, self.caller, self.clock.now()
         leg.answered_at = now
+        pbx.talking.add(leg.ext)
         if leg.phone is not None:
             self.handset_answers(leg.phone, self.plan.talk_s)
         self.set_state(leg.chan, 6)
@@ -610,6 +611,7 @@ class CallRun:
 
     def transfer_answered(self, leg: Leg) -> None:
         leg.answered_at = self.clock.now()
+        self.pbx.talking.add(leg.ext)
         if leg.phone is not None:
             transfer = self.plan.transfer
             self.handset_answers(leg.phone, transfer.talk_s if transfer else self.plan.talk_s)

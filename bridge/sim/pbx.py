@@ -36,6 +36,7 @@ class SimPbx:
         self.channels: dict[str, Channel] = {}
         self.queue_entries: dict[str, list[Channel]] = {q.name: [] for q in config.queues}
         self.busy: set[str] = set()
+        self.talking: set[str] = set()  # members connected to a caller (QueueMember InCall)
         self.results: list[CallResult] = []
         self._listeners: list[Listener] = []
         self._rr_last: dict[str, str] = {}
@@ -148,6 +149,7 @@ class SimPbx:
 
     def release(self, ext: str) -> None:
         self.busy.discard(ext)
+        self.talking.discard(ext)
         task = asyncio.ensure_future(self._notify())
         self._notifiers.add(task)
         task.add_done_callback(self._notifiers.discard)
@@ -233,3 +235,4 @@ class SimPbx:
         tasks = list(self._tasks)
         await cancel_and_wait(*tasks)
         self.busy.clear()
+        self.talking.clear()
