@@ -11,6 +11,24 @@ answers (``DialEnd ANSWER`` or ``AgentConnect``); `CallRetracted` when a ringing
 without answering; `CallTransferred` when, after a blind transfer, another device answers the
 call (or at once for an attended transfer); `CallEnded` once per call.
 
+Transfers and consultations. A channel that is not the caller's and dials an agent while the
+call is answered is a *consultation* (``Atxfer`` opens ``Local/<ext>@<ctx>`` with the call's
+Linkedid; a SIP phone's consultation is a new call whose first channel is the agent's phone,
+which joins the customer's call at once). The consulted device gets `CallRinging` with
+``transfer_from`` (the consulting agent's device) and the customer's caller ID; its answer is
+not the customer's, so it emits nothing. ``AttendedTransfer`` completes it: `CallTransferred`
+once, then the target's `CallAnswered`, stamped at the completion. A contact centre counts
+talk time with the customer: the target's runs from the completion (the caller's Cdr toward
+it, else timestamps); the transferer's to the completion (the queue's ``TalkTime``, which
+includes the consultation while the customer waits on hold for it), so no second is counted
+twice. A consultation that ends without a transfer retracts its ringing. When a transfer
+joins a call we tracked on its own (another Linkedid), that call's legs are retracted
+(``transferred``) and re-rung on the customer's call; it leaves no record.
+
+Durations. ``duration_s`` is the caller's own channel lifetime (the root channel, else the
+call's), never stretched to the talk figures. A recording path is kept only when someone
+answered: MixMonitor runs from before ``Queue()``, so an unanswered call leaves an empty file.
+
 When does a call end? When every channel seen for it has hung up. A leg's talk time comes from
 the queue's own ``AgentComplete TalkTime``, else the ``Cdr BillableSeconds`` of the caller's
 leg toward that agent (``Cdr DestinationChannel`` = the agent channel), else timestamps. The
@@ -21,7 +39,12 @@ flowing on this link, the end is held for up to `cdr_grace_s`; `tick(now)` relea
 whose Cdrs never come (their talk time is then marked inferred).
 
 After an AMI reconnect `resync()` compares the live channel list with what we know: calls whose
-channels all vanished end with ``ended_at`` inferred, new ones are adopted.
+channels all vanished end with ``ended_at`` inferred, new ones are adopted (a dialled agent
+channel is listed as ``AppQueue``/``AppDial``; the caller runs ``Queue``/``Dial``, whose data
+names the queue). A leg missed anyway is learnt from the first event that names it
+(``AgentConnect``, ``DialEnd ANSWER``, a ``BridgeEnter`` into the caller's bridge). A call
+still open after `max_call_s` (its Hangups were lost) is closed by `tick` with ``ended_at``
+inferred, so state stays bounded.
 """
 
 from __future__ import annotations
