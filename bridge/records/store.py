@@ -53,6 +53,11 @@ LEFT JOIN LATERAL (
 ) AS d ON true
 """
 
+# A live record whose end the bridge never saw: closed after `[pbx] max_call_s`, or ended by a
+# resync after the AMI link dropped. The PBX's Cdrs know better, so reconciliation may replace
+# it. (A record rebuilt from Cdrs lists `caller` as inferred too; a live one never does.)
+PROVISIONAL = "('ended_at' = ANY(r.inferred) AND NOT 'caller' = ANY(r.inferred))"
+
 # One round trip: the record and its channels (the channels only if the record was written).
 _UPSERT = """
 WITH up AS (
@@ -102,7 +107,8 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
     """Upsert the record of one finished call. Run inside a transaction.
 
     `only_missing` (backfill from Cdrs): never replace a finished record, only fill a
-    missing one (or one holding just a disposition). Returns whether a row was written."""
+    missing one (or one holding just a disposition) or a `PROVISIONAL` one. Returns whether a
+    row was written."""
     s = event.summary
     call_id = clean(event.call_id, 1000)
     if not call_id or len(call_id) > 150:
@@ -148,7 +154,7 @@ async def write_ended(conn: Any, event: CallEnded, *, only_missing: bool = False
         customer_id = found["phone_customer"]
         inferred.add("customer_id")
     row = await conn.fetchrow(
-        _UPSERT.format(where="WHERE r.ended_at IS NULL" if only_missing else ""),
+        _UPSERT.format(where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else ""),
         call_id,
         clean(s.caller, 200),
         customer_id,
