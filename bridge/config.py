@@ -104,7 +104,7 @@ class PbxConfig:
     recording_template: str = "${linkedid}.wav"
     # A call still open after this long (its Hangups were lost) is closed with what is known,
     # marked inferred for reconciliation: live state stays bounded.
-    max_call_s: float = 14400.0
+    max_call_s: int = 14400
 
 
 @dataclass(frozen=True)
