@@ -642,7 +642,10 @@ class CallTracker:
             return
         leg.state = "answered"
         leg.answered_at = at
-        self._busy[leg.device] = call.call_id
+        if leg.queue is not None or leg.transfer_from is not None:
+            # An agent serving a customer (not, say, a trunk an outbound call reached): a new
+            # call from its phone now is a consultation (`_consulted_from`).
+            self._busy[leg.device] = call.call_id
         if call.answered_at is None:
             call.answered_at = at
         if call.transfer_pending and leg.device != call.transfer_from:

@@ -5,8 +5,10 @@ customer's. Synthetic streams (tests/fixtures/synthetic/README.md): one call, bo
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
+from bridge.ami import normalise as n
 from bridge.ami.protocol import AmiParser, Frame
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded, CallEvent
@@ -115,3 +117,17 @@ def test_consultation_seen_late_is_folded_in_at_the_transfer() -> None:
         ("retracted", CONSULT_CALL, "2001", "transferred"),
         *TRANSFERRED[2:],
     ]
+
+
+def test_a_trunk_reached_by_an_outbound_call_is_not_an_agent_consulting() -> None:
+    """An outbound call answered on the trunk does not make the next inbound call from the
+    trunk (its first channel `PJSIP/trunk-…` too) a consultation of the outbound one."""
+    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), expect_cdr=False)
+    phone, trunk = "PJSIP/1001-00000001", "PJSIP/trunk-00000002"
+    tracker.feed(n.NewChannel(t0, "5.0", "5.0", phone, 6, "1001", "", "+15550001", "out"))
+    tracker.feed(n.DialBegin(t0, "5.0", "5.0", phone, trunk, "5.1", "5.0"))
+    tracker.feed(n.DialEnd(t0, "5.0", "5.0", phone, trunk, "5.1", "5.0", "ANSWER"))
+    inbound = "PJSIP/trunk-00000003"
+    tracker.feed(n.NewChannel(t0, "6.0", "6.0", inbound, 4, "+15551230002", "Bob", "100", "in"))
+    assert {live.call_id for live in tracker.snapshot()} == {"5.0", "6.0"}
