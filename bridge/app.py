@@ -105,7 +105,7 @@ def _tracker(rt: Runtime) -> CallTracker:
     """The one live-call truth: fed by the AMI link, read by the pop hub."""
     tracker: CallTracker | None = rt.built.get("tracker")
     if tracker is None:
-        tracker = CallTracker(rt.config.device_regex)
+        tracker = CallTracker(rt.config.device_regex, max_call_s=rt.config.pbx.max_call_s)
         rt.built["tracker"] = tracker
     return tracker
 

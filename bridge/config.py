@@ -130,6 +130,9 @@ class PbxConfig:
     cdr_source: str = ""
     cdr_timezone: str = "UTC"  # zone of CDR times without one (cdr.conf usegmtime = no)
     reconcile_s: float = 300.0  # periodic reconciliation inside `crm-bridge run`; 0: off
+    # A call still open after this long (its Hangups were lost) is closed with what is known,
+    # marked inferred for reconciliation: live state stays bounded.
+    max_call_s: int = 14400
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,8 @@ def _validate(config: Config, *, runtime: bool) -> None:
     _check_connection_limits(config)
     if config.pops.client_queue <= 0:
         raise ConfigError("pops.client_queue", "must be positive")
+    if config.pbx.max_call_s <= 0:
+        raise ConfigError("pbx.max_call_s", "must be a positive number of seconds")
     if config.ami.keepalive_s <= 0:
         raise ConfigError("ami.keepalive_s", "must be positive")
     if not config.routing.default_queue or not re.fullmatch(

@@ -61,6 +61,9 @@ class CallRinging:
     caller_name: str
     queue: str | None
     channel: str  # the ringing agent channel
+    # A transfer or a consultation: the DEVICE of the agent handing the call over (consumers
+    # map it to the agent id, like `device`); None for a call rung from the queue.
+    transfer_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

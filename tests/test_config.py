@@ -18,6 +18,13 @@ def test_defaults_match_the_contract() -> None:
     assert config.routing.default_queue == "support"
     assert config.pbx.default_region == "US"
     assert config.pbx.recording_template == "${linkedid}.wav"
+    assert config.pbx.max_call_s == 14400
+
+
+def test_max_call_s_comes_from_file_or_environment() -> None:
+    assert build_config({"pbx": {"max_call_s": 60}}, {}, runtime=False).pbx.max_call_s == 60
+    env = {"CRM_BRIDGE_PBX_MAX_CALL_S": "7200"}
+    assert build_config({}, env, runtime=False).pbx.max_call_s == 7200
 
 
 @pytest.mark.parametrize(
@@ -51,6 +58,8 @@ def test_environment_wins_over_the_file() -> None:
         ({"agi": {"budget_ms": 0}}, {}, "agi.budget_ms"),
         ({"pbx": {"device_pattern": "(no-group)"}}, {}, "pbx.device_pattern"),
         ({"pbx": {"default_region": "XX"}}, {}, "pbx.default_region"),
+        ({"pbx": {"max_call_s": 0}}, {}, "pbx.max_call_s"),
+        ({}, {"CRM_BRIDGE_PBX_MAX_CALL_S": "forever"}, "pbx.max_call_s"),
         ({"routing": {"timezone": "Mars/Olympus"}}, {}, "routing.timezone"),
         ({"nosuch": {}}, {}, "nosuch"),
         ({"agi": {"nosuch": 1}}, {}, "agi.nosuch"),

@@ -356,6 +356,7 @@ class ChannelListed:
     bridge_id: str
     duration_s: int
     action_id: str
+    application_data: str = ""  # e.g. `support,t,,,30` for Queue, `(Outgoing Line)` for AppQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,6 +675,7 @@ def _core_show_channel(f: Frame, at: datetime) -> AmiEvent | None:
         bridge_id=_g(f, "BridgeId"),
         duration_s=_hms(f.get("Duration")),
         action_id=_g(f, "ActionID"),
+        application_data=_g(f, "ApplicationData"),
     )
 
 

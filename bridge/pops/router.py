@@ -207,9 +207,8 @@ class PopRouter:
     def _ringing_message(self, e: CallRinging, shown: _Shown) -> dict[str, Any]:
         message = _message("call.ringing", e.call_id, iso(e.at))
         message.update(caller=e.caller, caller_name=e.caller_name, queue=e.queue or shown.queue)
-        transfer_from = getattr(e, "transfer_from", None)
-        if transfer_from:
-            message["transfer_from"] = self._agent_of(transfer_from)
+        if e.transfer_from:  # a consultation, or the target of a blind transfer
+            message["transfer_from"] = self._agent_of(e.transfer_from)
         return message
 
     def _answered_message(self, e: CallAnswered) -> dict[str, Any]:

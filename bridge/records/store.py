@@ -69,6 +69,11 @@ LEFT JOIN LATERAL (
 ) AS d ON true
 """
 
+# A live record whose end the bridge never saw: closed after `[pbx] max_call_s`, or ended by a
+# resync after the AMI link dropped. The PBX's Cdrs know better, so reconciliation may replace
+# it. (A record rebuilt from Cdrs lists `caller` as inferred too; a live one never does.)
+PROVISIONAL = "('ended_at' = ANY(r.inferred) AND NOT 'caller' = ANY(r.inferred))"
+
 # One round trip: the record and its channels (the channels only if the record was written).
 _UPSERT = """
 WITH up AS (
@@ -129,8 +134,9 @@ async def write_ended(
     """Upsert the record of one finished call. Run inside a transaction.
 
     `only_missing` (backfill from Cdrs): never replace a finished record, only fill a
-    missing one (or one holding just a disposition). `source`: 'live' (the AMI link's end
-    event) or 'reconciled' (rebuilt from CDRs). Returns whether a row was written."""
+    missing one (or one holding just a disposition) or a `PROVISIONAL` one. `source`: 'live'
+    (the AMI link's end event) or 'reconciled' (rebuilt from CDRs). Returns whether a row was
+    written."""
     if source not in {"live", "reconciled"}:
         raise ValidationError("source", "live or reconciled")
     s = event.summary
@@ -161,7 +167,10 @@ async def write_ended(
         entry["disposition"] = mine["disposition"] if mine else None
         entry["notes"] = mine["notes"] if mine else None
     queue = clean(s.queue, 80) if s.queue else None
-    recording = clean(s.recording_path) if s.recording_path else None
+    outcome = s.outcome if s.outcome in {"answered", "abandoned", "unanswered"} else "unanswered"
+    # MixMonitor runs from before Queue(): nobody answered, nothing worth a path (empty file).
+    answered = outcome == "answered"
+    recording = clean(s.recording_path) if s.recording_path and answered else None
     customer_id = rule = None
     degraded = False
     if decision is not None:
@@ -173,7 +182,7 @@ async def write_ended(
         if queue is None and decision["queue"]:
             queue = decision["queue"]
             inferred.add("queue")
-        if recording is None and decision["recording"]:
+        if recording is None and decision["recording"] and answered:
             recording = decision["recording"]
             inferred.add("recording_path")
     elif found["phone_customer"] is not None:
@@ -181,9 +190,8 @@ async def write_ended(
         # dialplan fallback): the caller's number still names the customer.
         customer_id = found["phone_customer"]
         inferred.add("customer_id")
-    outcome = s.outcome if s.outcome in {"answered", "abandoned", "unanswered"} else "unanswered"
     row = await conn.fetchrow(
-        _UPSERT.format(where="WHERE r.ended_at IS NULL" if only_missing else ""),
+        _UPSERT.format(where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else ""),
         call_id,
         clean(s.caller, 200),
         customer_id,

@@ -281,10 +281,10 @@ class AmiServer:
                         ("Event", "CoreShowChannel"),
                         *aid,
                         *chan.snapshot(),
-                        ("BridgeId", ""),
                         ("Application", chan.application),
                         ("ApplicationData", chan.app_data),
                         ("Duration", _duration(now - chan.created_at)),
+                        ("BridgeId", chan.bridge_id),  # main/manager.c: last, empty if none
                     ]
                 )
             )
@@ -338,7 +338,9 @@ class AmiServer:
             ]
             for ext in queue.members:
                 iface = f"Local/{ext}@phones/n" if local else f"PJSIP/{ext}"
-                in_call = ext in pbx.busy
+                # A real Asterisk 22 (restart/queuestatus-*.ami.log): a ringing member is
+                # Status 2 (in use) but InCall 0; InCall 1 once connected.
+                in_use, in_call = ext in pbx.busy, ext in pbx.talking
                 messages.append(
                     [
                         ("Event", "QueueMember"),
@@ -353,7 +355,7 @@ class AmiServer:
                         ("LastPause", "0"),
                         ("LoginTime", str(int(now))),
                         ("InCall", "1" if in_call else "0"),
-                        ("Status", "2" if in_call else "1"),
+                        ("Status", "2" if in_use else "1"),
                         ("Paused", "0"),
                         ("PausedReason", ""),
                         ("Wrapuptime", "0"),

@@ -115,6 +115,8 @@ class CallRun:
         self.pbx.channel_gone(chan)
 
     def bridge_event(self, event: str, bridge_id: str, count: int, chan: Channel | None) -> None:
+        if chan is not None and event in {"BridgeEnter", "BridgeLeave"}:
+            chan.bridge_id = bridge_id if event == "BridgeEnter" else ""
         self.emit(event, "call", _bridge_fields(bridge_id, count), chan.snapshot() if chan else [])
 
     def cdr(
@@ -198,7 +200,10 @@ class CallRun:
     def interface(self, ext: str) -> str:
         return f"Local/{ext}@phones/n" if self.local else f"PJSIP/{ext}"
 
-    def new_leg(self, ext: str) -> Leg:
+    def new_leg(self, ext: str, app: str = "AppQueue") -> Leg:
+        """A dialled agent channel. As app_queue/app_dial leave it on a real Asterisk 22
+        (restart/coreshowchannels-*.ami.log): Application `AppQueue` (`AppDial` for a Dial)
+        with `(Outgoing Line)`, the caller's Exten and caller ID on it."""
         sfx = self.pbx.ids.suffix()
         link = self.caller.linkedid
         if self.local:
@@ -211,8 +216,10 @@ class CallRun:
             self.local_bridge(chan, phone)
         else:
             chan = self.new_channel(f"PJSIP/{ext}-{sfx}", "phones", ext, 0, link)
-            chan.connected_num, chan.connected_name = self.plan.caller, self.plan.caller_name
+            chan.cid_num, chan.cid_name = self.plan.caller, self.plan.caller_name or UNKNOWN
             phone = None
+        chan.connected_num, chan.connected_name = self.plan.caller, self.plan.caller_name
+        chan.application, chan.app_data, chan.exten = app, "(Outgoing Line)", self.plan.did
         return Leg(ext, chan, phone, self.clock.now())
 
     # --- the call -----------------------------------------------------------------------
@@ -244,6 +251,8 @@ class CallRun:
                 f"{base};2", cfg.context, plan.did, 4, self.origin.uniqueid
             )
             self.newexten(self.origin, "AppDial2", "(Outgoing Line)")
+            # The lab driver's Originate runs Wait(60) on it once answered (no Newexten).
+            self.origin.application, self.origin.app_data = "Wait", "60"
             for chan in (self.origin, self.caller):
                 self.set_callerid(chan, plan.caller, plan.caller_name)
                 self.set_connected(chan, plan.caller, plan.caller_name)
@@ -441,6 +450,8 @@ class CallRun:
     def ring_state(self, leg: Leg) -> None:
         if leg.phone is not None:
             self.newexten(leg.phone, "Ringing", "")
+            leg.phone.priority = 4  # lab-config [phones]: Ringing, Set, Set, Wait(ring)
+            self.newexten(leg.phone, "Wait", f"{self.plan.ring_for(leg.ext):g}")
         self.set_state(leg.chan, 5)
         self.emit(
             "DialState",
@@ -469,9 +480,9 @@ class CallRun:
     async def connected(self, queue: SimQueue, leg: Leg, losers: list[Leg], joined: float) -> None:
         pbx, caller, now = self.pbx, self.caller, self.clock.now()
         leg.answered_at = now
+        pbx.talking.add(leg.ext)
         if leg.phone is not None:
-            self.newexten(leg.phone, "Answer", "")
-            self.set_state(leg.phone, 6)
+            self.handset_answers(leg.phone, self.plan.talk_s)
         self.set_state(leg.chan, 6)
         self.dial_end(leg, "ANSWER")
         for loser in losers:
@@ -576,7 +587,7 @@ class CallRun:
             [("IsExternal", "Yes"), ("Context", "internal"), ("Extension", to_ext)],
         )
         self.bridge_event("BridgeLeave", bridge, 1, caller)
-        new_leg = self.new_leg(to_ext)
+        new_leg = self.new_leg(to_ext, "AppDial")
         dial = f"{to_ext}@phones" if self.local else to_ext
         self.emit(
             "DialBegin",
@@ -606,11 +617,19 @@ class CallRun:
         self.ring_state(new_leg)
         return new_leg
 
+    def handset_answers(self, phone: Channel, talk_s: float) -> None:
+        phone.priority = 5  # lab-config [phones]: Answer, then Wait(talk)
+        self.newexten(phone, "Answer", "")
+        self.set_state(phone, 6)
+        phone.priority = 6
+        self.newexten(phone, "Wait", f"{talk_s:g}")
+
     def transfer_answered(self, leg: Leg) -> None:
         leg.answered_at = self.clock.now()
+        self.pbx.talking.add(leg.ext)
         if leg.phone is not None:
-            self.newexten(leg.phone, "Answer", "")
-            self.set_state(leg.phone, 6)
+            transfer = self.plan.transfer
+            self.handset_answers(leg.phone, transfer.talk_s if transfer else self.plan.talk_s)
         self.set_state(leg.chan, 6)
         self.dial_end(leg, "ANSWER")
 

@@ -47,6 +47,7 @@ class Channel:
     created_at: float = 0.0
     application: str = ""
     app_data: str = ""
+    bridge_id: str = ""  # the bridge it is in now (CoreShowChannel BridgeId)
     variables: dict[str, str] = field(default_factory=dict)
 
     def snapshot(self, prefix: str = "") -> list[tuple[str, str]]:

@@ -37,6 +37,7 @@ class SimPbx:
         self.queue_entries: dict[str, list[Channel]] = {q.name: [] for q in config.queues}
         self.busy: set[str] = set()
         self.freed_at: dict[str, float] = {}  # agent -> when its last call released it
+        self.talking: set[str] = set()  # members connected to a caller (QueueMember InCall)
         self.results: list[CallResult] = []
         self._listeners: list[Listener] = []
         self._rr_last: dict[str, str] = {}
@@ -156,6 +157,7 @@ class SimPbx:
         self.busy.discard(ext)
         if at is not None:
             self.freed_at[ext] = max(at, self.freed_at.get(ext, at))
+        self.talking.discard(ext)
         task = asyncio.ensure_future(self._notify())
         self._notifiers.add(task)
         task.add_done_callback(self._notifiers.discard)
@@ -251,3 +253,4 @@ class SimPbx:
         tasks = list(self._tasks)
         await cancel_and_wait(*tasks)
         self.busy.clear()
+        self.talking.clear()

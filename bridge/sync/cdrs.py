@@ -79,6 +79,10 @@ def _is_caller_leg(cdr: PbxCdr) -> bool:
     return bool(cdr.destination_channel) or cdr.last_application.lower() in DIALLING_APPS
 
 
+def _is_customer(cdr: PbxCdr, legs: Sequence[PbxCdr]) -> bool:
+    return bool(legs) and cdr.uniqueid == legs[0].uniqueid
+
+
 def _device(pattern: re.Pattern[str], channel: str) -> str | None:
     m = pattern.match(channel)
     return (m.group("ext") or None) if m else None
@@ -102,9 +106,21 @@ def call_from_cdrs(
     starts = [c.start_time for c in cdrs if c.start_time]
     ends = [c.end_time for c in cdrs if c.end_time]
     started, ended = min(starts), max(ends)
+    # Only the customer's own channel talks to agents for the record; an agent's Cdrs (its
+    # consultation, the transferer toward the target) bill time away from the customer.
+    legs = [c for c in legs if c.uniqueid == legs[0].uniqueid]
+    # A Local pair that itself dialled an agent is an attended transfer's consultation link
+    # (bridge_basic.c dials `Local/<ext>@<ctx>`): the customer's time toward it, on hold
+    # until the completion, is still the transferring agent's (as the live tracker counts).
+    links = {_base(c.channel) for c in cdrs if not _is_customer(c, legs) and c.destination_channel}
     agents: list[AgentLeg] = []
     for leg in legs:
         if leg.disposition != "ANSWERED" or not leg.destination_channel:
+            continue
+        if _base(leg.destination_channel) in links and agents and leg.end_time is not None:
+            held = int((leg.end_time - (leg.start_time or leg.end_time)).total_seconds())
+            last = agents[-1]
+            agents[-1] = AgentLeg(last.device, last.answered_at, last.talk_s + max(0, held))
             continue
         device = _device(device_pattern, leg.destination_channel)
         if device is None or leg.end_time is None:
@@ -112,11 +128,17 @@ def call_from_cdrs(
         own = (handsets or {}).get(_base(leg.destination_channel))
         talk = leg.billable_s
         answered = leg.end_time - timedelta(seconds=talk)
-        if own is not None and own.answer_time is not None and own.end_time is not None:
+        start = leg.start_time or leg.end_time
+        if (
+            own is not None
+            and own.answer_time is not None
+            and own.end_time is not None
+            and own.answer_time >= start  # not picked up earlier for a consultation
+        ):
             # Whole-second wall times round better than the truncated BillableSeconds.
             answered = own.answer_time
             wall = int((own.end_time - own.answer_time).total_seconds())
-            span = int((leg.end_time - (leg.start_time or leg.end_time)).total_seconds())
+            span = int((leg.end_time - start).total_seconds())
             talk = max(0, min(wall, span))
         agents.append(AgentLeg(device, answered, talk))
     agents.sort(key=lambda a: a.answered_at)

@@ -6,7 +6,8 @@
    recorded), else the CDR's own linkedid (cdr_pgsql, cdr_csv with newcdrcolumns), else
    `route_decisions` (uniqueid -> linkedid), else its own UniqueID. Calls with a caller leg
    but no finished record - the bridge was down, restarted mid-call, or its AMI link dropped
-   at hangup - are rebuilt from their CDRs (`bridge.sync.cdrs`) and written with every field
+   at hangup - or only a provisional one (its end not seen: closed after `[pbx] max_call_s`)
+   - are rebuilt from their CDRs (`bridge.sync.cdrs`) and written with every field
    listed in `inferred` and `source = 'reconciled'`; the route decision adds customer, rule
    and the BRIDGE_RECORDING path.
    A call with a routing decision older than `max_call_s` (it must have ended) and still no
@@ -32,7 +33,7 @@ from bridge.connectors.base import CrmConnector
 from bridge.errors import ValidationError
 from bridge.records.cdr import PbxCdr
 from bridge.records.outbox import OutboxWorker
-from bridge.records.store import write_ended
+from bridge.records.store import PROVISIONAL, write_ended
 from bridge.sync import metrics
 from bridge.sync.cdrs import CallDecision, call_from_cdrs, group_cdrs, handset_index
 from bridge.sync.sources import CdrSource
@@ -151,15 +152,13 @@ async def backfill(
         rows = await conn.fetch(_CDRS, since)
         cdrs = _merge([PbxCdr.from_dict(dict(r)) for r in rows], external)
         uniqueids = sorted({c.uniqueid for c in cdrs})
-        recorded = {
-            r["uniqueid"]: r["call_id"]
-            for r in await conn.fetch(
-                "SELECT uniqueid, call_id FROM call_record_channels c"
-                " JOIN call_records r USING (call_id)"
-                " WHERE uniqueid = ANY($1::text[]) AND r.ended_at IS NOT NULL",
-                uniqueids,
-            )
-        }
+        known = await conn.fetch(
+            "SELECT uniqueid, call_id, " + PROVISIONAL + " AS provisional"
+            " FROM call_record_channels c JOIN call_records r USING (call_id)"
+            " WHERE uniqueid = ANY($1::text[]) AND r.ended_at IS NOT NULL",
+            uniqueids,
+        )
+        recorded = {r["uniqueid"]: r["call_id"] for r in known if not r["provisional"]}
         decided = {
             r["uniqueid"]: r
             for r in await conn.fetch(
@@ -170,13 +169,13 @@ async def backfill(
         }
         call_of = {u: (r["linkedid"] or u) for u, r in decided.items()}
         call_of.update({c.uniqueid: c.linkedid for c in cdrs if c.linkedid})
-        call_of.update(recorded)
+        call_of.update({r["uniqueid"]: r["call_id"] for r in known})
         groups = group_cdrs(cdrs, call_of)
         finished = {
             r["call_id"]
             for r in await conn.fetch(
-                "SELECT call_id FROM call_records WHERE call_id = ANY($1::text[])"
-                " AND ended_at IS NOT NULL",
+                "SELECT call_id FROM call_records r WHERE call_id = ANY($1::text[])"
+                " AND ended_at IS NOT NULL AND NOT " + PROVISIONAL,
                 list(groups),
             )
         }

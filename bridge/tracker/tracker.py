@@ -11,6 +11,24 @@ answers (``DialEnd ANSWER`` or ``AgentConnect``); `CallRetracted` when a ringing
 without answering; `CallTransferred` when, after a blind transfer, another device answers the
 call (or at once for an attended transfer); `CallEnded` once per call.
 
+Transfers and consultations. A channel that is not the caller's and dials an agent while the
+call is answered is a *consultation* (``Atxfer`` opens ``Local/<ext>@<ctx>`` with the call's
+Linkedid; a SIP phone's consultation is a new call whose first channel is the agent's phone,
+which joins the customer's call at once). The consulted device gets `CallRinging` with
+``transfer_from`` (the consulting agent's device) and the customer's caller ID; its answer is
+not the customer's, so it emits nothing. ``AttendedTransfer`` completes it: `CallTransferred`
+once, then the target's `CallAnswered`, stamped at the completion. A contact centre counts
+talk time with the customer: the target's runs from the completion (the caller's Cdr toward
+it, else timestamps); the transferer's to the completion (the queue's ``TalkTime``, which
+includes the consultation while the customer waits on hold for it), so no second is counted
+twice. A consultation that ends without a transfer retracts its ringing. When a transfer
+joins a call we tracked on its own (another Linkedid), that call's legs are retracted
+(``transferred``) and re-rung on the customer's call; it leaves no record.
+
+Durations. ``duration_s`` is the caller's own channel lifetime (the root channel, else the
+call's), never stretched to the talk figures. A recording path is kept only when someone
+answered: MixMonitor runs from before ``Queue()``, so an unanswered call leaves an empty file.
+
 When does a call end? When every channel seen for it has hung up. A leg's talk time comes from
 the queue's own ``AgentComplete TalkTime``, else the ``Cdr BillableSeconds`` of the caller's
 leg toward that agent (``Cdr DestinationChannel`` = the agent channel), else timestamps. The
@@ -21,7 +39,12 @@ flowing on this link, the end is held for up to `cdr_grace_s`; `tick(now)` relea
 whose Cdrs never come (their talk time is then marked inferred).
 
 After an AMI reconnect `resync()` compares the live channel list with what we know: calls whose
-channels all vanished end with ``ended_at`` inferred, new ones are adopted.
+channels all vanished end with ``ended_at`` inferred, new ones are adopted (a dialled agent
+channel is listed as ``AppQueue``/``AppDial``; the caller runs ``Queue``/``Dial``, whose data
+names the queue). A leg missed anyway is learnt from the first event that names it
+(``AgentConnect``, ``DialEnd ANSWER``, a ``BridgeEnter`` into the caller's bridge). A call
+still open after `max_call_s` (its Hangups were lost) is closed by `tick` with ``ended_at``
+inferred, so state stays bounded.
 """
 
 from __future__ import annotations
@@ -52,7 +75,12 @@ RINGING_STATES = {4, 5}  # AST_STATE_RING, AST_STATE_RINGING
 ANSWERED_ELSEWHERE = 26  # AST_CAUSE_ANSWERED_ELSEWHERE
 NO_ANSWER_CAUSES = {17, 18, 19, 21}  # busy, no user response, no answer, rejected
 NO_ANSWER_DIALSTATUS = {"NOANSWER", "BUSY", "CONGESTION", "CHANUNAVAIL"}
-DIALLED_APPS = {"appdial", "appqueue"}  # CoreShowChannel Application of a dialled channel
+# CoreShowChannel Application of a channel, as a real Asterisk 22 lists them while a queue
+# call rings and talks (tests/fixtures/asterisk-traces/restart): the channel app_queue or
+# app_dial dialled keeps `AppQueue`/`AppDial` `(Outgoing Line)` until it hangs up; the caller
+# runs `Queue` (data `support,t,,,30`) or `Dial`.
+DIALLED_APPS = {"appdial", "appqueue"}
+DIALLING_APPS = {"queue", "dial"}
 MAX_REMEMBERED = 4096  # ended calls / hung-up channels kept to ignore late events
 
 RetractReason = Literal["answered_elsewhere", "caller_gone", "no_answer", "transferred"]
@@ -60,10 +88,14 @@ RetractReason = Literal["answered_elsewhere", "caller_gone", "no_answer", "trans
 
 @dataclass(frozen=True, slots=True)
 class LiveLeg:
+    """`state` is the leg toward the customer: a consulted agent stays "ringing" (with
+    `transfer_from`) until the transfer completes, whether or not it picked up."""
+
     device: str
     channel: str
     state: Literal["ringing", "answered", "away"]  # away: talked, then left the live call
     since: datetime
+    transfer_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +119,7 @@ class _Channel:
     state: int = 0
     hung_up: bool = False
     hangup_requested: bool = False
+    bridge_id: str = ""
 
 
 @dataclass(slots=True)
@@ -96,12 +129,15 @@ class _Leg:
     uniqueid: str
     queue: str | None
     rang_at: datetime
-    state: Literal["ringing", "answered", "retracted"] = "ringing"
-    answered_at: datetime | None = None
+    state: Literal["ringing", "consulting", "answered", "retracted"] = "ringing"
+    answered_at: datetime | None = None  # when it got the customer
     ended_at: datetime | None = None
     talk_queue: int | None = None
     talk_cdr: int | None = None
     answer_inferred: bool = False
+    consult: bool = False  # rung by an agent consulting, not (yet) for the customer
+    transfer_from: str | None = None  # device handing the call over (transfer, consultation)
+    left_bridge: bool = False  # ended_at came from a BridgeLeave, undone if it comes back
 
 
 @dataclass(slots=True)
@@ -124,6 +160,8 @@ class _Call:
     transfer_from: str | None = None
     transfer_pending: bool = False
     hung_up_at: datetime | None = None
+    root_gone_at: datetime | None = None  # the caller's own channel hung up
+    aliases: set[str] = field(default_factory=set)  # other Linkedids folded into this call
     end_deadline: datetime | None = None
     inferred: set[str] = field(default_factory=set)
 
@@ -160,6 +198,11 @@ class CallTracker:
         self._chan_call: dict[str, str] = {}  # channel uniqueid -> call id
         self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended call ids
         self._gone: OrderedDict[str, None] = OrderedDict()  # recently hung-up uniqueids
+        # Linkedid of a consultation placed from an agent's phone -> the customer's call id.
+        self._alias: dict[str, str] = {}
+        # device -> call id where it last answered the customer (checked on use, so stale
+        # entries cost nothing); bounded by the number of devices.
+        self._busy: dict[str, str] = {}
 
     # --- public API ------------------------------------------------------------------------
 
@@ -263,44 +306,75 @@ class CallTracker:
             if call.hung_up_at is not None:
                 call.inferred.add("ended_at")
                 self._finish(call, out)
-        # 2. What we did not know about, and state we missed.
+        # 2. What we did not know about, and state we missed: first every channel and the
+        # caller's side (a listing comes in no useful order), then the agents' legs.
+        fresh: list[tuple[_Call, ev.ChannelListed]] = []
         for item in listed:
-            call_id = self._chan_call.get(item.uniqueid) or item.linkedid
-            if call_id in self._ended:
-                continue
-            known = self._calls.get(call_id)
-            if known is None:
-                known = self._new_call(call_id, now - timedelta(seconds=item.duration_s))
-                known.inferred.add("started_at")
-            call = known
-            listed_chan = call.channels.get(item.uniqueid)
-            if listed_chan is None:
-                listed_chan = self._add_channel(call, item.uniqueid, item.channel, item.state)
-                if item.uniqueid == call.call_id or item.uniqueid in entries:
-                    call.caller_side.add(item.uniqueid)
-                    self._set_caller(call, item.caller_num, item.caller_name)
-                    if item.uniqueid == call.call_id and not call.did:
-                        call.did = item.exten
-                if item.application.lower() in DIALLED_APPS:
-                    device = self.device_of(item.channel)
-                    if device is not None and call.leg_for(item.channel) is None:
-                        new_leg = _Leg(device, item.channel, item.uniqueid, call.queue, now)
-                        call.legs.append(new_leg)
-                        out.append(self._ringing(call, new_leg))
-            listed_chan.state = item.state
-            leg = call.leg_for(item.channel, item.uniqueid)
-            if leg is not None and leg.state == "ringing" and item.state == UP:
-                leg.answer_inferred = True
-                self._answer(call, leg, now, out)
+            owner = self._adopt_listed(item, entries, now, fresh)
             entry = entries.get(item.uniqueid)
-            if entry is not None:
-                call.queue = call.queue or entry.queue or None
-                call.in_queue = True
-                if not call.caller:
-                    self._set_caller(call, entry.caller_num, entry.caller_name)
+            if owner is not None and entry is not None:
+                owner.queue = owner.queue or entry.queue or None
+                owner.in_queue = True
+                if not owner.caller:
+                    self._set_caller(owner, entry.caller_num, entry.caller_name)
+        for owner, item in fresh:
+            device = self.device_of(item.channel)
+            if device is None or item.uniqueid in owner.caller_side:
+                continue
+            with_caller = bool(item.bridge_id) and any(
+                c.bridge_id == item.bridge_id
+                for c in owner.channels.values()
+                if c.uniqueid in owner.caller_side
+            )
+            dialled = item.application.lower() in DIALLED_APPS
+            if (dialled or with_caller) and owner.leg_for(item.channel, item.uniqueid) is None:
+                new_leg = _Leg(device, item.channel, item.uniqueid, owner.queue, now)
+                owner.legs.append(new_leg)
+                out.append(self._ringing(owner, new_leg))
+        for item in listed:
+            found = self._calls.get(self._chan_call.get(item.uniqueid, ""))
+            ringing = found.leg_for(item.channel, item.uniqueid) if found is not None else None
+            if found is None or ringing is None or item.state != UP:
+                continue
+            if ringing.state == "ringing":  # up already: it answered while we were away
+                ringing.answer_inferred = True
+                self._answer(found, ringing, now, out)
         return out
 
     # --- internals -------------------------------------------------------------------------
+
+    def _adopt_listed(
+        self,
+        item: ev.ChannelListed,
+        entries: dict[str, ev.QueueEntryListed],
+        now: datetime,
+        fresh: list[tuple[_Call, ev.ChannelListed]],
+    ) -> _Call | None:
+        """The call a listed channel belongs to, learning the channel and the caller's side."""
+        call_id = self._chan_call.get(item.uniqueid) or self._alias.get(
+            item.linkedid, item.linkedid
+        )
+        if call_id in self._ended:
+            return None
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._new_call(call_id, now - timedelta(seconds=item.duration_s))
+            call.inferred.add("started_at")
+        chan = call.channels.get(item.uniqueid)
+        if chan is None:
+            chan = self._add_channel(call, item.uniqueid, item.channel, item.state)
+            fresh.append((call, item))
+            app = item.application.lower()
+            if item.uniqueid == call.call_id or item.uniqueid in entries or app in DIALLING_APPS:
+                call.caller_side.add(item.uniqueid)
+                self._set_caller(call, item.caller_num, item.caller_name)
+                if item.uniqueid == call.call_id and not call.did:
+                    call.did = item.exten
+            if app == "queue" and not call.queue:
+                call.queue = item.application_data.split(",")[0].strip() or None
+        chan.state = item.state
+        chan.bridge_id = item.bridge_id
+        return call
 
     def _remember(self, memory: OrderedDict[str, None], key: str) -> None:
         memory[key] = None
@@ -322,7 +396,7 @@ class CallTracker:
     def _call_for(self, uniqueid: str, linkedid: str) -> _Call | None:
         call_id = self._chan_call.get(uniqueid)
         if call_id is None:
-            call_id = linkedid
+            call_id = self._alias.get(linkedid, linkedid)
         return self._calls.get(call_id)
 
     def _channel_of(self, uniqueid: str, linkedid: str, name: str) -> tuple[_Call, _Channel] | None:
@@ -336,6 +410,39 @@ class CallTracker:
         if chan is None:
             chan = self._add_channel(call, uniqueid, name, 0)
         return call, chan
+
+    def _talking(self, call: _Call) -> list[_Leg]:
+        """Legs talking to the customer right now."""
+        return [
+            leg
+            for leg in call.legs
+            if leg.state == "answered" and not leg.consult and leg.ended_at is None
+        ]
+
+    def _consulting_agent(self, call: _Call, channel: str) -> str | None:
+        """Who is consulting, when a channel that is not the caller's dials out of an answered
+        call: the agent whose device the dialling channel names, else the latest to answer."""
+        talking = self._talking(call)
+        if not talking:
+            return None
+        device = self.device_of(channel)
+        if any(leg.device == device for leg in talking):
+            return device
+        return max(talking, key=lambda leg: leg.answered_at or leg.rang_at).device
+
+    def _consulted_from(self, channel: str, linkedid: str) -> _Call | None:
+        """A new call whose first channel is an agent's phone that is talking to a customer is
+        that agent consulting from the phone (customer on hold): it joins the customer's call,
+        so the consulted agent is popped with the customer's card."""
+        device = self.device_of(channel)
+        call = self._calls.get(self._busy.get(device or "", ""))
+        if call is None or call.hung_up_at is not None:
+            return None
+        if not any(leg.device == device for leg in self._talking(call)):
+            return None
+        self._alias[linkedid] = call.call_id
+        call.aliases.add(linkedid)
+        return call
 
     @staticmethod
     def _set_caller(call: _Call, num: str, name: str) -> None:
@@ -362,6 +469,7 @@ class CallTracker:
             caller_name=call.caller_name,
             queue=leg.queue or call.queue,
             channel=leg.channel,
+            transfer_from=leg.transfer_from,
         )
 
     def _live(self, call: _Call, *, with_away: bool = False) -> LiveCall:
@@ -371,6 +479,7 @@ class CallTracker:
                 leg.channel,
                 _leg_state(leg),
                 leg.answered_at or leg.rang_at,
+                leg.transfer_from,
             )
             for leg in call.legs
             if leg.state != "retracted" and (leg.ended_at is None or with_away)
@@ -391,7 +500,10 @@ class CallTracker:
     def _on_new_channel(self, e: ev.NewChannel, out: list[CallEvent]) -> None:
         if e.linkedid in self._ended or e.uniqueid in self._gone:
             return
-        call = self._calls.get(self._chan_call.get(e.uniqueid, e.linkedid))
+        call_id = self._chan_call.get(e.uniqueid) or self._alias.get(e.linkedid, e.linkedid)
+        call = self._calls.get(call_id)
+        if call is None and e.uniqueid == e.linkedid:
+            call = self._consulted_from(e.channel, e.linkedid)
         if call is None:
             call = self._new_call(e.linkedid, e.at)
         elif call.hung_up_at is not None:
@@ -475,14 +587,23 @@ class CallTracker:
         if found is None:
             return
         call = found[0]
-        call.caller_side.add(uniqueid)
-        self._fill_caller(call, uniqueid, *caller)
+        consult_from = None
+        if uniqueid != call.call_id and uniqueid not in call.caller_side:
+            consult_from = self._consulting_agent(call, channel)
+        if consult_from is None:
+            call.caller_side.add(uniqueid)
+            self._fill_caller(call, uniqueid, *caller)
         if call.leg_for(dest_channel, dest_uniqueid) is not None:
             return
         device = self.device_of(device_name) or self.device_of(dest_channel)
-        if device is None:
+        if device is None or device == consult_from:
             return
         leg = _Leg(device, dest_channel, dest_uniqueid, queue, at)
+        if consult_from is not None:
+            leg.consult = True
+            leg.transfer_from = consult_from
+        elif call.transfer_pending:
+            leg.transfer_from = call.transfer_from
         call.legs.append(leg)
         if dest_uniqueid and dest_uniqueid not in call.channels:
             self._add_channel(call, dest_uniqueid, dest_channel, 0)
@@ -524,8 +645,15 @@ class CallTracker:
     def _answer(self, call: _Call, leg: _Leg, at: datetime, out: list[CallEvent]) -> None:
         if leg.state != "ringing":
             return
+        if leg.consult:
+            leg.state = "consulting"  # talking to the agent, not to the customer: no event
+            return
         leg.state = "answered"
         leg.answered_at = at
+        if leg.queue is not None or leg.transfer_from is not None:
+            # An agent serving a customer (not, say, a trunk an outbound call reached): a new
+            # call from its phone now is a consultation (`_consulted_from`).
+            self._busy[leg.device] = call.call_id
         if call.answered_at is None:
             call.answered_at = at
         if call.transfer_pending and leg.device != call.transfer_from:
@@ -536,7 +664,7 @@ class CallTracker:
     def _retract(
         self, call: _Call, leg: _Leg, reason: RetractReason, at: datetime, out: list[CallEvent]
     ) -> None:
-        if leg.state != "ringing":
+        if leg.state not in ("ringing", "consulting"):
             return
         leg.state = "retracted"
         leg.ended_at = at
@@ -553,10 +681,30 @@ class CallTracker:
         if call is None or call.hung_up_at is not None:
             return
         leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
+        if leg is None and e.status == "ANSWER":
+            # A leg we never saw ring (events lost, or rung before a restart): learn it here.
+            queue = call.queue if call.in_queue else None
+            self._start_leg(
+                e.uniqueid,
+                e.linkedid,
+                e.channel,
+                e.dest_channel,
+                e.dest_uniqueid,
+                "",
+                queue,
+                e.at,
+                out,
+            )
+            leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
         if leg is None:
             return
         if e.status == "ANSWER":
             self._answer(call, leg, e.at, out)
+        elif leg.consult:
+            reason: RetractReason = (
+                "no_answer" if e.status in NO_ANSWER_DIALSTATUS else "caller_gone"
+            )
+            self._retract(call, leg, reason, e.at, out)
         elif self._answered_elsewhere(call, leg):
             self._retract(call, leg, "answered_elsewhere", e.at, out)
         elif e.status in NO_ANSWER_DIALSTATUS:
@@ -575,6 +723,20 @@ class CallTracker:
         call = self._call_for(e.uniqueid, e.linkedid)
         if call is not None and call.hung_up_at is None:
             leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
+            if leg is None:  # first news of this agent: it rang before we were listening
+                call.queue = call.queue or e.queue or None
+                self._start_leg(
+                    e.uniqueid,
+                    e.linkedid,
+                    e.channel,
+                    e.dest_channel,
+                    e.dest_uniqueid,
+                    e.interface,
+                    e.queue or None,
+                    e.at,
+                    out,
+                )
+                leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
             if leg is not None:
                 self._answer(call, leg, e.at, out)
 
@@ -592,15 +754,50 @@ class CallTracker:
             self._maybe_release(call, out)
 
     def _on_bridge_enter(self, e: ev.BridgeEnter, out: list[CallEvent]) -> None:
-        self._channel_of(e.uniqueid, e.linkedid, e.channel)
+        known = self._calls.get(self._chan_call.get(e.uniqueid, ""))
+        found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
+        if found is None:
+            return
+        call, chan = found
+        chan.bridge_id = e.bridge_id
+        leg = call.leg_for(e.channel, e.uniqueid)
+        if leg is None and known is None and e.uniqueid not in call.caller_side:
+            # A channel first named by its BridgeEnter, joining the caller's bridge: an agent
+            # the call reached while we were not listening.
+            self._learn_bridged_leg(call, chan, e.at, out)
+            return
+        if leg is not None and leg.left_bridge:
+            # Back in a bridge (a consultation, a Local optimisation): still on the call.
+            leg.ended_at = None
+            leg.left_bridge = False
+
+    def _learn_bridged_leg(
+        self, call: _Call, chan: _Channel, at: datetime, out: list[CallEvent]
+    ) -> None:
+        device = self.device_of(chan.name)
+        with_caller = any(
+            c.bridge_id == chan.bridge_id and not c.hung_up
+            for c in call.channels.values()
+            if c.uniqueid in call.caller_side or c.uniqueid == call.call_id
+        )
+        if device is None or not with_caller:
+            return
+        leg = _Leg(device, chan.name, chan.uniqueid, call.queue, at)
+        if call.transfer_pending:
+            leg.transfer_from = call.transfer_from
+        call.legs.append(leg)
+        out.append(self._ringing(call, leg))
+        self._answer(call, leg, at, out)
 
     def _on_bridge_leave(self, e: ev.BridgeLeave, out: list[CallEvent]) -> None:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
         if found is None:
             return
+        found[1].bridge_id = ""
         leg = found[0].leg_for(e.channel, e.uniqueid)
         if leg is not None and leg.state == "answered" and leg.ended_at is None:
             leg.ended_at = e.at
+            leg.left_bridge = True
 
     def _on_blind_transfer(self, e: ev.BlindTransfer, out: list[CallEvent]) -> None:
         if not e.success:
@@ -617,33 +814,104 @@ class CallTracker:
             leg.ended_at = e.at
 
     def _on_attended_transfer(self, e: ev.AttendedTransfer, out: list[CallEvent]) -> None:
-        if not e.success or not e.target_channel:
+        """Completion of a consultation: the consulted agent gets the customer.
+
+        Both kinds name the same parties (main/stasis_bridges.c ``attended_transfer_to_ami``):
+        ``OrigTransferer``/``SecondTransferer`` are the transferring agent's two channels,
+        ``Transferee`` the peer of the first in its bridge, ``TransferTarget`` the peer of the
+        second, when each bridge had one. Which of the two bridges holds the customer depends
+        on which dialog the phone sent its REFER on, so the customer's call is found by its
+        caller-side channel, not by the field names. A ``Bridge`` merge may list no target at
+        all (the Atxfer trace): the consultation legs the transferer opened are the targets.
+        """
+        if not e.success:
             return
-        call = self._call_for(e.transferee_uniqueid, e.transferee_linkedid) or self._call_for(
-            e.orig_transferer_uniqueid, e.orig_transferer_linkedid
+        uids = (
+            (e.transferee_uniqueid, e.transferee_linkedid),
+            (e.target_uniqueid, e.target_linkedid),
+            (e.orig_transferer_uniqueid, e.orig_transferer_linkedid),
+            (e.second_transferer_uniqueid, e.second_transferer_linkedid),
         )
-        if call is None or call.hung_up_at is not None:
+        calls: list[_Call] = []
+        for uniqueid, linkedid in uids:
+            found = self._call_for(uniqueid, linkedid) if uniqueid or linkedid else None
+            if found is not None and found.hung_up_at is None and found not in calls:
+                calls.append(found)
+        if not calls:
             return
-        device = self.device_of(e.target_channel)
-        if device is None:
-            return
-        old = call.leg_for(e.orig_transferer_channel, e.orig_transferer_uniqueid)
-        if old is not None and old.ended_at is None:
-            old.ended_at = e.at
-        # The target channel belongs to the consultation call; from now on it is ours.
-        if e.target_uniqueid:
-            other = self._calls.get(self._chan_call.get(e.target_uniqueid, ""))
-            if other is not None and other is not call:
-                other.channels.pop(e.target_uniqueid, None)
-                other.legs = [x for x in other.legs if x.uniqueid != e.target_uniqueid]
-                self._maybe_all_gone(other, e.at, out)
-            if e.target_uniqueid not in call.channels:
+        call = next(
+            (c for c in calls for u, _ in uids[:2] if u and (u == c.call_id or u in c.caller_side)),
+            calls[0],
+        )
+        transferer = None
+        for name, uniqueid in (
+            (e.orig_transferer_channel, e.orig_transferer_uniqueid),
+            (e.second_transferer_channel, e.second_transferer_uniqueid),
+        ):
+            leg = call.leg_for(name, uniqueid)
+            if leg is not None and not leg.consult:
+                transferer = leg
+                break
+        from_device = (
+            transferer.device
+            if transferer is not None
+            else self.device_of(e.orig_transferer_channel)
+            or self.device_of(e.second_transferer_channel)
+        )
+        for other in calls:
+            if other is not call:
+                self._absorb(call, other, from_device, e.at, out)
+        targets = [
+            leg
+            for leg in call.legs
+            if leg.consult
+            and leg.state in ("ringing", "consulting")
+            and (from_device is None or leg.transfer_from == from_device)
+        ]
+        if not targets:
+            device = self.device_of(e.target_channel)
+            if device is None or device == from_device or e.target_uniqueid in call.caller_side:
+                return
+            if e.target_uniqueid and e.target_uniqueid not in call.channels:
                 self._add_channel(call, e.target_uniqueid, e.target_channel, UP)
-        leg = _Leg(device, e.target_channel, e.target_uniqueid, call.queue, e.at)
-        call.legs.append(leg)
-        call.transfer_from = old.device if old is not None else None
-        call.transfer_pending = True
-        self._answer(call, leg, e.at, out)
+            leg = _Leg(device, e.target_channel, e.target_uniqueid, call.queue, e.at, "consulting")
+            leg.consult, leg.transfer_from = True, from_device
+            call.legs.append(leg)
+            targets = [leg]
+        if transferer is not None and transferer.ended_at is None:
+            transferer.ended_at = e.at
+        for leg in targets:
+            talking = leg.state == "consulting"
+            leg.consult = False
+            leg.state = "ringing"
+            call.transfer_from = from_device
+            call.transfer_pending = True
+            if talking:  # a ringing target gets the customer when it answers
+                self._answer(call, leg, e.at, out)
+
+    def _absorb(
+        self, call: _Call, other: _Call, from_device: str | None, at: datetime, out: list[CallEvent]
+    ) -> None:
+        """Fold a consultation call we tracked on its own (another Linkedid) into `call`."""
+        del self._calls[other.call_id]
+        self._remember(self._ended, other.call_id)
+        for alias in (other.call_id, *other.aliases):
+            self._alias[alias] = call.call_id
+            call.aliases.add(alias)
+        for uniqueid, chan in other.channels.items():
+            call.channels.setdefault(uniqueid, chan)
+            self._chan_call[uniqueid] = call.call_id
+        for leg in other.legs:
+            if leg.state == "retracted" or leg.ended_at is not None:
+                continue
+            out.append(CallRetracted(other.call_id, leg.device, at, "transferred"))
+            if leg.device == from_device:
+                continue
+            moved = _Leg(leg.device, leg.channel, leg.uniqueid, call.queue, at)
+            moved.consult, moved.transfer_from = True, from_device
+            moved.state = "consulting" if leg.state != "ringing" else "ringing"
+            call.legs.append(moved)
+            out.append(self._ringing(call, moved))
 
     def _on_hangup(self, e: ev.Hangup, out: list[CallEvent]) -> None:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
@@ -660,6 +928,11 @@ class CallTracker:
         call_id = self._chan_call.get(e.uniqueid)
         call = self._calls.get(call_id) if call_id else None
         if call is None or not e.destination_channel:
+            return
+        if e.uniqueid != call.call_id and e.uniqueid not in call.caller_side:
+            # An agent's own Cdrs (a consultation, the transferer toward the target) bill
+            # time away from the customer; only the caller's leg toward an agent counts.
+            self._maybe_release(call, out)
             return
         leg = call.leg_for(e.destination_channel)
         if leg is not None and leg.answered_at is not None and e.disposition == "ANSWERED":
@@ -683,9 +956,17 @@ class CallTracker:
             return
         chan.hung_up = True
         self._remember(self._gone, chan.uniqueid)
+        if chan.uniqueid == call.call_id:
+            call.root_gone_at = at
         leg = call.leg_for(chan.name, chan.uniqueid)
         if leg is not None:
-            if leg.state == "ringing":
+            if leg.consult:
+                ringing = leg.state == "ringing"
+                gone: RetractReason = (
+                    "no_answer" if ringing and cause in NO_ANSWER_CAUSES else "caller_gone"
+                )
+                self._retract(call, leg, gone, at, out)
+            elif leg.state == "ringing":
                 reason: RetractReason
                 if cause == ANSWERED_ELSEWHERE or self._answered_elsewhere(call, leg):
                     reason = "answered_elsewhere"
@@ -735,6 +1016,11 @@ class CallTracker:
         if self._calls.pop(call.call_id, None) is None:
             return
         self._remember(self._ended, call.call_id)
+        for alias in call.aliases:
+            self._alias.pop(alias, None)
+        for leg in call.legs:
+            if self._busy.get(leg.device) == call.call_id:
+                del self._busy[leg.device]
         for uniqueid in call.channels:
             self._chan_call.pop(uniqueid, None)
             self._remember(self._gone, uniqueid)
@@ -774,9 +1060,10 @@ class CallTracker:
             outcome = "abandoned"
         else:
             outcome = "unanswered"
-        duration = max(0, int((ended_at - call.started_at).total_seconds()))
-        # Talk figures come from Asterisk's own clock; never report less call than talk.
-        duration = max(duration, talk_s)
+        # The caller's own time on the line: its channel's lifetime, not the consultation or
+        # the last agent's hangup after it, and never stretched to fit the talk figures.
+        gone = call.root_gone_at or ended_at
+        duration = max(0, int((gone - call.started_at).total_seconds()))
         return CallSummary(
             call_id=call.call_id,
             caller=call.caller,
@@ -790,7 +1077,8 @@ class CallTracker:
             talk_s=talk_s,
             outcome=outcome,
             agents=tuple(agents),
-            recording_path=call.recording,
+            # MixMonitor starts before Queue(): an unanswered call leaves an empty file.
+            recording_path=call.recording if outcome == "answered" else None,
             uniqueids=tuple(call.channels),
             inferred=tuple(sorted(inferred)),
         )

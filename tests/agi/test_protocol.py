@@ -238,4 +238,4 @@ def test_every_recorded_session_parses(traces: Path) -> None:
                 assert parse_reply_line(reply).ok
                 assert command.startswith("SET VARIABLE BRIDGE_QUEUE ")
             seen += 1
-    assert seen == 15  # 7 single-call scenarios + concurrent-8
+    assert seen == 16  # 8 single-call scenarios (attended-transfer too) + concurrent-8

@@ -87,11 +87,30 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
         ("queue:support", RING, {}, CARD),
         ("1001", "call.answered", {"agent": "ann"}, False),
         ("queue:support", "call.answered", {"agent": "ann"}, False),
-        ("2001", RING, {}, CARD),  # the target rings through Dial: it sees the card then
+        ("2001", RING, {"transfer_from": "ann"}, CARD),  # rings through Dial: the card then
         ("1001", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
         ("2001", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
         ("queue:support", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
         # the transferer still follows its call: it learns who picked up, and the end
+        ("1001", "call.answered", {"agent": "cat"}, False),
+        ("2001", "call.answered", {"agent": "cat"}, False),
+        ("queue:support", "call.answered", {"agent": "cat"}, False),
+        ("1001", "call.ended", {}, False),
+        ("2001", "call.ended", {}, False),
+        ("queue:support", "call.ended", {}, False),
+    ],
+    # Atxfer: 1001 consults 2001 with the customer on hold, then hangs up to complete it.
+    "attended-transfer": [
+        ("1001", RING, {}, CARD),
+        ("queue:support", RING, {}, CARD),
+        ("1001", "call.answered", {"agent": "ann"}, False),
+        ("queue:support", "call.answered", {"agent": "ann"}, False),
+        # consulted: the customer's card, and who is consulting; picking up is not answering
+        ("2001", RING, {"transfer_from": "ann"}, CARD),
+        # completed: the transferer's page says to whom the call went; 2001 answers once
+        ("1001", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
+        ("2001", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
+        ("queue:support", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
         ("1001", "call.answered", {"agent": "cat"}, False),
         ("2001", "call.answered", {"agent": "cat"}, False),
         ("queue:support", "call.answered", {"agent": "cat"}, False),
@@ -149,6 +168,15 @@ def test_a_transfer_target_that_never_rang_sees_the_card_first() -> None:
     ]
     ringing = pops[0].message
     assert ringing["caller"] == "+15551230001" and ringing["queue"] == "support"
+
+
+def test_a_consulted_agent_is_popped_with_who_consults() -> None:
+    router = PopRouter(AGENTS.get)
+    router.route(CallRinging("c", "1001", AT, "+15551230001", "Alice", "support", "x"))
+    router.route(CallAnswered("c", "1001", AT))
+    consult = CallRinging("c", "2001", AT, "+15551230001", "Alice", "support", "y", "1001")
+    pops = router.route(consult)
+    assert [row(p) for p in pops] == [("2001", RING, {"transfer_from": "ann"}, CARD)]
 
 
 def test_a_retract_for_a_device_never_shown_the_call_says_nothing() -> None:

@@ -110,3 +110,37 @@ class AmiClient:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+class GatedClock:
+    """Simulated time that stands still at every sleep until the test lets it go: a call
+    placed on it stops in each state (ringing, talking) for as long as the test needs."""
+
+    def __init__(self, start: float = 1796191627.0) -> None:
+        self._now = start
+        self._parked: list[tuple[float, asyncio.Future[None]]] = []
+        self._changed = asyncio.Condition()
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        async with self._changed:
+            self._parked.append((max(0.0, seconds), done))
+            self._changed.notify_all()
+        await done
+
+    async def parked(self, count: int = 1) -> None:
+        """Wait until `count` sleeps are waiting."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self._parked) >= count), 10)
+
+    def release(self) -> None:
+        """Let every waiting sleep end, time moving on by the longest of them."""
+        parked, self._parked = self._parked, []
+        if parked:
+            self._now += max(seconds for seconds, _ in parked)
+        for _, done in parked:
+            if not done.done():
+                done.set_result(None)

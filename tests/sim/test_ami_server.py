@@ -138,7 +138,7 @@ async def test_list_actions_during_a_call(ami: AmiServer) -> None:
         if item.get("Event") == "QueueEntry":
             assert item["Channel"].startswith("PJSIP/trunk-") and item["Position"] == "1"
         if item.get("Event") == "QueueMember" and item["Location"] == "PJSIP/1001":
-            assert item["InCall"] == "1"
+            assert (item["InCall"], item["Status"]) == ("0", "2")  # ringing: in use, no call
     assert kinds == ["start", "QueueParams", "QueueMember", "QueueMember", "QueueEntry"]
     assert int(item["ListItems"]) == 4
     await client.close()

@@ -19,9 +19,11 @@ from bridge.ami.normalise import CdrRecord, normalise
 from bridge.ami.protocol import AmiParser
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.connectors import BuiltinConnector
+from bridge.models import CallEnded
 from bridge.records import PbxCdr, RecordWriter, Spool
 from bridge.sync import run_sync
 from bridge.sync.cdrs import INFERRED_FROM_CDR, call_from_cdrs, group_cdrs, handset_index
+from bridge.tracker import CallTracker, replay_frames
 from tests.conftest import TRACES
 from tests.connectors.crm_server import TOKEN, CrmServer
 from tests.records.helpers import (
@@ -224,3 +226,35 @@ async def test_sync_run_command_prints_a_summary_and_exits_zero(
     assert "checked 1, backfilled 1, resent 1 (delivered 1), dead-lettered 0" in out
     code, _, err = await _cli("sync", "run", "--since", "yesterday-ish", env=env)
     assert code == 2 and "--since" in err
+
+
+async def test_a_call_closed_after_max_call_s_is_rebuilt_from_its_cdrs(
+    pool: asyncpg.Pool[Any], writer: RecordWriter
+) -> None:
+    """Its Hangups never reached the bridge, so the tracker closed it after `max_call_s`
+    with what it knew (ended_at inferred); the PBX's Cdrs replace that record, once."""
+    async with pool.acquire() as conn:
+        await seed_crm(conn)
+        await seed_decisions(conn, "regular-answered")
+    frames = AmiParser().feed((TRACES / "regular-answered" / "ami.log").read_bytes())
+    first_hangup = next(i for i, f in enumerate(frames) if f.event == "Hangup")
+    tracker = CallTracker(PATTERN, max_call_s=60)
+    replay_frames(frames[:first_hangup], tracker, flush=False)
+    (closed,) = tracker.tick(datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
+    assert isinstance(closed, CallEnded) and "ended_at" in closed.summary.inferred
+    await writer.submit(closed)
+    for cdr in trace_cdrs("regular-answered"):
+        await writer.store_cdr(cdr)
+    await writer.wait_idle()
+    provisional = await pool.fetchrow("SELECT ended_at, talk_s FROM call_records")
+    assert provisional["ended_at"] == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+
+    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    assert (summary.checked, summary.backfilled) == (1, 1)
+    row = await pool.fetchrow("SELECT * FROM call_records")
+    assert row["call_id"] == closed.call_id and row["ended_at"] != provisional["ended_at"]
+    assert (row["outcome"], row["talk_s"]) == ("answered", 2)
+    assert [(a["agent"], a["talk_s"]) for a in row["agents"]] == [("ann", 2)]
+    assert set(INFERRED_FROM_CDR) <= set(row["inferred"])
+    again = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    assert (again.checked, again.backfilled) == (1, 0)

@@ -10,6 +10,9 @@ SIP PBX each party has one channel. So, per Local pair:
   leg) is dropped with all its own events;
 - agent pair: the `;1` half is what the queue dials (`DestChannel`), so it becomes
   `PJSIP/NNNN-XXXXXXXX`; the `;2` half (the simulated handset's dialplan) is dropped;
+- the transfer pair `Local/NNNN@internal-…;1/;2` that an attended transfer (`Atxfer`) opens
+  is kept as it is: bridge_basic.c requests a Local channel for the consultation on every
+  PBX, SIP or not;
 - queue interfaces and device names `Local/NNNN@phones/n` / `Local/NNNN@phones` become
   `PJSIP/NNNN`; `LocalBridge`, `OriginateResponse` and the originate's own dials go away.
 """
@@ -24,6 +27,9 @@ _LOCAL = re.compile(r"Local/([^@\s;/]+)@([A-Za-z0-9_-]+?)-([0-9a-f]{8});([12])")
 _IFACE = re.compile(r"Local/(\d+)@phones(?:/n)?\b")
 _TRUNK_DEVICE = re.compile(r"Local/\d+@inbound(?:-ari)?(?![-\w])")
 _DROP_EVENTS = {"LocalBridge", "OriginateResponse"}
+
+
+TRANSFER_CONTEXTS = {"internal"}  # lab-config: where Atxfer dials the consulted agent
 
 
 def _is_inbound(context: str) -> bool:
@@ -48,6 +54,8 @@ def pjsip_frames(data: bytes) -> list[Frame]:
         m = _LOCAL.fullmatch(name)
         assert m is not None
         ext, context, seq, half = m.groups()
+        if context in TRANSFER_CONTEXTS:
+            continue
         if _is_inbound(context):
             if half == "1":
                 dropped.add(name)

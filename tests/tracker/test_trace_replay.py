@@ -31,7 +31,9 @@ def describe(events: list[CallEvent]) -> list[tuple[Any, ...]]:
     out: list[tuple[Any, ...]] = []
     for e in events:
         if isinstance(e, CallRinging):
-            out.append(("ringing", e.call_id, e.device, e.caller, e.caller_name, e.queue))
+            ringing = ("ringing", e.call_id, e.device, e.caller, e.caller_name, e.queue)
+            # A transfer or consultation names who hands the call over.
+            out.append((*ringing, ("from", e.transfer_from)) if e.transfer_from else ringing)
         elif isinstance(e, CallAnswered):
             out.append(("answered", e.call_id, e.device))
         elif isinstance(e, CallRetracted):
@@ -81,7 +83,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "+15551230002",
             0,
             (),
-            "1795464264.21.wav",
+            None,  # MixMonitor ran, but nobody answered: no recording to point at
         ),
     ],
     "anonymous": [
@@ -114,10 +116,30 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "1795464289.67.wav",
         ),
     ],
+    # Atxfer: 1001 consults 2001 with the customer on hold, then hangs up to complete. 2001 is
+    # popped with the customer's card while consulted, answered once (at completion); 1001's
+    # time is the queue's TalkTime (up to completion), 2001's the caller's Cdr toward it.
+    "attended-transfer": [
+        ("ringing", "1796179604.0", "1001", *BOB, "support"),
+        ("answered", "1796179604.0", "1001"),
+        ("ringing", "1796179604.0", "2001", *BOB, "support", ("from", "1001")),
+        ("transferred", "1796179604.0", "1001", "2001"),
+        ("answered", "1796179604.0", "2001"),
+        (
+            "ended",
+            "1796179604.0",
+            "answered",
+            "support",
+            "+15551230002",
+            7,
+            (("1001", 6), ("2001", 1)),
+            "1796179604.1.wav",
+        ),
+    ],
     "blind-transfer": [
         ("ringing", "1795464271.28", "1001", *BOB, "support"),
         ("answered", "1795464271.28", "1001"),
-        ("ringing", "1795464271.28", "2001", *BOB, "support"),
+        ("ringing", "1795464271.28", "2001", *BOB, "support", ("from", "1001")),
         ("transferred", "1795464271.28", "1001", "2001"),
         ("answered", "1795464271.28", "2001"),
         (

@@ -286,7 +286,7 @@ def test_resync_adopts_calls_it_never_saw() -> None:
     assert tracker.active_calls == 2
 
 
-def test_attended_transfer_moves_the_call_to_the_target() -> None:
+def test_consultation_from_the_phone_joins_the_call_and_completes_on_transfer() -> None:
     tracker = make(expect_cdr=False)
     pbx = Pbx(tracker)
     pbx.inbound(0)
@@ -296,9 +296,25 @@ def test_attended_transfer_moves_the_call_to_the_target() -> None:
     consult = Pbx(tracker, "3.0")
     consult.feed(n.NewChannel(at(5), "3.0", "3.0", "PJSIP/1001-3.0", 6, "1001", "", "2001", "x"))
     consult.feed(n.NewChannel(at(5), "3.1", "3.0", "PJSIP/2001-3.1", 0, "", "", "2001", "x"))
-    consult.feed(n.DialBegin(at(5), "3.0", "3.0", "PJSIP/1001-3.0", "PJSIP/2001-3.1", "3.1", "3.0"))
-    consult.feed(
-        n.DialEnd(at(6), "3.0", "3.0", "PJSIP/1001-3.0", "PJSIP/2001-3.1", "3.1", "3.0", "ANSWER")
+    (ringing,) = consult.feed(
+        n.DialBegin(at(5), "3.0", "3.0", "PJSIP/1001-3.0", "PJSIP/2001-3.1", "3.1", "3.0")
+    )
+    # 2001 is popped with the customer's call and card, consulted by 1001.
+    assert isinstance(ringing, CallRinging)
+    assert (ringing.call_id, ringing.device, ringing.caller, ringing.transfer_from) == (
+        "1.0",
+        "2001",
+        "+15551230002",
+        "1001",
+    )
+    # Picking up a consultation is not answering the customer.
+    assert (
+        consult.feed(
+            n.DialEnd(
+                at(6), "3.0", "3.0", "PJSIP/1001-3.0", "PJSIP/2001-3.1", "3.1", "3.0", "ANSWER"
+            )
+        )
+        == []
     )
     got = pbx.feed(
         n.AttendedTransfer(
@@ -324,8 +340,7 @@ def test_attended_transfer_moves_the_call_to_the_target() -> None:
     assert isinstance(moved, CallTransferred)
     assert (moved.call_id, moved.from_device, moved.to_device) == ("1.0", "1001", "2001")
     pbx.hangup(10, "1.1", "PJSIP/1001-1.1")
-    consult_end = consult.hangup(10, "3.0", "PJSIP/1001-3.0")
-    assert [e.call_id for e in consult_end if isinstance(e, CallEnded)] == ["3.0"]
+    assert consult.hangup(10, "3.0", "PJSIP/1001-3.0") == []  # no record of its own
     pbx.feed(n.Hangup(at(20), "3.1", "3.0", "PJSIP/2001-3.1", 16, ""))
     (ended,) = pbx.hangup(20, "1.0", TRUNK)
     assert isinstance(ended, CallEnded)
