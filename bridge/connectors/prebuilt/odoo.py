@@ -235,7 +235,7 @@ class OdooConnector(PrebuiltConnector):
         domain = [
             ["model", "=", "res.partner"],
             ["res_id", "=", pid],
-            ["body", "ilike", call.title],
+            ["body", "ilike", html.escape(call.title)],
         ]
         found = as_list(await self._kw("mail.message", "search", [domain], {"limit": 1}))
         if found and isinstance(found[0], int):
