@@ -113,11 +113,11 @@ class PrebuiltConnector(ABC):
         call = CallSummary.of(record)
         if not call.call_id:
             raise DeliveryError("record without call_id")
-        contact = call.customer_id
-        if not contact and call.caller.startswith("+"):
-            found = await self.lookup(call.caller)
-            contact = found.id if found else ""
         try:
+            contact = call.customer_id
+            if not contact and call.caller.startswith("+"):
+                found = await self.lookup(call.caller)
+                contact = found.id if found else ""
             await self._guarded(lambda: self._write_call(call, contact))
         except CrmError as exc:
             raise DeliveryError(f"{self.label} did not take call {call.call_id!r}: {exc}") from exc

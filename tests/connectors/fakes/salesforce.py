@@ -65,7 +65,7 @@ class FakeSalesforce(FakeVendor):
 
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
-        if not request.content_type == "application/x-www-form-urlencoded":
+        if request.content_type != "application/x-www-form-urlencoded":
             return self.violation("token request must be a form")
         form = await request.post()
         if form.get("grant_type") != "client_credentials":
