@@ -53,7 +53,8 @@ class PrebuiltConnector(ABC):
     vendor: ClassVar[str]
     label: ClassVar[str]
     default_base_url: ClassVar[str] = ""
-    needs: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[tuple[str, ...]] = ()  # credential names
+    preset: ClassVar[dict[str, str]] = {}  # our card field -> theirs, shown by `crm setup`
 
     def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
         for secret in self.needs:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from bridge.connectors.prebuilt.base import MAX_ROWS, PrebuiltConnector, national_digits
@@ -87,6 +87,18 @@ class HubSpotConnector(PrebuiltConnector):
     label = "HubSpot"
     default_base_url = "https://api.hubapi.com"
     needs = ("token",)
+    preset: ClassVar[dict[str, str]] = {
+        "id": "contact id",
+        "name": "firstname + lastname (else email, company)",
+        "tags": "lifecyclestage, hs_lead_status",
+        "owner": "hubspot_owner_id",
+        "attributes": "email, company, phone, mobilephone",
+        "orders": "associated deals: dealname, amount, dealstage, closedate",
+        "history": "associated open tickets: subject, hs_pipeline_stage, createdate",
+        "call record": "Call engagement: hs_call_title, hs_timestamp, hs_call_duration (ms), "
+        "hs_call_direction, hs_call_status, hs_call_disposition, hs_call_body, "
+        "hs_call_recording_url, association to the contact",
+    }
 
     async def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credentials.get('token')}"}

@@ -19,7 +19,7 @@ import html
 import itertools
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from bridge.config import CrmConfig
 from bridge.connectors.prebuilt.base import MAX_ROWS, PrebuiltConnector
@@ -52,6 +52,16 @@ class OdooConnector(PrebuiltConnector):
     vendor = "odoo"
     label = "Odoo"
     needs = ("username", "token")
+    preset: ClassVar[dict[str, str]] = {
+        "id": "res.partner id",
+        "name": "name",
+        "tags": "category_id (res.partner.category names)",
+        "owner": "user_id (salesperson)",
+        "attributes": "email, phone, mobile",
+        "orders": "sale.order: name, amount_total, state, date_order (when Sales is installed)",
+        "history": "open helpdesk.ticket: name, create_date (when Helpdesk is installed)",
+        "call record": "a note (message_post, mail.mt_note) on the partner's chatter",
+    }
 
     def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
         super().__init__(config, credentials)

@@ -23,7 +23,7 @@ import contextlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from bridge.config import CrmConfig
 from bridge.connectors.prebuilt.base import MAX_ROWS, PrebuiltConnector
@@ -85,6 +85,17 @@ class SalesforceConnector(PrebuiltConnector):
     vendor = "salesforce"
     label = "Salesforce"
     needs = ("client_id", "client_secret")
+    preset: ClassVar[dict[str, str]] = {
+        "id": "Contact.Id",
+        "name": "Contact.Name",
+        "owner": "Contact.Owner.Name",
+        "attributes": "Email, Phone, MobilePhone, Account.Name, AccountId",
+        "orders": "Opportunities of the contact's account: Name, Amount, StageName, CloseDate",
+        "history": "open Cases of the contact: CaseNumber, Subject, Status, CreatedDate",
+        "call record": "Task: Subject, TaskSubtype=Call, Status=Completed, ActivityDate, "
+        "CallDurationInSeconds, CallType, CallDisposition, CallObject (= call id), "
+        "Description, WhoId",
+    }
 
     def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
         super().__init__(config, credentials)
