@@ -81,7 +81,9 @@ def test_setup_writes_the_crm_section_and_a_private_credentials_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (cli_env / "crm-bridge.toml").write_text(
-        '[routing]\ndefault_queue = "sales"\n\n[crm]\nconnector = "builtin"\ntimeout_ms = 900\n\n[log]\nlevel = "info"\n'
+        '[routing]\ndefault_queue = "sales"\n\n'
+        '[crm]\nconnector = "builtin"\ntimeout_ms = 900\n\n'
+        '[log]\nlevel = "info"\n'
     )
     creds = credentials_for("salesforce")
     assert _setup(monkeypatch, salesforce.url, [creds["client_id"], creds["client_secret"]]) == 0
