@@ -13,10 +13,14 @@ from bridge.connectors.prebuilt.credentials import Credentials
 from tests.connectors.fakes import hubspot as hs
 from tests.connectors.fakes import odoo as od
 from tests.connectors.fakes import salesforce as sf
+from tests.connectors.fakes import suitecrm as sc
+from tests.connectors.fakes import zoho as zo
 from tests.connectors.fakes.base import FakeVendor
 
 KNOWN = "+15551230001"
-VENDORS = ("hubspot", "salesforce", "odoo")
+VENDORS = ("hubspot", "salesforce", "zoho", "odoo", "suitecrm")
+ZOHO_CONTACT = "4150868000000100001"
+SUITE_CONTACT = "7d6a1b2c-0000-4000-8000-000000000001"
 SF_CONTACT = "003000000000000AAA"
 SF_ACCOUNT = "001000000000000AAA"
 
@@ -119,6 +123,77 @@ def seed(name: str, fake: Any) -> None:
                 "IsClosed": True,
             }
         )
+    elif name == "zoho":
+        fake.contacts[ZOHO_CONTACT] = {
+            "id": ZOHO_CONTACT,
+            "Full_Name": "Alice Chen",
+            "First_Name": "Alice",
+            "Last_Name": "Chen",
+            "Phone": KNOWN,
+            "Email": "alice@example.com",
+            "Owner": {"name": "Sue Agent", "id": "4150868000000001", "email": "sue@example.com"},
+            "Tag": [{"name": "VIP", "id": "1"}],
+            "Account_Name": {"name": "Acme", "id": "9"},
+            "Modified_Time": "2026-12-02T00:00:00+00:00",
+        }
+        fake.contacts["4150868000000100002"] = {
+            "id": "4150868000000100002",
+            "Full_Name": "Bob Li",
+            "Mobile": "+15551230002",
+            "Modified_Time": "2026-12-02T01:00:00+00:00",
+        }
+        fake.deals[ZOHO_CONTACT] = [
+            {
+                "id": "5",
+                "Deal_Name": "Fibre upgrade",
+                "Amount": 5000,
+                "Stage": "Negotiation",
+                "Closing_Date": "2026-12-31",
+            }
+        ]
+        fake.cases[ZOHO_CONTACT] = [
+            {"id": "6", "Subject": "No dial tone", "Status": "New", "Case_Number": "101"},
+            {"id": "7", "Subject": "Old", "Status": "Closed", "Case_Number": "90"},
+        ]
+    elif name == "suitecrm":
+        fake.page_size_cap = 1
+        fake.records["Contacts"][SUITE_CONTACT] = {
+            "first_name": "Alice",
+            "last_name": "Chen",
+            "phone_work": KNOWN,
+            "email1": "alice@example.com",
+            "assigned_user_name": "sue",
+            "date_modified": "2026-12-02 00:00:00",
+        }
+        fake.records["Contacts"]["7d6a1b2c-0000-4000-8000-000000000002"] = {
+            "first_name": "Bob",
+            "last_name": "Li",
+            "phone_mobile": "+15551230002",
+            "date_modified": "2026-12-02 01:00:00",
+        }
+        opp, case, closed = (f"7d6a1b2c-0000-4000-8000-00000000001{i}" for i in range(3))
+        fake.records["Opportunities"][opp] = {
+            "name": "Fibre upgrade",
+            "amount": "5000",
+            "sales_stage": "Negotiation/Review",
+            "date_closed": "2026-12-31",
+        }
+        fake.records["Cases"][case] = {
+            "case_number": "12",
+            "name": "No dial tone",
+            "status": "Open_New",
+            "state": "Open",
+            "date_entered": "2026-12-01 09:00:00",
+        }
+        fake.records["Cases"][closed] = {
+            "case_number": "3",
+            "name": "Old",
+            "status": "Closed_Closed",
+            "state": "Closed",
+            "date_entered": "2026-01-01 09:00:00",
+        }
+        fake.links[(SUITE_CONTACT, "opportunities")] = [("Opportunities", opp)]
+        fake.links[(SUITE_CONTACT, "cases")] = [("Cases", case), ("Cases", closed)]
     else:
         fake.partners[42] = {
             "id": 42,
@@ -153,7 +228,14 @@ def seed(name: str, fake: Any) -> None:
 
 
 def make_fake(name: str) -> FakeVendor:
-    return {"hubspot": hs.FakeHubSpot, "salesforce": sf.FakeSalesforce, "odoo": od.FakeOdoo}[name]()
+    fakes = {
+        "hubspot": hs.FakeHubSpot,
+        "salesforce": sf.FakeSalesforce,
+        "zoho": zo.FakeZoho,
+        "odoo": od.FakeOdoo,
+        "suitecrm": sc.FakeSuiteCrm,
+    }
+    return fakes[name]()
 
 
 def credentials_for(name: str) -> dict[str, str]:
@@ -161,6 +243,14 @@ def credentials_for(name: str) -> dict[str, str]:
         return {"token": hs.TOKEN}
     if name == "salesforce":
         return {"client_id": sf.CLIENT_ID, "client_secret": sf.CLIENT_SECRET}
+    if name == "zoho":
+        return {
+            "client_id": zo.CLIENT_ID,
+            "client_secret": zo.CLIENT_SECRET,
+            "refresh_token": zo.REFRESH_TOKEN,
+        }
+    if name == "suitecrm":
+        return {"client_id": sc.CLIENT_ID, "client_secret": sc.CLIENT_SECRET}
     return {"username": od.LOGIN, "token": od.API_KEY}
 
 
@@ -168,6 +258,8 @@ def crm_values(name: str, url: str, **extra: Any) -> dict[str, Any]:
     values: dict[str, Any] = {"connector": name, "base_url": url, "timeout_ms": 5000}
     if name == "odoo":
         values["database"] = od.DB
+    if name == "zoho":  # the accounts server is another host in real life
+        values["token_url"] = f"{url}/oauth/v2/token"
     values.update(extra)
     return values
 

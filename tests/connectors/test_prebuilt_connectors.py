@@ -10,7 +10,14 @@ import pytest
 
 from bridge.connectors.prebuilt import ChangeFeed
 from bridge.models import Customer
-from tests.connectors.prebuilt_fixtures import KNOWN, SF_CONTACT, VENDORS, vendor
+from tests.connectors.prebuilt_fixtures import (
+    KNOWN,
+    SF_CONTACT,
+    SUITE_CONTACT,
+    VENDORS,
+    ZOHO_CONTACT,
+    vendor,
+)
 
 RECORD: dict[str, Any] = {
     "call_id": "1764657603.42",
@@ -27,7 +34,13 @@ RECORD: dict[str, Any] = {
     "disposition": None,
     "notes": None,
 }
-CONTACT_ID = {"hubspot": "101", "salesforce": SF_CONTACT, "odoo": "42"}
+CONTACT_ID = {
+    "hubspot": "101",
+    "salesforce": SF_CONTACT,
+    "zoho": ZOHO_CONTACT,
+    "odoo": "42",
+    "suitecrm": SUITE_CONTACT,
+}
 
 
 def written(name: str, fake: Any) -> list[dict[str, Any]]:
@@ -35,6 +48,10 @@ def written(name: str, fake: Any) -> list[dict[str, Any]]:
         return [c["properties"] | {"_contact": c["_contact"]} for c in fake.calls.values()]
     if name == "salesforce":
         return list(fake.tasks.values())
+    if name == "zoho":
+        return list(fake.calls.values())
+    if name == "suitecrm":
+        return list(fake.records["Calls"].values())
     return list(fake.messages.values())
 
 
@@ -50,8 +67,10 @@ async def test_lookup_finds_the_caller_and_maps_the_card_fields(name: str) -> No
         assert customer.tags == ("customer",) and customer.owner == "88"
     if name == "salesforce":
         assert customer.owner == "Sue Agent" and customer.attributes["account"] == "Acme"
-    if name == "odoo":
+    if name in ("odoo", "zoho"):
         assert customer.tags == ("VIP",) and customer.owner == "Sue Agent"
+    if name == "suitecrm":
+        assert customer.owner == "sue" and customer.attributes["email1"] == "alice@example.com"
 
 
 @pytest.mark.parametrize("name", VENDORS)
@@ -91,6 +110,12 @@ async def test_a_call_delivered_twice_is_written_once_then_updated(name: str) ->
         assert row["CallObject"] == "1764657603.42"
     if name == "odoo":
         assert rows[0]["res_id"] == 42
+    if name == "zoho":
+        assert rows[0]["Call_Duration"] == "01:42" and rows[0]["Call_Type"] == "Inbound"
+        assert rows[0]["Who_Id"] == {"id": ZOHO_CONTACT} and rows[0]["Call_Result"] == "resolved"
+    if name == "suitecrm":
+        assert rows[0]["duration_minutes"] == 1 and rows[0]["direction"] == "Inbound"
+        assert rows[0]["parent_id"] == SUITE_CONTACT and rows[0]["status"] == "Held"
 
 
 async def test_an_odoo_call_from_an_unknown_caller_is_accepted_and_logged_nowhere() -> None:

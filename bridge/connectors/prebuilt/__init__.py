@@ -16,13 +16,17 @@ from bridge.connectors.prebuilt.feed import ChangeFeed
 from bridge.connectors.prebuilt.hubspot import HubSpotConnector
 from bridge.connectors.prebuilt.odoo import OdooConnector
 from bridge.connectors.prebuilt.salesforce import SalesforceConnector
+from bridge.connectors.prebuilt.suitecrm import SuiteCrmConnector
+from bridge.connectors.prebuilt.zoho import ZohoConnector
 
 __all__ = ["PREBUILT", "ChangeFeed", "Credentials", "PrebuiltConnector", "build_prebuilt"]
 
 PREBUILT: dict[str, type[PrebuiltConnector]] = {
     "hubspot": HubSpotConnector,
     "salesforce": SalesforceConnector,
+    "zoho": ZohoConnector,
     "odoo": OdooConnector,
+    "suitecrm": SuiteCrmConnector,
 }
 
 

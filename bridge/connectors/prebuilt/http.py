@@ -183,6 +183,6 @@ class VendorHttp:
             )
         if status >= 500 or status in (408, 425):
             raise CrmUnavailable(f"{self.vendor} answered HTTP {status}{suffix}")
-        if 300 <= status < 400:
+        if 300 <= status < 400 and status != 304:  # 304: nothing changed (If-Modified-Since)
             raise CrmError(f"{self.vendor} answered a redirect (HTTP {status}): check base_url")
         return Answer(status, payload)
