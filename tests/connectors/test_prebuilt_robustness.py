@@ -226,3 +226,36 @@ def test_config_refuses_bad_crm_values(values: dict[str, object], key: str) -> N
     with pytest.raises(ConfigError) as caught:
         build_config({"crm": values}, {}, runtime=False)
     assert caught.value.key == key
+
+
+async def test_tokens_are_renewed_before_they_expire_and_shared() -> None:
+    from bridge.connectors.prebuilt.oauth import TokenCache
+
+    now = [1000.0]
+    issued: list[str] = []
+
+    async def fetch() -> tuple[str, float | None]:
+        issued.append(f"t{len(issued)}")
+        return issued[-1], 3600.0
+
+    cache = TokenCache(fetch, margin_s=60, clock=lambda: now[0])
+    assert await asyncio.gather(cache.get(), cache.get(), cache.get()) == ["t0", "t0", "t0"]
+    now[0] += 3500  # 100 s left: still fine
+    assert await cache.get() == "t0"
+    now[0] += 50  # 50 s left, inside the margin: renewed before it expires
+    assert await cache.get() == "t1"
+    cache.invalidate()  # the CRM refused it
+    assert await cache.get() == "t2"
+    assert "t2" not in repr(cache)
+
+
+async def test_zoho_unknown_field_is_named() -> None:
+    from tests.connectors.fakes import zoho as zo
+
+    async with vendor("zoho") as v:
+        zo.CALL_FIELDS.discard("Call_Result")
+        try:
+            with pytest.raises(DeliveryError, match="INVALID_DATA Call_Result"):
+                await v.connector.post_record(RECORD)
+        finally:
+            zo.CALL_FIELDS.add("Call_Result")
