@@ -27,6 +27,8 @@ DEFAULT_FILE = "crm-bridge.toml"
 # PJSIP/1001-0000000a, SIP/1001-00000001, Local/1001@phones/n, Local/1001@phones-0003;1
 DEFAULT_DEVICE_PATTERN = r"^(?:PJSIP|SIP|IAX2|DAHDI|Local)/(?P<ext>[A-Za-z0-9_.+]+?)(?:[-@/;].*)?$"
 
+CRM_CONNECTORS = ("builtin", "rest", "hubspot", "salesforce", "zoho", "odoo", "suitecrm")
+
 SECRET_KEYS = frozenset(
     {
         ("database", "url"),
@@ -137,13 +139,21 @@ class PbxConfig:
 
 @dataclass(frozen=True)
 class CrmConfig:
-    connector: str = "builtin"  # builtin | rest
+    connector: str = "builtin"  # builtin | rest | hubspot | salesforce | zoho | odoo | suitecrm
     lookup_url: str = ""  # e.g. https://crm.example/api/customers?phone={phone}
     records_url: str = ""  # e.g. https://crm.example/api/calls/{call_id}
     auth_header: str = ""  # e.g. "Authorization: Bearer abc"
     field_map: dict[str, str] = field(default_factory=dict)
     timeout_ms: int = 2000
     max_attempts: int = 5
+    # Prebuilt connectors (bridge/connectors/prebuilt): where the CRM's API is, how to open
+    # a customer in it, and where its credentials are (never in this file: env or a 0600 file).
+    base_url: str = ""  # empty: the vendor's public API address
+    customer_url: str = ""  # e.g. https://app.hubspot.com/contacts/123/record/0-1/{id}
+    credentials_file: str = ""  # TOML of token/client_id/client_secret/..., mode 0600
+    token_url: str = ""  # OAuth token endpoint override (Zoho's regional accounts server)
+    database: str = ""  # odoo: the database name
+    poll_s: float = 300.0  # change feed: seconds between `updated since` polls; 0: off
 
 
 @dataclass(frozen=True)
@@ -363,8 +373,18 @@ def _validate(config: Config, *, runtime: bool) -> None:
         ("csv:", "postgresql://", "postgres://")
     ):
         raise ConfigError("pbx.cdr_source", "csv:PATH or postgresql://...?table=NAME")
-    if config.crm.connector not in {"builtin", "rest"}:
-        raise ConfigError("crm.connector", "either 'builtin' or 'rest'")
+    if config.crm.connector not in CRM_CONNECTORS:
+        raise ConfigError("crm.connector", "one of " + ", ".join(CRM_CONNECTORS))
+    for key in ("base_url", "token_url"):
+        url = getattr(config.crm, key)
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"crm.{key}", "must be an http:// or https:// URL")
+    if config.crm.customer_url and "{id}" not in config.crm.customer_url:
+        raise ConfigError("crm.customer_url", "must contain {id}")
+    if config.crm.connector == "odoo" and not config.crm.database:
+        raise ConfigError("crm.database", "required when [crm] connector = 'odoo'")
+    if not 0 <= config.crm.poll_s <= 86400:
+        raise ConfigError("crm.poll_s", "seconds between polls (0 to 86400), 0 turns it off")
     if config.crm.connector == "rest" and not config.crm.lookup_url:
         raise ConfigError("crm.lookup_url", "required when [crm] connector = 'rest'")
     if config.crm.timeout_ms <= 0:

@@ -13,7 +13,9 @@ BridgeError
 ├── UnsafeValueError       a value we were about to send carries CR/LF/NUL or is too long
 ├── CrmError               the CRM store or an external CRM failed
 │   ├── CrmUnavailable     cannot be reached now (retry later)
-│   └── CrmTimeout         did not answer within the time budget
+│   ├── CrmTimeout         did not answer within the time budget
+│   ├── CrmRateLimited     the CRM said 429: nothing is sent before `retry_after_s` passes
+│   └── CrmRefused         the CRM refused us: bad credentials, missing scope, unknown field
 ├── ValidationError        an input (CSV row, API body, rule spec) is malformed; names the field
 │   └── DuplicatePhone     a phone already belongs to another customer
 ├── NotFound               a named thing does not exist
@@ -70,6 +72,20 @@ class CrmUnavailable(CrmError):
 
 class CrmTimeout(CrmError):
     pass
+
+
+class CrmRateLimited(CrmUnavailable):
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class CrmRefused(CrmError):
+    """`kind` is `credentials`, `scope`, `field` or `request`: what the admin must fix."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ValidationError(BridgeError):

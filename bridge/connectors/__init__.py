@@ -1,4 +1,5 @@
-"""CRM connectors: the built-in store and a generic REST CRM, behind `CrmConnector`."""
+"""CRM connectors: the built-in store, a generic REST CRM and prebuilt ones for well-known
+CRMs (`bridge.connectors.prebuilt`), behind `CrmConnector`."""
 
 from __future__ import annotations
 
@@ -16,4 +17,10 @@ def build_connector(config: Config, directory: Any = None) -> CrmConnector:
     """The connector `[crm] connector` names; `directory` serves builtin lookups."""
     if config.crm.connector == "rest":
         return RestConnector(config.crm)
+    if config.crm.connector != "builtin":
+        # Imported here: the prebuilt connectors build pop cards, and bridge.pops imports
+        # the records package, which imports this one.
+        from bridge.connectors.prebuilt import build_prebuilt
+
+        return build_prebuilt(config.crm)
     return BuiltinConnector(directory)

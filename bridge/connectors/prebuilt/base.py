@@ -1,0 +1,186 @@
+"""What the five prebuilt connectors share: the `CrmConnector` interface around a vendor API.
+
+A vendor module says how to authenticate and how its API finds a caller, reads the card,
+writes a call, creates a customer and lists what changed; this class does the rest once:
+one HTTP adapter (`VendorHttp`: bounded, rate-limit aware), one retry after a refused
+token (refresh, then give up), health without secrets, and the idempotent write-back
+(find the vendor record that carries the call's marker, update it, else create it).
+
+The route service bounds `lookup` by `[agi] budget_ms`; nothing here waits longer than
+`[crm] timeout_ms` per request, and a rate-limited CRM fails a lookup at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote
+
+import phonenumbers
+
+from bridge.component import Health
+from bridge.config import CrmConfig
+from bridge.connectors.prebuilt.calls import CallSummary
+from bridge.connectors.prebuilt.credentials import Credentials
+from bridge.connectors.prebuilt.http import Answer, VendorHttp
+from bridge.connectors.prebuilt.oauth import TokenCache
+from bridge.errors import BridgeError, CrmError, CrmRefused, DeliveryError
+from bridge.models import Customer
+from bridge.pops.card import CustomerCard
+
+__all__ = ["MAX_ROWS", "PrebuiltConnector", "national_digits"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_ROWS = 5  # deals/orders and open cases on a card, as the built-in card shows
+
+
+def national_digits(e164: str) -> str:
+    """`+15551230001` -> `5551230001`: how many CRMs index a phone typed without a prefix."""
+    try:
+        return str(phonenumbers.parse(e164, None).national_number)
+    except phonenumbers.NumberParseException:
+        return "".join(c for c in e164 if c.isdigit())
+
+
+class PrebuiltConnector(ABC):
+    name = "crm"
+    vendor: ClassVar[str]
+    label: ClassVar[str]
+    default_base_url: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ()  # credential names
+    preset: ClassVar[dict[str, str]] = {}  # our card field -> theirs, shown by `crm setup`
+
+    def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
+        for secret in self.needs:
+            credentials.require(secret, self.vendor)
+        base = (config.base_url or self.default_base_url).rstrip("/")
+        if not base:
+            raise CrmRefused("request", f"[crm] base_url is required for {self.vendor}")
+        self.base_url = base
+        self.config = config
+        self.credentials = credentials
+        self.http = VendorHttp(self.label, config.timeout_ms / 1000)
+        self.tokens: TokenCache | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.http.start()
+        if self.tokens is not None and self._refresher is None:
+            self._refresher = asyncio.create_task(self.tokens.refresh_loop())
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        await self.http.stop()
+
+    def health(self) -> Health:
+        detail: dict[str, Any] = {"connector": self.vendor}
+        limited = self.http.rate_limited_for()
+        if limited > 0:
+            detail["rate_limited_s"] = round(limited)
+        if self._last_error:
+            return Health("degraded", required=False, detail={**detail, "error": self._last_error})
+        return Health("up", required=False, detail=detail)
+
+    def customer_link(self, customer_id: str) -> str:
+        template = self.config.customer_url
+        return template.replace("{id}", quote(customer_id, safe="")) if template else ""
+
+    # --- the connector interface ---------------------------------------------------------------
+
+    async def lookup(self, e164: str) -> Customer | None:
+        return await self._guarded(lambda: self._lookup(e164))
+
+    async def card(self, customer_id: str) -> CustomerCard | None:
+        """The pop's card: tags, owner, recent deals or orders, open cases."""
+        return await self._guarded(lambda: self._card(customer_id))
+
+    async def post_record(self, record: Mapping[str, Any]) -> None:
+        call = CallSummary.of(record)
+        if not call.call_id:
+            raise DeliveryError("record without call_id")
+        try:
+            contact = call.customer_id
+            if not contact and call.caller.startswith("+"):
+                found = await self.lookup(call.caller)
+                contact = found.id if found else ""
+            await self._guarded(lambda: self._write_call(call, contact))
+        except CrmError as exc:
+            raise DeliveryError(f"{self.label} did not take call {call.call_id!r}: {exc}") from exc
+
+    async def create_customer(self, name: str, e164: str) -> Customer:
+        """ "Create customer" from the desk: a contact with this name and phone."""
+        name = " ".join(name.split())[:200]
+        if not name:
+            raise CrmRefused("request", "a customer needs a name")
+        return await self._guarded(lambda: self._create(name, e164))
+
+    async def changes_since(self, since: datetime) -> tuple[list[Customer], datetime]:
+        """Customers changed after `since` and the cursor for the next poll."""
+        return await self._guarded(lambda: self._changes(since))
+
+    # --- shared machinery ----------------------------------------------------------------------
+
+    async def _guarded(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run `op`; a refused token is dropped and `op` retried once with a fresh one."""
+        try:
+            try:
+                result = await op()
+            except CrmRefused as exc:
+                if exc.kind != "credentials" or self.tokens is None:
+                    raise
+                self.tokens.invalidate()
+                result = await op()
+        except BridgeError as exc:
+            self._last_error = str(exc)[:300]
+            raise
+        self._last_error = None
+        return result
+
+    async def _auth_headers(self) -> dict[str, str]:
+        if self.tokens is None:
+            return {}
+        return {"Authorization": f"Bearer {await self.tokens.get()}"}
+
+    async def _api(self, method: str, path: str, **kwargs: Any) -> Answer:
+        headers = {**await self._auth_headers(), **kwargs.pop("headers", {})}
+        return await self.http.request(method, self.base_url + path, headers=headers, **kwargs)
+
+    def _unexpected(self, what: str, answer: Answer) -> CrmError:
+        return CrmError(f"{self.label} {what}: unexpected HTTP {answer.status}")
+
+    # --- what a vendor module provides --------------------------------------------------------
+
+    @abstractmethod
+    async def _lookup(self, e164: str) -> Customer | None: ...
+
+    @abstractmethod
+    async def _card(self, customer_id: str) -> CustomerCard | None: ...
+
+    @abstractmethod
+    async def _write_call(self, call: CallSummary, contact_id: str) -> None: ...
+
+    @abstractmethod
+    async def _create(self, name: str, e164: str) -> Customer: ...
+
+    @abstractmethod
+    async def _changes(self, since: datetime) -> tuple[list[Customer], datetime]: ...
+
+    @abstractmethod
+    def preview(self, record: Mapping[str, Any], contact_id: str) -> Any:
+        """What a call record would send (for `crm-bridge crm check`), as plain data."""

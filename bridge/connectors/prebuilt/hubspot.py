@@ -1,0 +1,279 @@
+"""HubSpot: a private-app token; contacts searched by phone; calls as Call engagements.
+
+Follows HubSpot's CRM API v3 reference (developers.hubspot.com/docs/api/crm/search and
+/docs/api/crm/calls, read 2026-12): `POST /crm/v3/objects/{object}/search` with
+`filterGroups` (groups OR-ed, filters inside AND-ed; at most 5 groups), answers
+`{"total", "results": [{"id", "properties"}], "paging": {"next": {"after"}}}`;
+`POST /crm/v3/objects/calls` with `properties` and `associations` (type 194: call to
+contact); `PATCH /crm/v3/objects/calls/{id}`. Errors carry `category`
+(`MISSING_SCOPES`, `VALIDATION_ERROR`); 429 when over the rate limit.
+
+A call is found again by `hs_call_title` (the call's marker) before it is written, so a
+repeated delivery updates the engagement. HubSpot's search index lags writes by a few
+seconds, so two deliveries within that window could still create two: the outbox spaces
+its retries further apart than that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from bridge.connectors.prebuilt.base import MAX_ROWS, PrebuiltConnector, national_digits
+from bridge.connectors.prebuilt.calls import CallSummary
+from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
+from bridge.errors import CrmError, CrmRefused
+from bridge.models import Customer
+from bridge.pops.card import CustomerCard
+
+__all__ = ["HubSpotConnector", "call_properties"]
+
+CONTACT_PROPERTIES = [
+    "firstname",
+    "lastname",
+    "email",
+    "company",
+    "phone",
+    "mobilephone",
+    "hubspot_owner_id",
+    "lifecyclestage",
+    "hs_lead_status",
+    "lastmodifieddate",
+]
+CALL_TO_CONTACT = 194  # HUBSPOT_DEFINED association type: call -> contact
+# hs_call_disposition takes the GUID of a call outcome; these are HubSpot's defaults.
+OUTCOMES = {
+    "answered": "f240bbac-87c9-4f6e-bf70-924b57d47db7",  # Connected
+    "unanswered": "73a0d17f-1163-4015-bdd5-ec830791da20",  # No answer
+    "abandoned": "73a0d17f-1163-4015-bdd5-ec830791da20",
+}
+STATUS = {"answered": "COMPLETED", "unanswered": "NO_ANSWER", "abandoned": "NO_ANSWER"}
+MAX_PAGES = 20
+
+
+def call_properties(call: CallSummary) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "hs_timestamp": call.started_at.isoformat().replace("+00:00", "Z"),
+        "hs_call_title": call.title,
+        "hs_call_body": call.description(),
+        "hs_call_duration": str(call.duration_s * 1000),  # milliseconds
+        "hs_call_direction": "INBOUND" if call.inbound else "OUTBOUND",
+        "hs_call_status": STATUS.get(call.outcome, "COMPLETED"),
+        "hs_call_disposition": OUTCOMES.get(call.outcome, OUTCOMES["answered"]),
+    }
+    if call.caller:
+        props["hs_call_from_number" if call.inbound else "hs_call_to_number"] = call.caller
+    if call.recording_url:
+        props["hs_call_recording_url"] = call.recording_url
+    return props
+
+
+def _call_body(call: CallSummary, contact_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"properties": call_properties(call)}
+    if contact_id:
+        kind = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": CALL_TO_CONTACT}
+        body["associations"] = [{"to": {"id": contact_id}, "types": [kind]}]
+    return body
+
+
+def _eq(prop: str, value: str) -> dict[str, Any]:
+    return {"filters": [{"propertyName": prop, "operator": "EQ", "value": value}]}
+
+
+class HubSpotConnector(PrebuiltConnector):
+    vendor = "hubspot"
+    label = "HubSpot"
+    default_base_url = "https://api.hubapi.com"
+    needs = ("token",)
+    preset: ClassVar[dict[str, str]] = {
+        "id": "contact id",
+        "name": "firstname + lastname (else email, company)",
+        "tags": "lifecyclestage, hs_lead_status",
+        "owner": "hubspot_owner_id",
+        "attributes": "email, company, phone, mobilephone",
+        "orders": "associated deals: dealname, amount, dealstage, closedate",
+        "history": "associated open tickets: subject, hs_pipeline_stage, createdate",
+        "call record": "Call engagement: hs_call_title, hs_timestamp, hs_call_duration (ms), "
+        "hs_call_direction, hs_call_status, hs_call_disposition, hs_call_body, "
+        "hs_call_recording_url, association to the contact",
+    }
+
+    async def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credentials.get('token')}"}
+
+    async def _search(self, obj: str, body: dict[str, Any]) -> Mapping[str, Any]:
+        answer = await self._api("POST", f"/crm/v3/objects/{obj}/search", json_body=body)
+        if answer.status == 400:
+            raise CrmRefused("field", f"HubSpot refused the {obj} search (unknown property?)")
+        if answer.status != 200:
+            raise self._unexpected(f"{obj} search", answer)
+        return as_map(answer.payload, f"HubSpot {obj} search answer")
+
+    def _customer(self, item: Any) -> Customer:
+        item = as_map(item, "a HubSpot contact")
+        cid = text(item.get("id"), 64)
+        if not cid:
+            raise CrmError("HubSpot contact without id")
+        p = as_map(item.get("properties"))
+        name = " ".join(x for x in (text(p.get("firstname")), text(p.get("lastname"))) if x)
+        tags = tuple(
+            t for t in (text(p.get("lifecyclestage"), 64), text(p.get("hs_lead_status"), 64)) if t
+        )
+        attrs = {
+            k: text(p.get(k)) for k in ("email", "company", "phone", "mobilephone") if p.get(k)
+        }
+        if link := self.customer_link(cid):
+            attrs["crm_url"] = link
+        return Customer(
+            id=cid,
+            name=name or text(p.get("email")) or text(p.get("company")) or cid,
+            tags=tags,
+            attributes=attrs,
+            owner=text(p.get("hubspot_owner_id"), 64) or None,
+        )
+
+    async def _lookup(self, e164: str) -> Customer | None:
+        body = {
+            "filterGroups": [
+                _eq("phone", e164),
+                _eq("mobilephone", e164),
+                _eq("hs_searchable_calculated_phone_number", national_digits(e164)),
+            ],
+            "properties": CONTACT_PROPERTIES,
+            "limit": 1,
+        }
+        results = as_list((await self._search("contacts", body)).get("results"), "results")
+        return self._customer(results[0]) if results else None
+
+    async def _card(self, customer_id: str) -> CustomerCard | None:
+        answer = await self._api(
+            "GET",
+            f"/crm/v3/objects/contacts/{quote(customer_id, safe='')}",
+            params={"properties": ",".join(CONTACT_PROPERTIES)},
+        )
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise self._unexpected("contact read", answer)
+        customer = self._customer(answer.payload)
+        linked = [{"propertyName": "associations.contact", "operator": "EQ", "value": customer_id}]
+        deals = await self._search(
+            "deals",
+            {
+                "filterGroups": [{"filters": linked}],
+                "properties": ["dealname", "amount", "dealstage", "closedate"],
+                "sorts": [{"propertyName": "closedate", "direction": "DESCENDING"}],
+                "limit": MAX_ROWS,
+            },
+        )
+        open_ticket = {"propertyName": "hs_is_closed", "operator": "NEQ", "value": "true"}
+        tickets = await self._search(
+            "tickets",
+            {
+                "filterGroups": [{"filters": [*linked, open_ticket]}],
+                "properties": ["subject", "hs_pipeline_stage", "createdate", "hs_ticket_priority"],
+                "limit": MAX_ROWS,
+            },
+        )
+        keys_deal = {
+            "reference": "dealname",
+            "amount": "amount",
+            "status": "dealstage",
+            "ordered_at": "closedate",
+        }
+        keys_case = {
+            "subject": "subject",
+            "status": "hs_pipeline_stage",
+            "at": "createdate",
+            "priority": "hs_ticket_priority",
+        }
+        return CustomerCard(
+            id=customer.id,
+            name=customer.name,
+            tags=customer.tags,
+            owner=customer.owner,
+            attributes=customer.attributes,
+            orders=tuple(
+                row(as_map(d).get("properties"), keys_deal)
+                for d in as_list(deals.get("results"))[:MAX_ROWS]
+            ),
+            history=tuple(
+                row(as_map(t).get("properties"), keys_case)
+                for t in as_list(tickets.get("results"))[:MAX_ROWS]
+            ),
+        )
+
+    def preview(self, record: Mapping[str, Any], contact_id: str) -> Any:
+        return _call_body(CallSummary.of(record), contact_id)
+
+    async def _write_call(self, call: CallSummary, contact_id: str) -> None:
+        found = await self._search(
+            "calls",
+            {
+                "filterGroups": [_eq("hs_call_title", call.title)],
+                "properties": ["hs_call_title"],
+                "limit": 1,
+            },
+        )
+        existing = as_list(found.get("results"))
+        if existing:
+            call_id = text(as_map(existing[0]).get("id"), 64)
+            answer = await self._api(
+                "PATCH",
+                f"/crm/v3/objects/calls/{quote(call_id, safe='')}",
+                json_body={"properties": call_properties(call)},
+            )
+        else:
+            answer = await self._api(
+                "POST", "/crm/v3/objects/calls", json_body=_call_body(call, contact_id)
+            )
+        if answer.status == 400:
+            raise CrmRefused("field", "HubSpot refused the call's properties (VALIDATION_ERROR)")
+        if answer.status not in (200, 201):
+            raise self._unexpected("call write", answer)
+
+    async def _create(self, name: str, e164: str) -> Customer:
+        first, _, last = name.partition(" ")
+        props = {"firstname": first, "lastname": last, "phone": e164}
+        answer = await self._api(
+            "POST", "/crm/v3/objects/contacts", json_body={"properties": props}
+        )
+        if answer.status == 409:
+            raise CrmRefused("request", "HubSpot already has this contact")
+        if answer.status != 201:
+            raise self._unexpected("contact create", answer)
+        return self._customer(answer.payload)
+
+    async def _changes(self, since: datetime) -> tuple[list[Customer], datetime]:
+        ms = str(int(since.timestamp() * 1000))
+        body: dict[str, Any] = {
+            "filterGroups": [
+                {"filters": [{"propertyName": "lastmodifieddate", "operator": "GT", "value": ms}]}
+            ],
+            "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+            "properties": CONTACT_PROPERTIES,
+            "limit": 100,
+        }
+        changed: list[Customer] = []
+        cursor = since
+        for _ in range(MAX_PAGES):
+            page = await self._search("contacts", body)
+            for item in as_list(page.get("results"), "results"):
+                changed.append(self._customer(item))
+                stamp = text(as_map(as_map(item).get("properties")).get("lastmodifieddate"), 40)
+                cursor = max(cursor, _parse_time(stamp) or cursor)
+            after = as_map(as_map(page.get("paging")).get("next")).get("after")
+            if not isinstance(after, str) or not after:
+                break
+            body["after"] = after
+        return changed, cursor
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
