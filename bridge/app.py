@@ -26,14 +26,17 @@ from bridge.ari import build_ari_app
 from bridge.audit import CardViewAudit
 from bridge.component import Component, Health
 from bridge.config import Config
+from bridge.connectors.prebuilt import PrebuiltConnector
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.listener import PgListener
+from bridge.crm.phones import normalise
 from bridge.crm.roster import AgentRoster
 from bridge.db.embedded import database_url
 from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
 from bridge.netguard import raise_open_files_limit
-from bridge.pops.hub import PopHub
+from bridge.pops.card import CustomerCard
+from bridge.pops.hub import CardForCaller, PopHub
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder
 from bridge.records.wiring import RecordsParts, build_records
@@ -120,8 +123,10 @@ def _records(rt: Runtime) -> RecordsParts:
 
 
 def _route(rt: Runtime) -> Component:
-    # With [crm] connector = "rest", lookups go to the external CRM under the same budget.
-    directory = _records(rt).connector if rt.config.crm.connector == "rest" else rt.get("directory")
+    # With an external CRM (rest or a prebuilt connector), lookups go there under the same
+    # budget; the built-in CRM answers from its cached directory.
+    external = rt.config.crm.connector != "builtin"
+    directory = _records(rt).connector if external else rt.get("directory")
     return RouteService(directory, rt.get("rules"), rt.config)
 
 
@@ -135,7 +140,23 @@ def _pops(rt: Runtime) -> Component:
         roster,
         live=_tracker(rt),
         card_seen=audit.note,
+        card_for_caller=_external_cards(rt),
     )
+
+
+def _external_cards(rt: Runtime) -> CardForCaller | None:
+    """A prebuilt connector's cards (its deals, cases) for the pops; None: the built-in CRM's."""
+    connector = _records(rt).connector
+    if not isinstance(connector, PrebuiltConnector):
+        return None
+    region = rt.config.pbx.default_region
+
+    async def card_for_caller(caller: str) -> CustomerCard | None:
+        e164 = normalise(caller, region)
+        customer = await connector.lookup(e164) if e164 is not None else None
+        return None if customer is None else await connector.card(customer.id)
+
+    return card_for_caller
 
 
 def _participants(rt: Runtime) -> Component:
