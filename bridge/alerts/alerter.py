@@ -64,6 +64,7 @@ class Alerter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._announced: set[tuple[str, str]] = set()
+        self._chain: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.sent = 0
         self.failures = 0
 
@@ -160,11 +161,21 @@ class Alerter:
         }
 
     def _spawn(self, payload: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._send_logged(payload), name=f"alert-{payload['kind']}")
+        # A resolution must not overtake its alert on a slow channel: each (kind, key) sends
+        # after the previous one of the same pair has finished.
+        pair = (payload["kind"], payload["key"])
+        before = self._chain.get(pair)
+        task = asyncio.create_task(self._send_after(before, payload), name=f"alert-{pair[0]}")
+        self._chain[pair] = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(
+            lambda t: self._chain.pop(pair, None) if self._chain.get(pair) is t else None
+        )
 
-    async def _send_logged(self, payload: dict[str, Any]) -> None:
+    async def _send_after(self, before: asyncio.Task[None] | None, payload: dict[str, Any]) -> None:
+        if before is not None:
+            await asyncio.wait([before])
         await self._send(payload)
 
     async def _send(self, payload: dict[str, Any]) -> dict[str, str | None]:

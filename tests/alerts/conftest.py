@@ -58,7 +58,7 @@ class Channels:
     def seen(self) -> list[tuple[str, str]]:
         """(status, kind) of every webhook alert, checked against the mail and SMS copies."""
         got = [(p["status"], p["kind"]) for p in self.hook.received]
-        subjects = [str(m["Subject"]) for m in self.smtp.messages]
+        subjects = [" ".join(str(m["Subject"]).split()) for m in self.smtp.messages]
         texts = self.sms.texts()
         assert len(subjects) == len(texts) == len(got), (got, subjects, texts)
         for (status, kind), subject, text in zip(got, subjects, texts, strict=True):
