@@ -37,6 +37,7 @@ SECRET_KEYS = frozenset(
         ("alerts", "smtp_password"),
         ("alerts", "sms_token"),
         ("alerts", "sms_auth_header"),
+        ("alerts", "sms_url"),  # a generic gateway's URL may carry its key
         ("pbx", "cdr_source"),  # a PostgreSQL URL may hold a password
     }
 )

@@ -244,6 +244,9 @@ def degraded_probe(
 
 
 def disk_free_ratio(path: Path) -> float:
+    """Free share of the filesystem `path` is (or will be, once created) on."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
     usage = shutil.disk_usage(path)
     return usage.free / usage.total if usage.total else 1.0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from bridge.alerts.conditions import RateWindow
 from bridge.alerts.monitor import (
@@ -274,8 +275,8 @@ async def test_spool_disk_nearly_full_alerts_then_resolves(
 async def test_the_real_free_space_probe_reads_the_spool_filesystem(tmp_path: Path) -> None:
     reading = spool_probe(tmp_path, 0.0)()
     assert not reading.bad and 0 < reading.value <= 100  # type: ignore[union-attr]
-    missing = spool_probe(tmp_path / "not-yet", 10.0)()
-    assert not missing.bad  # type: ignore[union-attr]
+    missing = spool_probe(tmp_path / "not-yet" / "spool", 0.0)()  # created at first write
+    assert missing.value == pytest.approx(reading.value, abs=1.0)  # type: ignore[union-attr]
 
 
 async def test_a_resolution_is_sent_only_for_an_alert_that_went_out(channels: Channels) -> None:
