@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from bridge.agi import build_agi_server
+from bridge.alerts.wiring import build_monitor, change_lag
 from bridge.ami.link import AmiLink
 from bridge.ami.normalise import CdrRecord
 from bridge.ari import build_ari_app
@@ -194,7 +195,9 @@ def _http(rt: Runtime) -> Component:
     setups = [
         lambda app: setup_agent_routes(app, AgentDeps(rt.pool, lambda: hub.port, settle=settle)),
         lambda app: setup_admin_routes(app, AdminDeps(pool=rt.pool, config=rt.config)),
-        lambda app: setup_webhook_routes(app, WebhookDeps(pool=rt.pool, config=rt.config)),
+        lambda app: setup_webhook_routes(
+            app, WebhookDeps(pool=rt.pool, config=rt.config, on_change_lag=change_lag(rt).observe)
+        ),
     ]
     app = make_web_app(health=rt.health, setups=setups)
     http = rt.config.http
@@ -232,6 +235,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("agi", _agi),
     ("ari", lambda rt: build_ari_app(rt.config, rt.get("route"))),
     ("http", _http),
+    ("monitor", build_monitor),  # last: it watches the parts above (alerts, with resolutions)
 ]
 
 

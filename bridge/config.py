@@ -37,6 +37,9 @@ SECRET_KEYS = frozenset(
         ("crm", "auth_header"),
         ("webhook", "secret"),
         ("alerts", "smtp_password"),
+        ("alerts", "sms_token"),
+        ("alerts", "sms_auth_header"),
+        ("alerts", "sms_url"),  # a generic gateway's URL may carry its key
         ("pbx", "cdr_source"),  # a PostgreSQL URL may hold a password
     }
 )
@@ -165,6 +168,12 @@ class WebhookConfig:
 @dataclass(frozen=True)
 class AlertsConfig:
     lag_threshold_s: float = 5.0
+    link_down_s: float = 10.0  # AMI or ARI down this long: alert
+    degraded_pct: float = 5.0  # % of calls routed degraded over `degraded_window_s`
+    degraded_window_s: float = 300.0
+    degraded_min_calls: int = 20  # fewer decisions in the window: no verdict
+    spool_min_free_pct: float = 10.0  # the spool's filesystem: alert below this % free
+    check_s: float = 1.0  # how often the monitor evaluates its conditions
     webhook_url: str = ""
     smtp_host: str = ""
     smtp_port: int = 25
@@ -172,6 +181,17 @@ class AlertsConfig:
     smtp_password: str = ""
     smtp_from: str = "crm-bridge@localhost"
     smtp_to: list[str] = field(default_factory=list)
+    # SMS gateway: "" (none), "generic" (sms_url/method/auth_header/body), "twilio", "vonage".
+    sms_provider: str = ""
+    sms_url: str = ""  # generic: the gateway; twilio/vonage: overrides the provider's API URL
+    sms_method: str = "POST"
+    sms_auth_header: str = ""  # generic: one header, e.g. "Authorization: Bearer ..."
+    sms_content_type: str = "application/json"
+    sms_body: str = '{"to": "{to}", "from": "{from}", "text": "{message}"}'
+    sms_account: str = ""  # twilio: Account SID; vonage: api_key
+    sms_token: str = ""  # twilio: Auth Token; vonage: api_secret
+    sms_from: str = ""
+    sms_to: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -317,6 +337,48 @@ def _check_connection_limits(config: Config) -> None:
             raise ConfigError(key, f"must be more than 0 and at most {MAX_DEADLINE_S:.0f} s")
 
 
+SMS_PROVIDERS = ("", "generic", "twilio", "vonage")
+
+
+def _check_alerts(alerts: AlertsConfig) -> None:
+    """Thresholds in range, and an SMS gateway that names what it needs."""
+    positive = {
+        "alerts.lag_threshold_s": alerts.lag_threshold_s,
+        "alerts.link_down_s": alerts.link_down_s,
+        "alerts.degraded_window_s": alerts.degraded_window_s,
+        "alerts.check_s": alerts.check_s,
+    }
+    for key, value in positive.items():
+        if not 0 < value <= 86400:  # also refuses nan and inf
+            raise ConfigError(key, "must be more than 0 and at most 86400 s")
+    for key, pct in (
+        ("alerts.degraded_pct", alerts.degraded_pct),
+        ("alerts.spool_min_free_pct", alerts.spool_min_free_pct),
+    ):
+        if not 0 <= pct <= 100:
+            raise ConfigError(key, "must be a percentage between 0 and 100")
+    if alerts.degraded_min_calls < 1:
+        raise ConfigError("alerts.degraded_min_calls", "must be at least 1")
+    if alerts.sms_provider not in SMS_PROVIDERS:
+        raise ConfigError("alerts.sms_provider", f"must be one of {', '.join(SMS_PROVIDERS[1:])}")
+    if alerts.sms_method.upper() not in {"POST", "PUT", "GET"}:
+        raise ConfigError("alerts.sms_method", "must be POST, PUT or GET")
+    if alerts.sms_auth_header and ":" not in alerts.sms_auth_header:
+        raise ConfigError("alerts.sms_auth_header", "expected 'Name: value'")
+    if not alerts.sms_provider:
+        return
+    if not alerts.sms_to:
+        raise ConfigError("alerts.sms_to", "list the phone numbers that get SMS alerts")
+    if alerts.sms_provider == "generic" and not alerts.sms_url.startswith(("http://", "https://")):
+        raise ConfigError("alerts.sms_url", "the generic SMS gateway needs an http(s) URL")
+    if alerts.sms_provider in {"twilio", "vonage"}:
+        for key in ("sms_account", "sms_token", "sms_from"):
+            if not getattr(alerts, key):
+                raise ConfigError(
+                    f"alerts.{key}", f"required by sms_provider {alerts.sms_provider}"
+                )
+
+
 def _validate(config: Config, *, runtime: bool) -> None:
     for section in ("ami", "agi", "http", "pops"):
         port = getattr(config, section).port
@@ -329,6 +391,7 @@ def _validate(config: Config, *, runtime: bool) -> None:
     if config.agi.max_sessions <= 0:
         raise ConfigError("agi.max_sessions", "must be positive")
     _check_connection_limits(config)
+    _check_alerts(config.alerts)
     if config.pops.client_queue <= 0:
         raise ConfigError("pops.client_queue", "must be positive")
     if config.pbx.max_call_s <= 0:

@@ -26,9 +26,9 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def test_three_services_with_images_or_builds(compose: dict[str, Any]) -> None:
+def test_services_with_images_or_builds(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"asterisk", "postgres", "bridge"}
+    assert set(services) == {"asterisk", "postgres", "bridge", "prometheus", "grafana"}
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["asterisk"]["image"] == "andrius/asterisk:22"
     build = services["bridge"]["build"]
@@ -56,7 +56,9 @@ def test_mounted_files_exist_in_the_repository(compose: dict[str, Any]) -> None:
     for service in compose["services"].values():
         for volume in service.get("volumes", []):
             source, target, *_ = volume.split(":")
-            if source.startswith("."):
+            if source.startswith("./"):  # monitoring: files and folders under docker/
+                assert (COMPOSE.parent / source).exists(), source
+            elif source.startswith("."):
                 path = (COMPOSE.parent / source).resolve()
                 assert path.is_file(), source
                 assert path.parent == ROOT / "dialplan"
@@ -124,3 +126,26 @@ def test_dockerfile_is_slim_non_root_exposes_ports_and_checks_health() -> None:
     for copied in re.findall(r"^COPY (.+) \S+$", text, re.M):
         for source in copied.split():
             assert (ROOT / source).exists(), source
+
+
+def test_prometheus_loads_the_alert_rules_and_scrapes_the_bridge(compose: dict[str, Any]) -> None:
+    prom = compose["services"]["prometheus"]
+    mounts = dict(v.split(":")[:2] for v in prom["volumes"] if v.startswith("./"))
+    config = yaml.safe_load((COMPOSE.parent / "prometheus" / "prometheus.yml").read_text())
+    assert mounts["./prometheus/alerts.yml"] in config["rule_files"]
+    assert mounts["./prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "crm-bridge" and job["metrics_path"] == "/metrics"
+    bridge_port = compose["services"]["bridge"]["environment"]["CRM_BRIDGE_HTTP_PORT"]
+    assert job["static_configs"][0]["targets"] == [f"bridge:{bridge_port}"]
+
+
+def test_grafana_provisions_prometheus_and_the_dashboard(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("./"))
+    provisioning = COMPOSE.parent / "grafana" / "provisioning"
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    source = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    assert source["datasources"][0]["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((provisioning / "dashboards" / "crm-bridge.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == mounts["./grafana/dashboards"]

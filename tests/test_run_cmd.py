@@ -223,12 +223,16 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
             "participants",
             "agi",
             "http",
+            "monitor",
         ]
         health = rt.health()
         assert health["agi"].state == "up" and health["database"].state == "up"
         assert health["ami"].state == "disabled" and health["ari"].state == "disabled"
         result = await play_asterisk(rt.get("agi").port, header(uniqueid="77.1"), linkedid="77.0")
         assert result.variables["BRIDGE_QUEUE"] == "senior"
+        monitor = rt.get("monitor")  # watches what runs: no AMI here, so no AMI watch
+        assert "ami_down" not in monitor.watches and "routing_degraded" in monitor.watches
+        assert await monitor.check() == []
     finally:
         stop.set()
         async with asyncio.timeout(30):

@@ -1,12 +1,16 @@
-"""Operator alerts: a JSON webhook and/or an email, each optional, never a flood.
+"""Operator alerts: a JSON webhook, an email and/or SMS, each optional, never a flood.
 
 `alert(kind, key, message, details)` returns at once; sending runs in the background and a
 failure is logged, never raised. Two brakes keep 1000 dead letters from becoming 1000 mails:
 - de-duplication: the same (kind, key) is not alerted again within `dedupe_s`;
 - rate limit: at most one alert per kind per `min_interval_s`; what was held back is counted
   and reported in the next alert of that kind (`suppressed`).
-SMTP uses stdlib smtplib in a worker thread (STARTTLS when offered, LOGIN when
-`[alerts] smtp_username` is set). The SMTP password and webhook answers are never logged.
+A condition that clears is announced with `resolve(kind, key, message)` (`"status":
+"resolved"`), only when its alert went out; it bypasses both brakes and re-arms the (kind,
+key) so the next firing is alerted again. SMS goes through `bridge.alerts.sms` (a generic
+HTTP gateway, Twilio, Vonage). SMTP uses stdlib smtplib in a worker thread (STARTTLS when
+offered, LOGIN when `[alerts] smtp_username` is set). The SMTP password, the SMS token and
+the gateways' answers are never logged.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import Counter
 
+from bridge.alerts import sms
 from bridge.component import Health
 from bridge.config import AlertsConfig
 
@@ -58,15 +63,30 @@ class Alerter:
         self._held: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._announced: set[tuple[str, str]] = set()
+        self._chain: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.sent = 0
         self.failures = 0
 
     @property
+    def channels(self) -> list[str]:
+        """The configured channels, in sending order."""
+        c = self.config
+        out = []
+        if c.webhook_url:
+            out.append("webhook")
+        if c.smtp_host and c.smtp_to:
+            out.append("email")
+        if c.sms_provider and c.sms_to:
+            out.append("sms")
+        return out
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.config.webhook_url or (self.config.smtp_host and self.config.smtp_to))
+        return bool(self.channels)
 
     async def start(self) -> None:
-        if self.config.webhook_url and self._session is None:
+        if (self.config.webhook_url or self.config.sms_provider) and self._session is None:
             self._session = aiohttp.ClientSession()
 
     async def stop(self) -> None:
@@ -103,26 +123,98 @@ class Alerter:
             SUPPRESSED.labels(kind).inc()
             return False
         self._last_sent[kind] = now
-        payload = {
+        self._announced.add((kind, key))
+        payload = self._payload("firing", kind, key, message, details)
+        payload["suppressed"] = self._held.pop(kind, 0)
+        self._spawn(payload)
+        return True
+
+    def resolve(
+        self, kind: str, key: str, message: str, details: dict[str, Any] | None = None
+    ) -> bool:
+        """Announce that (kind, key) cleared; False when its alert never went out."""
+        if (kind, key) not in self._announced:
+            return False
+        self._announced.discard((kind, key))
+        self._seen.pop((kind, key), None)  # a new episode is a new alert
+        self._spawn(self._payload("resolved", kind, key, message, details))
+        return True
+
+    async def send_test(self) -> dict[str, str | None]:
+        """Send one test alert through every channel now: channel -> None or the error."""
+        payload = self._payload(
+            "test", "test", "test", "crm-bridge alert test: this channel works", {}
+        )
+        return await self._send(payload)
+
+    def _payload(
+        self, status: str, kind: str, key: str, message: str, details: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        return {
+            "status": status,
             "kind": kind,
             "key": key,
             "message": message,
             "details": details or {},
-            "suppressed": self._held.pop(kind, 0),
+            "suppressed": 0,
             "at": datetime.now(UTC).isoformat(),
         }
-        task = asyncio.create_task(self._send(payload), name=f"alert-{kind}")
+
+    def _spawn(self, payload: dict[str, Any]) -> None:
+        # A resolution must not overtake its alert on a slow channel: each (kind, key) sends
+        # after the previous one of the same pair has finished.
+        pair = (payload["kind"], payload["key"])
+        before = self._chain.get(pair)
+        task = asyncio.create_task(self._send_after(before, payload), name=f"alert-{pair[0]}")
+        self._chain[pair] = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
+        task.add_done_callback(
+            lambda t: self._chain.pop(pair, None) if self._chain.get(pair) is t else None
+        )
 
-    async def _send(self, payload: dict[str, Any]) -> None:
-        if self.config.webhook_url:
-            await self._webhook(payload)
-        if self.config.smtp_host and self.config.smtp_to:
-            await self._email(payload)
+    async def _send_after(self, before: asyncio.Task[None] | None, payload: dict[str, Any]) -> None:
+        if before is not None:
+            await asyncio.wait([before])
+        await self._send(payload)
 
-    async def _webhook(self, payload: dict[str, Any]) -> None:
+    async def _send(self, payload: dict[str, Any]) -> dict[str, str | None]:
+        senders = {"webhook": self._webhook, "email": self._email, "sms": self._sms}
+        results: dict[str, str | None] = {}
+        for channel in self.channels:
+            error = await senders[channel](payload)
+            results[channel] = error
+            if error is None:
+                self.sent += 1
+                SENT.labels(payload["kind"], channel).inc()
+            else:
+                self.failures += 1
+                FAILED.labels(channel).inc()
+                log.warning("alert %s failed (%s): %s", channel, payload["kind"], error)
+        return results
+
+    async def _sms(self, payload: dict[str, Any]) -> str | None:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        text = sms.sms_text(
+            payload["kind"], payload["message"], resolved=payload["status"] == "resolved"
+        )
+        errors = []
+        for request in sms.build_requests(self.config, text):
+            try:
+                async with asyncio.timeout(self._timeout):
+                    async with self._session.request(
+                        request.method, request.url, data=request.body, headers=request.headers
+                    ) as resp:
+                        body = await resp.content.read(65536)
+                        if not sms.accepted(self.config.sms_provider, resp.status, body):
+                            errors.append(f"HTTP {resp.status} refused")
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                errors.append(type(exc).__name__)
+        return "; ".join(errors) or None
+
+    async def _webhook(self, payload: dict[str, Any]) -> str | None:
         if self._session is None:
             await self.start()
         assert self._session is not None
@@ -136,17 +228,16 @@ class Alerter:
                     await resp.read()
                     if resp.status >= 300:
                         raise RuntimeError(f"HTTP {resp.status}")
-        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
-            self.failures += 1
-            FAILED.labels("webhook").inc()
-            log.warning("alert webhook failed (%s): %s", payload["kind"], type(exc).__name__)
-            return
-        self.sent += 1
-        SENT.labels(payload["kind"], "webhook").inc()
+        except RuntimeError as exc:
+            return str(exc)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return type(exc).__name__
+        return None
 
-    async def _email(self, payload: dict[str, Any]) -> None:
+    async def _email(self, payload: dict[str, Any]) -> str | None:
         msg = EmailMessage()
-        subject = f"[crm-bridge] {payload['kind']}: {payload['message']}"
+        state = "RESOLVED " if payload["status"] == "resolved" else ""
+        subject = f"[crm-bridge] {state}{payload['kind']}: {payload['message']}"
         msg["Subject"] = " ".join(subject.split())[:200]  # no CR/LF header injection
         msg["From"] = self.config.smtp_from
         msg["To"] = ", ".join(self.config.smtp_to)
@@ -158,12 +249,8 @@ class Alerter:
         try:
             await asyncio.to_thread(self._smtp_send, msg)
         except (OSError, smtplib.SMTPException, ValueError) as exc:
-            self.failures += 1
-            FAILED.labels("email").inc()
-            log.warning("alert email failed (%s): %s", payload["kind"], type(exc).__name__)
-            return
-        self.sent += 1
-        SENT.labels(payload["kind"], "email").inc()
+            return type(exc).__name__
+        return None
 
     def _smtp_send(self, msg: EmailMessage) -> None:
         c = self.config

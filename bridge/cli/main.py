@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "bridge.cli.customers_cmd",
     "bridge.cli.sync_cmd",
     "bridge.cli.crm_cmd",
+    "bridge.cli.doctor_cmd",
 )
 
 

@@ -126,6 +126,8 @@ class OutboxWorker:
         self._last_error: str | None = None
         self.delivered = 0
         self._listeners: list[Callable[[str, str, float], None]] = []
+        # The run-time monitor turns this off: it owns the lag alert and its resolution.
+        self.lag_alerts = True
 
     # --- component -------------------------------------------------------------------------
 
@@ -274,7 +276,7 @@ class OutboxWorker:
         self._stats = OutboxStats(row["backlog"], row["dead"], lag)
         metrics.BACKLOG.set(row["backlog"])
         metrics.SYNC_LAG_OLDEST.set(lag)
-        if lag > self._lag_threshold and self._alerts is not None:
+        if lag > self._lag_threshold and self._alerts is not None and self.lag_alerts:
             # One key per ten minutes of backlog: a lasting backlog re-alerts now and then.
             bucket = int(self._clock().timestamp() // 600)
             self._alerts.alert(

@@ -195,6 +195,16 @@ class RecordWriter:
     def pending(self) -> int:
         return len(self._queue)
 
+    def oldest_pending_end(self) -> datetime | None:
+        """When the oldest call end not yet committed happened (the monitor's commit lag)."""
+        for entry in self._queue:  # in arrival order: the first end is the oldest one
+            if entry.kind == "ended":
+                try:
+                    return datetime.fromisoformat(entry.value["summary"]["ended_at"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+        return None
+
     # --- the writing loop ------------------------------------------------------------------
 
     def _kick(self) -> None:

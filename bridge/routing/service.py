@@ -117,6 +117,11 @@ class RouteService:
         self._late: set[asyncio.Future[Decision]] = set()  # lookups abandoned after the budget
         self.degraded_count = 0
         self.dropped_records = 0
+        self._observers: list[Callable[[Decision], None]] = []
+
+    def on_decision(self, observer: Callable[[Decision], None]) -> None:
+        """`observer(decision)` after every route (the monitor's degraded share)."""
+        self._observers.append(observer)
 
     # --- Component -------------------------------------------------------------------
 
@@ -171,6 +176,11 @@ class RouteService:
                 log.exception("routing failed; default route")
             decision = self._degrade(work)
         metrics.DECISIONS.labels(decision.rule).inc()
+        for observer in self._observers:
+            try:
+                observer(decision)
+            except Exception:
+                log.exception("decision observer failed")
         return decision
 
     def _degrade(self, work: asyncio.Future[Decision]) -> Decision:

@@ -29,6 +29,21 @@ from bridge.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
+# (action, synopsis, authority) as Asterisk 22 registers a few of them (manager.c, app_queue.c).
+ACTIONS = (
+    ("Login", "Login Manager.", ""),
+    ("Logoff", "Logoff Manager.", ""),
+    ("Ping", "Keepalive command.", ""),
+    ("Events", "Control Event Flow.", ""),
+    ("ListCommands", "List available manager commands.", ""),
+    ("QueueStatus", "Show queue status.", ""),
+    ("CoreShowChannels", "List currently active channels.", "system,reporting,all"),
+    ("Originate", "Originate a call.", "originate,all"),
+    ("Hangup", "Hangup channel.", "system,call,all"),
+    ("Command", "Execute Asterisk CLI Command.", "command,all"),
+    ("GetConfig", "Retrieve configuration.", "system,config,all"),
+    ("UpdateConfig", "Update basic configuration.", "config,all"),
+)
 Fields = list[tuple[str, str]]
 
 
@@ -226,12 +241,26 @@ class AmiServer:
             self._core_show_channels(session, aid)
         elif name == "queuestatus":
             self._queue_status(session, aid, action.get("queue", ""))
+        elif name == "listcommands":
+            self._list_commands(session, aid)
         else:
             session.send(
                 encode_message(
                     [("Response", "Error"), *aid, ("Message", "Invalid/unknown command")]
                 )
             )
+
+    def _list_commands(self, session: _Session, aid: Fields) -> None:
+        """manager.c action_listcommands: each action the user's `write` allows, with its
+        authority; `<none>` for those anyone may run."""
+        assert session.user is not None
+        user = session.user
+        items = [
+            (action, f"{synopsis} (Priv: {authority or '<none>'})")
+            for action, synopsis, authority in ACTIONS
+            if user.may_run(authority)
+        ]
+        session.send(encode_message([("Response", "Success"), *aid, *items]))
 
     def _login(self, session: _Session, action: dict[str, str], aid: Fields) -> None:
         user = self.users.get(action.get("username", ""))

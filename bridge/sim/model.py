@@ -30,11 +30,18 @@ class SimQueue:
 
 @dataclass(frozen=True, slots=True)
 class AmiUser:
-    """A manager.conf user: `read` lists the event classes it may receive."""
+    """A manager.conf user: `read` lists the event classes it may receive, `write` the
+    action classes it may run (`ListCommands` shows the actions they allow)."""
 
     username: str
     secret: str
     read: frozenset[str] = ALL_CLASSES
+    write: frozenset[str] = ALL_CLASSES
+
+    def may_run(self, authority: str) -> bool:
+        """Asterisk: `writeperm & authority`, or an action anyone may run (authority 0)."""
+        classes = {c.strip() for c in authority.split(",") if c.strip()} - {"all"}
+        return not classes or bool(classes & self.write)
 
     def may_read(self, privilege: str) -> bool:
         classes = {c.strip() for c in privilege.split(",")} - {"all"}

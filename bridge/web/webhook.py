@@ -471,6 +471,8 @@ class WebhookDeps:
     pool: asyncpg.Pool[Any]
     config: Config
     clock: Callable[[], float] = time.time  # Unix seconds; tests move it
+    # Told the lag of each applied change (now - its updated_at): the monitor's change lag.
+    on_change_lag: Callable[[float], None] | None = None
 
 
 WEBHOOK_DEPS = web.AppKey("crm_webhook_deps", WebhookDeps)
@@ -527,6 +529,11 @@ async def _handle(request: web.Request) -> web.Response:
         raise CrmUnavailable(str(exc)) from exc
     for result in results:
         CHANGES.labels(result["status"]).inc()
+    if deps.on_change_lag is not None:
+        applied = {r["index"] for r in results if r["status"] == "applied"}
+        for change in changes:
+            if change.index in applied:
+                deps.on_change_lag(now - change.updated_at.timestamp())
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("applied", "rejected")}
     log.info(
         "crm webhook: %d changes, %d applied, %d rejected",

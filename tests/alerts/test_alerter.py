@@ -4,33 +4,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from bridge.alerts import Alerter
 from bridge.config import build_config
 from tests.alerts.receivers import SmtpReceiver, WebhookReceiver
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[WebhookReceiver]:
-    r = WebhookReceiver()
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    r = SmtpReceiver()
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def alerts_config(webhook: str = "", smtp_port: int = 0, **extra: object) -> object:
