@@ -209,13 +209,16 @@ class FakeAmi:
             else:
                 found = data.find(b"\r\n\r\n", max(pos, cut_at - 3))
                 frame_end = len(data) if found < 0 else found + 4
-            async with lock:
-                writer.write(data[pos:cut_at])
-                await writer.drain()
-                if frame_end > cut_at:
-                    await asyncio.sleep(0)  # the reader may take the torn frame first
-                    writer.write(data[cut_at:frame_end])
+            try:
+                async with lock:
+                    writer.write(data[pos:cut_at])
                     await writer.drain()
+                    if frame_end > cut_at:
+                        await asyncio.sleep(0)  # the reader may take the torn frame first
+                        writer.write(data[cut_at:frame_end])
+                        await writer.drain()
+            except (ConnectionError, OSError):
+                return  # the client went away mid-play (a killed bridge)
             pos = max(cut_at, frame_end)
             await asyncio.sleep(0)
         if script.close_after_play:
