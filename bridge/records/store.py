@@ -1,11 +1,18 @@
-"""SQL for call records: one end event -> call_records + channels + service history (the
+"""SQL for call records: end events -> call_records + channels + service history (the
 outbox row follows by trigger, sql/030), Cdrs -> pbx_cdrs, and a record read back as the
 JSON the CRM connector receives. Every function takes a connection; the caller owns the
 transaction and maps driver errors.
+
+A batch costs a constant number of round trips, whatever its size: one query looks up every
+call's routing decision, agents and caller's customer, one statement upserts the records,
+their channels and the customers' service history (arrays through `unnest`). A burst of
+20,000 call ends once took 2-3 round trips each and did not finish in nine minutes.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +21,16 @@ from bridge.errors import ValidationError
 from bridge.models import CallEnded
 from bridge.records.cdr import PbxCdr
 
-__all__ = ["load_record", "lock_call", "record_json", "store_cdr", "write_ended"]
+__all__ = [
+    "PROVISIONAL",
+    "load_record",
+    "lock_call",
+    "record_json",
+    "store_cdr",
+    "store_cdrs",
+    "write_ended",
+    "write_ended_many",
+]
 
 MAX_TEXT = 1024
 
@@ -40,33 +56,13 @@ async def lock_call(conn: Any, call_id: str) -> None:
     """Serialise the writers of one call's record (this module and the agent page's
     dispositions, bridge/pops/disposition.py) until the transaction ends, so a disposition
     filed while the record is being written is never lost between them."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('call-record:' || $1, 0))", call_id
-    )
+    await conn.execute(_LOCK, [call_id])
 
 
-# Each agent's own disposition filed so far; the last one filed is the record's pair.
-_DISPOSITIONS = """
-SELECT agent_id, disposition, notes FROM call_dispositions WHERE call_id = $1
-ORDER BY filed_at, agent_id
-"""
-
-
-# One round trip: the call's first routing decision, its agents' ids by device, and the
-# customer owning the caller's number (used when there is no decision).
-_LOOKUP = """
-SELECT d.customer_id, d.rule, d.queue, d.recording, d.degraded,
-       (SELECT COALESCE(json_object_agg(a.device, a.id), '{}'::json)
-          FROM agents a WHERE a.device = ANY($3::text[])) AS agent_ids,
-       (SELECT p.customer_id FROM customer_phones p WHERE p.e164 = $4) AS phone_customer
-FROM (SELECT 1) AS one
-LEFT JOIN LATERAL (
-    SELECT customer_id, rule, queue, recording, degraded
-    FROM route_decisions
-    WHERE linkedid = $1 OR uniqueid = ANY($2::text[])
-    ORDER BY decided_at, uniqueid
-    LIMIT 1
-) AS d ON true
+# The same lock for a whole batch, taken in one order so two writers never deadlock.
+_LOCK = """
+SELECT pg_advisory_xact_lock(hashtextextended('call-record:' || id, 0))
+FROM (SELECT DISTINCT unnest($1::text[]) AS id ORDER BY 1) AS ids
 """
 
 # A live record whose end the bridge never saw: closed after `[pbx] max_call_s`, or ended by a
@@ -74,14 +70,61 @@ LEFT JOIN LATERAL (
 # it. (A record rebuilt from Cdrs lists `caller` as inferred too; a live one never does.)
 PROVISIONAL = "('ended_at' = ANY(r.inferred) AND NOT 'caller' = ANY(r.inferred))"
 
-# One round trip: the record and its channels (the channels only if the record was written).
+# One round trip for a whole batch: each call's first routing decision (by its linkedid or
+# any of its channels), the customer owning the caller's number (used when there is no
+# decision), the agents' ids by device, and each agent's own disposition filed so far (the
+# last one filed is the record's pair). The UNION keeps both branches on an index.
+_LOOKUP = """
+WITH calls AS (
+    SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(call_id, e164, i)
+), chans AS (
+    SELECT * FROM unnest($3::bigint[], $4::text[]) AS u(i, uniqueid)
+)
+SELECT c.i, d.customer_id, d.rule, d.queue, d.recording, d.degraded,
+       p.customer_id AS phone_customer,
+       (SELECT COALESCE(json_object_agg(a.device, a.id), '{}'::json)
+          FROM agents a WHERE a.device = ANY($5::text[])) AS agent_ids,
+       (SELECT COALESCE(json_agg(json_build_object('agent_id', f.agent_id,
+                  'disposition', f.disposition, 'notes', f.notes)
+                  ORDER BY f.filed_at, f.agent_id), '[]'::json)
+          FROM call_dispositions f WHERE f.call_id = c.call_id) AS filed
+FROM calls c
+LEFT JOIN customer_phones p ON p.e164 = c.e164
+LEFT JOIN LATERAL (
+    SELECT x.customer_id, x.rule, x.queue, x.recording, x.degraded
+    FROM (
+        SELECT r.* FROM route_decisions r WHERE r.linkedid = c.call_id
+        UNION ALL
+        SELECT r.* FROM chans u JOIN route_decisions r ON r.uniqueid = u.uniqueid
+        WHERE u.i = c.i
+    ) AS x
+    ORDER BY x.decided_at, x.uniqueid
+    LIMIT 1
+) AS d ON true
+ORDER BY c.i
+"""
+
+# One round trip for a whole batch: the records, their channels (only for records written)
+# and the service history of those with a customer (with the disposition and notes the
+# agent page may already have filed).
 _UPSERT = """
-WITH up AS (
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
+        $11::integer[], $12::integer[], $13::text[], $14::text[], $15::boolean[],
+        $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+    AS t(call_id, caller, customer_id, did, queue, rule, agents, started_at, answered_at,
+         ended_at, duration_s, talk_s, outcome, recording_path, degraded, inferred,
+         direction, source, disposition, notes)
+), up AS (
 INSERT INTO call_records AS r (call_id, caller, customer_id, did, queue, rule, agents,
     started_at, answered_at, ended_at, duration_s, talk_s, outcome, recording_path,
     degraded, inferred, direction, source, disposition, notes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $19, $20,
-    $21)
+SELECT call_id, caller, customer_id, did, queue, rule, agents::jsonb, started_at,
+    answered_at, ended_at, duration_s, talk_s, outcome, recording_path, degraded,
+    ARRAY(SELECT jsonb_array_elements_text(inferred::jsonb)), direction, source,
+    disposition, notes
+FROM input
 ON CONFLICT (call_id) DO UPDATE SET
     caller = EXCLUDED.caller, customer_id = EXCLUDED.customer_id, did = EXCLUDED.did,
     queue = EXCLUDED.queue, rule = EXCLUDED.rule, agents = EXCLUDED.agents,
@@ -94,24 +137,27 @@ ON CONFLICT (call_id) DO UPDATE SET
     disposition = COALESCE(EXCLUDED.disposition, r.disposition),
     notes = CASE WHEN EXCLUDED.disposition IS NULL THEN r.notes ELSE EXCLUDED.notes END
 {where}
-RETURNING disposition, notes
+RETURNING r.call_id, r.disposition, r.notes
 ), channels AS (
 INSERT INTO call_record_channels (uniqueid, call_id)
-SELECT u, $1 FROM unnest($17::text[]) AS u WHERE EXISTS (SELECT 1 FROM up)
+SELECT ch.uniqueid, ch.call_id FROM unnest($21::text[], $22::text[]) AS ch(uniqueid, call_id)
+WHERE ch.call_id IN (SELECT call_id FROM up)
 ON CONFLICT (uniqueid) DO UPDATE SET call_id = EXCLUDED.call_id
-)
-SELECT disposition, notes FROM up
-"""
-
-_HISTORY = """
+), history AS (
 INSERT INTO service_history (customer_id, call_id, kind, occurred_at, agent_id, summary,
     outcome, disposition, notes)
-SELECT $1, $2, 'call', $3, $4, $5, $6, $7, $8
-WHERE EXISTS (SELECT 1 FROM customers WHERE id = $1)
+SELECT h.customer_id, h.call_id, 'call', h.occurred_at, h.agent_id, h.summary, h.outcome,
+    up.disposition, up.notes
+FROM unnest($23::text[], $24::text[], $25::timestamptz[], $26::text[], $27::text[],
+    $28::text[]) AS h(call_id, customer_id, occurred_at, agent_id, summary, outcome)
+JOIN up ON up.call_id = h.call_id
+WHERE EXISTS (SELECT 1 FROM customers WHERE id = h.customer_id)
 ON CONFLICT (call_id) DO UPDATE SET customer_id = EXCLUDED.customer_id,
     occurred_at = EXCLUDED.occurred_at, agent_id = EXCLUDED.agent_id,
     summary = EXCLUDED.summary, outcome = EXCLUDED.outcome,
     disposition = EXCLUDED.disposition, notes = EXCLUDED.notes
+)
+SELECT call_id FROM up
 """
 
 
@@ -128,30 +174,115 @@ def _history_summary(queue: str | None, outcome: str, agents: list[dict[str, Any
     return f"Inbound call{where}, {outcome}"
 
 
-async def write_ended(
-    conn: Any, event: CallEnded, *, only_missing: bool = False, source: str = "live"
-) -> bool:
-    """Upsert the record of one finished call. Run inside a transaction.
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One end event, checked and cleaned for SQL."""
 
-    `only_missing` (backfill from Cdrs): never replace a finished record, only fill a
-    missing one (or one holding just a disposition) or a `PROVISIONAL` one. `source`: 'live'
-    (the AMI link's end event) or 'reconciled' (rebuilt from CDRs). Returns whether a row was
-    written."""
-    if source not in {"live", "reconciled"}:
-        raise ValidationError("source", "live or reconciled")
-    s = event.summary
+    event: CallEnded
+    call_id: str
+    uniqueids: list[str]
+    devices: list[str]
+    e164: str | None
+
+
+def _prepare(event: CallEnded) -> _Call:
     call_id = clean(event.call_id, 1000)
     if not call_id or len(call_id) > 150:
         # Truncating could merge two calls into one row: refuse instead (the writer sets
         # the entry aside in rejected.jsonl).
         raise ValidationError("call_id", "empty or longer than 150 characters")
+    s = event.summary
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
     devices = [clean(a.device, 64) for a in s.agents]
-    await lock_call(conn, call_id)
-    found = await conn.fetchrow(_LOOKUP, call_id, uniqueids, devices, _e164(s.caller))
-    filed = {r["agent_id"]: r for r in await conn.fetch(_DISPOSITIONS, call_id)}
-    last = list(filed.values())[-1] if filed else None
-    by_device: dict[str, str] = found["agent_ids"] or {}
+    return _Call(event, call_id, uniqueids, devices, _e164(s.caller))
+
+
+async def write_ended(
+    conn: Any, event: CallEnded, *, only_missing: bool = False, source: str = "live"
+) -> bool:
+    """Upsert the record of one finished call (see `write_ended_many`). Returns whether a
+    row was written."""
+    written = await write_ended_many(conn, [event], only_missing=only_missing, source=source)
+    return bool(written)
+
+
+async def write_ended_many(
+    conn: Any, events: list[CallEnded], *, only_missing: bool = False, source: str = "live"
+) -> set[str]:
+    """Upsert the records of finished calls in three round trips (lock, look up, upsert).
+    Run inside a transaction.
+
+    Keyed by call_id, so replaying events (from the spool, after a crash) changes nothing;
+    the same call twice in `events` is written once, as its last event says. Each call's
+    record lock (`lock_call`) is held to the end of the transaction, so a disposition filed
+    meanwhile lands in the record. `only_missing` (backfill from Cdrs): never replace a
+    finished record, only fill a missing one (or one holding just a disposition) or a
+    `PROVISIONAL` one. `source`: 'live' (the AMI link's end event) or 'reconciled' (rebuilt
+    from CDRs). Returns the call ids written. A `ValidationError` (a call id no row may
+    hold) fails the whole batch: the writer then retries entry by entry and sets that one
+    aside."""
+    if source not in {"live", "reconciled"}:
+        raise ValidationError("source", "live or reconciled")
+    calls = list({c.call_id: c for c in map(_prepare, events)}.values())
+    if not calls:
+        return set()
+    await conn.execute(_LOCK, [c.call_id for c in calls])
+    found = await conn.fetch(
+        _LOOKUP,
+        [c.call_id for c in calls],
+        [c.e164 for c in calls],
+        [i for i, c in enumerate(calls, start=1) for _ in c.uniqueids],
+        [u for c in calls for u in c.uniqueids],
+        sorted({d for c in calls for d in c.devices}),
+    )
+    by_device: dict[str, str] = found[0]["agent_ids"] or {}  # one row per call
+    rows = [_record_row(c, f, by_device, source) for c, f in zip(calls, found, strict=True)]
+    owner: dict[str, str] = {}  # uniqueid -> call id; the last call naming a channel has it
+    for c in calls:
+        owner.update(dict.fromkeys(c.uniqueids, c.call_id))
+    history = [r for r in rows if r["customer_id"]]
+    written = await conn.fetch(
+        _UPSERT.format(where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else ""),
+        *([r[k] for r in rows] for k in _RECORD_KEYS),
+        list(owner),
+        list(owner.values()),
+        [r["call_id"] for r in history],
+        [r["customer_id"] for r in history],
+        [r["started_at"] for r in history],
+        [r["history_agent"] for r in history],
+        [r["history_summary"] for r in history],
+        [r["outcome"] for r in history],
+    )
+    return {r["call_id"] for r in written}
+
+
+_RECORD_KEYS = (
+    "call_id",
+    "caller",
+    "customer_id",
+    "did",
+    "queue",
+    "rule",
+    "agents",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_s",
+    "talk_s",
+    "outcome",
+    "recording_path",
+    "degraded",
+    "inferred",
+    "direction",
+    "source",
+    "disposition",
+    "notes",
+)
+
+
+def _record_row(call: _Call, found: Any, by_device: dict[str, str], source: str) -> dict[str, Any]:
+    """The call_records values of one call, from its summary and what the lookup found."""
+    s = call.event.summary
     decision = found if found["rule"] is not None else None
     inferred = set(s.inferred)
     agents = [
@@ -160,8 +291,10 @@ async def write_ended(
             "answered_at": _iso(leg.answered_at),
             "talk_s": leg.talk_s,
         }
-        for device, leg in zip(devices, s.agents, strict=True)
+        for device, leg in zip(call.devices, s.agents, strict=True)
     ]
+    filed = {f["agent_id"]: f for f in found["filed"] or []}
+    last = list(filed.values())[-1] if filed else None
     for entry in agents:
         mine = filed.get(entry["agent"])
         entry["disposition"] = mine["disposition"] if mine else None
@@ -190,68 +323,74 @@ async def write_ended(
         # dialplan fallback): the caller's number still names the customer.
         customer_id = found["phone_customer"]
         inferred.add("customer_id")
-    row = await conn.fetchrow(
-        _UPSERT.format(where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else ""),
-        call_id,
-        clean(s.caller, 200),
-        customer_id,
-        clean(s.did, 200),
-        queue,
-        rule,
-        agents,
-        s.started_at,
-        s.answered_at,
-        s.ended_at,
-        max(0, s.duration_s),
-        max(0, s.talk_s),
-        outcome,
-        recording,
-        degraded,
-        sorted(clean(i, 64) for i in inferred),
-        uniqueids,
-        _direction(s),
-        source,
-        last["disposition"] if last else None,
-        last["notes"] if last else None,
-    )
-    if row is None:
-        return False
-    if customer_id:
-        await conn.execute(
-            _HISTORY,
-            customer_id,
-            call_id,
-            s.started_at,
-            agents[-1]["agent"] if agents else None,
-            _history_summary(queue, outcome, agents),
-            outcome,
-            row["disposition"],
-            row["notes"],
-        )
-    return True
+    return {
+        "call_id": call.call_id,
+        "caller": clean(s.caller, 200),
+        "customer_id": customer_id,
+        "did": clean(s.did, 200),
+        "queue": queue,
+        "rule": rule,
+        "agents": json.dumps(agents),
+        "started_at": s.started_at,
+        "answered_at": s.answered_at,
+        "ended_at": s.ended_at,
+        "duration_s": max(0, s.duration_s),
+        "talk_s": max(0, s.talk_s),
+        "outcome": outcome,
+        "recording_path": recording,
+        "degraded": degraded,
+        "inferred": json.dumps(sorted(clean(i, 64) for i in inferred)),
+        "direction": _direction(s),
+        "source": source,
+        "disposition": last["disposition"] if last else None,
+        "notes": last["notes"] if last else None,
+        "history_agent": agents[-1]["agent"] if agents else None,
+        "history_summary": _history_summary(queue, outcome, agents),
+    }
+
+
+_CDR_COLUMNS = (
+    "uniqueid, channel, destination_channel, source, destination, start_time, answer_time,"
+    " end_time, duration_s, billable_s, disposition, last_application, last_data"
+)
 
 
 async def store_cdr(conn: Any, cdr: PbxCdr) -> None:
     """Keep one Cdr; a re-sent one (same uniqueid, destination, start) is ignored."""
+    await store_cdrs(conn, [cdr])
+
+
+async def store_cdrs(conn: Any, cdrs: list[PbxCdr]) -> None:
+    """Keep Cdrs in one round trip; re-sent ones (same uniqueid, destination, start) are
+    ignored, within the batch too."""
+    if not cdrs:
+        return
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    for cdr in cdrs:
+        values = (
+            cdr.uniqueid,
+            clean(cdr.channel),
+            clean(cdr.destination_channel),
+            clean(cdr.source),
+            clean(cdr.destination),
+            cdr.start_time,
+            cdr.answer_time,
+            cdr.end_time,
+            cdr.duration_s,
+            cdr.billable_s,
+            clean(cdr.disposition, 64),
+            clean(cdr.last_application, 128),
+            clean(cdr.last_data),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
     await conn.execute(
-        "INSERT INTO pbx_cdrs (uniqueid, channel, destination_channel, source, destination,"
-        " start_time, answer_time, end_time, duration_s, billable_s, disposition,"
-        " last_application, last_data)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        f"INSERT INTO pbx_cdrs ({_CDR_COLUMNS})"
+        f" SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::integer[],"
+        " $10::integer[], $11::text[], $12::text[], $13::text[])"
         " ON CONFLICT (uniqueid, destination_channel, start_time) DO NOTHING",
-        cdr.uniqueid,
-        clean(cdr.channel),
-        clean(cdr.destination_channel),
-        clean(cdr.source),
-        clean(cdr.destination),
-        cdr.start_time,
-        cdr.answer_time,
-        cdr.end_time,
-        cdr.duration_s,
-        cdr.billable_s,
-        clean(cdr.disposition, 64),
-        clean(cdr.last_application, 128),
-        clean(cdr.last_data),
+        *columns,
     )
 
 

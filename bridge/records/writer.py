@@ -4,9 +4,10 @@ Durability, in order:
 1. `submit(event)` appends the event to the local spool (`bridge.records.spool`: JSONL,
    fsync'd) and only then returns. Whoever feeds the writer (tracker consumer, AMI
    subscriber) treats the return as the acknowledgement: a SIGKILL after it loses nothing.
-2. A background task writes spooled entries to PostgreSQL, one transaction per entry
-   (`bridge.records.store.write_ended`: call_records upsert by call_id, its channels, the
-   customer's service_history row; the outbox row by trigger), then acks them in the spool.
+2. A background task writes spooled entries to PostgreSQL, up to `batch` per transaction
+   and in a constant number of round trips per batch (`bridge.records.store.write_ended_many`:
+   call_records upsert by call_id, its channels, the customers' service_history rows; the
+   outbox rows by trigger; `store_cdrs`), then acks them in the spool.
 3. While PostgreSQL is unreachable (restart, network cut, backend terminated) the task keeps
    the entries and retries with a jittered backoff capped at `retry_max_s`; `health()` says
    "degraded" with the spool backlog. On start, whatever the spool still holds is written
@@ -39,7 +40,7 @@ from bridge.records import metrics
 from bridge.records.cdr import PbxCdr
 from bridge.records.codec import decode_ended, ended_to_dict
 from bridge.records.spool import Spool, SpoolEntry
-from bridge.records.store import store_cdr, write_ended
+from bridge.records.store import store_cdrs, write_ended_many
 from bridge.tasks import cancel_and_wait
 
 __all__ = ["RecordWriter", "is_outage"]
@@ -71,7 +72,7 @@ class RecordWriter:
         *,
         retry_min_s: float = 0.05,
         retry_max_s: float = 5.0,
-        batch: int = 64,
+        batch: int = 500,
         drain_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -244,17 +245,17 @@ class RecordWriter:
             self._outage.clear()
 
     async def _write_some(self) -> None:
-        """Write up to `batch` spooled entries in one transaction: one WAL flush for many
-        records. Should PostgreSQL reject one as data, the batch is redone with a savepoint
-        per entry, so that one is set aside without losing the others. An outage rolls the
-        batch back; it is retried whole (the writes are idempotent)."""
+        """Write up to `batch` spooled entries in one transaction: one WAL flush and three
+        round trips for many records. Should PostgreSQL reject one as data, the batch is
+        redone with a savepoint per entry, so that one is set aside without losing the
+        others. An outage rolls the batch back; it is retried whole (the writes are
+        idempotent)."""
         batch = list(itertools.islice(self._queue, self._batch))
         rejected: dict[int, BaseException] = {}
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    for entry in batch:
-                        await self._apply(conn, entry)
+                    await self._apply(conn, batch)
             except Exception as exc:
                 if is_outage(exc):
                     raise
@@ -262,7 +263,7 @@ class RecordWriter:
                     for entry in batch:
                         try:
                             async with conn.transaction():
-                                await self._apply(conn, entry)
+                                await self._apply(conn, [entry])
                         except Exception as exc:
                             if is_outage(exc):
                                 raise
@@ -276,11 +277,12 @@ class RecordWriter:
         await asyncio.to_thread(self._spool.ack, [e.n for e in batch])
         self._update_gauge()
 
-    async def _apply(self, conn: Any, entry: SpoolEntry) -> None:
-        if entry.kind == "ended":
-            await write_ended(conn, decode_ended(entry.value))
-        else:
-            await store_cdr(conn, PbxCdr.from_dict(entry.value))
+    async def _apply(self, conn: Any, entries: list[SpoolEntry]) -> None:
+        """Entries in spool order: a call's end before a later end of the same call."""
+        ended = [decode_ended(e.value) for e in entries if e.kind == "ended"]
+        cdrs = [PbxCdr.from_dict(e.value) for e in entries if e.kind != "ended"]
+        await write_ended_many(conn, ended)
+        await store_cdrs(conn, cdrs)
 
     def _committed(self, entry: SpoolEntry) -> None:
         now = self._clock()

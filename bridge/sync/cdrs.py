@@ -22,6 +22,7 @@ __all__ = [
     "INFERRED_FROM_CDR",
     "CallDecision",
     "call_from_cdrs",
+    "follow_dialled",
     "group_cdrs",
     "handset_index",
 ]
@@ -56,6 +57,43 @@ def group_cdrs(cdrs: Iterable[PbxCdr], call_of: Mapping[str, str]) -> dict[str, 
     for cdr in cdrs:
         groups.setdefault(call_of.get(cdr.uniqueid, cdr.uniqueid), []).append(cdr)
     return groups
+
+
+def follow_dialled(cdrs: Sequence[PbxCdr], call_of: Mapping[str, str]) -> dict[str, str]:
+    """`call_of` plus, for each Cdr not in it, the call of the Cdr that dialled its channel.
+
+    cdr_csv without `newcdrcolumns` has no linkedid: an agent's consultation (attended
+    transfer: `Local/1001@phones-…;1` dials `Local/2001@internal-…`) and the handsets would
+    otherwise each look like a call of their own. The dialler must have been up when the
+    dialled channel started, as channel names repeat after an Asterisk restart."""
+    dialled_by: dict[str, list[PbxCdr]] = {}
+    for cdr in cdrs:
+        if cdr.destination_channel:
+            dialled_by.setdefault(_base(cdr.destination_channel), []).append(cdr)
+    out = dict(call_of)
+
+    def call(cdr: PbxCdr, depth: int) -> str:
+        known = out.get(cdr.uniqueid)
+        if known is not None or depth > 16:
+            return known or cdr.uniqueid
+        for dialler in dialled_by.get(_base(cdr.channel), ()):
+            if dialler.uniqueid != cdr.uniqueid and _was_up(dialler, cdr):
+                return call(dialler, depth + 1)
+        return cdr.uniqueid
+
+    for cdr in cdrs:
+        if cdr.uniqueid not in out:
+            found = call(cdr, 0)
+            if found != cdr.uniqueid:
+                out[cdr.uniqueid] = found
+    return out
+
+
+def _was_up(dialler: PbxCdr, cdr: PbxCdr) -> bool:
+    if dialler.start_time is None or cdr.start_time is None:
+        return False
+    end = dialler.end_time or dialler.start_time
+    return dialler.start_time - timedelta(seconds=1) <= cdr.start_time <= end
 
 
 def _base(channel: str) -> str:
@@ -97,8 +135,16 @@ def call_from_cdrs(
 ) -> CallEnded | None:
     """The call's end event rebuilt from its Cdrs; None when they hold no caller leg (e.g.
     only an agent handset's own Cdr) or no times."""
+    # A leg whose own channel another leg dialled is an agent's (a consultation before an
+    # attended transfer): the agent it reached talks with the caller through the caller's
+    # own leg to it, which is counted there.
+    dialled = {_base(c.destination_channel) for c in cdrs if c.destination_channel}
     legs = sorted(
-        (c for c in cdrs if _is_caller_leg(c) and c.start_time and c.end_time),
+        (
+            c
+            for c in cdrs
+            if _is_caller_leg(c) and c.start_time and c.end_time and _base(c.channel) not in dialled
+        ),
         key=lambda c: (c.start_time, c.end_time),
     )
     if not legs:
@@ -110,17 +156,35 @@ def call_from_cdrs(
     # consultation, the transferer toward the target) bill time away from the customer.
     legs = [c for c in legs if c.uniqueid == legs[0].uniqueid]
     # A Local pair that itself dialled an agent is an attended transfer's consultation link
-    # (bridge_basic.c dials `Local/<ext>@<ctx>`): the customer's time toward it, on hold
-    # until the completion, is still the transferring agent's (as the live tracker counts).
-    links = {_base(c.channel) for c in cdrs if not _is_customer(c, legs) and c.destination_channel}
+    # (bridge_basic.c dials `Local/<ext>@<ctx>`), mapped to the handset it dialled.
+    links = {
+        _base(c.channel): _base(c.destination_channel)
+        for c in cdrs
+        if not _is_customer(c, legs) and c.destination_channel
+    }
+    reached = {_base(c.destination_channel) for c in legs if c.destination_channel}
     agents: list[AgentLeg] = []
     for leg in legs:
         if leg.disposition != "ANSWERED" or not leg.destination_channel:
             continue
-        if _base(leg.destination_channel) in links and agents and leg.end_time is not None:
-            held = int((leg.end_time - (leg.start_time or leg.end_time)).total_seconds())
-            last = agents[-1]
-            agents[-1] = AgentLeg(last.device, last.answered_at, last.talk_s + max(0, held))
+        handset = links.get(_base(leg.destination_channel))
+        if handset is not None and agents and leg.end_time is not None:
+            if handset in reached:
+                # The link was optimised away and the customer then reached the handset
+                # itself: its time toward the link, on hold until the completion, is still
+                # the transferring agent's (as the live tracker counts).
+                held = int((leg.end_time - (leg.start_time or leg.end_time)).total_seconds())
+                last = agents[-1]
+                agents[-1] = AgentLeg(last.device, last.answered_at, last.talk_s + max(0, held))
+                continue
+            # Not optimised (Asterisk 22.11 in the lab): the customer talks to the target
+            # through the link for the rest of the call; the agent is the handset's.
+            device = _device(device_pattern, handset) or _device(
+                device_pattern, leg.destination_channel
+            )
+            if device is not None:
+                talk = leg.billable_s
+                agents.append(AgentLeg(device, leg.end_time - timedelta(seconds=talk), talk))
             continue
         device = _device(device_pattern, leg.destination_channel)
         if device is None or leg.end_time is None:

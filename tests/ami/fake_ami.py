@@ -33,15 +33,6 @@ def encode(pairs: list[tuple[str, str]]) -> bytes:
     return "".join(f"{k}: {v}\r\n" for k, v in pairs).encode() + b"\r\n"
 
 
-def cut(data: bytes, rng: random.Random, max_piece: int = 700) -> list[bytes]:
-    pieces, pos = [], 0
-    while pos < len(data):
-        size = rng.randint(1, max_piece)
-        pieces.append(data[pos : pos + size])
-        pos += size
-    return pieces
-
-
 class FakeAmi:
     def __init__(self, sessions: list[Session], *, secret: str) -> None:
         self.scripts = sessions
@@ -56,6 +47,7 @@ class FakeAmi:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._connections = 0
+        self._wire: dict[asyncio.StreamWriter, asyncio.Lock] = {}
 
     async def __aenter__(self) -> FakeAmi:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -82,6 +74,7 @@ class FakeAmi:
         assert task is not None
         self._tasks.add(task)
         self._writers.add(writer)
+        self._wire[writer] = asyncio.Lock()
         index = self._connections
         self._connections += 1
         script = self._script(index)
@@ -97,10 +90,18 @@ class FakeAmi:
             pass
         finally:
             self._writers.discard(writer)
+            self._wire.pop(writer, None)
             writer.close()
             self._tasks.discard(task)
 
     async def _answer(
+        self, action: Frame, script: Session, index: int, writer: asyncio.StreamWriter
+    ) -> bool:
+        # Asterisk writes each message whole: an answer never lands inside a played event.
+        async with self._wire[writer]:
+            return await self._answer_locked(action, script, index, writer)
+
+    async def _answer_locked(
         self, action: Frame, script: Session, index: int, writer: asyncio.StreamWriter
     ) -> bool:
         name = action.get("Action") or ""
@@ -193,9 +194,32 @@ class FakeAmi:
         return True
 
     async def _play(self, script: Session, writer: asyncio.StreamWriter) -> None:
-        for piece in cut(script.play, random.Random(script.seed), script.max_piece):
-            writer.write(piece)
-            await writer.drain()
+        """Write the recording in pieces cut anywhere (the reader must reassemble frames),
+        but let an answer onto the wire only between whole frames, as Asterisk's per-session
+        write lock does: a Pong written mid-event would swallow that event (a burst test
+        then lost a call end and waited forever). A piece that ends mid-frame is followed,
+        as a separate write, by the rest of that frame."""
+        data, pos = script.play, 0
+        rng = random.Random(script.seed)
+        lock = self._wire[writer]
+        while pos < len(data):
+            cut_at = min(len(data), pos + rng.randint(1, script.max_piece))
+            if data.endswith(b"\r\n\r\n", 0, cut_at):
+                frame_end = cut_at
+            else:
+                found = data.find(b"\r\n\r\n", max(pos, cut_at - 3))
+                frame_end = len(data) if found < 0 else found + 4
+            try:
+                async with lock:
+                    writer.write(data[pos:cut_at])
+                    await writer.drain()
+                    if frame_end > cut_at:
+                        await asyncio.sleep(0)  # the reader may take the torn frame first
+                        writer.write(data[cut_at:frame_end])
+                        await writer.drain()
+            except (ConnectionError, OSError):
+                return  # the client went away mid-play (a killed bridge)
+            pos = max(cut_at, frame_end)
             await asyncio.sleep(0)
         if script.close_after_play:
             writer.close()

@@ -22,7 +22,7 @@ from tests.ami.fake_ami import FakeAmi, Session, encode
 from tests.ami.test_link import SECRET, config
 
 WAIT = 60.0  # generous "did not hang" bound
-BURST_WAIT = 540.0  # 20,000 records through real PostgreSQL on a shared 2-core machine
+BURST_WAIT = 540.0  # 20,000 records through real PostgreSQL (~30 s) on a shared 2-core machine
 
 
 def burst(calls: int, first: int = 1_795_000_000) -> bytes:

@@ -2,10 +2,10 @@
 cdr_csv's Master.csv (hostile lines reported, never a crash or a silent skip) and a
 cdr_pgsql table; a call that cannot be rebuilt is listed, counted and alerted as data loss.
 
-No real Master.csv was available on this machine yet (/opt/asterisk-lab/LAB.md absent): the
-files here are written from the recorded traces' Cdr events in the exact format of Asterisk
-22's cdr/cdr_csv.c `build_csv_record` with the lab's cdr.conf `[csv]` (usegmtime,
-loguniqueid, loguserfield: 18 columns).
+The files here are written from the recorded traces' Cdr events in the exact format of
+Asterisk 22's cdr/cdr_csv.c `build_csv_record` with the lab's cdr.conf `[csv]` (usegmtime,
+loguniqueid, loguserfield: 18 columns); real lines of the lab's Master.csv are read and
+rebuilt in test_real_cdrs.py.
 """
 
 from __future__ import annotations
