@@ -20,6 +20,12 @@ lookup is slow, not the page (they are bounded by the live calls, `MAX_PENDING` 
 Sessions follow their token: when the roster says an agent's token changed or the agent was
 disabled, its open pages are closed with 4003 at once and get nothing more.
 
+Desk and wallboard (`use_board`): a page's `status` message pauses or resumes its agent in
+all its queues through the board (AMI `QueuePause`), and every page of that agent hears the
+new state; a page is told its agent's state after the welcome. The board's `queue.stats`
+go out through `publish_queue` to the followers of the queue, and a new follower gets the
+current figures right after its catch-up.
+
 A (re)connecting page is brought up to date from the tracker (`catch_up(device)`), a new
 queue follower from its snapshot; both run between two event batches, so nothing is missed
 or sent twice.
@@ -59,6 +65,7 @@ from bridge.pops.protocol import (
     Hello,
     Ping,
     PopProtocolError,
+    Status,
     Subscribe,
     Unsubscribe,
     encode,
@@ -70,7 +77,7 @@ from bridge.tracker.tracker import LiveCall
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
+__all__ = ["Board", "CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
 
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
 Origins = Sequence[str] | Callable[[], Sequence[str]]
@@ -108,6 +115,16 @@ class Sessions(Protocol):
     def get(self, agent_id: str) -> Agent | None: ...
 
     def on_change(self, callback: Callable[[str], None]) -> None: ...
+
+
+class Board(Protocol):
+    """The wallboard, as the hub uses it (`bridge.wallboard.board.WallBoard`)."""
+
+    async def pause(self, device: str, paused: bool, reason: str) -> None: ...
+
+    def status_of(self, device: str) -> tuple[bool, str] | None: ...
+
+    def message(self, queue: str) -> dict[str, Any]: ...
 
 
 # (agent id, customer id, call id, the card as shown): the audit of who saw what
@@ -204,7 +221,21 @@ class PopHub:
         self._cards: dict[str, _Card] = {}  # call id -> its card
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
+        self._board: Board | None = None
         sessions.on_change(self._on_agent_changed)
+
+    def use_board(self, board: Board) -> None:
+        """Pauses go to `board`; new queue followers get its figures."""
+        self._board = board
+
+    def publish_queue(self, queue: str, message: dict[str, Any]) -> None:
+        """Send `message` (a `queue.stats`) to every page following `queue`. Never waits."""
+        followers = [c for c in self._subscribers.get(queue, ()) if not c.closing]
+        if not followers:
+            return
+        out = _Out(str(message.get("type", "queue.stats")), "", encode(message))
+        for client in followers:
+            self._send(client, out)
 
     # --- Component -------------------------------------------------------------------------
 
@@ -540,6 +571,10 @@ class PopHub:
             events = self._live.catch_up(agent.device)
             for pop in self._router.catch_up_device(agent.device, events):
                 self._deliver(pop, None, only=client)
+        if self._board is not None:
+            state = self._board.status_of(agent.device)
+            if state is not None:
+                self._say(client, "status", _status(state[0], state[1]))
         if client.closing:
             return
         self._register(client)
@@ -578,12 +613,40 @@ class PopHub:
                 calls = self._live.snapshot()
                 for pop in self._router.catch_up_queue(msg.queue, calls):
                     self._deliver(pop, None, only=client)
+            if self._board is not None:
+                try:
+                    self._say(client, "queue.stats", self._board.message(msg.queue))
+                except Exception:
+                    log.exception("no figures for queue %s", msg.queue)
+        elif isinstance(msg, Status):
+            if self._board is None:
+                reason = "pausing is not available: no link to the PBX"
+                self._say(client, "error", _error("unavailable", reason))
+                return
+            self._spawn(self._set_status(client, msg))
         elif isinstance(msg, Unsubscribe):
             client.queues.discard(msg.queue)
             subs = self._subscribers.get(msg.queue)
             if subs is not None:
                 subs.discard(client)
             self._say(client, "unsubscribed", {"type": "unsubscribed", "queue": msg.queue})
+
+    async def _set_status(self, client: _Client, msg: Status) -> None:
+        assert self._board is not None
+        agent = client.agent
+        try:
+            await self._board.pause(agent.device, msg.paused, msg.reason)
+        except BridgeError as exc:
+            log.info("agent %s: %s failed: %s", agent.id, "pause" if msg.paused else "resume", exc)
+            self._say(client, "error", _error("status_failed", str(exc)[:200]))
+            return
+        log.info("agent %s %s (%s)", agent.id, "paused" if msg.paused else "available", msg.reason)
+        for page in list(self._clients.get(agent.id, ())):
+            self._say(page, "status", _status(msg.paused, msg.reason))
+
+
+def _status(paused: bool, reason: str) -> dict[str, Any]:
+    return {"type": "status", "paused": paused, "reason": reason}
 
 
 def _error(error: str, reason: str) -> dict[str, Any]:

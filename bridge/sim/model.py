@@ -35,10 +35,14 @@ class AmiUser:
     username: str
     secret: str
     read: frozenset[str] = ALL_CLASSES
+    write: frozenset[str] = ALL_CLASSES  # manager.conf `write=`: actions it may send
 
     def may_read(self, privilege: str) -> bool:
         classes = {c.strip() for c in privilege.split(",")} - {"all"}
         return not classes or bool(classes & self.read)
+
+    def may_write(self, privilege: str) -> bool:
+        return privilege in self.write
 
 
 @dataclass(frozen=True, slots=True)
