@@ -80,6 +80,9 @@ log = logging.getLogger(__name__)
 __all__ = ["Board", "CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
 
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
+# call id -> why the call came here ({"rule", "queue", "priority", "degraded"}), if known
+RouteForCall = Callable[[str], Awaitable[dict[str, Any] | None]]
+_Looked = tuple[CustomerCard | None, dict[str, Any] | None]
 Origins = Sequence[str] | Callable[[], Sequence[str]]
 MAX_CARDS = 50_000  # calls whose card is kept; a call whose end never came is forgotten first
 MAX_PENDING = 50_000  # messages queued for one page, whatever they wait for
@@ -132,14 +135,15 @@ CardSink = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class _Card:
-    """One call's customer card, looked up once, awaited by every pop that carries it."""
+    """One call's customer card (and routing reason), looked up once, awaited by every pop
+    that carries it."""
 
     __slots__ = ("task",)
 
-    def __init__(self, task: asyncio.Task[CustomerCard | None]) -> None:
+    def __init__(self, task: asyncio.Task[_Looked]) -> None:
         self.task = task
 
-    async def get(self) -> CustomerCard | None:
+    async def get(self) -> _Looked:
         return await asyncio.shield(self.task)
 
 
@@ -188,12 +192,14 @@ class PopHub:
         max_connections: int = 1024,
         header_timeout_s: float = 10.0,
         card_seen: CardSink | None = None,
+        route_for_call: RouteForCall | None = None,
         view_card: Callable[[Agent, CustomerCard | None], dict[str, Any] | None] = visible_card,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._sessions = sessions
         self._card_for_caller = card_for_caller
+        self._route_for_call = route_for_call
         self._live = live
         self._router = PopRouter(sessions.agent_id_of)
         self._origins = origins
@@ -381,14 +387,24 @@ class PopHub:
             self._cards[call_id] = card
         return card
 
-    async def _load_card(self, call_id: str, caller: str) -> CustomerCard | None:
+    async def _load_card(self, call_id: str, caller: str) -> _Looked:
+        card, route = await asyncio.gather(
+            self._lookup("customer card", call_id, self._card_for_caller(caller)),
+            self._lookup("route", call_id, self._load_route(call_id)),
+        )
+        return card, route
+
+    async def _load_route(self, call_id: str) -> dict[str, Any] | None:
+        return None if self._route_for_call is None else await self._route_for_call(call_id)
+
+    async def _lookup(self, what: str, call_id: str, work: Awaitable[Any]) -> Any:
         try:
             async with asyncio.timeout(self._card_timeout):
-                return await self._card_for_caller(caller)
+                return await work
         except (BridgeError, TimeoutError) as exc:
-            log.warning("no customer card for call %s: %s", call_id, exc or "timed out")
+            log.warning("no %s for call %s: %s", what, call_id, exc or "timed out")
         except Exception:
-            log.exception("customer card lookup failed for call %s", call_id)
+            log.exception("%s lookup failed for call %s", what, call_id)
         return None
 
     # --- sessions ------------------------------------------------------------------------------
@@ -450,11 +466,12 @@ class PopHub:
             out = client.pending.popleft()
             text = out.text
             if out.card is not None and out.message is not None:
-                card = await out.card.get()
+                card, route = await out.card.get()
                 if client.closing:
                     return
                 shown = self._view_card(client.agent, card)
-                text = encode({**out.message, "customer": shown})
+                extra = {"route": route} if route else {}
+                text = encode({**out.message, **extra, "customer": shown})
                 if card is not None and shown is not None and self._card_seen is not None:
                     self._card_seen(client.agent.id, card.id, out.call_id, shown)
             assert text is not None
