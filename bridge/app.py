@@ -156,6 +156,7 @@ def _wallboard(rt: Runtime) -> Component:
     )
     hub.use_board(board)
     board.on_stats(hub.publish_queue)
+    board.use_names(hub.customer_name)
     return board
 
 

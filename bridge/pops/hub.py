@@ -234,6 +234,16 @@ class PopHub:
         """Pauses go to `board`; new queue followers get its figures."""
         self._board = board
 
+    def customer_name(self, call_id: str) -> str | None:
+        """The CRM name of a live call's caller, once its card has been looked up."""
+        card = self._cards.get(call_id)
+        if card is None or not card.task.done() or card.task.cancelled():
+            return None
+        if card.task.exception() is not None:
+            return None
+        found = card.task.result()[0]
+        return None if found is None else found.name
+
     def publish_queue(self, queue: str, message: dict[str, Any]) -> None:
         """Send `message` (a `queue.stats`) to every page following `queue`. Never waits."""
         followers = [c for c in self._subscribers.get(queue, ()) if not c.closing]

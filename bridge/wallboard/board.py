@@ -75,6 +75,7 @@ class WallBoard:
         pool: asyncpg.Pool[Any] | None = None,
         queues: Iterable[str] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        customer_name: Callable[[str], str | None] = lambda call_id: None,
     ) -> None:
         self._live = live
         self._control = control
@@ -84,6 +85,7 @@ class WallBoard:
         self._zone = ZoneInfo(timezone)
         self._pool = pool
         self._clock = clock
+        self._customer_name = customer_name
         self._known = set(queues)
         self._members: list[Member] = []
         self._tallies: dict[str, Tally] = {}
@@ -215,16 +217,26 @@ class WallBoard:
         live = {c.queue for c in self._live.snapshot() if c.queue}
         return sorted(self._known | live | {m.queue for m in self._members})
 
+    def use_names(self, customer_name: Callable[[str], str | None]) -> None:
+        """Where the customer names of live calls come from (the pop hub's cards)."""
+        self._customer_name = customer_name
+
     def stats(self, queue: str, calls: list[LiveCall] | None = None) -> QueueStats:
         self._roll_day()
+        calls = self._live.snapshot() if calls is None else calls
+        names = {}
+        for call in calls:
+            if call.queue == queue and (name := self._customer_name(call.call_id)):
+                names[call.call_id] = name
         return queue_stats(
             queue,
-            self._live.snapshot() if calls is None else calls,
+            calls,
             self._members,
             self._tallies.get(queue, Tally()),
             now=self._clock(),
             agent_of=self._agent_of,
             calls_today=self._agent_calls,
+            customer_of=names,
         )
 
     def all_stats(self) -> list[QueueStats]:

@@ -238,6 +238,7 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
     )
     hub.use_board(board)
     board.on_stats(hub.publish_queue)
+    board.use_names(hub.customer_name)
     await hub.start()
     await link.start()
     deps = AgentDeps(
@@ -300,8 +301,7 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
                     badge, "b => getComputedStyle(b).backgroundColor"
                 )
                 assert color == VIP_GOLD
-                assert "vip" in (await desk.text_content(f"{call} .route") or "").lower()
-                assert "senior" in (await desk.text_content(f"{call} .route") or "")
+                assert await desk.text_content(f"{call} .route") == "vip rule → senior"
                 assert await desk.text_content(f"{call} .owner") == "Owner: agent 2001"
                 link_href = await desk.get_attribute(f"{call} .crm-link", "href")
                 assert link_href == f"https://crm.example/customers/{ALICE}"
@@ -327,7 +327,7 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
                 assert await desk.evaluate("document.documentElement.dataset.rings") == "1"
                 assert await desk.evaluate("window.__notes.length") == 1
                 assert "☎" in await desk.title() or await desk.wait_for_function(
-                    "document.title.includes('☎')", timeout=5_000
+                    "() => document.title.includes('☎')", timeout=5_000
                 )
                 timer = await desk.text_content(f"{call} .timer")
                 await desk.wait_for_function(
@@ -355,7 +355,8 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
                 await wait_fig(wall, "senior", "talking", "1")
                 assert await fig(wall, "senior", "w") == "0"
                 await wall.wait_for_selector("#calls tbody tr", timeout=10_000)
-                assert "2001" in (await wall.text_content("#calls tbody tr") or "")
+                in_progress = await wall.text_content("#calls tbody tr") or ""
+                assert "2001" in in_progress and "Alice Chen" in in_progress
                 await shot(desk, tmp_path, "05-desk-talking")
                 await shot(wall, tmp_path, "06-wallboard-talking")
 
@@ -470,7 +471,8 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
                 await nosy.fill("#token", tokens["1001"])
                 await nosy.click("#login button[type=submit]")
                 await nosy.wait_for_function(
-                    "document.querySelector('#login-error').textContent.includes('supervisors')",
+                    "() => document.querySelector('#login-error')"
+                    ".textContent.includes('supervisors')",
                     timeout=10_000,
                 )
                 assert await nosy.eval_on_selector("#queues", "q => q.children.length") == 0

@@ -268,6 +268,7 @@
     renderOrders(left, customer.orders);
     renderContracts(left, customer.contracts, currency);
     renderContacts(right, customer.history);
+    if (Object.keys(customer.attributes || {}).length) right.appendChild(text("h3", "Details"));
     renderDetails(right, customer.attributes);
     renderMarketing(left, customer.marketing);
     grid.append(left, right);
@@ -277,7 +278,11 @@
   function renderUnknown(box, callId, caller) {
     const wrap = document.createElement("div");
     wrap.className = "unknown";
-    wrap.appendChild(text("h2", "Unknown caller", "unknown-title"));
+    const title = document.createElement("div");
+    title.className = "who-line";
+    title.appendChild(text("h2", "Unknown caller", "unknown-title"));
+    title.appendChild(text("span", show(caller || ""), "unknown-number"));
+    wrap.appendChild(title);
     const dialable = typeof caller === "string" && /^\+?[0-9]{5,20}$/.test(caller);
     if (!dialable) {
       wrap.appendChild(text("p", "The number is withheld: nothing to save it under."));
@@ -345,6 +350,7 @@
       const box = entry.root.querySelector(".customer");
       box.replaceChildren();
       renderKnown(box, { id: data.id, name: data.name, tags: data.tags, owner: null });
+      entry.root.querySelector(".line-name").textContent = show(data.name);
       box.appendChild(text("p", "Saved in the CRM: the next call from this number shows this card.", "created"));
       box.dataset.created = "yes";
     } catch (err) {
@@ -407,6 +413,7 @@
     entry.since = Date.now();
     entry.root.dataset.state = state;
     entry.root.querySelector(".state").textContent = labelText;
+    if (!LIVE.has(state)) entry.root.querySelector(".timer").textContent = "";
   }
 
   function onCallMessage(msg) {
@@ -465,7 +472,9 @@
       return;
     }
     node.hidden = false;
-    const why = route.degraded ? "CRM too slow: default route" : label(route.rule === "default" ? "default route" : show(route.rule) + " rule");
+    // The rule's own name, as the admin wrote it ("vip rule → senior").
+    const why = route.degraded ? "CRM too slow: default route"
+      : route.rule === "default" ? "No rule matched: default route" : show(route.rule) + " rule";
     node.appendChild(text("span", why, "rule"));
     node.appendChild(text("span", " → " + show(route.queue || msg.queue || ""), "to"));
   }
