@@ -190,6 +190,12 @@ class WallBoard:
         for queue in self.queues():
             self._push(queue)
 
+    async def ready(self) -> None:
+        """Ask the PBX now unless a listing already succeeded (a reader arriving before the
+        first poll, e.g. right after start, gets the members rather than none)."""
+        if self._pbx_ok is not True:
+            await self.refresh()
+
     async def pause(self, device: str, paused: bool, reason: str) -> None:
         """Pause (or resume) a device in all its queues, then refresh. Raises PauseFailed."""
         if self._control is None:

@@ -725,6 +725,7 @@ async def list_queues(request: web.Request) -> web.Response:
     deps = _deps(request)
     if deps.board is None:
         raise ApiError(503, "unavailable", "the wallboard is not running")
+    await deps.board.ready()
     stats = [s.as_json() for s in deps.board.all_stats()]
     return web.json_response({"sla_s": deps.config.wallboard.sla_s, "queues": stats})
 
