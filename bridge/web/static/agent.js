@@ -350,7 +350,7 @@
       const box = entry.root.querySelector(".customer");
       box.replaceChildren();
       renderKnown(box, { id: data.id, name: data.name, tags: data.tags, owner: null });
-      entry.root.querySelector(".line-name").textContent = show(data.name);
+      if (entry.root.dataset.collapsed === "yes") fold(entry.root, true);
       box.appendChild(text("p", "Saved in the CRM: the next call from this number shows this card.", "created"));
       box.dataset.created = "yes";
     } catch (err) {
@@ -373,7 +373,7 @@
     });
     root.querySelector(".call-head").addEventListener("click", () => {
       const e = calls.get(callId);
-      if (e) e.root.dataset.collapsed = e.root.dataset.collapsed === "yes" ? "no" : "yes";
+      if (e) fold(e.root, e.root.dataset.collapsed !== "yes");
     });
     root.querySelector(".clock").textContent = clock(new Date());
     $("calls").prepend(root);
@@ -386,6 +386,14 @@
 
   const LIVE = new Set(["ringing", "answered", "transferred"]);
 
+  // A folded card shows one line: the name on it is copied from the card when it folds
+  // (and cleared when it opens), so the page never shows the name twice.
+  function fold(root, folded) {
+    root.dataset.collapsed = folded ? "yes" : "no";
+    const name = root.querySelector(".customer-name");
+    root.querySelector(".line-name").textContent = folded ? (name ? name.textContent : "Unknown caller") : "";
+  }
+
   // The newest call stays open, and so does every call still live or still owing this agent a
   // disposition; the others fold to one line. At most MAX_CALLS cards: the oldest finished
   // ones go (their DOM and their entry).
@@ -395,8 +403,7 @@
       const entry = calls.get(root.dataset.callId);
       if (!entry) return;
       const open = index === 0 || LIVE.has(entry.state) || entry.owed;
-      if (!open && root.dataset.collapsed !== "yes" && root.dataset.pinned !== "yes") root.dataset.collapsed = "yes";
-      if (open) root.dataset.collapsed = "no";
+      if (open !== (root.dataset.collapsed === "no")) fold(root, !open);
     });
     let extra = cards.length - MAX_CALLS;
     for (let i = cards.length - 1; i >= 0 && extra > 0; i--) {
@@ -426,7 +433,6 @@
         const cidName = show(msg.caller_name || "");
         root.querySelector(".caller-name").textContent = cidName;
         root.querySelector(".cid").hidden = !cidName || (customer && customer.name === cidName);
-        root.querySelector(".line-name").textContent = customer ? show(customer.name) : "Unknown caller";
         root.querySelector(".caller").textContent = show(msg.caller || "");
         root.querySelector(".queue").textContent = msg.queue ? "queue " + show(msg.queue) : "";
         renderRoute(root.querySelector(".route"), msg);
