@@ -166,3 +166,15 @@ async def test_my_calls_today_lists_only_my_own_calls(site: Site) -> None:
         ("c-mine", "Alice Chen", "resolved")
     ]
     assert (await call(site, "GET", "/agent/api/calls/today", None))[0] == 401
+
+
+async def test_the_wallboard_page_is_static_text_under_the_strict_policy(site: Site) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(site.url + "/wallboard") as r:
+            assert r.status == 200 and "script-src 'self'" in r.headers["Content-Security-Policy"]
+            html = await r.text()
+        assert '<script src="/wallboard/static/wallboard.js"' in html and "<script>" not in html
+        async with s.get(site.url + "/wallboard/static/wallboard.js") as r:
+            assert r.status == 200 and "innerHTML" not in await r.text()
+        async with s.get(site.url + "/wallboard/static/..%2Fagent.py") as r:
+            assert r.status == 404
