@@ -45,6 +45,8 @@ from bridge.routing.service import RouteService
 from bridge.routing.store import RuleStore
 from bridge.sync.periodic import build_reconciler
 from bridge.tracker import CallTracker
+from bridge.wallboard.ami import AmiQueues
+from bridge.wallboard.board import WallBoard
 from bridge.web import make_web_app
 from bridge.web.admin import AdminDeps, setup_admin_routes
 from bridge.web.agent import AgentDeps, setup_agent_routes
@@ -160,6 +162,26 @@ def _external_cards(rt: Runtime) -> CardForCaller | None:
     return card_for_caller
 
 
+def _wallboard(rt: Runtime) -> Component:
+    """Queue figures for supervisors; pauses from the agents' desks (the PBX side is added
+    with the AMI link)."""
+    roster: AgentRoster = rt.get("roster")
+    hub: PopHub = rt.get("pops")
+    board = WallBoard(
+        _tracker(rt),
+        agent_of=roster.agent_id_of,
+        sla_s=rt.config.wallboard.sla_s,
+        refresh_s=rt.config.wallboard.refresh_s,
+        timezone=rt.config.routing.timezone,
+        pool=rt.pool,
+        queues=[rt.config.routing.default_queue],
+    )
+    hub.use_board(board)
+    board.on_stats(hub.publish_queue)
+    board.use_names(hub.customer_name)
+    return board
+
+
 def _participants(rt: Runtime) -> Component:
     roster: AgentRoster = rt.get("roster")
     return ParticipantRecorder(rt.pool, roster.agent_id_of)
@@ -176,6 +198,9 @@ def _ami(rt: Runtime) -> Component | None:
     participants: ParticipantRecorder = rt.get("participants")
     writer = _records(rt).writer
     link.observe(hub.dispatch)
+    board: WallBoard = rt.get("wallboard")
+    board.use_control(AmiQueues(link, rt.config.device_regex))
+    link.observe(board.dispatch)
     # Who talked and the records are lossless: a full subscriber pauses the AMI read.
     link.subscribe(participants.on_event, lossless=True)
     link.subscribe(writer.on_events, lossless=True, batch=True)
@@ -192,9 +217,24 @@ def _http(rt: Runtime) -> Component:
     hub: PopHub = rt.get("pops")
     participants = rt.components.get("participants")
     settle = participants.drain if isinstance(participants, ParticipantRecorder) else None
+    board = rt.components.get("wallboard")
+    cfg = rt.config
+    agent_deps = AgentDeps(
+        rt.pool,
+        lambda: hub.port,
+        settle=settle,
+        region=cfg.pbx.default_region,
+        timezone=cfg.routing.timezone,
+        tag_colors=cfg.pops.tag_colors,
+        customer_url=cfg.crm.customer_url,
+        sla_s=cfg.wallboard.sla_s,
+    )
+    admin_deps = AdminDeps(
+        pool=rt.pool, config=cfg, board=board if isinstance(board, WallBoard) else None
+    )
     setups = [
-        lambda app: setup_agent_routes(app, AgentDeps(rt.pool, lambda: hub.port, settle=settle)),
-        lambda app: setup_admin_routes(app, AdminDeps(pool=rt.pool, config=rt.config)),
+        lambda app: setup_agent_routes(app, agent_deps),
+        lambda app: setup_admin_routes(app, admin_deps),
         lambda app: setup_webhook_routes(
             app, WebhookDeps(pool=rt.pool, config=rt.config, on_change_lag=change_lag(rt).observe)
         ),
@@ -230,6 +270,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("route", _route),
     ("card_views", lambda rt: CardViewAudit(rt.pool)),
     ("pops", _pops),
+    ("wallboard", _wallboard),
     ("participants", _participants),
     ("ami", _ami),
     ("agi", _agi),

@@ -116,6 +116,8 @@ class PopsConfig:
     client_queue: int = 256
     # Open websocket connections: one per agent tab or wallboard, with room to spare.
     max_connections: int = 1024
+    # Badge colour per customer tag on the agent's desk, e.g. {vip = "#b8860b"}; CSS colours.
+    tag_colors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,12 @@ class PermissionsConfig:
 
 
 @dataclass(frozen=True)
+class WallboardConfig:
+    sla_s: int = 20  # service level: answered within this many seconds of arriving
+    refresh_s: float = 2.0  # how often the PBX's queue members are asked (QueueStatus)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -233,6 +241,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     records: RecordsConfig = field(default_factory=RecordsConfig)
     permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
+    wallboard: WallboardConfig = field(default_factory=WallboardConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -442,8 +451,6 @@ def _validate(config: Config, *, runtime: bool) -> None:
         url = getattr(config.crm, key)
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"crm.{key}", "must be an http:// or https:// URL")
-    if config.crm.customer_url and "{id}" not in config.crm.customer_url:
-        raise ConfigError("crm.customer_url", "must contain {id}")
     if config.crm.connector == "odoo" and not config.crm.database:
         raise ConfigError("crm.database", "required when [crm] connector = 'odoo'")
     if not 0 <= config.crm.poll_s <= 86400:
@@ -455,6 +462,7 @@ def _validate(config: Config, *, runtime: bool) -> None:
     if config.crm.max_attempts <= 0:
         raise ConfigError("crm.max_attempts", "must be positive")
     _validate_permissions(config.permissions)
+    _validate_desk(config)
     if config.log.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log.level", "one of debug, info, warning, error")
     if runtime and config.ami.enabled and not config.ami.username:
@@ -470,6 +478,23 @@ def _validate(config: Config, *, runtime: bool) -> None:
             raise ConfigError("ari.password", "required when [ari] enabled = true")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,80}", config.ari.app):
             raise ConfigError("ari.app", "letters, digits, '_', '.' and '-' only")
+
+
+_COLOR = re.compile(r"#[0-9A-Fa-f]{3,8}|[a-z]{3,20}")
+
+
+def _validate_desk(config: Config) -> None:
+    """The agent's desk and the wallboard: values that reach a browser are checked here."""
+    for tag, color in config.pops.tag_colors.items():
+        if not isinstance(color, str) or not _COLOR.fullmatch(color) or len(tag) > 64:
+            raise ConfigError("pops.tag_colors", f"{tag[:40]!r}: a #hex or named CSS colour")
+    url = config.crm.customer_url
+    if url and (not url.startswith(("http://", "https://")) or "{id}" not in url):
+        raise ConfigError("crm.customer_url", "an http(s) URL with {id}")
+    if not 1 <= config.wallboard.sla_s <= 3600:
+        raise ConfigError("wallboard.sla_s", "seconds from 1 to 3600")
+    if not 0.2 <= config.wallboard.refresh_s <= 300:
+        raise ConfigError("wallboard.refresh_s", "seconds from 0.2 to 300")
 
 
 def _validate_permissions(permissions: PermissionsConfig) -> None:

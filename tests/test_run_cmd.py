@@ -220,6 +220,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
             "route",
             "card_views",
             "pops",
+            "wallboard",
             "participants",
             "agi",
             "http",

@@ -398,6 +398,13 @@ class AmiLink:
         frames = await self._request(name, dict(fields or {}), None)
         return frames[0]
 
+    async def listing(
+        self, name: str, fields: Mapping[str, str | int], complete_event: str
+    ) -> list[Frame]:
+        """Send one list action (e.g. `QueueStatus`): its response, then every listed event
+        up to `complete_event`. `LinkDown` when not connected."""
+        return await self._request(name, dict(fields), complete_event)
+
     async def _request(
         self, name: str, fields: dict[str, str | int], complete_event: str | None
     ) -> list[Frame]:

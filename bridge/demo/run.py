@@ -55,6 +55,20 @@ def agent_page_url(config: Config) -> str:
     return f"http://{_display_host(config.http.host)}:{config.http.port}/agent"
 
 
+def wallboard_url(config: Config) -> str:
+    return f"http://{_display_host(config.http.host)}:{config.http.port}/wallboard"
+
+
+# Badge colours of the demo's tags on the agent's desk, unless the configuration sets its own.
+DEMO_TAG_COLORS = {
+    "vip": "#b8860b",
+    "complaint-risk": "#c0392b",
+    "churn-risk": "#d35400",
+    "wholesale": "#2a6f97",
+    "newsletter": "#6c757d",
+}
+
+
 def simulator_config(config: Config, options: DemoOptions, ami_secret: str) -> SimConfig:
     names = {a.device: a.name for a in AGENTS}
     devices = sorted({d for _, _, members in QUEUES for d in members})
@@ -191,6 +205,9 @@ async def run_demo(
                 secret=ami_secret,
             ),
             ari=dataclasses.replace(config.ari, enabled=False),
+            pops=dataclasses.replace(
+                config.pops, tag_colors=config.pops.tag_colors or dict(DEMO_TAG_COLORS)
+            ),
         )
         bridge_stop = asyncio.Event()
         ready = asyncio.Event()
@@ -227,6 +244,8 @@ async def run_demo(
         say(f"screen-pops (websocket): ws://{_display_host(config.pops.host)}:{config.pops.port}/")
         for agent_id, token in tokens:
             say(f"agent {agent_id} {token}")
+        leads = ", ".join(a.id for a in AGENTS if a.role in ("supervisor", "admin"))
+        say(f"open the wallboard: {wallboard_url(config)} (sign in with the token of {leads})")
         say(
             f"simulated PBX: AMI on 127.0.0.1:{ami.port}, calls into FastAGI "
             f"{_display_host(config.agi.host)}:{config.agi.port}, "

@@ -20,6 +20,12 @@ lookup is slow, not the page (they are bounded by the live calls, `MAX_PENDING` 
 Sessions follow their token: when the roster says an agent's token changed or the agent was
 disabled, its open pages are closed with 4003 at once and get nothing more.
 
+Desk and wallboard (`use_board`): a page's `status` message pauses or resumes its agent in
+all its queues through the board (AMI `QueuePause`), and every page of that agent hears the
+new state; a page is told its agent's state after the welcome. The board's `queue.stats`
+go out through `publish_queue` to the followers of the queue, and a new follower gets the
+current figures right after its catch-up.
+
 A (re)connecting page is brought up to date from the tracker (`catch_up(device)`), a new
 queue follower from its snapshot; both run between two event batches, so nothing is missed
 or sent twice.
@@ -59,6 +65,7 @@ from bridge.pops.protocol import (
     Hello,
     Ping,
     PopProtocolError,
+    Status,
     Subscribe,
     Unsubscribe,
     encode,
@@ -70,9 +77,12 @@ from bridge.tracker.tracker import LiveCall
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
+__all__ = ["Board", "CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
 
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
+# call id -> why the call came here ({"rule", "queue", "priority", "degraded"}), if known
+RouteForCall = Callable[[str], Awaitable[dict[str, Any] | None]]
+_Looked = tuple[CustomerCard | None, dict[str, Any] | None]
 Origins = Sequence[str] | Callable[[], Sequence[str]]
 MAX_CARDS = 50_000  # calls whose card is kept; a call whose end never came is forgotten first
 MAX_PENDING = 50_000  # messages queued for one page, whatever they wait for
@@ -110,19 +120,30 @@ class Sessions(Protocol):
     def on_change(self, callback: Callable[[str], None]) -> None: ...
 
 
+class Board(Protocol):
+    """The wallboard, as the hub uses it (`bridge.wallboard.board.WallBoard`)."""
+
+    async def pause(self, device: str, paused: bool, reason: str) -> None: ...
+
+    def status_of(self, device: str) -> tuple[bool, str] | None: ...
+
+    def message(self, queue: str) -> dict[str, Any]: ...
+
+
 # (agent id, customer id, call id, the card as shown): the audit of who saw what
 CardSink = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class _Card:
-    """One call's customer card, looked up once, awaited by every pop that carries it."""
+    """One call's customer card (and routing reason), looked up once, awaited by every pop
+    that carries it."""
 
     __slots__ = ("task",)
 
-    def __init__(self, task: asyncio.Task[CustomerCard | None]) -> None:
+    def __init__(self, task: asyncio.Task[_Looked]) -> None:
         self.task = task
 
-    async def get(self) -> CustomerCard | None:
+    async def get(self) -> _Looked:
         return await asyncio.shield(self.task)
 
 
@@ -171,12 +192,14 @@ class PopHub:
         max_connections: int = 1024,
         header_timeout_s: float = 10.0,
         card_seen: CardSink | None = None,
+        route_for_call: RouteForCall | None = None,
         view_card: Callable[[Agent, CustomerCard | None], dict[str, Any] | None] = visible_card,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._sessions = sessions
         self._card_for_caller = card_for_caller
+        self._route_for_call = route_for_call
         self._live = live
         self._router = PopRouter(sessions.agent_id_of)
         self._origins = origins
@@ -204,7 +227,31 @@ class PopHub:
         self._cards: dict[str, _Card] = {}  # call id -> its card
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
+        self._board: Board | None = None
         sessions.on_change(self._on_agent_changed)
+
+    def use_board(self, board: Board) -> None:
+        """Pauses go to `board`; new queue followers get its figures."""
+        self._board = board
+
+    def customer_name(self, call_id: str) -> str | None:
+        """The CRM name of a live call's caller, once its card has been looked up."""
+        card = self._cards.get(call_id)
+        if card is None or not card.task.done() or card.task.cancelled():
+            return None
+        if card.task.exception() is not None:
+            return None
+        found = card.task.result()[0]
+        return None if found is None else found.name
+
+    def publish_queue(self, queue: str, message: dict[str, Any]) -> None:
+        """Send `message` (a `queue.stats`) to every page following `queue`. Never waits."""
+        followers = [c for c in self._subscribers.get(queue, ()) if not c.closing]
+        if not followers:
+            return
+        out = _Out(str(message.get("type", "queue.stats")), "", encode(message))
+        for client in followers:
+            self._send(client, out)
 
     # --- Component -------------------------------------------------------------------------
 
@@ -350,14 +397,24 @@ class PopHub:
             self._cards[call_id] = card
         return card
 
-    async def _load_card(self, call_id: str, caller: str) -> CustomerCard | None:
+    async def _load_card(self, call_id: str, caller: str) -> _Looked:
+        card, route = await asyncio.gather(
+            self._lookup("customer card", call_id, self._card_for_caller(caller)),
+            self._lookup("route", call_id, self._load_route(call_id)),
+        )
+        return card, route
+
+    async def _load_route(self, call_id: str) -> dict[str, Any] | None:
+        return None if self._route_for_call is None else await self._route_for_call(call_id)
+
+    async def _lookup(self, what: str, call_id: str, work: Awaitable[Any]) -> Any:
         try:
             async with asyncio.timeout(self._card_timeout):
-                return await self._card_for_caller(caller)
+                return await work
         except (BridgeError, TimeoutError) as exc:
-            log.warning("no customer card for call %s: %s", call_id, exc or "timed out")
+            log.warning("no %s for call %s: %s", what, call_id, exc or "timed out")
         except Exception:
-            log.exception("customer card lookup failed for call %s", call_id)
+            log.exception("%s lookup failed for call %s", what, call_id)
         return None
 
     # --- sessions ------------------------------------------------------------------------------
@@ -419,11 +476,12 @@ class PopHub:
             out = client.pending.popleft()
             text = out.text
             if out.card is not None and out.message is not None:
-                card = await out.card.get()
+                card, route = await out.card.get()
                 if client.closing:
                     return
                 shown = self._view_card(client.agent, card)
-                text = encode({**out.message, "customer": shown})
+                extra = {"route": route} if route else {}
+                text = encode({**out.message, **extra, "customer": shown})
                 if card is not None and shown is not None and self._card_seen is not None:
                     self._card_seen(client.agent.id, card.id, out.call_id, shown)
             assert text is not None
@@ -540,6 +598,10 @@ class PopHub:
             events = self._live.catch_up(agent.device)
             for pop in self._router.catch_up_device(agent.device, events):
                 self._deliver(pop, None, only=client)
+        if self._board is not None:
+            state = self._board.status_of(agent.device)
+            if state is not None:
+                self._say(client, "status", _status(state[0], state[1]))
         if client.closing:
             return
         self._register(client)
@@ -578,12 +640,40 @@ class PopHub:
                 calls = self._live.snapshot()
                 for pop in self._router.catch_up_queue(msg.queue, calls):
                     self._deliver(pop, None, only=client)
+            if self._board is not None:
+                try:
+                    self._say(client, "queue.stats", self._board.message(msg.queue))
+                except Exception:
+                    log.exception("no figures for queue %s", msg.queue)
+        elif isinstance(msg, Status):
+            if self._board is None:
+                reason = "pausing is not available: no link to the PBX"
+                self._say(client, "error", _error("unavailable", reason))
+                return
+            self._spawn(self._set_status(client, msg))
         elif isinstance(msg, Unsubscribe):
             client.queues.discard(msg.queue)
             subs = self._subscribers.get(msg.queue)
             if subs is not None:
                 subs.discard(client)
             self._say(client, "unsubscribed", {"type": "unsubscribed", "queue": msg.queue})
+
+    async def _set_status(self, client: _Client, msg: Status) -> None:
+        assert self._board is not None
+        agent = client.agent
+        try:
+            await self._board.pause(agent.device, msg.paused, msg.reason)
+        except BridgeError as exc:
+            log.info("agent %s: %s failed: %s", agent.id, "pause" if msg.paused else "resume", exc)
+            self._say(client, "error", _error("status_failed", str(exc)[:200]))
+            return
+        log.info("agent %s %s (%s)", agent.id, "paused" if msg.paused else "available", msg.reason)
+        for page in list(self._clients.get(agent.id, ())):
+            self._say(page, "status", _status(msg.paused, msg.reason))
+
+
+def _status(paused: bool, reason: str) -> dict[str, Any]:
+    return {"type": "status", "paused": paused, "reason": reason}
 
 
 def _error(error: str, reason: str) -> dict[str, Any]:

@@ -6,11 +6,16 @@ Client → hub (UTF-8 JSON text frames, at most `MAX_MESSAGE` bytes):
     {"type": "subscribe", "queue": "senior"}         supervisors and admins: follow a queue
     {"type": "unsubscribe", "queue": "senior"}
     {"type": "ping"}                                 answered {"type": "pong"}
+    {"type": "status", "paused": true, "reason": "lunch"}
+                                                     pause (or resume) the agent in all its
+                                                     queues; answered {"type": "status",
+                                                     "paused", "reason", "ok"}
 
 Hub → client: `welcome`, `subscribed`, `unsubscribed`, `pong`, `error` ({"error", "reason"}:
 the request was refused, the connection stays open), and the call messages `call.ringing`,
 `call.answered`, `call.retracted`, `call.transferred`, `call.ended`, each with `type`,
-`call_id` (the Linkedid) and `at` (ISO-8601 time of the event).
+`call_id` (the Linkedid) and `at` (ISO-8601 time of the event), and, for supervisors
+following a queue, `queue.stats` (`queue_stats_message`).
 
 Close codes the hub uses:
 
@@ -49,11 +54,13 @@ __all__ = [
     "Hello",
     "Ping",
     "PopProtocolError",
+    "Status",
     "Subscribe",
     "Unsubscribe",
     "encode",
     "iso",
     "parse_client_message",
+    "queue_stats_message",
 ]
 
 MAX_MESSAGE = 64 * 1024
@@ -67,6 +74,8 @@ CLOSE_SLOW = 4008
 
 _QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 MAX_TOKEN = 512
+MAX_REASON = 80
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class PopProtocolError(Exception):
@@ -98,7 +107,15 @@ class Ping:
     pass
 
 
-ClientMessage = Hello | Subscribe | Unsubscribe | Ping
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Pause (or resume) the agent in every queue it is a member of, with a reason."""
+
+    paused: bool
+    reason: str = ""
+
+
+ClientMessage = Hello | Subscribe | Unsubscribe | Ping | Status
 
 
 def _no_constants(name: str) -> Any:
@@ -132,7 +149,28 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
         return Subscribe(queue) if kind == "subscribe" else Unsubscribe(queue)
     if kind == "ping":
         return Ping()
+    if kind == "status":
+        return _status(value)
     raise PopProtocolError(CLOSE_MALFORMED, "type: unknown message type")
+
+
+def _status(value: dict[str, Any]) -> Status:
+    paused = value.get("paused")
+    if not isinstance(paused, bool):
+        raise PopProtocolError(CLOSE_MALFORMED, "paused: must be true or false")
+    reason = value.get("reason", "")
+    if reason is None:
+        reason = ""
+    if not isinstance(reason, str) or len(reason) > MAX_REASON or _CONTROL.search(reason):
+        raise PopProtocolError(CLOSE_MALFORMED, "reason: at most 80 characters, one line")
+    return Status(paused, reason.strip() if paused else "")
+
+
+def queue_stats_message(stats: Any, at: datetime) -> dict[str, Any]:
+    """`queue.stats` for the followers of `stats.queue` (a `bridge.wallboard.QueueStats`)."""
+    message: dict[str, Any] = {"type": "queue.stats", "at": iso(at)}
+    message.update(stats.as_json())
+    return message
 
 
 def iso(at: datetime) -> str:

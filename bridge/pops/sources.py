@@ -15,12 +15,18 @@ from bridge.config import Config
 from bridge.crm.directory import CustomerDirectory
 from bridge.crm.phones import normalise
 from bridge.crm.roster import AgentRoster
+from bridge.errors import CrmUnavailable
 from bridge.pops.card import CustomerCard, load_card
 from bridge.pops.hub import CardForCaller, CardSink, LiveCalls, PopHub
 from bridge.pops.origins import default_origins
 from bridge.pops.permissions import policy_from_config, visible_card
 
 __all__ = ["PostgresCards", "build_pop_hub"]
+
+_ROUTE_SQL = """
+SELECT rule, queue, priority, degraded FROM route_decisions
+ WHERE linkedid = $1 OR uniqueid = $1 ORDER BY decided_at, uniqueid LIMIT 1
+"""
 
 
 class PostgresCards:
@@ -39,6 +45,16 @@ class PostgresCards:
             return None
         return await load_card(self.pool, customer.id)
 
+    async def route_for_call(self, call_id: str) -> dict[str, Any] | None:
+        """Why the call came here: the first routing decision recorded for it."""
+        if not 0 < len(call_id) <= 150 or "\x00" in call_id:
+            return None
+        try:
+            row = await self.pool.fetchrow(_ROUTE_SQL, call_id)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise CrmUnavailable(f"route decision query failed: {exc}") from exc
+        return None if row is None else dict(row)
+
 
 def build_pop_hub(
     pool: asyncpg.Pool[Any],
@@ -54,8 +70,10 @@ def build_pop_hub(
 ) -> PopHub:
     """A hub on [pops] host/port; origins default to [pops] origins, else the agent page's;
     cards come from the built-in CRM unless `card_for_caller` says otherwise."""
+    cards = PostgresCards(pool, directory, config.pbx.default_region)
     if card_for_caller is None:
-        card_for_caller = PostgresCards(pool, directory, config.pbx.default_region).card_for_caller
+        card_for_caller = cards.card_for_caller
+    options.setdefault("route_for_call", cards.route_for_call)
     if origins is None:
         origins = list(config.pops.origins) or default_origins(config.http.host, config.http.port)
     settings: dict[str, Any] = {

@@ -243,6 +243,8 @@ class AmiServer:
             self._queue_status(session, aid, action.get("queue", ""))
         elif name == "listcommands":
             self._list_commands(session, aid)
+        elif name == "queuepause":
+            self._queue_pause(session, action, aid)
         else:
             session.send(
                 encode_message(
@@ -328,6 +330,55 @@ class AmiServer:
             )
         )
 
+    def _queue_pause(self, session: _Session, action: dict[str, str], aid: Fields) -> None:
+        """app_queue's QueuePause: `Interface` (required), `Paused`, optional `Queue` and
+        `Reason`; needs the `agent` write class. Emits QueueMemberPause per queue changed."""
+        user = session.user
+        if user is None or not user.may_write("agent"):
+            session.send(
+                encode_message([("Response", "Error"), *aid, ("Message", "Permission denied")])
+            )
+            return
+        interface = action.get("interface", "")
+        paused_text = action.get("paused", "")
+        if not interface or not paused_text:
+            message = "Need 'Interface' and 'Paused' parameters."
+            session.send(encode_message([("Response", "Error"), *aid, ("Message", message)]))
+            return
+        cfg = self.pbx.config
+        local = cfg.technology == "Local"
+        only = action.get("queue", "")
+        changed = []
+        for queue in cfg.queues:
+            if only and queue.name != only:
+                continue
+            for ext in queue.members:
+                iface = f"Local/{ext}@phones/n" if local else f"PJSIP/{ext}"
+                if iface.lower() == interface.lower():
+                    changed.append((queue, ext, iface))
+        if not changed:
+            message = "Interface not found"
+            session.send(encode_message([("Response", "Error"), *aid, ("Message", message)]))
+            return
+        paused = paused_text.strip().lower() in {"1", "true", "yes", "on"}
+        reason = action.get("reason", "") if paused else ""
+        for queue, ext, iface in changed:
+            self.pbx.pause(ext, paused, reason)
+            self.pbx.emit(
+                [
+                    ("Event", "QueueMemberPause"),
+                    ("Privilege", "agent,all"),
+                    ("Queue", queue.name),
+                    ("MemberName", cfg.agent(ext).name),
+                    ("Interface", iface),
+                    ("StateInterface", iface),
+                    ("Paused", "1" if paused else "0"),
+                    ("PausedReason", reason),
+                ]
+            )
+        message = "Interface paused successfully" if paused else "Interface unpaused successfully"
+        session.send(encode_message([("Response", "Success"), *aid, ("Message", message)]))
+
     def _queue_status(self, session: _Session, aid: Fields, only: str) -> None:
         session.send(
             encode_message(
@@ -385,8 +436,8 @@ class AmiServer:
                         ("LoginTime", str(int(now))),
                         ("InCall", "1" if in_call else "0"),
                         ("Status", "2" if in_use else "1"),
-                        ("Paused", "0"),
-                        ("PausedReason", ""),
+                        ("Paused", "1" if ext in pbx.paused else "0"),
+                        ("PausedReason", pbx.paused.get(ext, "")),
                         ("Wrapuptime", "0"),
                         *aid,
                     ]

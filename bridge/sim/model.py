@@ -47,6 +47,9 @@ class AmiUser:
         classes = {c.strip() for c in privilege.split(",")} - {"all"}
         return not classes or bool(classes & self.read)
 
+    def may_write(self, privilege: str) -> bool:
+        return privilege in self.write
+
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:

@@ -38,6 +38,7 @@ class SimPbx:
         self.busy: set[str] = set()
         self.freed_at: dict[str, float] = {}  # agent -> when its last call released it
         self.talking: set[str] = set()  # members connected to a caller (QueueMember InCall)
+        self.paused: dict[str, str] = {}  # paused members (QueuePause) -> reason
         self.results: list[CallResult] = []
         self._listeners: list[Listener] = []
         self._rr_last: dict[str, str] = {}
@@ -84,7 +85,7 @@ class SimPbx:
         return position
 
     def _pick(self, queue: SimQueue, first: str | None) -> list[str]:
-        free = [m for m in queue.members if m not in self.busy]
+        free = [m for m in queue.members if m not in self.busy and m not in self.paused]
         if not free:
             return []
         if queue.strategy == "ringall":
@@ -145,6 +146,16 @@ class SimPbx:
         """A random idle agent other than `exclude`, or "" when all are busy."""
         free = [a.ext for a in self.config.agents if a.ext not in self.busy and a.ext != exclude]
         return self.rng.choice(free) if free else ""
+
+    def pause(self, ext: str, paused: bool, reason: str = "") -> None:
+        """QueuePause: a paused member is not rung from its queues until resumed."""
+        if paused:
+            self.paused[ext] = reason
+        else:
+            self.paused.pop(ext, None)
+            task = asyncio.ensure_future(self._notify())  # queued callers may ring it now
+            self._notifiers.add(task)
+            task.add_done_callback(self._notifiers.discard)
 
     def try_take(self, ext: str) -> bool:
         if ext in self.busy:

@@ -26,6 +26,7 @@ admin's agent id, before/after as JSON) in the same transaction as the change.
     PATCH  /api/customers/{id}          change only the given parts
     DELETE /api/customers/{id}          → {"deleted": customer}
     GET    /api/calls/{call_id}         the `call_records` row
+    GET    /api/queues                  the wallboard's figures; supervisors may read it too
     GET    /api/audit?customer=&agent=&call=&since=&until=&kind=&limit=&cursor=
                                         the audit trail, newest first: changes (`kind`
                                         change) and customer cards delivered in pops
@@ -69,6 +70,7 @@ from bridge.routing.store import (
     rule_values,
 )
 from bridge.routing.store import delete_rule as delete_rule_row
+from bridge.wallboard.board import WallBoard
 from bridge.web.errors import ApiError, Handler, error_middleware, invalid, read_json
 from bridge.web.openapi import openapi_document
 
@@ -86,6 +88,11 @@ _DB_DOWN = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConne
 class AdminDeps:
     pool: asyncpg.Pool[Any]
     config: Config
+    board: WallBoard | None = None  # GET /api/queues: the wallboard's figures
+
+
+# Read-only routes supervisors may use too (the wallboard); everything else is admin only.
+_SUPERVISOR_ROUTES = frozenset({("GET", "/api/queues")})
 
 
 ADMIN_DEPS = web.AppKey("bridge_admin_deps", AdminDeps)
@@ -105,8 +112,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     agent = await authenticate(deps.pool, token.strip())
     if agent is None:
         raise ApiError(401, "unauthorized", "unknown or inactive token", headers=challenge)
-    if agent.role != "admin":
-        raise ApiError(403, "forbidden", f"agent {agent.id} is not an admin")
+    supervisor_ok = (request.method, request.path) in _SUPERVISOR_ROUTES
+    if agent.role != "admin" and not (supervisor_ok and agent.role == "supervisor"):
+        wanted = "a supervisor or an admin" if supervisor_ok else "an admin"
+        raise ApiError(403, "forbidden", f"agent {agent.id} is not {wanted}")
     request[_AGENT_KEY] = agent
     return await handler(request)
 
@@ -711,6 +720,16 @@ async def list_audit(request: web.Request) -> web.Response:
     return web.json_response({"entries": entries, "next": after.encode() if after else None})
 
 
+async def list_queues(request: web.Request) -> web.Response:
+    """The wallboard's figures per queue (supervisors and admins)."""
+    deps = _deps(request)
+    if deps.board is None:
+        raise ApiError(503, "unavailable", "the wallboard is not running")
+    await deps.board.ready()
+    stats = [s.as_json() for s in deps.board.all_stats()]
+    return web.json_response({"sla_s": deps.config.wallboard.sla_s, "queues": stats})
+
+
 async def get_openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -766,6 +785,7 @@ def setup_admin_routes(app: web.Application, deps: AdminDeps) -> web.Application
     r.add_patch("/customers/{id:.+}", put_customer)
     r.add_delete("/customers/{id:.+}", delete_customer)
     r.add_get("/calls/{call_id}", get_call)
+    r.add_get("/queues", list_queues)
     r.add_get("/audit", list_audit)
     r.add_get("/openapi.json", get_openapi)
     app.add_subapp("/api/", api)

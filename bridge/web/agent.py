@@ -2,7 +2,10 @@
 
     GET  /agent                                   the page (static HTML, no build step)
     GET  /agent/static/{agent.js,agent.css}       its script and style
-    GET  /agent/config.json                       {"pops_port": N, "pops_url": str|null}
+    GET  /agent/config.json                       {"pops_port": N, "pops_url": str|null,
+                                                   "tag_colors": {tag: css colour},
+                                                   "customer_url": "...{id}..." | "",
+                                                   "sla_s": N}
     POST /agent/api/calls/{call_id}/disposition   Authorization: Bearer <agent token>
          body {"disposition": "resolved"|"follow_up"|"complaint", "notes": "...",
                "agent": "<whose part>" (optional; supervisors and admins amend others')}
@@ -12,13 +15,14 @@
 
 The page logs in with the agent's token (kept in sessionStorage), opens the pop websocket
 (`bridge.pops.protocol`) and renders every value as text; the app's Content-Security-Policy
-(script-src 'self') forbids inline script on top of that.
+(script-src 'self') forbids inline script on top of that. The desk's other routes (create a
+customer, my calls today) and the wallboard page: `bridge.web.desk`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -27,6 +31,7 @@ from aiohttp import web
 
 from bridge.crm.agents import Agent, authenticate
 from bridge.pops.disposition import CallNotFound, Filed, NotYourCall, save_disposition
+from bridge.web.desk import setup_desk_routes
 from bridge.web.errors import ApiError, invalid, read_json
 
 __all__ = ["AgentDeps", "setup_agent_routes"]
@@ -44,6 +49,11 @@ class AgentDeps:
     pops_url: str | None = None  # e.g. wss://pops.example/ behind a proxy
     authenticate: Callable[[str], Awaitable[Agent | None]] | None = None
     settle: Callable[[], Awaitable[None]] | None = None  # participant writes under way land
+    region: str = "US"  # [pbx] default_region: numbers typed on the desk
+    timezone: str = "UTC"  # [routing] timezone: what "today" means
+    tag_colors: Mapping[str, str] = field(default_factory=dict)  # [pops] tag_colors
+    customer_url: str = ""  # [crm] customer_url
+    sla_s: int = 20  # [wallboard] sla_s
 
 
 AGENT_DEPS = web.AppKey("agent_deps", AgentDeps)
@@ -68,7 +78,15 @@ async def agent_static(request: web.Request) -> web.Response:
 async def agent_config(request: web.Request) -> web.Response:
     deps = request.app[AGENT_DEPS]
     port = deps.pops_port() if callable(deps.pops_port) else deps.pops_port
-    return web.json_response({"pops_port": port, "pops_url": deps.pops_url})
+    return web.json_response(
+        {
+            "pops_port": port,
+            "pops_url": deps.pops_url,
+            "tag_colors": dict(deps.tag_colors),
+            "customer_url": deps.customer_url,
+            "sla_s": deps.sla_s,
+        }
+    )
 
 
 async def bearer_agent(request: web.Request, deps: AgentDeps) -> Agent:
@@ -139,4 +157,5 @@ def setup_agent_routes(app: web.Application, deps: AgentDeps) -> web.Application
     app.router.add_get("/agent/static/{name}", agent_static)
     app.router.add_get("/agent/config.json", agent_config)
     app.router.add_post("/agent/api/calls/{call_id}/disposition", post_disposition)
+    setup_desk_routes(app)
     return app

@@ -178,6 +178,14 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [call],
                 "get": _op("one call record", errors=(404,)),
             },
+            "/api/queues": {
+                "get": _op(
+                    "the wallboard's figures per queue (supervisors and admins): waiting,"
+                    " longest wait, agents by state, answered and abandoned today, service"
+                    " level, the calls in progress and each member agent",
+                    errors=(503,),
+                ),
+            },
             "/api/audit": {
                 "get": {
                     "summary": "the audit trail, newest first: changes and card views",

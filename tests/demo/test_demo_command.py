@@ -118,6 +118,20 @@ async def test_demo_from_an_empty_folder_pops_a_screen_and_stops_cleanly(tmp_pat
                 assert response.status == 200, await response.text()
             async with http.get(url.group(0)) as response:
                 assert response.status == 200
+            # the supervisor's token opens the wallboard; a handset agent's does not
+            board = re.search(r"open the wallboard: (http://\S+/wallboard)", text)
+            assert board, text
+            async with http.get(board.group(1)) as response:
+                assert response.status == 200
+            queues = f"http://127.0.0.1:{ports['HTTP']}/api/queues"
+            lead = {"Authorization": f"Bearer {tokens['lead']}"}
+            async with http.get(queues, headers=lead) as response:
+                assert response.status == 200, await response.text()
+                names = {q["queue"] for q in (await response.json())["queues"]}
+                assert {"support", "senior", "intl"} <= names
+            agent = {"Authorization": f"Bearer {tokens['1001']}"}
+            async with http.get(queues, headers=agent) as response:
+                assert response.status == 403
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

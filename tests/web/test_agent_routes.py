@@ -47,7 +47,13 @@ async def test_the_page_and_its_assets_are_served_with_a_strict_policy(site) -> 
             async with s.get(url + bad) as r:
                 assert r.status == 404
         async with s.get(url + "/agent/config.json") as r:
-            assert await r.json() == {"pops_port": 8765, "pops_url": None}
+            assert await r.json() == {
+                "pops_port": 8765,
+                "pops_url": None,
+                "tag_colors": {},
+                "customer_url": "",
+                "sla_s": 20,
+            }
 
 
 async def post(url: str, token: str | None, body: Any, call: str = CALL, **kw: Any):

@@ -1,0 +1,279 @@
+"""Component `wallboard`: keeps today's tallies and pushes `queue.stats` to supervisors.
+
+Inputs, and where each comes from:
+- live calls: the tracker's `snapshot()`, read when figures are computed (the one truth);
+- today's answered/abandoned calls and each agent's calls: counted from the tracker's
+  `CallEnded` events as they pass (`dispatch`, called where the tracker emits, like the pop
+  hub), seeded at start from `call_records` so a restart does not zero the board;
+- queue members and who is paused: the PBX's `QueueStatus` (`QueueControl`), asked every
+  `[wallboard] refresh_s` and right after a pause.
+
+After each event batch and each members refresh, the queues concerned are published through
+`publish(queue, message)` (the hub's `publish_queue`): only supervisors following a queue
+receive it. "Today" is the calendar day in `[routing] timezone`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from bridge.component import Health, State
+from bridge.errors import BridgeError
+from bridge.models import CallEnded, CallEvent
+from bridge.pops.protocol import queue_stats_message
+from bridge.tasks import cancel_and_wait
+from bridge.tracker.tracker import LiveCall
+from bridge.wallboard.ami import PauseFailed, QueueControl
+from bridge.wallboard.stats import Member, QueueStats, Tally, queue_stats
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Snapshot", "WallBoard"]
+
+Publish = Callable[[str, dict[str, Any]], None]
+
+_TODAY_QUEUES = """
+SELECT queue,
+       count(*) FILTER (WHERE outcome = 'answered') AS answered,
+       count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
+       count(*) FILTER (WHERE outcome = 'answered'
+                          AND answered_at <= started_at + make_interval(secs => $2)) AS within
+  FROM call_records WHERE started_at >= $1 AND queue IS NOT NULL AND queue <> ''
+ GROUP BY queue
+"""
+_TODAY_AGENTS = """
+SELECT a->>'agent' AS agent, count(*) AS calls
+  FROM call_records r, jsonb_array_elements(r.agents) a
+ WHERE r.started_at >= $1 AND a->>'agent' IS NOT NULL
+ GROUP BY 1
+"""
+
+
+class Snapshot(Protocol):
+    def snapshot(self) -> list[LiveCall]: ...
+
+
+class WallBoard:
+    name = "wallboard"
+
+    def __init__(
+        self,
+        live: Snapshot,
+        *,
+        control: QueueControl | None = None,
+        agent_of: Callable[[str], str | None] = lambda device: None,
+        sla_s: int = 20,
+        refresh_s: float = 2.0,
+        timezone: str = "UTC",
+        pool: asyncpg.Pool[Any] | None = None,
+        queues: Iterable[str] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        customer_name: Callable[[str], str | None] = lambda call_id: None,
+    ) -> None:
+        self._live = live
+        self._control = control
+        self._agent_of = agent_of
+        self._sla_s = sla_s
+        self._refresh_s = refresh_s
+        self._zone = ZoneInfo(timezone)
+        self._pool = pool
+        self._clock = clock
+        self._customer_name = customer_name
+        self._known = set(queues)
+        self._members: list[Member] = []
+        self._tallies: dict[str, Tally] = {}
+        self._agent_calls: dict[str, int] = {}
+        self._day = self._today()
+        self._publish: list[Publish] = []
+        self._task: asyncio.Task[None] | None = None
+        self._pbx_ok: bool | None = None
+
+    # --- wiring ------------------------------------------------------------------------------
+
+    def use_control(self, control: QueueControl) -> None:
+        """The PBX side (members, pauses), once the AMI link exists."""
+        self._control = control
+
+    def on_stats(self, publish: Publish) -> None:
+        """`publish(queue, queue.stats message)` after every change."""
+        self._publish.append(publish)
+
+    # --- Component ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.seed()
+        self._task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+
+    def health(self) -> Health:
+        state: State = "up" if self._pbx_ok is not False else "degraded"
+        return Health(state, required=False, detail={"queues": len(self.queues())})
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def dispatch(self, events: Iterable[CallEvent], *, received: float | None = None) -> None:
+        """Count ended calls and push the queues that changed. Never raises."""
+        touched: set[str] = set()
+        self._roll_day()
+        for event in events:
+            view = getattr(event, "queue", None)
+            if isinstance(event, CallEnded):
+                touched.update(self._count(event))
+            elif isinstance(view, str) and view:
+                touched.add(view)
+            else:
+                touched.update(c.queue for c in self._live.snapshot() if c.queue)
+        for queue in touched:
+            self._push(queue)
+
+    async def handle_all(self, events: Iterable[CallEvent]) -> None:
+        self.dispatch(events)
+
+    def _count(self, event: CallEnded) -> set[str]:
+        s = event.summary
+        for leg in s.agents:
+            agent = self._agent_of(leg.device) or leg.device
+            self._agent_calls[agent] = self._agent_calls.get(agent, 0) + 1
+        if not s.queue:
+            return {c.queue for c in self._live.snapshot() if c.queue}
+        self._known.add(s.queue)
+        tally = self._tallies.setdefault(s.queue, Tally())
+        if s.outcome == "answered":
+            tally.answered += 1
+            if s.answered_at is not None and (s.answered_at - s.started_at) <= timedelta(
+                seconds=self._sla_s
+            ):
+                tally.within_sla += 1
+        elif s.outcome == "abandoned":
+            tally.abandoned += 1
+        return {s.queue}
+
+    async def seed(self) -> None:
+        """Today's tallies from `call_records` (calls that ended before this start)."""
+        if self._pool is None:
+            return
+        since = self._midnight()
+        try:
+            queues = await self._pool.fetch(_TODAY_QUEUES, since, float(self._sla_s))
+            agents = await self._pool.fetch(_TODAY_AGENTS, since)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("wallboard: cannot read today's calls: %s", exc)
+            return
+        for row in queues:
+            self._known.add(row["queue"])
+            self._tallies[row["queue"]] = Tally(row["answered"], row["abandoned"], row["within"])
+        self._agent_calls = {row["agent"]: row["calls"] for row in agents}
+
+    async def refresh(self) -> None:
+        """Ask the PBX for its queue members now, then push every queue."""
+        if self._control is None:
+            return
+        try:
+            self._members = await self._control.members()
+            self._pbx_ok = True
+        except BridgeError as exc:
+            if self._pbx_ok is not False:
+                log.info("wallboard: queue members unavailable: %s", exc)
+            self._pbx_ok = False
+            return
+        self._known.update(m.queue for m in self._members)
+        for queue in self.queues():
+            self._push(queue)
+
+    async def ready(self) -> None:
+        """Ask the PBX now unless a listing already succeeded (a reader arriving before the
+        first poll, e.g. right after start, gets the members rather than none)."""
+        if self._pbx_ok is not True:
+            await self.refresh()
+
+    async def pause(self, device: str, paused: bool, reason: str) -> None:
+        """Pause (or resume) a device in all its queues, then refresh. Raises PauseFailed."""
+        if self._control is None:
+            raise PauseFailed("pausing needs the AMI link to the PBX")
+        await self._control.pause(device, paused, reason)
+        await self.refresh()
+
+    def status_of(self, device: str) -> tuple[bool, str] | None:
+        """(paused, reason) of a device as last listed by the PBX; None if no member."""
+        mine = [m for m in self._members if m.device == device]
+        if not mine:
+            return None
+        paused = [m for m in mine if m.paused]
+        return (True, paused[0].reason) if paused else (False, "")
+
+    async def _poll(self) -> None:
+        while True:
+            if self._control is not None:
+                await self.refresh()
+            await asyncio.sleep(self._refresh_s)
+
+    # --- outputs -----------------------------------------------------------------------------
+
+    def queues(self) -> list[str]:
+        live = {c.queue for c in self._live.snapshot() if c.queue}
+        return sorted(self._known | live | {m.queue for m in self._members})
+
+    def use_names(self, customer_name: Callable[[str], str | None]) -> None:
+        """Where the customer names of live calls come from (the pop hub's cards)."""
+        self._customer_name = customer_name
+
+    def stats(self, queue: str, calls: list[LiveCall] | None = None) -> QueueStats:
+        self._roll_day()
+        calls = self._live.snapshot() if calls is None else calls
+        names = {}
+        for call in calls:
+            if call.queue == queue and (name := self._customer_name(call.call_id)):
+                names[call.call_id] = name
+        return queue_stats(
+            queue,
+            calls,
+            self._members,
+            self._tallies.get(queue, Tally()),
+            now=self._clock(),
+            agent_of=self._agent_of,
+            calls_today=self._agent_calls,
+            customer_of=names,
+        )
+
+    def all_stats(self) -> list[QueueStats]:
+        calls = self._live.snapshot()
+        return [self.stats(queue, calls) for queue in self.queues()]
+
+    def message(self, queue: str) -> dict[str, Any]:
+        return queue_stats_message(self.stats(queue), self._clock())
+
+    def _push(self, queue: str) -> None:
+        if not self._publish:
+            return
+        try:
+            message = self.message(queue)
+        except Exception:
+            log.exception("wallboard: figures of queue %s failed", queue)
+            return
+        for publish in self._publish:
+            publish(queue, message)
+
+    # --- the day -----------------------------------------------------------------------------
+
+    def _today(self) -> Any:
+        return self._clock().astimezone(self._zone).date()
+
+    def _midnight(self) -> datetime:
+        return datetime.combine(self._today(), time(0), tzinfo=self._zone)
+
+    def _roll_day(self) -> None:
+        today = self._today()
+        if today != self._day:
+            self._day = today
+            self._tallies.clear()
+            self._agent_calls.clear()

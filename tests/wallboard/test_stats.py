@@ -1,0 +1,83 @@
+"""Wallboard figures from the tracker's live calls, the PBX's members and today's tallies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bridge.tracker.tracker import LiveCall, LiveLeg
+from bridge.wallboard.stats import Member, Tally, queue_stats
+
+NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def call(cid: str, queue: str, age_s: int, legs: tuple[tuple[str, str], ...] = ()) -> LiveCall:
+    started = NOW - timedelta(seconds=age_s)
+    answered = started + timedelta(seconds=5) if any(s == "answered" for _, s in legs) else None
+    return LiveCall(
+        call_id=cid,
+        caller="+15551230001",
+        caller_name="Alice",
+        did="18005550100",
+        queue=queue,
+        started_at=started,
+        answered_at=answered,
+        legs=tuple(
+            LiveLeg(device=d, channel=f"PJSIP/{d}-1", state=s, since=started)  # type: ignore[arg-type]
+            for d, s in legs
+        ),
+    )
+
+
+MEMBERS = [
+    Member("senior", "2001"),
+    Member("senior", "2002", paused=True, reason="lunch"),
+    Member("senior", "2003"),
+    Member("senior", "2004"),
+    Member("support", "1001"),
+]
+
+
+def test_each_member_has_one_state_and_waiting_calls_are_the_unanswered_ones() -> None:
+    calls = [
+        call("a", "senior", 30, (("2001", "answered"),)),
+        call("b", "senior", 12, (("2003", "ringing"),)),
+        call("c", "senior", 50),  # nobody free: waits, rings no one
+        call("d", "support", 5, (("2004", "answered"),)),  # 2004 is busy on another queue
+    ]
+    stats = queue_stats(
+        "senior",
+        calls,
+        MEMBERS,
+        Tally(answered=3, abandoned=1, within_sla=2),
+        now=NOW,
+        agent_of=lambda device: {"2001": "alice-agent"}.get(device),
+        calls_today={"alice-agent": 4},
+    )
+    assert stats.waiting == 2
+    assert stats.longest_wait_s == 50
+    assert dict(stats.agents) == {"available": 0, "ringing": 1, "talking": 2, "paused": 1}
+    assert (stats.answered, stats.abandoned, stats.sla_pct) == (3, 1, 50.0)
+    states = {m.device: (m.state, m.reason, m.calls_today) for m in stats.members}
+    assert states == {
+        "2001": ("talking", "", 4),
+        "2002": ("paused", "lunch", 0),
+        "2003": ("ringing", "", 0),
+        "2004": ("talking", "", 0),
+    }
+    assert [c["call_id"] for c in stats.calls] == ["c", "a", "b"]
+    assert stats.calls[1]["agent"] == "alice-agent"
+    assert stats.calls[0]["state"] == "waiting"
+
+
+def test_without_a_pbx_listing_the_agents_on_the_calls_stand_in() -> None:
+    stats = queue_stats(
+        "senior", [call("a", "senior", 3, (("2001", "ringing"),))], [], Tally(), now=NOW
+    )
+    assert dict(stats.agents) == {"available": 0, "ringing": 1, "talking": 0, "paused": 0}
+    assert stats.sla_pct is None
+
+
+def test_an_idle_queue_reads_zero() -> None:
+    stats = queue_stats("support", [], MEMBERS, Tally(), now=NOW)
+    assert (stats.waiting, stats.longest_wait_s) == (0, 0)
+    assert dict(stats.agents) == {"available": 1, "ringing": 0, "talking": 0, "paused": 0}
