@@ -201,13 +201,19 @@ def test_customers_import_twice_changes_nothing_and_reports_problems(
         b"Ghost,+15551230005,,9999,,\n"
     )
     capsys.readouterr()
-    assert main(["customers", "import", str(path)]) == 0
+    assert main(["customers", "import", str(path)]) == 2  # ltv mixes numbers and text
+    assert "--types ltv=" in capsys.readouterr().err
+    command = ["customers", "import", str(path), "--types", "ltv=text"]
+    assert main(command) == 1  # some rows were rejected
     captured = capsys.readouterr()
-    assert "line 4: same customer (phone tel-15551230001) as line 2" in captured.err
-    assert "line 5: no name" in captured.err
-    assert "line 6: not valid UTF-8" in captured.err
-    assert "line 7: owner '9999' is not an agent" in captured.err
-    assert "2 created" in captured.out
+    assert "line 4: rejected tel-15551230001: same customer (phone tel-15551230001) as line 2" in (
+        captured.err
+    )
+    assert "line 5: rejected: no name" in captured.err
+    assert "line 6: rejected: not valid UTF-8" in captured.err
+    assert "line 7: rejected tel-15551230005: owner '9999' is not an agent" in captured.err
+    assert "line 2: created tel-15551230001" in captured.out
+    assert "6 rows read: 2 created, 0 updated, 0 unchanged, 4 rejected" in captured.out
     snapshot = _fetch(
         cli_db,
         "SELECT c.id, c.name, c.attributes::text, c.updated_at,"
@@ -217,16 +223,16 @@ def test_customers_import_twice_changes_nothing_and_reports_problems(
         " FROM customers c ORDER BY c.id",
     )
     assert [row[:3] for row in snapshot] == [
-        ("tel-15551230001", "Alice Chen", '{"ltv": 20000, "region": "west"}'),
+        ("tel-15551230001", "Alice Chen", '{"ltv": "20000", "region": "west"}'),
         ("tel-15551230002", "Bob Li", '{"ltv": "00123", "region": "east"}'),
     ]
     alice = snapshot[0]
     assert alice[4] == ["+15551230001", "+15551230009"] and alice[5] == ["vip"]
     assert alice[6] == "1001"
 
-    assert main(["customers", "import", str(path)]) == 0
+    assert main(command) == 1
     captured = capsys.readouterr()
-    assert "0 created, 0 updated" in captured.out
+    assert "0 created, 0 updated, 2 unchanged, 4 rejected" in captured.out
     again = _fetch(
         cli_db,
         "SELECT c.id, c.name, c.attributes::text, c.updated_at,"
@@ -236,6 +242,31 @@ def test_customers_import_twice_changes_nothing_and_reports_problems(
         " FROM customers c ORDER BY c.id",
     )
     assert again == snapshot
+
+
+def test_customers_import_clean_file_exits_0_and_dry_run_writes_nothing(
+    cli_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("ok.csv").write_text("name,phones\nAlice,+15551230001\n", encoding="utf-8")
+    assert main(["customers", "import", "ok.csv", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "line 2: created tel-15551230001" in out and out.startswith("line 2")
+    assert "dry run, nothing written: 1 rows read: 1 created" in out
+    assert _fetch(cli_db, "SELECT count(*) FROM customers") == [(0,)]
+    assert main(["customers", "import", "ok.csv"]) == 0
+    assert _fetch(cli_db, "SELECT id FROM customers") == [("tel-15551230001",)]
+    assert main(["customers", "import", "ok.csv", "--types", "nosuch=number"]) == 2
+    assert "nosuch" in capsys.readouterr().err
+
+
+def test_customers_import_help_documents_the_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["customers", "import", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for words in ("RFC 4180", "separated by ';'", "--empty", "keep", "clear", "--types",
+                  "--dry-run", "Exit 0", "1: some row", "update semantics"):  # fmt: skip
+        assert words in text
 
 
 def test_customers_import_unusable_file_exit_2(
