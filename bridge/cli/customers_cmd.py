@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bridge.cli.common import config_from, database_pool
+from bridge.cli.dedup_cmd import register_dedup
 from bridge.crm.importer import (
     EMPTY_POLICIES,
     ImportOptions,
@@ -78,6 +79,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="what an empty cell does to a stored value (default: keep)",
     )
     imp.set_defaults(handler=_import)
+    register_dedup(actions)
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -277,3 +277,38 @@ def test_customers_import_unusable_file_exit_2(
     Path("nohead.csv").write_text("who,where\nA,B\n", encoding="utf-8")
     assert main(["customers", "import", "nohead.csv"]) == 2
     assert "name" in capsys.readouterr().err
+
+
+def test_customers_dedup_lists_groups_and_merge_is_explicit(
+    cli_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("c.csv").write_text(
+        "id,name,phones,email,mobile\n"
+        "c1,Alice Chen,+15551230001,alice@example.com,\n"
+        "c2,Chen Alice,+15551230002,ALICE@example.com,\n"
+        "c3,Bob,+15551230003,,555-123-0001\n"
+        "c4,Carl,+15551230004,carl@example.com,\n",
+        encoding="utf-8",
+    )
+    assert main(["customers", "import", "c.csv"]) == 0
+    capsys.readouterr()
+    assert main(["customers", "dedup"]) == 0
+    out = capsys.readouterr().out
+    assert "group 1: c1 c2 c3" in out
+    assert "because same e-mail alice@example.com" in out
+    assert "because same phone +15551230001 (c1: phone, c3: other format)" in out
+    assert "merge with: crm-bridge customers merge c1 c2 c3" in out
+    assert "1 groups of likely duplicates" in out
+    assert _fetch(cli_db, "SELECT count(*) FROM customers") == [(4,)]  # listing changes nothing
+    # c1 and c2 disagree on the e-mail's spelling: refused, exit 2, nothing changes
+    assert main(["customers", "merge", "c1", "c2", "c3"]) == 2
+    assert "attribute 'email' differs" in capsys.readouterr().err
+    assert main(["customers", "merge", "c1", "c2", "c3", "--on-conflict", "survivor",
+                 "--reason", "group 1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "merge 1: c2 c3 into c1" in out and "customer_phones 2" in out
+    assert _fetch(cli_db, "SELECT id FROM customers ORDER BY id") == [("c1",), ("c4",)]
+    assert main(["customers", "merges"]) == 0
+    assert "c2 c3 into c1 (CRM not told yet) - group 1" in capsys.readouterr().out
+    assert main(["customers", "dedup"]) == 0
+    assert "0 groups" in capsys.readouterr().out
