@@ -167,7 +167,7 @@ def test_rules_add_list_test_remove(cli_db: str, capsys: pytest.CaptureFixture[s
         (["rules", "add", "x", "--queue", "q;DROP TABLE x"], "queue"),
         (["rules", "add", "x'--", "--queue", "q"], "name"),
         (["rules", "add", "x", "--queue", "q", "--tags-any", "a b"], "tags_any"),
-        (["rules", "add", "x", "--queue", "q", "--position", "0"], "position"),
+        (["rules", "add", "x", "--queue", "q", "--did", "100", "--position", "0"], "position"),
         (["rules", "test", "+15551230001", "--at", "yesterday"], "--at"),
     ],
 )
@@ -182,7 +182,7 @@ def test_rules_bad_input_exit_2_naming_the_field(
 
 def test_rules_add_duplicate_name_exit_2(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "add", "vip", "--queue", "senior", "--tags-any", "vip"]) == 0
-    assert main(["rules", "add", "vip", "--queue", "other"]) == 2
+    assert main(["rules", "add", "vip", "--queue", "other", "--did", "100"]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -312,3 +312,90 @@ def test_customers_dedup_lists_groups_and_merge_is_explicit(
     assert "c2 c3 into c1 (CRM not told yet) - group 1" in capsys.readouterr().out
     assert main(["customers", "dedup"]) == 0
     assert "0 groups" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "conditions",
+    [[], ["--tags-any", ""], ["--tags-any", " , "], ["--when", "mon-sun"], ["--prefix", ""]],
+)
+def test_rules_add_refuses_a_rule_that_matches_every_call_without_catch_all(
+    cli_db: str, capsys: pytest.CaptureFixture[str], conditions: list[str]
+) -> None:
+    assert main(["rules", "add", "vip", "--queue", "senior", "--tags-any", "vip"]) == 0
+    capsys.readouterr()
+    assert main(["rules", "add", "all", "--queue", "support", *conditions]) == 2
+    err = capsys.readouterr().err
+    assert "shadow every rule below it" in err and "--catch-all" in err and err.count("\n") == 1
+    assert _fetch(cli_db, "SELECT name FROM routing_rules") == [("vip",)]
+    assert main(["rules", "add", "all", "--queue", "support", *conditions, "--catch-all"]) == 0
+    assert _fetch(cli_db, "SELECT name FROM routing_rules ORDER BY position") == [
+        ("vip",),
+        ("all",),
+    ]
+
+
+def test_rules_add_accepts_several_windows_and_names_a_wrong_one(
+    cli_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    when = "mon-fri 09:00-18:00, sat 10:00-12:00"
+    assert main(["rules", "add", "open", "--queue", "day", "--when", when]) == 0
+    assert "--when 'mon-fri 09:00-18:00, sat 10:00-12:00'" in capsys.readouterr().out
+    assert main(["rules", "test", "+15551230001", "--at", "2026-11-07T11:00"]) == 0  # a Saturday
+    out = capsys.readouterr().out
+    assert "rule: open" in out
+    assert "time: 2026-11-07T11:00:00+00:00 (UTC, [routing] timezone)" in out
+    assert main(["rules", "test", "+15551230001", "--at", "2026-11-07T13:00"]) == 0
+    assert "rule: default" in capsys.readouterr().out
+    bad = "mon-fri 09:00-18:00, sat 25:00-12:00"
+    assert main(["rules", "add", "bad", "--queue", "day", "--when", bad]) == 2
+    err = capsys.readouterr().err
+    assert "window 2 ('sat 25:00-12:00'): 25:00 is not a time of day" in err
+
+
+def test_rules_test_uses_the_configured_time_zone_and_says_so(
+    cli_db: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRM_BRIDGE_ROUTING_TIMEZONE", "Asia/Shanghai")
+    assert main(["rules", "add", "day", "--queue", "day", "--when", "09:00-18:00"]) == 0
+    capsys.readouterr()
+    # 02:00 UTC is 10:00 in Shanghai: inside the window there
+    assert main(["rules", "test", "+15551230001", "--at", "2026-11-02T02:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "time: 2026-11-02T10:00:00+08:00 (Asia/Shanghai, [routing] timezone)" in out
+    assert "rule: day" in out
+
+
+def test_rules_test_replay_lists_calls_that_would_now_route_differently(
+    cli_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("c.csv").write_text(
+        "id,name,phones,tags\nc1,Alice,+15551230001,vip\nc2,Bob,+15551230002,\n",
+        encoding="utf-8",
+    )
+    assert main(["customers", "import", "c.csv"]) == 0
+    _fetch(
+        cli_db,
+        "INSERT INTO call_records (call_id, caller, did, queue, rule, started_at, ended_at,"
+        " direction) VALUES"
+        " ('1.1', '+15551230001', '', 'support', 'default', '2026-11-02T10:00Z',"
+        "  '2026-11-02T10:05Z', 'inbound'),"
+        " ('1.2', '+15551230002', '', 'support', 'default', '2026-11-02T11:00Z',"
+        "  '2026-11-02T11:05Z', 'inbound'),"
+        " ('1.3', '+15551230001', '', 'sales', 'old', '2026-11-02T12:00Z',"
+        "  '2026-11-02T12:05Z', 'outbound')"
+        " RETURNING call_id",
+    )
+    assert main(["rules", "add", "vip", "--queue", "senior", "--tags-any", "vip"]) == 0
+    capsys.readouterr()
+    assert main(["rules", "test", "--replay", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "time zone: UTC" in out
+    assert (
+        "1.1 2026-11-02T10:00:00+00:00 +15551230001: was support (rule default),"
+        " now senior (rule vip)" in out
+    )
+    assert "1.2 " not in out and "1.3 " not in out  # unchanged; outbound is not routed
+    assert "2 calls replayed, 1 would now route differently" in out
+    assert main(["rules", "test", "--replay", "0"]) == 2
+    assert main(["rules", "test", "+15551230001", "--replay", "5"]) == 2
+    assert main(["rules", "test"]) == 2
