@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _import(args: argparse.Namespace) -> int:
     options = ImportOptions(types=parse_types(args.types), empty=args.empty, dry_run=args.dry_run)
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> ImportReport:
         async with database_pool(config) as pool:

@@ -58,7 +58,7 @@ def register_dedup(actions: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _dedup(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> list[Any]:
         async with database_pool(config) as pool:
@@ -75,7 +75,7 @@ def _dedup(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
     owner: Any = UNSET
     if args.owner is not None:
         owner = None if args.owner == "none" else args.owner
@@ -97,7 +97,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _merges(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> list[Any]:
         async with database_pool(config) as pool:

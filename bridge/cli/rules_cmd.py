@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> int:
         async with database_pool(config) as pool:
@@ -90,7 +90,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
     rule = make_rule(
         args.name,
         args.queue,
@@ -119,7 +119,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> int:
         async with database_pool(config) as pool:
@@ -148,7 +148,7 @@ def _describe_customer(customer: Customer | None) -> str:
 
 
 def _test(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
     tz = ZoneInfo(config.routing.timezone)
     if args.replay is not None:
         if args.number or args.at or args.did:
