@@ -24,7 +24,7 @@ One transaction does all of it, or nothing:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -290,3 +290,22 @@ async def pending_crm_merges(pool: asyncpg.Pool[Any], limit: int = 100) -> list[
 
 async def mark_crm_notified(pool: asyncpg.Pool[Any], merge_id: int) -> None:
     await pool.execute("UPDATE customer_merges SET crm_notified_at = now() WHERE id = $1", merge_id)
+
+
+async def deliver_pending_merges(
+    pool: asyncpg.Pool[Any],
+    tell: Callable[[MergeRecord], Awaitable[None]],
+    *,
+    limit: int = 100,
+) -> int:
+    """Tell the CRM connector of each merge it has not acknowledged, oldest first, marking
+    each once `tell` returns. The first failure stops the batch (its exception propagates)
+    and leaves that merge and the later ones pending, so the order is kept for the retry.
+    Returns how many were told. (The connector's side: `tell` maps the merge onto its API,
+    e.g. a REST CRM's merge endpoint; the built-in store needs nothing.)"""
+    told = 0
+    for record in await pending_crm_merges(pool, limit):
+        await tell(record)
+        await mark_crm_notified(pool, record.id)
+        told += 1
+    return told

@@ -9,7 +9,14 @@ import asyncpg
 import pytest
 
 from bridge import customers
-from bridge.crm.merge import MergePolicy, mark_crm_notified, merge, merges, pending_crm_merges
+from bridge.crm.merge import (
+    MergePolicy,
+    deliver_pending_merges,
+    mark_crm_notified,
+    merge,
+    merges,
+    pending_crm_merges,
+)
 from bridge.errors import MergeConflict, NotFound, UsageError, ValidationError
 
 
@@ -148,3 +155,28 @@ async def test_unknown_owner_in_policy_is_refused(pool: asyncpg.Pool[Any]) -> No
         await merge(pool, "c1", ["c2"], MergePolicy(owner="ghost"))
     assert "ghost" in str(exc.value)
     assert await pool.fetchval("SELECT count(*) FROM customers") == 3
+
+
+async def test_pending_merges_are_told_to_the_crm_in_order_and_a_failure_keeps_them(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    await seed(pool)
+    await merge(pool, "c1", ["c2"])
+    await merge(pool, "c1", ["c3"])
+    seen: list[list[str]] = []
+
+    async def refuse(record: Any) -> None:
+        seen.append(record.merged_ids)
+        raise ConnectionError("CRM down")
+
+    with pytest.raises(ConnectionError):
+        await deliver_pending_merges(pool, refuse)
+    assert seen == [["c2"]] and len(await pending_crm_merges(pool)) == 2
+
+    async def accept(record: Any) -> None:
+        seen.append(record.merged_ids)
+
+    assert await deliver_pending_merges(pool, accept) == 2
+    assert seen == [["c2"], ["c2"], ["c3"]]
+    assert await pending_crm_merges(pool) == []
+    assert await deliver_pending_merges(pool, accept) == 0
