@@ -194,6 +194,40 @@ async def page(
     return [_as_dict(row) for row in rows]
 
 
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search(
+    conn: Conn | asyncpg.Pool[Any],
+    text: str,
+    e164: str | None,
+    *,
+    after: str = "",
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Customers matching `text` (`GET /api/customers?q=`), in id order after `after`: the
+    name contains it, the id starts with it (both case-insensitive), an attribute equals it
+    (e-mail, account number), or, when it is a phone number (`e164`), they have that phone."""
+    like = _like(text)
+    rows = await conn.fetch(
+        _CUSTOMER_SQL + " WHERE c.id > $4 AND ("
+        " c.name ILIKE '%' || $1 || '%' ESCAPE '\\'"
+        " OR c.id ILIKE $1 || '%' ESCAPE '\\'"
+        " OR EXISTS (SELECT 1 FROM customer_phones p WHERE p.customer_id = c.id"
+        "            AND p.e164 = $2::text)"
+        " OR EXISTS (SELECT 1 FROM jsonb_each_text(c.attributes) a"
+        "            WHERE lower(a.value) = lower($3)))"
+        " ORDER BY c.id LIMIT $5",
+        like,
+        e164,
+        text,
+        after,
+        limit,
+    )
+    return [_as_dict(row) for row in rows]
+
+
 async def lock(conn: Conn, cid: str) -> dict[str, Any] | None:
     """The customer, its row locked for the rest of the transaction (None if absent)."""
     if await conn.fetchval("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", cid) is None:

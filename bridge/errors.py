@@ -6,6 +6,7 @@ adapter that meets them, so nothing above an adapter ever imports a driver to ca
 BridgeError
 ├── ConfigError            bad or missing configuration; names the key (CLI exit 2)
 ├── UsageError             bad command-line usage (CLI exit 2)
+│   └── MergeConflict      customers to merge disagree and no policy says who wins
 ├── ProtocolError          a peer sent bytes that break its wire protocol
 │   ├── AgiProtocolError   FastAGI header or reply
 │   ├── AmiProtocolError   AMI frame
@@ -40,6 +41,18 @@ class ConfigError(BridgeError):
 
 class UsageError(BridgeError):
     pass
+
+
+class MergeConflict(UsageError):
+    """Merging would have to pick between different values; `conflicts` names each one."""
+
+    def __init__(self, conflicts: list[str]) -> None:
+        super().__init__(
+            "refused, nothing changed: "
+            + "; ".join(conflicts)
+            + " (choose with --on-conflict survivor or --owner)"
+        )
+        self.conflicts = conflicts
 
 
 class ProtocolError(BridgeError):

@@ -7,7 +7,9 @@ What Asterisk does (res/res_agi.c, Asterisk 22):
   holding a newline would start a line of its own. `EnvParser` therefore rejects a key
   that appears twice (`Bob\\nagi_network_script: admin` cannot override the real one,
   which Asterisk always writes earlier), lines that are not `agi_<name>:`, and headers
-  over `MAX_HEADER_BYTES` / `MAX_HEADER_LINES`.
+  over `MAX_HEADER_BYTES` (64 KiB) / `MAX_HEADER_LINES`. A single oversized value (a 20 KB
+  caller name from a trunk) is not a broken header: it is cut to `MAX_ENV_VALUE`
+  characters and named in `AgiEnv.truncated`, so the call still routes by its number.
 - Bytes that are not UTF-8 (a Latin-1 caller name from a trunk) are decoded with U+FFFD
   replacement rather than refused: the caller's number still routes the call.
 - Each command is one line, read with `fgets` into an 8192-byte buffer and split by
@@ -30,7 +32,8 @@ from urllib.parse import urlsplit
 
 from bridge.errors import AgiProtocolError, UnsafeValueError
 
-MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_ENV_VALUE = 1024  # characters kept of one agi_* value
 MAX_HEADER_LINES = 64
 MAX_REPLY_LINE = 8192  # Asterisk's own AGI_BUF_LEN
 MAX_USAGE_LINES = 100  # lines in one 520 usage block
@@ -52,6 +55,7 @@ class AgiEnv:
     """The `agi_*` environment of one session; keys without the `agi_` prefix."""
 
     values: Mapping[str, str]
+    truncated: frozenset[str] = frozenset()  # keys whose value was cut to MAX_ENV_VALUE
 
     def get(self, name: str, default: str = "") -> str:
         return self.values.get(name, default)
@@ -82,6 +86,7 @@ class EnvParser:
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._values: dict[str, str] = {}
+        self._truncated: set[str] = set()
         self._lines = 0
         self._size = 0
         self.rest = b""
@@ -112,7 +117,7 @@ class EnvParser:
         if not raw:
             if not self._values:
                 raise AgiProtocolError("empty AGI header")
-            self.env = AgiEnv(dict(self._values))
+            self.env = AgiEnv(dict(self._values), frozenset(self._truncated))
             return
         self._lines += 1
         if self._lines > MAX_HEADER_LINES:
@@ -125,7 +130,11 @@ class EnvParser:
         name = match.group(1)
         if name in self._values:
             raise AgiProtocolError(f"agi_{name} appears twice in the AGI header")
-        self._values[name] = value.removeprefix(" ")
+        value = value.removeprefix(" ")
+        if len(value) > MAX_ENV_VALUE:
+            value = value[:MAX_ENV_VALUE]
+            self._truncated.add(name)
+        self._values[name] = value
 
 
 def parse_env(data: bytes) -> AgiEnv:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bridge.agi import metrics
-from bridge.agi.protocol import AgiEnv, EnvParser, Reply, ReplyParser
+from bridge.agi.protocol import MAX_ENV_VALUE, AgiEnv, EnvParser, Reply, ReplyParser
 from bridge.component import Health
 from bridge.errors import AgiProtocolError, ConfigError, UnsafeValueError
 from bridge.netguard import LOOPBACK, ConnectionCut, ConnectionGuard, EpisodeLog, parse_allow
@@ -240,6 +240,13 @@ class AgiServer:
             self._error("closed")
             log.debug("FastAGI %s: connection lost during the header: %s", peer, exc)
             return
+        if env.truncated:
+            log.info(
+                "FastAGI %s: oversized %s cut to %d characters; routing goes on",
+                peer,
+                ", ".join(f"agi_{k}" for k in sorted(env.truncated)),
+                MAX_ENV_VALUE,
+            )
         if len(self._sessions) >= self._max_sessions:
             self.rejected += 1
             self._error("overload")

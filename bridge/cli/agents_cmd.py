@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> str:
         async with database_pool(config) as pool:
@@ -62,7 +62,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> int:
         async with database_pool(config) as pool:
@@ -104,7 +104,7 @@ async def _change(pool: asyncpg.Pool[Any], aid: str, action: str, sql: str, *arg
 
 
 def _token(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
     token = secrets.token_urlsafe(32)
 
     async def go() -> None:
@@ -123,7 +123,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _disable(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> None:
         async with database_pool(config) as pool:

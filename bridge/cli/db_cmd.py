@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
 
     async def go() -> list[str]:
         async with database_url(config) as url:

@@ -59,7 +59,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    config = config_from(args, database=True)
     since = parse_since(args.since)
     source = build_cdr_source(config.pbx.cdr_source, zoneinfo.ZoneInfo(config.pbx.cdr_timezone))
 

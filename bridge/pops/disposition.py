@@ -9,8 +9,8 @@
   by transfer (`call_participants`), or is listed in the record's `agents`. Rung only, not
   involved, or naming another agent: `NotYourCall` (HTTP 403);
 - a supervisor or admin may amend any agent's part (`agent`, default the last agent who
-  talked); the amendment is an `audit_log` row with before and after, in the same
-  transaction.
+  talked); every filing is an `audit_log` row with before and after, in the same
+  transaction (`disposition.file` for an agent's own part, `disposition.amend` for another's).
 
 Where it goes: `call_dispositions` keeps each agent's pair, so a disposition filed while the
 call is live waits there for the record (`bridge/records/store.py` merges it in). When the
@@ -195,21 +195,22 @@ async def save_disposition(
                     disposition,
                     text,
                 )
-            if whose != actor.id:
-                await audit.record(
-                    conn,
-                    actor=actor.id,
-                    action="disposition.amend",
-                    target_type="call",
-                    target_id=call_id,
-                    before=None if before is None else {"agent": whose, **dict(before)},
-                    after={
-                        "agent": whose,
-                        "disposition": disposition,
-                        "notes": text,
-                        "filed_by": actor.id,
-                    },
-                )
+            # Every filing is in the trail (`GET /api/audit`): an agent's own part as
+            # disposition.file, a supervisor's or admin's change of it as disposition.amend.
+            await audit.record(
+                conn,
+                actor=actor.id,
+                action="disposition.amend" if whose != actor.id else "disposition.file",
+                target_type="call",
+                target_id=call_id,
+                before=None if before is None else {"agent": whose, **dict(before)},
+                after={
+                    "agent": whose,
+                    "disposition": disposition,
+                    "notes": text,
+                    "filed_by": actor.id,
+                },
+            )
     except _DB_ERRORS as exc:
         raise CrmUnavailable(f"cannot save the disposition: {exc}") from exc
     return Filed(call_id, whose, disposition, text, actor.id)

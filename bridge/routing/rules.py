@@ -3,8 +3,11 @@
 A rule's conditions combine with AND; an empty condition is no condition, so a rule with
 none is a catch-all. Spec grammars (what `crm-bridge rules add` and the admin API accept):
 
-`--when`: ``[DAYS] [HH:MM-HH:MM]`` with at least one part, e.g. ``mon-fri 09:00-18:00``,
-``sat,sun 10:00-14:00``, ``mon-fri``, ``22:00-06:00``. DAYS is a comma list of days
+`--when`: one or more windows ``[DAYS] [HH:MM-HH:MM]``, each with at least one part, e.g.
+``mon-fri 09:00-18:00``, ``sat,sun 10:00-14:00``, ``mon-fri``, ``22:00-06:00``; several are
+separated by a comma after a time range, or by ``;`` (``mon-fri 09:00-18:00, sat
+10:00-12:00``): the rule applies inside any of them. A wrong window is named by its number
+and text. DAYS is a comma list of days
 (``mon``…``sun`` or full names) and ranges (``mon-fri``; ``fri-mon`` wraps). The start
 is inclusive, the end exclusive; ``24:00`` may end a window. When the end is not after the
 start the window runs overnight, and its after-midnight part belongs to the day it started:
@@ -128,13 +131,67 @@ def _minutes(hour: str, minute: str, *, end: bool) -> int:
     return h * 60 + m
 
 
-def parse_when(spec: str) -> TimeWindow:
+MAX_WINDOWS = 10
+# Windows are separated by `;`, or by a comma right after a time range (a comma between
+# day names belongs to the day list: `sat,sun 10:00-14:00`).
+_DAY_LIST_SPACES = re.compile(r"(?<=[A-Za-z]),\s+(?=[A-Za-z])")  # "mon-fri, sat" = "mon-fri,sat"
+_WINDOW_SEPARATOR = re.compile(r"\s*;\s*|(?<=\d\d)\s*,\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One or more windows: a call is inside when it is inside any of them."""
+
+    windows: tuple[TimeWindow, ...]
+
+    def contains(self, local: datetime) -> bool:
+        return any(window.contains(local) for window in self.windows)
+
+    @property
+    def always(self) -> bool:
+        """Every day, all day: the condition matches every call."""
+        return any(w.start is None and len(w.days) == 7 for w in self.windows)
+
+    def __str__(self) -> str:
+        return ", ".join(str(window) for window in self.windows)
+
+
+def parse_when(spec: str) -> Schedule:
     """Parse a `--when` spec (see module docstring); ValidationError("when", …) if bad."""
     if not isinstance(spec, str) or len(spec) > MAX_SPEC:
         raise ValidationError("when", f"at most {MAX_SPEC} characters")
+    if any((ord(ch) < 32 and ch not in " \t") or ord(ch) == 127 for ch in spec):
+        raise ValidationError("when", "control characters are not allowed")
+    parts = _WINDOW_SEPARATOR.split(_DAY_LIST_SPACES.sub(",", spec.strip()))
+    if len(parts) > MAX_WINDOWS:
+        raise ValidationError("when", f"at most {MAX_WINDOWS} windows")
+    windows = []
+    for number, part in enumerate(parts, 1):
+        try:
+            window = _parse_window(part)
+        except ValidationError as exc:
+            if len(parts) == 1:
+                raise
+            raise ValidationError(
+                "when", f"window {number} ({part[:60]!r}): {exc.reason}"
+            ) from None
+        if window not in windows:
+            windows.append(window)
+    return Schedule(tuple(windows))
+
+
+def _parse_window(spec: str) -> TimeWindow:
     tokens = spec.split()
-    if not tokens or len(tokens) > 2:
-        raise ValidationError("when", "expected 'DAYS', 'HH:MM-HH:MM' or 'DAYS HH:MM-HH:MM'")
+    if not tokens:
+        raise ValidationError("when", "an empty window (expected 'DAYS', 'HH:MM-HH:MM' or"
+                              " 'DAYS HH:MM-HH:MM', several separated by ', ')")  # fmt: skip
+    if len(tokens) > 2:
+        raise ValidationError(
+            "when",
+            f"{spec[:60]!r}: expected 'DAYS', 'HH:MM-HH:MM' or 'DAYS HH:MM-HH:MM'; separate"
+            " several windows with a comma after the time range (mon-fri 09:00-12:00,"
+            " mon-fri 13:00-18:00)",
+        )
     days: frozenset[int] | None = None
     start = end = None
     for index, token in enumerate(tokens):
@@ -253,9 +310,23 @@ class Rule:
     unknown_caller: bool = False
     caller_prefix: str | None = None
     did: str | None = None
-    when: TimeWindow | None = None
+    when: Schedule | None = None
     attr: AttrCondition | None = None
     enabled: bool = True
+
+    @property
+    def catch_all(self) -> bool:
+        """No condition, or only conditions every call meets: this rule shadows every rule
+        below it (`rules add` refuses it without --catch-all)."""
+        return not (
+            self.tags_any
+            or self.tags_all
+            or self.unknown_caller
+            or self.caller_prefix
+            or self.did
+            or self.attr
+            or (self.when is not None and not self.when.always)
+        )
 
     def describe(self) -> str:
         """The conditions as `rules add` options (for `rules list`)."""
@@ -309,7 +380,7 @@ def make_rule(
     unknown_caller: bool = False,
     caller_prefix: str | None = None,
     did: str | None = None,
-    when: str | TimeWindow | None = None,
+    when: str | Schedule | TimeWindow | None = None,
     attr: str | AttrCondition | None = None,
     enabled: bool = True,
 ) -> Rule:
@@ -335,8 +406,10 @@ def make_rule(
     else:
         did = None
     window = parse_when(when) if isinstance(when, str) and when.strip() else None
-    if isinstance(when, TimeWindow):
+    if isinstance(when, Schedule):
         window = when
+    elif isinstance(when, TimeWindow):
+        window = Schedule((when,))
     condition = parse_attr(attr) if isinstance(attr, str) and attr.strip() else None
     if isinstance(attr, AttrCondition):
         condition = attr

@@ -20,11 +20,15 @@ admin's agent id, before/after as JSON) in the same transaction as the change.
     POST   /api/agents/{id}/token       a fresh token; the old one stops working
     GET    /api/customers?phone=N       {"customers": [0 or 1 customer]} (N normalised)
     GET    /api/customers?after=ID&limit=100   keyset pages: {"customers": [...], "next": ID}
+    GET    /api/customers?q=TEXT        name contains, id starts with, an attribute equals, or
+                                        the phone TEXT normalises to (same paging)
     POST   /api/customers               {id?, name, phones?, tags?, attributes?, owner?} → 201
     GET    /api/customers/{id}          with phones, tags, attributes, owner
     PUT    /api/customers/{id}          create or replace (absent parts are emptied)
     PATCH  /api/customers/{id}          change only the given parts
     DELETE /api/customers/{id}          → {"deleted": customer}
+    GET    /api/calls?since=&until=&agent=&queue=&outcome=&customer=&direction=&limit=&cursor=
+                                        finished calls, newest first: {"calls", "next"}
     GET    /api/calls/{call_id}         the `call_records` row
     GET    /api/queues                  the wallboard's figures; supervisors may read it too
     GET    /api/audit?customer=&agent=&call=&since=&until=&kind=&limit=&cursor=
@@ -60,6 +64,7 @@ from bridge.config import Config
 from bridge.crm.agents import Agent, authenticate, hash_token, validate_agent
 from bridge.crm.phones import normalise
 from bridge.errors import CrmUnavailable, NotFound, ValidationError
+from bridge.records import query as call_query
 from bridge.routing.rules import Rule, make_rule
 from bridge.routing.store import (
     RULE_COLUMNS,
@@ -508,21 +513,48 @@ async def _write_customer(
         await customers.set_owner(conn, cid, fields["owner"])
 
 
+_CUSTOMER_PARAMS = frozenset({"phone", "q", "after", "limit"})
+
+
+def _only_params(query: Mapping[str, str], allowed: frozenset[str]) -> None:
+    """Unknown or repeated query parameters are 400: a typo must not widen a search."""
+    for key in query:
+        if key not in allowed:
+            raise invalid(key[:80], f"unknown parameter; allowed: {', '.join(sorted(allowed))}")
+        if len(query.getall(key)) > 1:  # type: ignore[attr-defined]
+            raise invalid(key, "given more than once")
+
+
+def _limit(query: Mapping[str, str], top: int) -> int:
+    text = query.get("limit", "100")
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= top:
+        raise invalid("limit", f"an integer from 1 to {top}")
+    return int(text)
+
+
 async def search_customers(request: web.Request) -> web.Response:
     deps = _deps(request)
     query = request.query
+    _only_params(query, _CUSTOMER_PARAMS)
+    region = deps.config.pbx.default_region
     if "phone" in query:
-        e164 = normalise(query["phone"], deps.config.pbx.default_region)
+        e164 = normalise(query["phone"], region)
         if e164 is None:
             raise invalid("phone", "not a valid phone number")
         cid = await customers.find_by_phone(deps.pool, e164)
         found = await customers.get(deps.pool, cid) if cid else None
         return web.json_response({"customers": [found] if found else []})
-    limit_text = query.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
-        raise invalid("limit", "an integer from 1 to 500")
-    limit = int(limit_text)
-    page = await customers.page(deps.pool, after=query.get("after", ""), limit=limit)
+    limit = _limit(query, 500)
+    after = _plain_param(query, "after", _PLAIN) or ""
+    if "q" in query:
+        text = query["q"].strip()
+        if not text or not _PLAIN.fullmatch(text):
+            raise invalid("q", "1-200 characters of text, without control characters")
+        page = await customers.search(
+            deps.pool, text, normalise(text, region), after=after, limit=limit
+        )
+    else:
+        page = await customers.page(deps.pool, after=after, limit=limit)
     return web.json_response(
         {"customers": page, "next": page[-1]["id"] if len(page) == limit else None}
     )
@@ -643,6 +675,49 @@ async def get_call(request: web.Request) -> web.Response:
     record = {k: _json_value(row[k]) for k in CALL_COLUMNS}
     record["inferred"] = list(record["inferred"] or [])
     return web.json_response(record)
+
+
+_CALL_PARAMS = frozenset(
+    {"since", "until", "agent", "queue", "outcome", "customer", "direction", "limit", "cursor"}
+)
+_QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    """`GET /api/calls`: finished call records, newest first, filtered, in keyset pages."""
+    query = request.query
+    _only_params(query, _CALL_PARAMS)
+    limit = _limit(query, 500)
+    cursor = None
+    if "cursor" in query:
+        try:
+            cursor = call_query.CallCursor.decode(query["cursor"])
+        except ValueError as exc:
+            raise invalid("cursor", "not a cursor this API gave (use the `next` value)") from exc
+    since, until = _time_param(query, "since"), _time_param(query, "until")
+    if since is not None and until is not None and since >= until:
+        raise invalid("until", "must be later than since")
+    for key, allowed in (("outcome", call_query.OUTCOMES), ("direction", call_query.DIRECTIONS)):
+        if key in query and query[key] not in allowed:
+            raise invalid(key, " or ".join(allowed))
+    where = call_query.CallFilter(
+        since=since,
+        until=until,
+        agent=_plain_param(query, "agent", _AGENT_ID),
+        queue=_plain_param(query, "queue", _QUEUE),
+        outcome=query.get("outcome"),
+        customer=_plain_param(query, "customer", _PLAIN),
+        direction=query.get("direction"),
+    )
+    rows, after = await call_query.list_calls(
+        _deps(request).pool, CALL_COLUMNS, where, limit=limit, cursor=cursor
+    )
+    calls = []
+    for row in rows:
+        record = {k: _json_value(v) for k, v in row.items()}
+        record["inferred"] = list(record["inferred"] or [])
+        calls.append(record)
+    return web.json_response({"calls": calls, "next": after.encode() if after else None})
 
 
 _AUDIT_PARAMS = frozenset(
@@ -784,6 +859,7 @@ def setup_admin_routes(app: web.Application, deps: AdminDeps) -> web.Application
     r.add_put("/customers/{id:.+}", put_customer)
     r.add_patch("/customers/{id:.+}", put_customer)
     r.add_delete("/customers/{id:.+}", delete_customer)
+    r.add_get("/calls", list_calls)
     r.add_get("/calls/{call_id}", get_call)
     r.add_get("/queues", list_queues)
     r.add_get("/audit", list_audit)

@@ -70,6 +70,36 @@ _AUDIT_PARAMS = [
     _param("cursor", "the `next` value of the previous page", _TEXT),
 ]
 
+_TIME = {"type": "string", "format": "date-time"}
+
+_CUSTOMER_PARAMS = [
+    _param("phone", "the customer with this phone (normalised to E.164); 0 or 1 result", _TEXT),
+    _param(
+        "q",
+        "name contains it, id starts with it (case-insensitive), an attribute equals it, or"
+        " it is one of the customer's phones",
+        _TEXT,
+    ),
+    _param("after", "keyset paging: the `next` id of the previous page", _TEXT),
+    _param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
+]
+
+_CALL_PARAMS = [
+    _param("since", "calls started at or after (ISO-8601; no zone: UTC)", _TIME),
+    _param("until", "calls started before (ISO-8601; no zone: UTC)", _TIME),
+    _param("agent", "calls this agent talked on", _TEXT),
+    _param("queue", "calls routed to this queue", _TEXT),
+    _param(
+        "outcome",
+        "one outcome",
+        {"type": "string", "enum": ["answered", "abandoned", "unanswered"]},
+    ),
+    _param("customer", "calls of this customer id", _TEXT),
+    _param("direction", "inbound or outbound", {"type": "string", "enum": ["inbound", "outbound"]}),
+    _param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
+    _param("cursor", "the `next` value of the previous page", _TEXT),
+]
+
 _AUDIT_ENTRY = {
     "oneOf": [
         {
@@ -164,7 +194,10 @@ def openapi_document() -> dict[str, Any]:
                 "post": _op("a fresh token; the old one stops working", errors=(404,)),
             },
             "/api/customers": {
-                "get": _op("find by phone, or keyset pages", errors=(400,)),
+                "get": {
+                    **_op("find by phone, search with q, or keyset pages", errors=(400,)),
+                    "parameters": _CUSTOMER_PARAMS,
+                },
                 "post": _op("create a customer", "201", body=True, errors=(400, 409)),
             },
             "/api/customers/{id}": {
@@ -173,6 +206,14 @@ def openapi_document() -> dict[str, Any]:
                 "put": _op("create or replace a customer", body=True, errors=(400, 409)),
                 "patch": _op("change parts of a customer", body=True, errors=(400, 404, 409)),
                 "delete": _op("delete a customer", errors=(404,)),
+            },
+            "/api/calls": {
+                "get": {
+                    **_op("finished call records, newest first", errors=(400,)),
+                    "description": "Filters combine with AND; unknown or repeated parameters"
+                    " are 400. Keyset pages: pass `next` back as `cursor` (null: last page).",
+                    "parameters": _CALL_PARAMS,
+                }
             },
             "/api/calls/{call_id}": {
                 "parameters": [call],

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.agi.protocol import (
+    MAX_ENV_VALUE,
     MAX_HEADER_BYTES,
     EnvParser,
     Reply,
@@ -95,6 +96,25 @@ def test_a_header_over_the_size_limit_is_refused_even_without_a_newline() -> Non
     parser.feed(b"agi_calleridname: ")
     with pytest.raises(AgiProtocolError, match="bytes"):
         parser.feed(b"x" * MAX_HEADER_BYTES)
+
+
+def test_an_oversized_value_is_cut_and_named_not_a_broken_header() -> None:
+    env = parse_env(
+        b"agi_network_script: route\nagi_calleridname: " + b"N" * 20_000
+        + b"\nagi_callerid: +15551230001\n\n"
+    )  # fmt: skip
+    assert env.get("calleridname") == "N" * MAX_ENV_VALUE
+    assert env.get("callerid") == "+15551230001"
+    assert env.truncated == frozenset({"calleridname"})
+    assert parse_env(b"agi_network_script: route\n\n").truncated == frozenset()
+
+
+def test_the_header_limit_is_64_kib_in_total() -> None:
+    assert MAX_HEADER_BYTES == 64 * 1024
+    parser = EnvParser()
+    parser.feed(b"agi_a: " + b"x" * 40_000 + b"\n")
+    with pytest.raises(AgiProtocolError, match="bytes"):
+        parser.feed(b"agi_b: " + b"x" * 30_000 + b"\n")
 
 
 def test_invalid_utf8_is_decoded_with_replacement_and_utf8_kept() -> None:

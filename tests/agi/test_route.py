@@ -92,6 +92,20 @@ async def test_recorded_sessions_get_the_scenarios_variables(
         assert rows[0]["caller_name"] == "张伟"
 
 
+async def test_a_20_kb_caller_name_still_gets_the_vip_route(
+    stack: RouteStack, pool: asyncpg.Pool[Any]
+) -> None:
+    await load_trace_crm(pool)
+    normal = await play_asterisk(stack.port, header(), linkedid="1.1")
+    big = header(calleridname="Ä" * 20_000, uniqueid="1795464246.2")
+    huge = await play_asterisk(stack.port, big, linkedid="1.2")
+    assert huge.variables["BRIDGE_QUEUE"] == normal.variables["BRIDGE_QUEUE"] == "senior"
+    assert huge.variables["BRIDGE_CUSTOMER_ID"] == normal.variables["BRIDGE_CUSTOMER_ID"]
+    await stack.service.drain(within_s=5)
+    stored = await pool.fetchval("SELECT caller_name FROM route_decisions WHERE linkedid = '1.2'")
+    assert stored == "Ä" * 256  # capped where the call is built
+
+
 async def test_without_a_linkedid_the_uniqueid_names_the_recording(
     stack: RouteStack, pool: asyncpg.Pool[Any]
 ) -> None:

@@ -67,7 +67,7 @@ async def _record(pool: asyncpg.Pool[Any], call_id: str) -> dict[str, Any]:
 async def test_a_live_call_keeps_the_filing_until_the_record_takes_it(crm) -> None:
     filed = await save_disposition(crm, LIVE, A1001, "follow_up", "call back\tMonday")
     assert (filed.agent, filed.filed_by) == ("1001", "1001")
-    assert await _counts(crm) == (0, 1, 0), "no record is created for a live call"
+    assert await _counts(crm) == (0, 1, 1), "no record for a live call; the filing is audited"
     await _write_record(crm, LIVE, ("1001",))
     record = await _record(crm, LIVE)
     assert (record["disposition"], record["notes"]) == ("follow_up", "call back\tMonday")
@@ -153,9 +153,10 @@ async def test_a_supervisor_amends_the_last_talker_and_it_is_audited(crm) -> Non
     assert record["agents"][1]["disposition"] == "resolved"
     assert record["agents"][0]["disposition"] is None
     assert (record["disposition"], record["notes"]) == ("resolved", "refund agreed")
-    rows = await crm.fetch("SELECT * FROM audit_log")
-    assert len(rows) == 1
-    entry = rows[0]
+    rows = await crm.fetch("SELECT * FROM audit_log ORDER BY id")
+    assert [r["action"] for r in rows] == ["disposition.file", "disposition.amend"]
+    assert (rows[0]["actor"], rows[0]["after"]["disposition"]) == ("2001", "complaint")
+    entry = rows[1]
     assert (entry["actor"], entry["action"], entry["target_type"], entry["target_id"]) == (
         "boss",
         "disposition.amend",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -196,3 +197,72 @@ def test_parse_tags_limits() -> None:
     assert parse_tags("a;b".replace(";", ",")) == ("a", "b")
     with pytest.raises(ValidationError):
         parse_tags(",".join(f"t{i}" for i in range(51)))
+
+
+@pytest.mark.parametrize(
+    ("spec", "canonical"),
+    [
+        ("mon-fri 09:00-18:00, sat 10:00-12:00", "mon-fri 09:00-18:00, sat 10:00-12:00"),
+        ("mon-fri 09:00-12:00;mon-fri 13:00-18:00", "mon-fri 09:00-12:00, mon-fri 13:00-18:00"),
+        ("sat,sun 10:00-14:00 , mon 08:00-09:00", "sat,sun 10:00-14:00, mon 08:00-09:00"),
+        ("mon 09:00-10:00, mon 09:00-10:00", "mon 09:00-10:00"),  # a repeat counts once
+    ],
+)
+def test_several_when_windows_round_trip(spec: str, canonical: str) -> None:
+    schedule = parse_when(spec)
+    assert str(schedule) == canonical
+    assert parse_when(str(schedule)) == schedule
+
+
+@pytest.mark.parametrize(
+    ("moment", "inside"),
+    [
+        (datetime(2026, 11, 2, 9, 30), True),  # Monday morning
+        (datetime(2026, 11, 2, 12, 30), False),  # Monday lunch
+        (datetime(2026, 11, 2, 13, 0), True),
+        (datetime(2026, 11, 7, 11, 0), True),  # Saturday
+        (datetime(2026, 11, 7, 12, 0), False),
+        (datetime(2026, 11, 8, 11, 0), False),  # Sunday
+    ],
+)
+def test_a_call_inside_any_window_matches(moment: datetime, inside: bool) -> None:
+    schedule = parse_when("mon-fri 09:00-12:00, mon-fri 13:00-18:00, sat 10:00-12:00")
+    assert schedule.contains(moment) is inside
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("mon-fri 09:00-18:00, sat 25:00-12:00", "window 2 ('sat 25:00-12:00'): 25:00 is not"),
+        ("mon-fri 09:00-18:00, ", "window 2 (''): an empty window"),
+        ("mon-fri 09:00-18:00; someday", "window 2 ('someday'): unknown day 'someday'"),
+        ("mon-fri 09:00-12:00 13:00-18:00", "separate several windows with a comma"),
+        (";".join(["mon"] * 11), "at most 10 windows"),
+    ],
+)
+def test_a_wrong_window_is_named(spec: str, message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        parse_when(spec)
+    assert exc.value.field == "when" and message in exc.value.reason
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "catch_all"),
+    [
+        ({}, True),
+        ({"tags_any": ""}, True),
+        ({"tags_any": " , "}, True),
+        ({"when": "mon-sun"}, True),
+        ({"when": "mon-fri, sat,sun"}, True),
+        ({"when": "mon-fri 09:00-18:00, mon-sun"}, True),
+        ({"when": "mon-fri"}, False),
+        ({"when": "mon-sun 00:00-23:59"}, False),
+        ({"tags_any": "vip"}, False),
+        ({"unknown_caller": True}, False),
+        ({"caller_prefix": "+86"}, False),
+        ({"did": "100"}, False),
+        ({"attr": "x=1"}, False),
+    ],
+)
+def test_a_rule_every_call_meets_is_a_catch_all(kwargs: dict[str, Any], catch_all: bool) -> None:
+    assert make_rule("r", "q", **kwargs).catch_all is catch_all

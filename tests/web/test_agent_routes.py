@@ -132,7 +132,8 @@ async def test_a_supervisor_amends_through_the_same_endpoint_audited(site, pool)
     await post(url, tokens["1001"], {"disposition": "complaint", "notes": "angry"})
     status, body = await post(url, bosses["boss"], {"disposition": "resolved", "notes": "fixed"})
     assert status == 200 and (body["agent"], body["filed_by"]) == ("1001", "boss")
-    row = await pool.fetchrow("SELECT actor, action, before, after FROM audit_log")
+    first, row = await pool.fetch("SELECT actor, action, before, after FROM audit_log ORDER BY id")
+    assert (first["actor"], first["action"]) == ("1001", "disposition.file")
     assert (row["actor"], row["action"]) == ("boss", "disposition.amend")
     assert row["before"]["disposition"] == "complaint"
     assert row["after"]["disposition"] == "resolved"
