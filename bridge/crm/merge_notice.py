@@ -27,7 +27,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -46,7 +46,8 @@ _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutErr
 
 Tell = Callable[[MergeRecord], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
-RoundResult = str  # "done" | "more" | "failed" | "busy" (another bridge holds the lock)
+# "busy": another bridge holds the lock; "more": a full batch went, more are waiting
+RoundResult = Literal["done", "more", "failed", "busy"]
 
 
 class MergeNotifier:
