@@ -30,6 +30,7 @@ from bridge.config import Config
 from bridge.connectors.prebuilt import PrebuiltConnector
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.listener import PgListener
+from bridge.crm.merge_notice import MergeNotifier
 from bridge.crm.phones import normalise
 from bridge.crm.roster import AgentRoster
 from bridge.db.embedded import database_url
@@ -92,6 +93,14 @@ def _listener(rt: Runtime) -> Component:
     rt.built["directory"] = PostgresDirectory(rt.pool, listener=listener)
     rt.built["rules"] = RuleStore(rt.pool, listener=listener)
     rt.built["roster"] = AgentRoster(rt.pool, listener)
+    # Tells the CRM connector of customer merges; the connector is built later (with the
+    # records), and only used once everything before `merge_notice` has started.
+    rt.built["merge_notice"] = MergeNotifier(
+        rt.pool,
+        lambda record: _records(rt).connector.merged(record),
+        listener=listener,
+        retry_s=rt.config.crm.merge_retry_s,
+    )
     return listener
 
 
@@ -266,6 +275,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("crm", lambda rt: _records(rt).connector),
     ("records", lambda rt: _records(rt).writer),
     ("outbox", lambda rt: _records(rt).outbox),
+    ("merge_notice", lambda rt: rt.built.pop("merge_notice")),
     ("reconcile", _reconcile),
     ("route", _route),
     ("card_views", lambda rt: CardViewAudit(rt.pool)),

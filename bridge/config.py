@@ -159,6 +159,10 @@ class CrmConfig:
     token_url: str = ""  # OAuth token endpoint override (Zoho's regional accounts server)
     database: str = ""  # odoo: the database name
     poll_s: float = 300.0  # change feed: seconds between `updated since` polls; 0: off
+    # Customer merges told to the CRM (bridge/crm/merge_notice.py): `rest` posts them here
+    # (empty: acknowledged without sending); pending ones are retried this often.
+    merge_url: str = ""
+    merge_retry_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -447,7 +451,7 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("pbx.cdr_source", "csv:PATH or postgresql://...?table=NAME")
     if config.crm.connector not in CRM_CONNECTORS:
         raise ConfigError("crm.connector", "one of " + ", ".join(CRM_CONNECTORS))
-    for key in ("base_url", "token_url"):
+    for key in ("base_url", "token_url", "merge_url"):
         url = getattr(config.crm, key)
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"crm.{key}", "must be an http:// or https:// URL")
@@ -461,6 +465,8 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("crm.timeout_ms", "must be positive")
     if config.crm.max_attempts <= 0:
         raise ConfigError("crm.max_attempts", "must be positive")
+    if not 1 <= config.crm.merge_retry_s <= 86400:
+        raise ConfigError("crm.merge_retry_s", "seconds between retries (1 to 86400)")
     _validate_permissions(config.permissions)
     _validate_desk(config)
     if config.log.level.lower() not in {"debug", "info", "warning", "error"}:

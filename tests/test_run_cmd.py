@@ -216,6 +216,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
             "crm",
             "records",
             "outbox",
+            "merge_notice",
             "reconcile",
             "route",
             "card_views",

@@ -1,12 +1,16 @@
-"""What the bridge needs of a CRM: look a caller up, and receive finished call records."""
+"""What the bridge needs of a CRM: look a caller up, receive finished call records, and
+learn of customer merges."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.component import Health
 from bridge.models import Customer
+
+if TYPE_CHECKING:
+    from bridge.crm.merge import MergeRecord
 
 __all__ = ["CrmConnector"]
 
@@ -18,6 +22,10 @@ class CrmConnector(Protocol):
     `post_record` receives the CONTRACT call-record JSON (plus `degraded`, `inferred`); it
     must be idempotent on `record["call_id"]` (delivery is at-least-once). Errors raised:
     `CrmUnavailable` (unreachable, retry later), `CrmTimeout`, `DeliveryError` (refused).
+
+    `merged` is told of each customer merge (`crm-bridge customers merge`), oldest first, by
+    `bridge.crm.merge_notice.MergeNotifier`; returning means the CRM has it (or has nothing
+    to do with it), raising the same errors means "retry later". Idempotent on `record.id`.
     """
 
     name: str
@@ -31,3 +39,5 @@ class CrmConnector(Protocol):
     async def lookup(self, e164: str) -> Customer | None: ...
 
     async def post_record(self, record: Mapping[str, Any]) -> None: ...
+
+    async def merged(self, record: MergeRecord) -> None: ...

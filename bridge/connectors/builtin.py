@@ -8,10 +8,13 @@ no-op and the outbox simply marks it delivered.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.component import Health
 from bridge.models import Customer
+
+if TYPE_CHECKING:
+    from bridge.crm.merge import MergeRecord
 
 __all__ = ["BuiltinConnector"]
 
@@ -26,6 +29,7 @@ class BuiltinConnector:
     def __init__(self, directory: _Directory | None = None) -> None:
         self._directory = directory
         self.posted = 0
+        self.merges_acknowledged = 0
 
     async def start(self) -> None:
         return None
@@ -43,3 +47,6 @@ class BuiltinConnector:
 
     async def post_record(self, record: Mapping[str, Any]) -> None:
         self.posted += 1
+
+    async def merged(self, record: MergeRecord) -> None:
+        self.merges_acknowledged += 1

@@ -6,6 +6,9 @@
 - Records: `POST [crm] records_url` with `{call_id}` replaced, the record as JSON (keys
   renamed by `[crm] field_map`), and `Idempotency-Key: <call_id>`; any 2xx, or 409 (they
   already have it), is success.
+- Merges: `POST [crm] merge_url` (`{merge_id}` replaced) with `{"merge_id", "survivor_id",
+  "merged_ids", "at", "actor"}` and `Idempotency-Key: <merge id>`; any 2xx or 409 is
+  success. No `merge_url`: the merge is acknowledged without sending anything.
 - `[crm] auth_header` ("Name: value") goes on every request and is never logged.
 - Every attempt is bounded by `[crm] timeout_ms`; connection failures, timeouts, 429 and
   5xx are retried `retries` times with jittered exponential backoff.
@@ -21,7 +24,7 @@ import json
 import logging
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -36,12 +39,31 @@ from bridge.connectors.mapping import (
 from bridge.errors import CrmError, CrmTimeout, CrmUnavailable, DeliveryError
 from bridge.models import Customer
 
-__all__ = ["RestConnector"]
+if TYPE_CHECKING:
+    from bridge.crm.merge import MergeRecord
+
+__all__ = ["RestConnector", "merge_document"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def merge_document(record: MergeRecord) -> dict[str, Any]:
+    """What a REST CRM receives of a merge: ids are data (JSON-escaped), never markup."""
+    return {
+        "merge_id": record.id,
+        "survivor_id": record.survivor_id,
+        "merged_ids": list(record.merged_ids),
+        "at": record.at,
+        "actor": record.actor,
+    }
+
+
+def _header_value(key: str) -> str:
+    # Header values cannot carry CR/LF/NUL; a hostile key is sent percent-encoded.
+    return expand("{k}", "k", key) if any(c in key for c in "\r\n\x00") else key
 
 
 class _Retryable(Exception):
@@ -63,6 +85,7 @@ class RestConnector:
     ) -> None:
         self._lookup_url = config.lookup_url
         self._records_url = config.records_url
+        self._merge_url = config.merge_url
         self._field_map = dict(config.field_map)
         self._timeout = config.timeout_ms / 1000
         self._auth = parse_auth_header(config.auth_header)
@@ -125,17 +148,23 @@ class RestConnector:
             raise DeliveryError("record without call_id")
         url = expand(self._records_url, "call_id", call_id)
         body = json.dumps(map_record(record, self._field_map), default=str).encode()
-        headers = {
-            "Content-Type": "application/json",
-            # Header values cannot carry CR/LF; a hostile id is sent percent-encoded.
-            "Idempotency-Key": expand("{k}", "k", call_id)
-            if any(c in call_id for c in "\r\n\x00")
-            else call_id,
-        }
+        headers = {"Content-Type": "application/json", "Idempotency-Key": _header_value(call_id)}
         status, text = await self._request("POST", url, body, headers, self._retries)
         if 200 <= status < 300 or status == 409:
             return
         raise DeliveryError(f"CRM refused call record {call_id!r}: HTTP {status} {text[:200]!r}")
+
+    async def merged(self, record: MergeRecord) -> None:
+        if not self._merge_url:
+            return  # nowhere to send it: acknowledged, as documented for [crm] merge_url
+        key = str(record.id)
+        url = expand(self._merge_url, "merge_id", key)
+        body = json.dumps(merge_document(record)).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        status, text = await self._request("POST", url, body, headers, self._retries)
+        if 200 <= status < 300 or status == 409:
+            return
+        raise DeliveryError(f"CRM refused merge {key}: HTTP {status} {text[:200]!r}")
 
     # --- transport -----------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ one HTTP adapter (`VendorHttp`: bounded, rate-limit aware), one retry after a re
 token (refresh, then give up), health without secrets, and the idempotent write-back
 (find the vendor record that carries the call's marker, update it, else create it).
 
+Customer merges (`merged`): a vendor with a documented merge API overrides `_merge`; the
+others acknowledge the merge without sending anything, and say so once
+in the log: a retry could never succeed, and the merge stays recorded in the bridge.
+
 The route service bounds `lookup` by `[agi] budget_ms`; nothing here waits longer than
 `[crm] timeout_ms` per request, and a rate-limited CRM fails a lookup at once.
 """
@@ -18,7 +22,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import phonenumbers
@@ -32,6 +36,9 @@ from bridge.connectors.prebuilt.oauth import TokenCache
 from bridge.errors import BridgeError, CrmError, CrmRefused, DeliveryError
 from bridge.models import Customer
 from bridge.pops.card import CustomerCard
+
+if TYPE_CHECKING:
+    from bridge.crm.merge import MergeRecord
 
 __all__ = ["MAX_ROWS", "PrebuiltConnector", "national_digits"]
 
@@ -55,6 +62,7 @@ class PrebuiltConnector(ABC):
     default_base_url: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()  # credential names
     preset: ClassVar[dict[str, str]] = {}  # our card field -> theirs, shown by `crm setup`
+    no_merge_api: ClassVar[str] = "offers no documented API to merge records"
 
     def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
         for secret in self.needs:
@@ -69,6 +77,7 @@ class PrebuiltConnector(ABC):
         self.tokens: TokenCache | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._last_error: str | None = None
+        self._said_no_merge_api = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -123,6 +132,13 @@ class PrebuiltConnector(ABC):
         except CrmError as exc:
             raise DeliveryError(f"{self.label} did not take call {call.call_id!r}: {exc}") from exc
 
+    async def merged(self, record: MergeRecord) -> None:
+        """Tell the CRM that `record.merged_ids` were merged into `record.survivor_id`."""
+        try:
+            await self._guarded(lambda: self._merge(record.survivor_id, list(record.merged_ids)))
+        except CrmError as exc:
+            raise DeliveryError(f"{self.label} did not take merge {record.id}: {exc}") from exc
+
     async def create_customer(self, name: str, e164: str) -> Customer:
         """ "Create customer" from the desk: a contact with this name and phone."""
         name = " ".join(name.split())[:200]
@@ -165,6 +181,18 @@ class PrebuiltConnector(ABC):
         return CrmError(f"{self.label} {what}: unexpected HTTP {answer.status}")
 
     # --- what a vendor module provides --------------------------------------------------------
+
+    async def _merge(self, survivor_id: str, merged_ids: list[str]) -> None:
+        """No documented merge API: acknowledged, logged once per connector."""
+        if not self._said_no_merge_api:
+            self._said_no_merge_api = True
+            log.warning(
+                "%s %s: customer merges are kept in the bridge only (merge the records in"
+                " %s by hand if needed)",
+                self.label,
+                self.no_merge_api,
+                self.label,
+            )
 
     @abstractmethod
     async def _lookup(self, e164: str) -> Customer | None: ...

@@ -5,17 +5,25 @@ Follows HubSpot's CRM API v3 reference (developers.hubspot.com/docs/api/crm/sear
 `filterGroups` (groups OR-ed, filters inside AND-ed; at most 5 groups), answers
 `{"total", "results": [{"id", "properties"}], "paging": {"next": {"after"}}}`;
 `POST /crm/v3/objects/calls` with `properties` and `associations` (type 194: call to
-contact); `PATCH /crm/v3/objects/calls/{id}`. Errors carry `category`
+contact); `PATCH /crm/v3/objects/calls/{id}`; `POST /crm/v3/objects/contacts/merge` with
+`{"primaryObjectId", "objectIdToMerge"}` (/docs/api-reference/crm-contacts-v3, one pair per
+request, answers the merged contact). Errors carry `category`
 (`MISSING_SCOPES`, `VALIDATION_ERROR`); 429 when over the rate limit.
 
 A call is found again by `hs_call_title` (the call's marker) before it is written, so a
 repeated delivery updates the engagement. HubSpot's search index lags writes by a few
 seconds, so two deliveries within that window could still create two: the outbox spaces
 its retries further apart than that.
+
+A merge is made idempotent by reading each contact to merge first: HubSpot answers a merged
+id with the contact it now belongs to, so a different id (or 404) means there is nothing
+left to merge. Ids that cannot be HubSpot contact ids (not digits) are skipped, logged.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -29,6 +37,9 @@ from bridge.models import Customer
 from bridge.pops.card import CustomerCard
 
 __all__ = ["HubSpotConnector", "call_properties"]
+
+log = logging.getLogger(__name__)
+_OBJECT_ID = re.compile(r"[0-9]{1,20}")
 
 CONTACT_PROPERTIES = [
     "firstname",
@@ -233,6 +244,49 @@ class HubSpotConnector(PrebuiltConnector):
             raise CrmRefused("field", "HubSpot refused the call's properties (VALIDATION_ERROR)")
         if answer.status not in (200, 201):
             raise self._unexpected("call write", answer)
+
+    async def _merge(self, survivor_id: str, merged_ids: list[str]) -> None:
+        if not _OBJECT_ID.fullmatch(survivor_id):
+            log.warning(
+                "HubSpot: merge into %r not sent: not a HubSpot contact id", survivor_id[:64]
+            )
+            return
+        for other in merged_ids:
+            if other == survivor_id or not _OBJECT_ID.fullmatch(other):
+                log.warning("HubSpot: %r not merged there: not a HubSpot contact id", other[:64])
+                continue
+            if await self._current_id(other) != other:
+                continue  # already merged (a repeated delivery) or never in HubSpot
+            answer = await self._api(
+                "POST",
+                "/crm/v3/objects/contacts/merge",
+                json_body={"primaryObjectId": survivor_id, "objectIdToMerge": other},
+            )
+            if answer.status == 400:
+                raise CrmRefused("request", f"HubSpot refused to merge {other} into {survivor_id}")
+            if answer.status == 404:
+                log.warning(
+                    "HubSpot: contact %s is not there: merge of %s not sent", survivor_id, other
+                )
+                return
+            if answer.status != 200:
+                raise self._unexpected("contact merge", answer)
+            merged_id = text(as_map(answer.payload).get("id"), 64)
+            if merged_id and merged_id != survivor_id:
+                log.info("HubSpot: %s and %s are now contact %s", survivor_id, other, merged_id)
+
+    async def _current_id(self, contact_id: str) -> str | None:
+        """The id HubSpot answers for `contact_id` (another one once merged); None: absent."""
+        answer = await self._api(
+            "GET",
+            f"/crm/v3/objects/contacts/{quote(contact_id, safe='')}",
+            params={"properties": "email"},
+        )
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise self._unexpected("contact read", answer)
+        return text(as_map(answer.payload).get("id"), 64) or None
 
     async def _create(self, name: str, e164: str) -> Customer:
         first, _, last = name.partition(" ")

@@ -50,6 +50,10 @@ class OdooFault(CrmError):
 
 class OdooConnector(PrebuiltConnector):
     vendor = "odoo"
+    no_merge_api = (
+        "offers no documented external API to merge partners"
+        " (only the deduplication wizard in its UI)"
+    )
     label = "Odoo"
     needs = ("username", "token")
     preset: ClassVar[dict[str, str]] = {

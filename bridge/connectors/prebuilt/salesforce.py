@@ -83,6 +83,10 @@ def _checked_id(value: str) -> str:
 
 class SalesforceConnector(PrebuiltConnector):
     vendor = "salesforce"
+    no_merge_api = (
+        "merges records only through its SOAP API (merge()) or Apex (Database.merge),"
+        " not the REST API this connector uses"
+    )
     label = "Salesforce"
     needs = ("client_id", "client_secret")
     preset: ClassVar[dict[str, str]] = {

@@ -71,6 +71,7 @@ def _uuid(value: str) -> str:
 
 class SuiteCrmConnector(PrebuiltConnector):
     vendor = "suitecrm"
+    no_merge_api = "offers no merge in its V8 JSON:API (only Merge Duplicates in its UI)"
     label = "SuiteCRM"
     needs = ("client_id", "client_secret")
     preset: ClassVar[dict[str, str]] = {

@@ -62,6 +62,12 @@ def call_fields(call: CallSummary, contact_id: str) -> dict[str, Any]:
 
 class ZohoConnector(PrebuiltConnector):
     vendor = "zoho"
+    # Not sent yet: Zoho's Merge Records API (`POST /crm/v6/Contacts/{master}/actions/merge`,
+    # up to two children, run as a job) is newer than the v2 API this connector follows.
+    no_merge_api = (
+        "documents a Merge Records API only from API v6, which this connector (API v2)"
+        " does not use yet"
+    )
     label = "Zoho CRM"
     default_base_url = "https://www.zohoapis.com"
     needs = ("client_id", "client_secret", "refresh_token")

@@ -1,5 +1,8 @@
 """A fake HubSpot CRM API v3 (search, contacts, calls), per developers.hubspot.com/docs/api/
-crm/search and /docs/api/crm/calls (read 2026-12). Validates what the connector sends:
+crm/search and /docs/api/crm/calls (read 2026-12), and the contacts merge
+(/docs/api-reference/crm-contacts-v3: `POST /crm/v3/objects/contacts/merge` with exactly
+`primaryObjectId` and `objectIdToMerge`, answering the merged contact; a merged-away id
+reads as the contact it went into). Validates what the connector sends:
 the private-app bearer token, filterGroups (at most 5 groups, known operators, string
 values), known properties, call properties' types and the call->contact association."""
 
@@ -72,11 +75,14 @@ class FakeHubSpot(FakeVendor):
         self.tickets: dict[str, list[dict[str, Any]]] = {}
         self.calls: dict[str, dict[str, Any]] = {}
         self.call_links: dict[str, str] = {}
+        self.merged_into: dict[str, str] = {}  # merged-away id -> the contact it went into
+        self.merge_requests: list[dict[str, Any]] = []
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/crm/v3/objects/{obj}/search", self._search)
         router.add_get("/crm/v3/objects/contacts/{id}", self._get_contact)
         router.add_post("/crm/v3/objects/contacts", self._create_contact)
+        router.add_post("/crm/v3/objects/contacts/merge", self._merge_contacts)
         router.add_post("/crm/v3/objects/calls", self._create_call)
         router.add_patch("/crm/v3/objects/calls/{id}", self._patch_call)
 
@@ -174,12 +180,41 @@ class FakeHubSpot(FakeVendor):
     async def _get_contact(self, request: web.Request) -> web.Response:
         if (refused := self._auth(request)) is not None:
             return refused
-        item = self.contacts.get(request.match_info["id"])
+        cid = request.match_info["id"]
+        while cid in self.merged_into:
+            cid = self.merged_into[cid]
+        item = self.contacts.get(cid)
         if item is None:
             return web.json_response(
                 {"status": "error", "category": "OBJECT_NOT_FOUND"}, status=404
             )
         return web.json_response(self._public(item))
+
+    async def _merge_contacts(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        body = await request.json()
+        self.merge_requests.append(body)
+        if not isinstance(body, dict) or set(body) != {"primaryObjectId", "objectIdToMerge"}:
+            return self.violation(f"merge body {body!r}")
+        primary, other = body["primaryObjectId"], body["objectIdToMerge"]
+        if not isinstance(primary, str) or not isinstance(other, str):
+            return self.violation("merge ids must be strings")
+        if primary == other or other in self.merged_into:
+            return web.json_response(
+                {"status": "error", "category": "VALIDATION_ERROR", "message": "cannot merge"},
+                status=400,
+            )
+        if primary not in self.contacts or other not in self.contacts:
+            return web.json_response(
+                {"status": "error", "category": "OBJECT_NOT_FOUND"}, status=404
+            )
+        gone = self.contacts.pop(other)
+        kept = self.contacts[primary]
+        for key, value in gone["properties"].items():
+            kept["properties"].setdefault(key, value)
+        self.merged_into[other] = primary
+        return web.json_response(self._public(kept))
 
     async def _create_contact(self, request: web.Request) -> web.Response:
         if (refused := self._auth(request)) is not None:
