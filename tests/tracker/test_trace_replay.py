@@ -13,6 +13,7 @@ import pytest
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import (
     CallAnswered,
+    CallDialing,
     CallEnded,
     CallEvent,
     CallRetracted,
@@ -34,6 +35,8 @@ def describe(events: list[CallEvent]) -> list[tuple[Any, ...]]:
             ringing = ("ringing", e.call_id, e.device, e.caller, e.caller_name, e.queue)
             # A transfer or consultation names who hands the call over.
             out.append((*ringing, ("from", e.transfer_from)) if e.transfer_from else ringing)
+        elif isinstance(e, CallDialing):
+            out.append(("dialing", e.call_id, e.device, e.number))
         elif isinstance(e, CallAnswered):
             out.append(("answered", e.call_id, e.device))
         elif isinstance(e, CallRetracted):
@@ -52,13 +55,18 @@ def describe(events: list[CallEvent]) -> list[tuple[Any, ...]]:
                     s.talk_s,
                     tuple((a.device, a.talk_s) for a in s.agents),
                     Path(s.recording_path).name if s.recording_path else None,
+                    *((s.direction,) if s.direction != "inbound" else ()),
                 )
             )
     return out
 
 
+# The lab's agents (the roster): every other extension a channel name carries is no agent.
+LAB_AGENTS = frozenset({"1001", "1002", "2001", "2002"})
+
+
 def tracker() -> CallTracker:
-    return CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
+    return CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), is_agent=LAB_AGENTS.__contains__)
 
 
 def run(scenario: str, *, pjsip: bool = False) -> list[CallEvent]:
