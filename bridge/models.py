@@ -142,6 +142,4 @@ class CallEnded:
     summary: CallSummary
 
 
-CallEvent = (
-    CallRinging | CallDialing | CallAnswered | CallRetracted | CallTransferred | CallEnded
-)
+CallEvent = CallRinging | CallDialing | CallAnswered | CallRetracted | CallTransferred | CallEnded

@@ -29,10 +29,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _e164(caller: str) -> str | None:
+def _e164(caller: str, *, dialled: bool = False, region: str = "US") -> str | None:
     """The caller as E.164 when it is written internationally (+...); a national number
-    would need the PBX's region, which only the routing decision had."""
+    would need the PBX's region, which only the routing decision had. An outbound call's
+    number is what the agent dialled (no routing decision): read in the PBX's region."""
     caller = caller.strip()
+    if dialled:
+        return normalise(caller, region)
     return normalise(caller, "US") if caller.startswith("+") else None
 
 
@@ -116,8 +119,10 @@ ON CONFLICT (call_id) DO UPDATE SET customer_id = EXCLUDED.customer_id,
 
 
 def _direction(summary: Any) -> str:
-    """'outbound' when the summary says so (click-to-call), else 'inbound'."""
-    return "outbound" if getattr(summary, "direction", "inbound") == "outbound" else "inbound"
+    """'outbound' (an agent's side dialled out, click-to-call), 'internal' (agents only), else
+    'inbound'."""
+    direction = getattr(summary, "direction", "inbound")
+    return direction if direction in ("outbound", "internal") else "inbound"
 
 
 def _history_summary(queue: str | None, outcome: str, agents: list[dict[str, Any]]) -> str:
@@ -148,7 +153,10 @@ async def write_ended(
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
     devices = [clean(a.device, 64) for a in s.agents]
     await lock_call(conn, call_id)
-    found = await conn.fetchrow(_LOOKUP, call_id, uniqueids, devices, _e164(s.caller))
+    dialled = getattr(s, "direction", "inbound") == "outbound"
+    found = await conn.fetchrow(
+        _LOOKUP, call_id, uniqueids, devices, _e164(s.caller, dialled=dialled)
+    )
     filed = {r["agent_id"]: r for r in await conn.fetch(_DISPOSITIONS, call_id)}
     last = list(filed.values())[-1] if filed else None
     by_device: dict[str, str] = found["agent_ids"] or {}

@@ -59,6 +59,9 @@ async def test_trace_lands_in_call_records_as_the_scenario_says(
             if not facts["answered"]:
                 assert row["outcome"] == "abandoned"
                 assert row["agents"] == []
+        if "outcome" in facts:
+            assert row["outcome"] == facts["outcome"]
+        assert row["direction"] == facts.get("direction", "inbound")
         if "talk_s" in facts:
             assert row["talk_s"] == facts["talk_s"]
         if "customer" in facts:
