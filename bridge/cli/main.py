@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "bridge.cli.agents_cmd",
     "bridge.cli.customers_cmd",
     "bridge.cli.sync_cmd",
+    "bridge.cli.devices_cmd",
 )
 
 

@@ -57,6 +57,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from bridge.ami import normalise as ev
+from bridge.devices import DeviceMatcher
 from bridge.models import (
     AgentLeg,
     CallAnswered,
@@ -199,7 +200,7 @@ class CallTracker:
 
     def __init__(
         self,
-        device_pattern: re.Pattern[str],
+        device_pattern: DeviceMatcher,
         *,
         cdr_grace_s: float = 3.0,
         expect_cdr: bool | None = None,

@@ -47,7 +47,7 @@ def routed(scenario: str, *, pjsip: bool = False) -> list[tuple[Any, ...]]:
     data = (TRACES / scenario / "ami.log").read_bytes()
     if pjsip:
         data = pjsip_bytes(data)
-    tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
+    tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), is_agent=AGENTS.__contains__)
     router = PopRouter(AGENTS.get)
     clock = ReplayClock()
     out: list[tuple[Any, ...]] = []
