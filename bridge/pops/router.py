@@ -146,6 +146,8 @@ class PopRouter:
             shown.queue = e.queue
         shown.devices.add(e.device)
         message = self._ringing_message(e, shown)
+        if e.internal:  # agents calling each other: no customer on the call, no card lookup
+            message["customer"] = None
         out = [Pop(message, device=e.device, card=not e.internal)]
         if shown.queue and not shown.announced:
             shown.announced = True
