@@ -25,6 +25,19 @@ twice. A consultation that ends without a transfer retracts its ringing. When a 
 joins a call we tracked on its own (another Linkedid), that call's legs are retracted
 (``transferred``) and re-rung on the customer's call; it leaves no record.
 
+Local hops (FreePBX's ``Local/1001@from-queue/n``, ring groups, follow-me). A Local channel's
+``;2`` half runs dialplan for its ``;1`` half. When the ``;2`` half of a leg dials that agent's
+own device, the device is the leg's endpoint: its answer, hangup and Cdr are the leg's. A
+dialled Local hop that maps to no agent is never a leg; its ``;2`` half dials on the caller's
+behalf, and its extension (a ring group's number) names the call's queue when app_queue gave
+none. Which extensions are agents is `is_agent` (the roster).
+
+Calls agents place. When a call's first channel is an agent's device (its phone, or an
+originate named after it), the agent's side is an own leg that never rings; dialling a number
+that is no agent's emits `CallDialing` (direction outbound, the customer found by the number
+dialled) and the far end's answer is the agent's `CallAnswered`; dialling another agent makes
+the call internal (its ringing carries ``internal``, no customer).
+
 Durations. ``duration_s`` is the caller's own channel lifetime (the root channel, else the
 call's), never stretched to the talk figures. A recording path is kept only when someone
 answered: MixMonitor runs from before ``Queue()``, so an unanswered call leaves an empty file.
