@@ -489,3 +489,30 @@ def test_interleaved_calls_keep_their_own_events() -> None:
         by_call.setdefault(e.call_id, []).append(type(e).__name__)
     assert len(by_call) == 8
     assert all(v == ["CallRinging", "CallAnswered", "CallEnded"] for v in by_call.values())
+
+
+REAL_PBX = [s for s in AMI_SCENARIOS if (TRACES / s / "dialplan.conf").exists()]
+
+
+@pytest.mark.parametrize("pjsip", [False, True], ids=["local", "pjsip"])
+@pytest.mark.parametrize("scenario", REAL_PBX)
+def test_no_hop_or_trunk_is_ever_taken_for_an_agent(scenario: str, pjsip: bool) -> None:
+    """Local hops (`from-queue`, `ringgroup`, `followme`, `ringagent`) and trunks name
+    extensions too; only the roster's devices are agents, in every event and record."""
+    events = run(scenario, pjsip=pjsip)
+    devices = {getattr(e, "device", None) for e in events} - {None}
+    for e in events:
+        if isinstance(e, CallEnded):
+            devices |= {a.device for a in e.summary.agents}
+        if isinstance(e, CallTransferred):
+            devices |= {e.to_device} | ({e.from_device} if e.from_device else set())
+    assert devices and devices <= LAB_AGENTS
+
+
+def test_without_a_roster_calls_are_inbound_as_before() -> None:
+    """A tracker that is not told who the agents are takes no call for one an agent placed."""
+    data = (TRACES / "dial-out-phone" / "ami.log").read_bytes()
+    events = replay(data, CallTracker(re.compile(DEFAULT_DEVICE_PATTERN)))
+    assert not any(isinstance(e, CallDialing) for e in events)
+    (ended,) = [e for e in events if isinstance(e, CallEnded)]
+    assert ended.summary.direction == "inbound"
