@@ -204,8 +204,8 @@ class _Call:
                 return leg
         return None
 
-    def leg_channel_ids(self) -> set[str]:
-        return {leg.uniqueid for leg in self.legs}
+    def leg_channel_ids(self, *, own: bool = True) -> set[str]:
+        return {leg.uniqueid for leg in self.legs if own or not leg.own}
 
 
 class CallTracker:
@@ -581,7 +581,8 @@ class CallTracker:
         if found is None:
             return
         call = found[0]
-        if call.recording is None and e.uniqueid not in call.leg_channel_ids():
+        # An agent's own side (its phone placing the call) records the customer call too.
+        if call.recording is None and e.uniqueid not in call.leg_channel_ids(own=False):
             call.recording = e.path
 
     def _on_queue_join(self, e: ev.QueueCallerJoin, out: list[CallEvent]) -> None:
