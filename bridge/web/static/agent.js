@@ -144,6 +144,13 @@
         renderCustomer(root.querySelector(".customer"), msg.customer);
         if (!root.dataset.state || root.dataset.state === "retracted") setState(entry, "ringing", "ringing");
         break;
+      case "call.dialing": // this agent's own call out: the dialled number's customer
+        root.querySelector(".caller-name").textContent = "";
+        root.querySelector(".caller").textContent = "calling " + show(msg.caller || "");
+        root.querySelector(".queue").textContent = "";
+        renderCustomer(root.querySelector(".customer"), msg.customer);
+        if (!root.dataset.state) setState(entry, "dialing", "dialing");
+        break;
       case "call.answered":
         setState(entry, "answered", "answered by " + show(msg.agent || "?"));
         if (me !== null && msg.agent === me) offerDisposition(root);
