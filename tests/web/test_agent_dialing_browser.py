@@ -27,6 +27,7 @@ from tests.web.test_agent_browser import ARGS, CHROMIUM
 
 SCREENS = Path("/tmp/screens/realpbx")
 
+
 def _keep(shots: list[Path]) -> None:
     """Copy the screenshots where a reviewer looks at them."""
     SCREENS.mkdir(parents=True, exist_ok=True)
