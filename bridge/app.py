@@ -120,7 +120,13 @@ def _tracker(rt: Runtime) -> CallTracker:
     """The one live-call truth: fed by the AMI link, read by the pop hub."""
     tracker: CallTracker | None = rt.built.get("tracker")
     if tracker is None:
-        tracker = CallTracker(rt.config.device_regex, max_call_s=rt.config.pbx.max_call_s)
+        found = rt.components.get("roster") or rt.built.get("roster")
+        roster = found if isinstance(found, AgentRoster) else None
+        # Agents are devices of the roster: Local hops and trunks are never listed as agents.
+        is_agent = None if roster is None else (lambda ext: roster.agent_id_of(ext) is not None)
+        tracker = CallTracker(
+            rt.config.device_regex, max_call_s=rt.config.pbx.max_call_s, is_agent=is_agent
+        )
         rt.built["tracker"] = tracker
     return tracker
 

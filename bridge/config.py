@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from bridge.devices import DevicePatterns
 from bridge.errors import ConfigError
 from bridge.netguard.allow import LOOPBACK, parse_allow
 
@@ -130,7 +131,8 @@ class RoutingConfig:
 @dataclass(frozen=True)
 class PbxConfig:
     default_region: str = "US"
-    device_pattern: str = DEFAULT_DEVICE_PATTERN
+    # One regex, or a list tried in order (bridge/devices.py): the first that matches wins.
+    device_pattern: str | list[str] = DEFAULT_DEVICE_PATTERN
     recording_template: str = "${linkedid}.wav"
     # The PBX's own CDR store, read by reconciliation: csv:PATH (cdr_csv's Master.csv) or
     # postgresql://...?table=NAME (cdr_pgsql); empty: only the Cdrs kept from AMI.
@@ -249,8 +251,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
-    def device_regex(self) -> re.Pattern[str]:
-        return re.compile(self.pbx.device_pattern)
+    def device_regex(self) -> DevicePatterns:
+        return DevicePatterns.parse(self.pbx.device_pattern)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The configuration as plain data with every secret replaced, for logs."""
@@ -302,6 +304,18 @@ def _coerce(key: str, annotation: Any, value: Any, from_env: bool) -> Any:
             except ValueError:
                 pass
         raise ConfigError(key, f"expected a number, got {value!r}")
+    if text == "str | list[str]":
+        # One value or several (`[pbx] device_pattern`); in the environment a JSON list.
+        if from_env and isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(key, f"expected a JSON list of strings: {exc}") from exc
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+            return list(value)
+        raise ConfigError(key, f"expected a string or a list of strings, got {value!r}")
     if annotation is str or text == "str":
         if isinstance(value, str):
             return value
@@ -426,11 +440,9 @@ def _validate(config: Config, *, runtime: bool) -> None:
     if config.pbx.default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError("pbx.default_region", f"unknown region {config.pbx.default_region!r}")
     try:
-        pattern = re.compile(config.pbx.device_pattern)
-    except re.error as exc:
-        raise ConfigError("pbx.device_pattern", f"not a regular expression: {exc}") from exc
-    if "ext" not in pattern.groupindex:
-        raise ConfigError("pbx.device_pattern", "needs a named group (?P<ext>...)")
+        DevicePatterns.parse(config.pbx.device_pattern)
+    except ValueError as exc:
+        raise ConfigError("pbx.device_pattern", str(exc)) from exc
     if "${linkedid}" not in config.pbx.recording_template and "${uniqueid}" not in (
         config.pbx.recording_template
     ):

@@ -64,6 +64,21 @@ class CallRinging:
     # A transfer or a consultation: the DEVICE of the agent handing the call over (consumers
     # map it to the agent id, like `device`); None for a call rung from the queue.
     transfer_from: str | None = None
+    # A call between agents (one agent's phone dialled another's): no customer on it.
+    internal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallDialing:
+    """An agent's side of the call (its phone, or an originate that rang it) dials a number
+    that is no agent's: an outbound customer call. `number` is the number as dialled; the
+    customer is found by it, never by the agent's own caller ID."""
+
+    call_id: str
+    device: str  # the agent placing the call
+    at: datetime
+    number: str
+    channel: str  # the far end's channel (the trunk leg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +130,9 @@ class CallSummary:
     recording_path: str | None
     uniqueids: tuple[str, ...] = ()  # every channel Uniqueid seen for the call
     inferred: tuple[str, ...] = ()  # fields not observed live (e.g. completed from Cdr or resync)
+    # inbound: came in from outside; outbound: an agent's side dialled a number that is no
+    # agent's (`caller` is then the number dialled); internal: agents only, no customer.
+    direction: Literal["inbound", "outbound", "internal"] = "inbound"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,4 +142,4 @@ class CallEnded:
     summary: CallSummary
 
 
-CallEvent = CallRinging | CallAnswered | CallRetracted | CallTransferred | CallEnded
+CallEvent = CallRinging | CallDialing | CallAnswered | CallRetracted | CallTransferred | CallEnded

@@ -244,6 +244,7 @@ class DialBegin:
     dest_linkedid: str
     caller_num: str = ""  # of the calling channel
     caller_name: str = ""
+    exten: str = ""  # the calling channel's extension: the number it dialled
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,6 +567,7 @@ def _dial_begin(f: Frame, at: datetime) -> AmiEvent | None:
         dest_linkedid=_g(f, "DestLinkedid"),
         caller_num=_caller(f.get("CallerIDNum")),
         caller_name=_caller(f.get("CallerIDName")),
+        exten=_g(f, "Exten"),
     )
 
 

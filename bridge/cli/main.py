@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "bridge.cli.sync_cmd",
     "bridge.cli.crm_cmd",
     "bridge.cli.doctor_cmd",
+    "bridge.cli.devices_cmd",
 )
 
 

@@ -13,6 +13,7 @@ Client → hub (UTF-8 JSON text frames, at most `MAX_MESSAGE` bytes):
 
 Hub → client: `welcome`, `subscribed`, `unsubscribed`, `pong`, `error` ({"error", "reason"}:
 the request was refused, the connection stays open), and the call messages `call.ringing`,
+`call.dialing` (an agent's own call out, with the dialled number's customer),
 `call.answered`, `call.retracted`, `call.transferred`, `call.ended`, each with `type`,
 `call_id` (the Linkedid) and `at` (ISO-8601 time of the event), and, for supervisors
 following a queue, `queue.stats` (`queue_stats_message`).

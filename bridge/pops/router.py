@@ -8,6 +8,9 @@ supervisors following it):
 
     event                  to the device(s)                                 to the queue
     CallRinging            the ringing device: call.ringing with the card   the first ring only
+                           (no card for a call between agents)
+    CallDialing            the dialling agent: call.dialing with the card   -
+                           of the dialled number's customer (`caller`)
     CallAnswered           devices that talked (answered or away) + it      call.answered
     CallRetracted          the device, if it was shown the call             -
     CallTransferred        the target (call.ringing first if never shown),  call.transferred
@@ -29,6 +32,7 @@ from typing import Any
 
 from bridge.models import (
     CallAnswered,
+    CallDialing,
     CallEnded,
     CallEvent,
     CallRetracted,
@@ -89,6 +93,8 @@ class PopRouter:
         """The pops `event` causes, in delivery order. `view`: the tracker's call after it."""
         if isinstance(event, CallRinging):
             return self._ringing(event)
+        if isinstance(event, CallDialing):
+            return self._dialing(event)
         if isinstance(event, CallAnswered):
             return self._answered(event, view)
         if isinstance(event, CallRetracted):
@@ -140,13 +146,24 @@ class PopRouter:
             shown.queue = e.queue
         shown.devices.add(e.device)
         message = self._ringing_message(e, shown)
-        out = [Pop(message, device=e.device, card=True)]
+        if e.internal:  # agents calling each other: no customer on the call, no card lookup
+            message["customer"] = None
+        out = [Pop(message, device=e.device, card=not e.internal)]
         if shown.queue and not shown.announced:
             shown.announced = True
             out.append(
                 Pop(message, queue=shown.queue, card=True, skip_devices=frozenset({e.device}))
             )
         return out
+
+    def _dialing(self, e: CallDialing) -> list[Pop]:
+        # The hub loads a card by `caller`: for an outbound call that is the number dialled.
+        shown = self._shown(e.call_id, e.number, "", None)
+        shown.devices.add(e.device)
+        message = _message("call.dialing", e.call_id, iso(e.at))
+        message.update(caller=e.number, caller_name="", queue=None)
+        message["agent"] = self._agent_of(e.device)
+        return [Pop(message, device=e.device, card=True)]
 
     def _answered(self, e: CallAnswered, view: LiveCall | None) -> list[Pop]:
         shown = self._calls.get(e.call_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from bridge.errors import ValidationError
 from bridge.models import AgentLeg, CallEnded, CallSummary
@@ -47,6 +47,7 @@ def ended_to_dict(event: CallEnded) -> dict[str, Any]:
             "recording_path": s.recording_path,
             "uniqueids": list(s.uniqueids),
             "inferred": list(s.inferred),
+            "direction": s.direction,
         },
     }
 
@@ -85,6 +86,15 @@ def _int(data: dict[str, Any], key: str) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool):
         raise ValidationError(key, "expected an integer")
     return raw
+
+
+def _direction(value: Any) -> Literal["inbound", "outbound", "internal"]:
+    """Spooled before directions existed, or not one we know: inbound."""
+    if value == "outbound":
+        return "outbound"
+    if value == "internal":
+        return "internal"
+    return "inbound"
 
 
 def decode_ended(data: Any) -> CallEnded:
@@ -128,6 +138,7 @@ def decode_ended(data: Any) -> CallEnded:
         recording_path=_str(s, "recording_path", optional=True),
         uniqueids=tuple(s.get("uniqueids", [])),
         inferred=tuple(s.get("inferred", [])),
+        direction=_direction(s.get("direction")),
     )
     call_id = _str(data, "call_id") or ""
     if not call_id or call_id != summary.call_id:

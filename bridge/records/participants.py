@@ -16,7 +16,7 @@ import asyncpg
 from bridge.batching import BatchWriter
 from bridge.component import Health
 from bridge.errors import CrmUnavailable
-from bridge.models import CallAnswered, CallEvent, CallRinging, CallTransferred
+from bridge.models import CallAnswered, CallDialing, CallEvent, CallRinging, CallTransferred
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class ParticipantRecorder:
         self.note(event)
 
     def note(self, event: CallEvent) -> None:
-        if isinstance(event, CallRinging):
+        if isinstance(event, CallRinging | CallDialing):
+            # the agent who dialled out is on its call even if nobody answered it
             self._add(event.call_id, event.device, "rung")
         elif isinstance(event, CallAnswered):
             self._add(event.call_id, event.device, "answered")

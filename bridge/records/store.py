@@ -45,10 +45,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _e164(caller: str) -> str | None:
+def _e164(caller: str, *, dialled: bool = False, region: str = "US") -> str | None:
     """The caller as E.164 when it is written internationally (+...); a national number
-    would need the PBX's region, which only the routing decision had."""
+    would need the PBX's region, which only the routing decision had. An outbound call's
+    number is what the agent dialled (no routing decision): read in the PBX's region."""
     caller = caller.strip()
+    if dialled:
+        return normalise(caller, region)
     return normalise(caller, "US") if caller.startswith("+") else None
 
 
@@ -162,8 +165,10 @@ SELECT call_id FROM up
 
 
 def _direction(summary: Any) -> str:
-    """'outbound' when the summary says so (click-to-call), else 'inbound'."""
-    return "outbound" if getattr(summary, "direction", "inbound") == "outbound" else "inbound"
+    """'outbound' (an agent's side dialled out, click-to-call), 'internal' (agents only), else
+    'inbound'."""
+    direction = getattr(summary, "direction", "inbound")
+    return direction if direction in ("outbound", "internal") else "inbound"
 
 
 def _history_summary(queue: str | None, outcome: str, agents: list[dict[str, Any]]) -> str:
@@ -185,7 +190,7 @@ class _Call:
     e164: str | None
 
 
-def _prepare(event: CallEnded) -> _Call:
+def _prepare(event: CallEnded, region: str) -> _Call:
     call_id = clean(event.call_id, 1000)
     if not call_id or len(call_id) > 150:
         # Truncating could merge two calls into one row: refuse instead (the writer sets
@@ -194,20 +199,35 @@ def _prepare(event: CallEnded) -> _Call:
     s = event.summary
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
     devices = [clean(a.device, 64) for a in s.agents]
-    return _Call(event, call_id, uniqueids, devices, _e164(s.caller))
+    dialled = s.direction == "outbound"
+    return _Call(
+        event, call_id, uniqueids, devices, _e164(s.caller, dialled=dialled, region=region)
+    )
 
 
 async def write_ended(
-    conn: Any, event: CallEnded, *, only_missing: bool = False, source: str = "live"
+    conn: Any,
+    event: CallEnded,
+    *,
+    only_missing: bool = False,
+    source: str = "live",
+    region: str = "US",
 ) -> bool:
     """Upsert the record of one finished call (see `write_ended_many`). Returns whether a
     row was written."""
-    written = await write_ended_many(conn, [event], only_missing=only_missing, source=source)
+    written = await write_ended_many(
+        conn, [event], only_missing=only_missing, source=source, region=region
+    )
     return bool(written)
 
 
 async def write_ended_many(
-    conn: Any, events: list[CallEnded], *, only_missing: bool = False, source: str = "live"
+    conn: Any,
+    events: list[CallEnded],
+    *,
+    only_missing: bool = False,
+    source: str = "live",
+    region: str = "US",
 ) -> set[str]:
     """Upsert the records of finished calls in three round trips (lock, look up, upsert).
     Run inside a transaction.
@@ -218,12 +238,13 @@ async def write_ended_many(
     meanwhile lands in the record. `only_missing` (backfill from Cdrs): never replace a
     finished record, only fill a missing one (or one holding just a disposition) or a
     `PROVISIONAL` one. `source`: 'live' (the AMI link's end event) or 'reconciled' (rebuilt
-    from CDRs). Returns the call ids written. A `ValidationError` (a call id no row may
+    from CDRs). `region` ([pbx] default_region) reads the number an agent dialled without a
+    country code. Returns the call ids written. A `ValidationError` (a call id no row may
     hold) fails the whole batch: the writer then retries entry by entry and sets that one
     aside."""
     if source not in {"live", "reconciled"}:
         raise ValidationError("source", "live or reconciled")
-    calls = list({c.call_id: c for c in map(_prepare, events)}.values())
+    calls = list({c.call_id: c for c in (_prepare(e, region) for e in events)}.values())
     if not calls:
         return set()
     await conn.execute(_LOCK, [c.call_id for c in calls])

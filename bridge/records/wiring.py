@@ -54,7 +54,9 @@ def build_records(
     `$CRM_BRIDGE_RECORDS_SPOOL_DIR` or `./.crm-bridge/spool`."""
     connector = connector or build_connector(config, directory)
     alerter = Alerter(config.alerts)
-    writer = RecordWriter(pool, Spool(spool_dir or default_spool_dir()))
+    writer = RecordWriter(
+        pool, Spool(spool_dir or default_spool_dir()), region=config.pbx.default_region
+    )
     outbox = OutboxWorker(
         pool,
         connector,

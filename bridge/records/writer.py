@@ -74,10 +74,12 @@ class RecordWriter:
         retry_max_s: float = 5.0,
         batch: int = 500,
         drain_s: float = 5.0,
+        region: str = "US",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
         self._spool = spool
+        self._region = region  # [pbx] default_region: numbers agents dialled
         self._retry_min = retry_min_s
         self._retry_max = retry_max_s
         self._batch = batch
@@ -281,7 +283,7 @@ class RecordWriter:
         """Entries in spool order: a call's end before a later end of the same call."""
         ended = [decode_ended(e.value) for e in entries if e.kind == "ended"]
         cdrs = [PbxCdr.from_dict(e.value) for e in entries if e.kind != "ended"]
-        await write_ended_many(conn, ended)
+        await write_ended_many(conn, ended, region=self._region)
         await store_cdrs(conn, cdrs)
 
     def _committed(self, entry: SpoolEntry) -> None:

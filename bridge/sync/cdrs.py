@@ -9,12 +9,12 @@ EndTime. Everything in such a record is inferred, and says so.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from bridge.devices import DeviceMatcher
 from bridge.models import AgentLeg, CallEnded, CallSummary
 from bridge.records.cdr import PbxCdr
 
@@ -121,7 +121,7 @@ def _is_customer(cdr: PbxCdr, legs: Sequence[PbxCdr]) -> bool:
     return bool(legs) and cdr.uniqueid == legs[0].uniqueid
 
 
-def _device(pattern: re.Pattern[str], channel: str) -> str | None:
+def _device(pattern: DeviceMatcher, channel: str) -> str | None:
     m = pattern.match(channel)
     return (m.group("ext") or None) if m else None
 
@@ -129,7 +129,7 @@ def _device(pattern: re.Pattern[str], channel: str) -> str | None:
 def call_from_cdrs(
     call_id: str,
     cdrs: Sequence[PbxCdr],
-    device_pattern: re.Pattern[str],
+    device_pattern: DeviceMatcher,
     decision: CallDecision | None = None,
     handsets: Mapping[str, PbxCdr] | None = None,
 ) -> CallEnded | None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.component import Health
 from bridge.config import Config
+from bridge.devices import DeviceMatcher
 from bridge.sync import metrics
 from bridge.sync.reconcile import DEFAULT_MAX_CALL_S, AlertSink, Backfill, backfill
 from bridge.sync.sources import CdrSource, build_cdr_source
@@ -36,7 +36,7 @@ class Reconciler:
     def __init__(
         self,
         pool: Any,
-        device_pattern: re.Pattern[str],
+        device_pattern: DeviceMatcher,
         *,
         period_s: float,
         source: CdrSource | None = None,

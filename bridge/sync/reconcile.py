@@ -24,12 +24,12 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bridge.connectors.base import CrmConnector
+from bridge.devices import DeviceMatcher
 from bridge.errors import ValidationError
 from bridge.records.cdr import PbxCdr
 from bridge.records.outbox import OutboxWorker
@@ -126,7 +126,7 @@ def _merge(kept: list[PbxCdr], extra: list[PbxCdr]) -> list[PbxCdr]:
 
 async def backfill(
     pool: Any,
-    device_pattern: re.Pattern[str],
+    device_pattern: DeviceMatcher,
     since: datetime | None,
     *,
     source: CdrSource | None = None,
@@ -279,7 +279,7 @@ async def resend(pool: Any, since: datetime | None) -> int:
 async def run_sync(
     pool: Any,
     connector: CrmConnector,
-    device_pattern: re.Pattern[str],
+    device_pattern: DeviceMatcher,
     *,
     since: datetime | None = None,
     max_attempts: int = 5,

@@ -25,6 +25,19 @@ twice. A consultation that ends without a transfer retracts its ringing. When a 
 joins a call we tracked on its own (another Linkedid), that call's legs are retracted
 (``transferred``) and re-rung on the customer's call; it leaves no record.
 
+Local hops (FreePBX's ``Local/1001@from-queue/n``, ring groups, follow-me). A Local channel's
+``;2`` half runs dialplan for its ``;1`` half. When the ``;2`` half of a leg dials that agent's
+own device, the device is the leg's endpoint: its answer, hangup and Cdr are the leg's. A
+dialled Local hop that maps to no agent is never a leg; its ``;2`` half dials on the caller's
+behalf, and its extension (a ring group's number) names the call's queue when app_queue gave
+none. Which extensions are agents is `is_agent` (the roster).
+
+Calls agents place. When a call's first channel is an agent's device (its phone, or an
+originate named after it), the agent's side is an own leg that never rings; dialling a number
+that is no agent's emits `CallDialing` (direction outbound, the customer found by the number
+dialled) and the far end's answer is the agent's `CallAnswered`; dialling another agent makes
+the call internal (its ringing carries ``internal``, no customer).
+
 Durations. ``duration_s`` is the caller's own channel lifetime (the root channel, else the
 call's), never stretched to the talk figures. A recording path is kept only when someone
 answered: MixMonitor runs from before ``Queue()``, so an unanswered call leaves an empty file.
@@ -57,9 +70,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from bridge.ami import normalise as ev
+from bridge.devices import DeviceMatcher
 from bridge.models import (
     AgentLeg,
     CallAnswered,
+    CallDialing,
     CallEnded,
     CallEvent,
     CallRetracted,
@@ -82,6 +97,10 @@ NO_ANSWER_DIALSTATUS = {"NOANSWER", "BUSY", "CONGESTION", "CHANUNAVAIL"}
 DIALLED_APPS = {"appdial", "appqueue"}
 DIALLING_APPS = {"queue", "dial"}
 MAX_REMEMBERED = 4096  # ended calls / hung-up channels kept to ignore late events
+
+# A Local channel's half: `Local/<ext>@<context>-<seq>;1` (what the dialler holds) and `;2`
+# (what runs the dialplan at <ext>@<context>). core_local.c names them so.
+_LOCAL_HALF = re.compile(r"^(Local/[^;]+);([12])$")
 
 RetractReason = Literal["answered_elsewhere", "caller_gone", "no_answer", "transferred"]
 
@@ -134,10 +153,15 @@ class _Leg:
     ended_at: datetime | None = None
     talk_queue: int | None = None
     talk_cdr: int | None = None
+    talk_endpoint: int | None = None  # the hop's Cdr toward the agent's real device
     answer_inferred: bool = False
     consult: bool = False  # rung by an agent consulting, not (yet) for the customer
     transfer_from: str | None = None  # device handing the call over (transfer, consultation)
     left_bridge: bool = False  # ended_at came from a BridgeLeave, undone if it comes back
+    # The real endpoint(s) a Local hop leg led to (names and uniqueids): `Local/1001@from-queue`
+    # rings `PJSIP/1001`; what happens to the endpoint happens to the leg.
+    endpoints: set[str] = field(default_factory=set)
+    own: bool = False  # the agent's side of a call it placed: answered when the far end is
 
 
 @dataclass(slots=True)
@@ -164,15 +188,24 @@ class _Call:
     aliases: set[str] = field(default_factory=set)  # other Linkedids folded into this call
     end_deadline: datetime | None = None
     inferred: set[str] = field(default_factory=set)
+    origin: str | None = None  # the agent device whose side placed the call
+    direction: Literal["inbound", "outbound", "internal"] = "inbound"
+    dialled: str = ""  # the number an agent's side dialled (outbound)
+    far: set[str] = field(default_factory=set)  # the outside party's channels (names, uids)
+    far_answered_at: datetime | None = None
+    hops: set[str] = field(default_factory=set)  # Local `;1` names that stand for no agent
 
     def leg_for(self, channel: str, uniqueid: str = "") -> _Leg | None:
         for leg in reversed(self.legs):
             if (channel and leg.channel == channel) or (uniqueid and leg.uniqueid == uniqueid):
                 return leg
+        for leg in reversed(self.legs):
+            if (channel and channel in leg.endpoints) or (uniqueid and uniqueid in leg.endpoints):
+                return leg
         return None
 
-    def leg_channel_ids(self) -> set[str]:
-        return {leg.uniqueid for leg in self.legs}
+    def leg_channel_ids(self, *, own: bool = True) -> set[str]:
+        return {leg.uniqueid for leg in self.legs if own or not leg.own}
 
 
 class CallTracker:
@@ -180,13 +213,17 @@ class CallTracker:
 
     def __init__(
         self,
-        device_pattern: re.Pattern[str],
+        device_pattern: DeviceMatcher,
         *,
         cdr_grace_s: float = 3.0,
         expect_cdr: bool | None = None,
         max_call_s: float = 12 * 3600,
+        is_agent: Callable[[str], bool] | None = None,
     ) -> None:
         self.device_pattern = device_pattern
+        # Which extensions are agents (the roster). Without it every extension the pattern
+        # extracts counts, and no call is taken for one an agent placed.
+        self.is_agent = is_agent
         self.cdr_grace = timedelta(seconds=cdr_grace_s)
         # A call older than this whose Hangups we never saw (events lost on a live link that
         # never dropped) is ended by `tick`, so state cannot grow without bound.
@@ -214,7 +251,9 @@ class CallTracker:
         if m is None:
             return None
         ext = m.group("ext")
-        return ext or None
+        if not ext or (self.is_agent is not None and not self.is_agent(ext)):
+            return None
+        return ext
 
     def feed(self, event: ev.AmiEvent) -> list[CallEvent]:
         handler = _DISPATCH.get(type(event))
@@ -470,6 +509,7 @@ class CallTracker:
             queue=leg.queue or call.queue,
             channel=leg.channel,
             transfer_from=leg.transfer_from,
+            internal=call.direction == "internal",
         )
 
     def _live(self, call: _Call, *, with_away: bool = False) -> LiveCall:
@@ -516,6 +556,14 @@ class CallTracker:
             call.caller_side.add(e.uniqueid)
             self._set_caller(call, e.caller_num, e.caller_name)
             call.did = call.did or e.exten
+            if self.is_agent is not None and call.origin is None and not call.legs:
+                # The call's first channel is an agent's phone (or an originate named after
+                # the agent, `Local/1001@from-internal`): the agent's side places this call.
+                call.origin = self.device_of(e.channel)
+                if call.origin is not None:
+                    own = _Leg(call.origin, e.channel, e.uniqueid, None, e.at)
+                    own.own = True
+                    call.legs.append(own)
 
     def _on_state(self, e: ev.ChannelStateChanged, out: list[CallEvent]) -> None:
         found = self._channel_of(e.uniqueid, e.linkedid, e.channel)
@@ -533,7 +581,8 @@ class CallTracker:
         if found is None:
             return
         call = found[0]
-        if call.recording is None and e.uniqueid not in call.leg_channel_ids():
+        # An agent's own side (its phone placing the call) records the customer call too.
+        if call.recording is None and e.uniqueid not in call.leg_channel_ids(own=False):
             call.recording = e.path
 
     def _on_queue_join(self, e: ev.QueueCallerJoin, out: list[CallEvent]) -> None:
@@ -580,6 +629,7 @@ class CallTracker:
         at: datetime,
         out: list[CallEvent],
         caller: tuple[str, str] = ("", ""),
+        exten: str = "",
     ) -> None:
         if not uniqueid or not dest_channel:
             return  # an originate: no calling channel, nobody is being called by the call
@@ -587,16 +637,29 @@ class CallTracker:
         if found is None:
             return
         call = found[0]
+        device = self.device_of(device_name) or self.device_of(dest_channel)
+        via = self._hop_leg(call, channel)
+        if via is not None and device == via.device:
+            # The Local hop of a leg dials the agent's real device (FreePBX's
+            # `Local/1001@from-queue/n` -> `PJSIP/1001`): the same leg, now with its endpoint.
+            via.endpoints.update(x for x in (dest_channel, dest_uniqueid) if x)
+            if dest_uniqueid and dest_uniqueid not in call.channels:
+                self._add_channel(call, dest_uniqueid, dest_channel, 0)
+            return
         consult_from = None
-        if uniqueid != call.call_id and uniqueid not in call.caller_side:
+        on_hop = via is not None or self._partner_on_caller_side(call, channel)
+        if not on_hop and uniqueid != call.call_id and uniqueid not in call.caller_side:
             consult_from = self._consulting_agent(call, channel)
         if consult_from is None:
             call.caller_side.add(uniqueid)
             self._fill_caller(call, uniqueid, *caller)
         if call.leg_for(dest_channel, dest_uniqueid) is not None:
             return
-        device = self.device_of(device_name) or self.device_of(dest_channel)
-        if device is None or device == consult_from:
+        if device is None:
+            if consult_from is None:
+                self._far_dial(call, dest_channel, dest_uniqueid, exten, at, out, via)
+            return
+        if device == consult_from:
             return
         leg = _Leg(device, dest_channel, dest_uniqueid, queue, at)
         if consult_from is not None:
@@ -604,13 +667,73 @@ class CallTracker:
             leg.transfer_from = consult_from
         elif call.transfer_pending:
             leg.transfer_from = call.transfer_from
+        elif call.origin is not None and call.direction == "inbound":
+            call.direction = "internal"  # an agent's side dialled another agent
         call.legs.append(leg)
+        hop = _local_partner(channel, "2")
+        if hop is not None and self.device_of(hop) == device:
+            # A Local hop we saw no dial of (an Atxfer's consultation): it stands for the leg.
+            leg.endpoints.update(c.name for c in call.channels.values() if c.name == hop)
+            leg.endpoints.add(hop)
         if dest_uniqueid and dest_uniqueid not in call.channels:
             self._add_channel(call, dest_uniqueid, dest_channel, 0)
         elif dest_uniqueid:
             # The dialled channel may carry another Linkedid (attended transfers); it is ours.
             self._chan_call[dest_uniqueid] = call.call_id
         out.append(self._ringing(call, leg))
+
+    def _hop_leg(self, call: _Call, channel: str) -> _Leg | None:
+        """The leg whose Local hop `channel` runs: the `;2` half of a leg's `;1` channel."""
+        partner = _local_partner(channel, "2")
+        if partner is None:
+            return None
+        for leg in reversed(call.legs):
+            if leg.channel == partner:
+                return leg
+        return None
+
+    def _partner_on_caller_side(self, call: _Call, channel: str) -> bool:
+        """`channel` is the `;2` half of a Local hop the caller's side dialled (a ring group, a
+        follow-me): it dials on the caller's behalf, never as a consulting agent."""
+        partner = _local_partner(channel, "2")
+        if partner is None:
+            return False
+        if partner in call.hops:
+            return True
+        return any(
+            c.name == partner and (c.uniqueid in call.caller_side or c.uniqueid == call.call_id)
+            for c in call.channels.values()
+        )
+
+    def _far_dial(
+        self,
+        call: _Call,
+        dest_channel: str,
+        dest_uniqueid: str,
+        exten: str,
+        at: datetime,
+        out: list[CallEvent],
+        via: _Leg | None,
+    ) -> None:
+        """The call dials a party that is no agent: a Local hop standing for a ring group or a
+        queue made in dialplan (kept as the call's `queue`), or the outside world."""
+        local = _LOCAL_HALF.match(dest_channel)
+        if via is None and call.origin is None and local is not None and local.group(2) == "1":
+            call.hops.add(dest_channel)
+            if call.queue is None:
+                call.queue = _local_ext(dest_channel) or None
+            return
+        call.far.update(x for x in (dest_channel, dest_uniqueid) if x)
+        if dest_uniqueid and dest_uniqueid not in call.channels:
+            self._add_channel(call, dest_uniqueid, dest_channel, 0)
+        if call.origin is None or call.dialled:
+            return
+        call.direction = "outbound"
+        call.dialled = exten or _local_ext(dest_channel)
+        out.append(CallDialing(call.call_id, call.origin, at, call.dialled, dest_channel))
+
+    def _own_leg(self, call: _Call) -> _Leg | None:
+        return next((leg for leg in call.legs if leg.own), None)
 
     def _on_agent_called(self, e: ev.AgentCalled, out: list[CallEvent]) -> None:
         self._start_leg(
@@ -640,17 +763,20 @@ class CallTracker:
             e.at,
             out,
             (e.caller_num, e.caller_name),
+            e.exten,
         )
 
-    def _answer(self, call: _Call, leg: _Leg, at: datetime, out: list[CallEvent]) -> None:
-        if leg.state != "ringing":
-            return
+    def _answer(
+        self, call: _Call, leg: _Leg, at: datetime, out: list[CallEvent], *, own: bool = False
+    ) -> None:
+        if leg.state != "ringing" or (leg.own and not own):
+            return  # an agent's own side picking up is not the call being answered
         if leg.consult:
             leg.state = "consulting"  # talking to the agent, not to the customer: no event
             return
         leg.state = "answered"
         leg.answered_at = at
-        if leg.queue is not None or leg.transfer_from is not None:
+        if leg.queue is not None or leg.transfer_from is not None or leg.own:
             # An agent serving a customer (not, say, a trunk an outbound call reached): a new
             # call from its phone now is a consultation (`_consulted_from`).
             self._busy[leg.device] = call.call_id
@@ -660,6 +786,9 @@ class CallTracker:
             out.append(CallTransferred(call.call_id, call.transfer_from, leg.device, at))
             call.transfer_pending = False
         out.append(CallAnswered(call.call_id, leg.device, at))
+        own_leg = self._own_leg(call) if call.direction == "internal" else None
+        if own_leg is not None and own_leg is not leg:
+            self._answer(call, own_leg, at, out, own=True)  # the agent who called talks too
 
     def _retract(
         self, call: _Call, leg: _Leg, reason: RetractReason, at: datetime, out: list[CallEvent]
@@ -681,6 +810,9 @@ class CallTracker:
         if call is None or call.hung_up_at is not None:
             return
         leg = call.leg_for(e.dest_channel, e.dest_uniqueid)
+        if leg is None and (e.dest_channel in call.far or e.dest_uniqueid in call.far):
+            self._far_end(call, e, out)
+            return
         if leg is None and e.status == "ANSWER":
             # A leg we never saw ring (events lost, or rung before a restart): learn it here.
             queue = call.queue if call.in_queue else None
@@ -707,10 +839,32 @@ class CallTracker:
             self._retract(call, leg, reason, e.at, out)
         elif self._answered_elsewhere(call, leg):
             self._retract(call, leg, "answered_elsewhere", e.at, out)
+        elif e.status == "CANCEL" and self._still_up(call, e.dest_uniqueid):
+            # app_dial cancels the losers before it reports the winner: the loser's Hangup
+            # cause (26, answered elsewhere; else the caller left) says which it was.
+            return
         elif e.status in NO_ANSWER_DIALSTATUS:
             self._retract(call, leg, "no_answer", e.at, out)
         else:
             self._retract(call, leg, "caller_gone", e.at, out)
+
+    def _far_end(self, call: _Call, e: ev.DialEnd, out: list[CallEvent]) -> None:
+        """The outside party answered or gave up: an outbound call's agent now talks to the
+        customer, or the call goes unanswered; a follow-me's mobile answered the caller."""
+        own = self._own_leg(call) if call.direction == "outbound" else None
+        if e.status == "ANSWER":
+            call.far_answered_at = call.far_answered_at or e.at
+            if call.answered_at is None:
+                call.answered_at = e.at
+            if own is not None:
+                self._answer(call, own, e.at, out, own=True)
+        elif own is not None and own.state == "ringing":
+            self._retract(call, own, "no_answer", e.at, out)
+
+    @staticmethod
+    def _still_up(call: _Call, uniqueid: str) -> bool:
+        chan = call.channels.get(uniqueid)
+        return chan is not None and not chan.hung_up
 
     def _on_agent_noanswer(self, e: ev.AgentRingNoAnswer, out: list[CallEvent]) -> None:
         call = self._call_for(e.uniqueid, e.linkedid)
@@ -929,6 +1083,25 @@ class CallTracker:
         call = self._calls.get(call_id) if call_id else None
         if call is None or not e.destination_channel:
             return
+        own = self._own_leg(call)
+        if (
+            own is not None
+            and own.uniqueid == e.uniqueid
+            and own.answered_at is not None
+            and e.disposition == "ANSWERED"
+            and (e.destination_channel in call.far or call.leg_for(e.destination_channel))
+        ):
+            own.talk_cdr = e.billable_s  # the agent's phone toward whom it called
+        via = self._hop_leg(call, e.channel)
+        if (
+            via is not None
+            and e.destination_channel in via.endpoints
+            and e.disposition == "ANSWERED"
+            and via.answered_at is not None
+        ):
+            # The agent's own talk, from its hop toward its device: after a blind transfer
+            # the hop stays in the caller's bridge, so the queue's TalkTime runs on.
+            via.talk_endpoint = e.billable_s
         if e.uniqueid != call.call_id and e.uniqueid not in call.caller_side:
             # An agent's own Cdrs (a consultation, the transferer toward the target) bill
             # time away from the customer; only the caller's leg toward an agent counts.
@@ -1000,7 +1173,10 @@ class CallTracker:
         if self._expect_cdr is False:
             return False
         return any(
-            leg.answered_at is not None and leg.talk_queue is None and leg.talk_cdr is None
+            leg.answered_at is not None
+            and leg.talk_queue is None
+            and leg.talk_cdr is None
+            and leg.talk_endpoint is None
             for leg in call.legs
         )
 
@@ -1039,7 +1215,9 @@ class CallTracker:
             assert leg.answered_at is not None
             if leg.answer_inferred:
                 inferred.add("answered_at")
-            if leg.talk_queue is not None:
+            if leg.talk_endpoint is not None:
+                talk = leg.talk_endpoint
+            elif leg.talk_queue is not None:
                 talk = leg.talk_queue
             elif leg.talk_cdr is not None:
                 talk = leg.talk_cdr
@@ -1050,8 +1228,14 @@ class CallTracker:
                     inferred.add("talk_s")
             agents.append(AgentLeg(leg.device, leg.answered_at, talk))
         talk_s = sum(a.talk_s for a in agents)
-        if agents:
+        direction = "inbound" if call.origin is None else call.direction
+        if direction == "inbound" and call.origin is not None:
+            direction = "internal"
+        if agents or (call.far_answered_at is not None and direction == "inbound"):
+            # A follow-me's mobile that answered: answered, by nobody who is an agent.
             outcome: Literal["answered", "abandoned", "unanswered"] = "answered"
+        elif direction != "inbound":
+            outcome = "unanswered"  # the far end never answered the agent's call
         elif call.abandoned:
             outcome = "abandoned"
         elif call.queue_timed_out:
@@ -1064,14 +1248,15 @@ class CallTracker:
         # the last agent's hangup after it, and never stretched to fit the talk figures.
         gone = call.root_gone_at or ended_at
         duration = max(0, int((gone - call.started_at).total_seconds()))
+        outbound = direction == "outbound"
         return CallSummary(
             call_id=call.call_id,
-            caller=call.caller,
-            caller_name=call.caller_name,
+            caller=call.dialled if outbound else call.caller,
+            caller_name="" if outbound else call.caller_name,
             did=call.did,
             queue=call.queue,
             started_at=call.started_at,
-            answered_at=answered[0].answered_at if answered else None,
+            answered_at=answered[0].answered_at if answered else call.answered_at,
             ended_at=ended_at,
             duration_s=duration,
             talk_s=talk_s,
@@ -1081,7 +1266,21 @@ class CallTracker:
             recording_path=call.recording if outcome == "answered" else None,
             uniqueids=tuple(call.channels),
             inferred=tuple(sorted(inferred)),
+            direction=direction,
         )
+
+
+def _local_partner(name: str, half: str) -> str | None:
+    """The other half's name when `name` is the given half of a Local channel."""
+    m = _LOCAL_HALF.match(name)
+    if m is None or m.group(2) != half:
+        return None
+    return f"{m.group(1)};{'1' if half == '2' else '2'}"
+
+
+def _local_ext(name: str) -> str:
+    """`600` of `Local/600@ringgroup-0000001a;1`."""
+    return name.removeprefix("Local/").split("@", 1)[0]
 
 
 def _leg_state(leg: _Leg) -> Literal["ringing", "answered", "away"]:

@@ -10,11 +10,11 @@ EVENT_FLAG_AGENT): the AMI user needs `write = reporting,agent` (dialplan/manage
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Protocol
 
 from bridge.ami.protocol import Frame
+from bridge.devices import DeviceMatcher
 from bridge.errors import BridgeError
 from bridge.wallboard.stats import Member
 
@@ -44,7 +44,7 @@ def _flag(value: str | None) -> bool:
 
 
 def members_from_listing(
-    frames: list[Frame], device_pattern: re.Pattern[str]
+    frames: list[Frame], device_pattern: DeviceMatcher
 ) -> list[tuple[Member, str]]:
     """(member, interface) of each `QueueMember` of a `QueueStatus` listing with a device."""
     out: list[tuple[Member, str]] = []
@@ -69,7 +69,7 @@ def members_from_listing(
 
 
 class AmiQueues:
-    def __init__(self, link: ListingLink, device_pattern: re.Pattern[str]) -> None:
+    def __init__(self, link: ListingLink, device_pattern: DeviceMatcher) -> None:
         self._link = link
         self._pattern = device_pattern
 

@@ -124,7 +124,13 @@ async def make_hub(pool: asyncpg.Pool[Any]) -> AsyncIterator[Callable[..., Await
         await listener.start()
         await roster.start()
         running[:0] = [roster, listener]
-        tracker = CallTracker(CONFIG.device_regex)
+        # roster_agents: the tracker takes only the roster's devices for agents (as app.py).
+        is_agent = (
+            (lambda ext: roster.agent_id_of(ext) is not None)
+            if options.pop("roster_agents", False)
+            else None
+        )
+        tracker = CallTracker(CONFIG.device_regex, is_agent=is_agent)
         options.setdefault("origins", ["http://agents.example:8080"])
         config = options.pop("config", CONFIG)
         hub = build_pop_hub(pool, config, directory, roster, live=tracker, **options)

@@ -47,7 +47,7 @@ def routed(scenario: str, *, pjsip: bool = False) -> list[tuple[Any, ...]]:
     data = (TRACES / scenario / "ami.log").read_bytes()
     if pjsip:
         data = pjsip_bytes(data)
-    tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
+    tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), is_agent=AGENTS.__contains__)
     router = PopRouter(AGENTS.get)
     clock = ReplayClock()
     out: list[tuple[Any, ...]] = []
@@ -119,6 +119,104 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
         ("queue:support", "call.ended", {}, False),
     ],
 }
+
+
+# Real-PBX shapes (issues 19, 20). A FreePBX queue's Local hops and a ring group's hop are
+# never addressed; a follow-me that reached the agent's mobile ends with no agent to tell;
+# an agent's own outbound call pops `call.dialing` with the dialled customer's card, then
+# `call.answered`; a call between agents rings with no customer card.
+EXPECTED.update(
+    {
+        "fpbx-queue": [
+            ("1002", RING, {}, CARD),
+            ("queue:fpbx", RING, {}, CARD),
+            ("1001", RING, {}, CARD),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("queue:fpbx", "call.answered", {"agent": "ann"}, False),
+            ("1002", "call.retracted", {"reason": "answered_elsewhere"}, False),
+            ("1001", "call.ended", {}, False),
+            ("queue:fpbx", "call.ended", {}, False),
+        ],
+        "fpbx-blind-transfer": [
+            ("1002", RING, {}, CARD),
+            ("queue:fpbx", RING, {}, CARD),
+            ("1001", RING, {}, CARD),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("queue:fpbx", "call.answered", {"agent": "ann"}, False),
+            ("1002", "call.retracted", {"reason": "answered_elsewhere"}, False),
+            ("2001", RING, {"transfer_from": "ann"}, CARD),
+            ("1001", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
+            ("2001", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
+            ("queue:fpbx", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
+            ("1001", "call.answered", {"agent": "cat"}, False),
+            ("2001", "call.answered", {"agent": "cat"}, False),
+            ("queue:fpbx", "call.answered", {"agent": "cat"}, False),
+            ("1001", "call.ended", {}, False),
+            ("2001", "call.ended", {}, False),
+            ("queue:fpbx", "call.ended", {}, False),
+        ],
+        "fpbx-attended-transfer": [
+            ("1002", RING, {}, CARD),
+            ("queue:fpbx", RING, {}, CARD),
+            ("1001", RING, {}, CARD),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("queue:fpbx", "call.answered", {"agent": "ann"}, False),
+            ("1002", "call.retracted", {"reason": "answered_elsewhere"}, False),
+            ("2001", RING, {"transfer_from": "ann"}, CARD),
+            ("1001", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
+            ("2001", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
+            ("queue:fpbx", "call.transferred", {"agent": "cat", "from_agent": "ann"}, False),
+            ("1001", "call.answered", {"agent": "cat"}, False),
+            ("2001", "call.answered", {"agent": "cat"}, False),
+            ("queue:fpbx", "call.answered", {"agent": "cat"}, False),
+            ("1001", "call.ended", {}, False),
+            ("2001", "call.ended", {}, False),
+            ("queue:fpbx", "call.ended", {}, False),
+        ],
+        "ringgroup": [
+            ("1001", RING, {}, CARD),
+            ("queue:600", RING, {}, CARD),
+            ("1002", RING, {}, CARD),
+            ("1002", "call.retracted", {"reason": "answered_elsewhere"}, False),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("queue:600", "call.answered", {"agent": "ann"}, False),
+            ("1001", "call.ended", {}, False),
+            ("queue:600", "call.ended", {}, False),
+        ],
+        "direct-inward": [
+            ("1001", RING, {}, CARD),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("1001", "call.ended", {}, False),
+        ],
+        "followme-mobile": [
+            ("1001", RING, {}, CARD),
+            ("1001", "call.retracted", {"reason": "no_answer"}, False),
+        ],
+        "dial-out-phone": [
+            ("1001", "call.dialing", {"agent": "ann"}, CARD),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("1001", "call.ended", {}, False),
+        ],
+        "dial-out-unanswered": [
+            ("1001", "call.dialing", {"agent": "ann"}, CARD),
+            ("1001", "call.retracted", {"reason": "no_answer"}, False),
+        ],
+        "click-to-dial-pbx": [
+            ("1001", "call.dialing", {"agent": "ann"}, CARD),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("1001", "call.ended", {}, False),
+        ],
+        "internal-call": [
+            ("2001", RING, {}, False),
+            ("1001", "call.answered", {"agent": "cat"}, False),
+            ("2001", "call.answered", {"agent": "cat"}, False),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("2001", "call.answered", {"agent": "ann"}, False),
+            ("1001", "call.ended", {}, False),
+            ("2001", "call.ended", {}, False),
+        ],
+    }
+)
 
 
 @pytest.mark.parametrize("pjsip", [False, True], ids=["Local", "PJSIP"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ AGENTS = {"1001": "ann", "1002": "ben", "2001": "sue", "2002": "sam"}
 
 def tracker_events(scenario: str) -> list[CallEvent]:
     data = (TRACES / scenario / "ami.log").read_bytes()
-    return replay(data, CallTracker(re.compile(DEFAULT_DEVICE_PATTERN)))
+    is_agent = frozenset(AGENTS).__contains__
+    return replay(data, CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), is_agent=is_agent))
 
 
 def ended_events(scenario: str) -> list[CallEnded]:
@@ -99,6 +101,9 @@ async def seed_decisions(conn: Any, scenario: str, *, linkedid: bool = False) ->
                 call_of.get(env["agi_uniqueid"], "") if linkedid else "",
             )
         return
+    facts = json.loads((TRACES / scenario / "scenario.json").read_text())
+    if facts.get("routed") is False:
+        return  # the dialplan routed the call itself (no AGI, no decision)
     # No agi.log (least-privilege, ARI): a decision keyed by the call's linkedid.
     for ended in ended_events(scenario):
         customer = CUSTOMERS.get(ended.summary.caller)

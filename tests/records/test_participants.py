@@ -8,8 +8,10 @@ import asyncpg
 
 from bridge.crm.roster import AgentRoster
 from bridge.records.participants import ParticipantRecorder
+from bridge.tracker import CallTracker, replay
+from tests.conftest import TRACES
 from tests.crm.fixture_crm import load_trace_crm
-from tests.pops.conftest import trace_events
+from tests.pops.conftest import CONFIG, trace_events
 
 
 async def test_the_rung_the_one_who_answered_and_a_transfer_target_are_remembered(
@@ -58,3 +60,19 @@ async def test_a_device_of_nobody_writes_nothing_and_a_write_failure_is_not_fata
         await failing.on_event(event)
     await failing.drain()
     await failing.stop()
+
+
+async def test_an_agent_whose_dial_out_went_unanswered_is_on_its_call(
+    pool: asyncpg.Pool[Any], roster: AgentRoster
+) -> None:
+    """It may file a disposition (no answer, try again) for the call it placed."""
+    await load_trace_crm(pool)
+    await roster.start()
+    recorder = ParticipantRecorder(pool, roster.agent_id_of)
+    tracker = CallTracker(CONFIG.device_regex, is_agent=lambda d: roster.agent_id_of(d) is not None)
+    events = replay((TRACES / "dial-out-unanswered" / "ami.log").read_bytes(), tracker)
+    for event in events:
+        await recorder.on_event(event)
+    await recorder.drain()
+    found = await pool.fetch("SELECT agent_id, how FROM call_participants")
+    assert [(r["agent_id"], r["how"]) for r in found] == [("1001", "rung")]

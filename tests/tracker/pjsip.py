@@ -13,6 +13,11 @@ SIP PBX each party has one channel. So, per Local pair:
 - the transfer pair `Local/NNNN@internal-…;1/;2` that an attended transfer (`Atxfer`) opens
   is kept as it is: bridge_basic.c requests a Local channel for the consultation on every
   PBX, SIP or not;
+- the real-PBX recordings (issues 19, 20): `did-*` contexts are trunk sides like `inbound`;
+  `handset` is an agent's phone placing a call (its `;1` half, the call's first channel,
+  becomes `PJSIP/NNNN-XXXXXXXX`); `outside` is the far end of a trunk (its `;1` half becomes
+  `PJSIP/trunk-XXXXXXXX`); every other context (`from-queue`, `ringgroup`, `followme`,
+  `ringagent`) is a Local hop that a real PBX has too, kept as it is;
 - queue interfaces and device names `Local/NNNN@phones/n` / `Local/NNNN@phones` become
   `PJSIP/NNNN`; `LocalBridge`, `OriginateResponse` and the originate's own dials go away.
 """
@@ -25,15 +30,17 @@ from bridge.ami.protocol import AmiParser, Frame
 
 _LOCAL = re.compile(r"Local/([^@\s;/]+)@([A-Za-z0-9_-]+?)-([0-9a-f]{8});([12])")
 _IFACE = re.compile(r"Local/(\d+)@phones(?:/n)?\b")
-_TRUNK_DEVICE = re.compile(r"Local/\d+@inbound(?:-ari)?(?![-\w])")
+_TRUNK_DEVICE = re.compile(r"Local/\d+@(?:inbound(?:-ari)?|did-[a-z-]+?)(?![-\w])")
 _DROP_EVENTS = {"LocalBridge", "OriginateResponse"}
 
 
 TRANSFER_CONTEXTS = {"internal"}  # lab-config: where Atxfer dials the consulted agent
+PHONE_CONTEXTS = {"phones", "handset"}  # an agent's own device
+TRUNK_OUT_CONTEXTS = {"outside"}  # the far end of an outbound call
 
 
 def _is_inbound(context: str) -> bool:
-    return context != "phones"
+    return context in {"inbound", "inbound-ari"} or context.startswith("did-")
 
 
 def _encode(frame: Frame) -> bytes:
@@ -54,7 +61,13 @@ def pjsip_frames(data: bytes) -> list[Frame]:
         m = _LOCAL.fullmatch(name)
         assert m is not None
         ext, context, seq, half = m.groups()
-        if context in TRANSFER_CONTEXTS:
+        if context in TRUNK_OUT_CONTEXTS:
+            if half == "1":
+                names[name] = f"PJSIP/trunk-{seq}"
+            else:
+                dropped.add(name)
+            continue
+        if context not in PHONE_CONTEXTS and not _is_inbound(context):
             continue
         if _is_inbound(context):
             if half == "1":

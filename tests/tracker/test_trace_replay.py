@@ -13,6 +13,7 @@ import pytest
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import (
     CallAnswered,
+    CallDialing,
     CallEnded,
     CallEvent,
     CallRetracted,
@@ -34,6 +35,8 @@ def describe(events: list[CallEvent]) -> list[tuple[Any, ...]]:
             ringing = ("ringing", e.call_id, e.device, e.caller, e.caller_name, e.queue)
             # A transfer or consultation names who hands the call over.
             out.append((*ringing, ("from", e.transfer_from)) if e.transfer_from else ringing)
+        elif isinstance(e, CallDialing):
+            out.append(("dialing", e.call_id, e.device, e.number))
         elif isinstance(e, CallAnswered):
             out.append(("answered", e.call_id, e.device))
         elif isinstance(e, CallRetracted):
@@ -52,13 +55,18 @@ def describe(events: list[CallEvent]) -> list[tuple[Any, ...]]:
                     s.talk_s,
                     tuple((a.device, a.talk_s) for a in s.agents),
                     Path(s.recording_path).name if s.recording_path else None,
+                    *((s.direction,) if s.direction != "inbound" else ()),
                 )
             )
     return out
 
 
+# The lab's agents (the roster): every other extension a channel name carries is no agent.
+LAB_AGENTS = frozenset({"1001", "1002", "2001", "2002"})
+
+
 def tracker() -> CallTracker:
-    return CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
+    return CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), is_agent=LAB_AGENTS.__contains__)
 
 
 def run(scenario: str, *, pjsip: bool = False) -> list[CallEvent]:
@@ -252,6 +260,161 @@ def _concurrent_expected() -> list[tuple[Any, ...]]:
 
 EXPECTED["concurrent-8"] = _concurrent_expected()
 
+# Real-PBX shapes (issues 19, 20): Local hops, Dial()-made queues, follow-me, dial-outs.
+EXPECTED.update(
+    {
+        "fpbx-queue": [
+            ("ringing", "1796193840.108", "1002", "+15551230002", "Bob", "fpbx"),
+            ("ringing", "1796193840.108", "1001", "+15551230002", "Bob", "fpbx"),
+            ("answered", "1796193840.108", "1001"),
+            ("retracted", "1796193840.108", "1002", "answered_elsewhere"),
+            (
+                "ended",
+                "1796193840.108",
+                "answered",
+                "fpbx",
+                "+15551230002",
+                3,
+                (("1001", 3),),
+                "1796193840.109.wav",
+            ),
+        ],
+        "fpbx-blind-transfer": [
+            ("ringing", "1796193904.156", "1002", "+15551230002", "Bob", "fpbx"),
+            ("ringing", "1796193904.156", "1001", "+15551230002", "Bob", "fpbx"),
+            ("answered", "1796193904.156", "1001"),
+            ("retracted", "1796193904.156", "1002", "answered_elsewhere"),
+            ("ringing", "1796193904.156", "2001", "+15551230002", "Bob", "fpbx", ("from", "1001")),
+            ("transferred", "1796193904.156", "1001", "2001"),
+            ("answered", "1796193904.156", "2001"),
+            (
+                "ended",
+                "1796193904.156",
+                "answered",
+                "fpbx",
+                "+15551230002",
+                6,
+                (("1001", 1), ("2001", 5)),
+                "1796193904.157.wav",
+            ),
+        ],
+        "fpbx-attended-transfer": [
+            ("ringing", "1796193915.168", "1002", "+15551230002", "Bob", "fpbx"),
+            ("ringing", "1796193915.168", "1001", "+15551230002", "Bob", "fpbx"),
+            ("answered", "1796193915.168", "1001"),
+            ("retracted", "1796193915.168", "1002", "answered_elsewhere"),
+            ("ringing", "1796193915.168", "2001", "+15551230002", "Bob", "fpbx", ("from", "1001")),
+            ("transferred", "1796193915.168", "1001", "2001"),
+            ("answered", "1796193915.168", "2001"),
+            (
+                "ended",
+                "1796193915.168",
+                "answered",
+                "fpbx",
+                "+15551230002",
+                11,
+                (("1001", 3), ("2001", 8)),
+                "1796193915.169.wav",
+            ),
+        ],
+        "ringgroup": [
+            ("ringing", "1796193847.118", "1001", "+15551230002", "Bob", "600"),
+            ("ringing", "1796193847.118", "1002", "+15551230002", "Bob", "600"),
+            ("retracted", "1796193847.118", "1002", "answered_elsewhere"),
+            ("answered", "1796193847.118", "1001"),
+            (
+                "ended",
+                "1796193847.118",
+                "answered",
+                "600",
+                "+15551230002",
+                2,
+                (("1001", 2),),
+                "1796193847.119.wav",
+            ),
+        ],
+        "direct-inward": [
+            ("ringing", "1796193854.126", "1001", "+15551230002", "Bob", None),
+            ("answered", "1796193854.126", "1001"),
+            (
+                "ended",
+                "1796193854.126",
+                "answered",
+                None,
+                "+15551230002",
+                3,
+                (("1001", 3),),
+                "1796193854.127.wav",
+            ),
+        ],
+        "followme-mobile": [
+            ("ringing", "1796193861.130", "1001", "+15551230002", "Bob", None),
+            ("retracted", "1796193861.130", "1001", "no_answer"),
+            (
+                "ended",
+                "1796193861.130",
+                "answered",
+                None,
+                "+15551230002",
+                0,
+                (),
+                "1796193861.131.wav",
+            ),
+        ],
+        "dial-out-phone": [
+            ("dialing", "1796195448.322", "1001", "15551230002"),
+            ("answered", "1796195448.322", "1001"),
+            (
+                "ended",
+                "1796195448.322",
+                "answered",
+                None,
+                "15551230002",
+                4,
+                (("1001", 4),),
+                "1796195448.322.wav",
+                "outbound",
+            ),
+        ],
+        "dial-out-unanswered": [
+            ("dialing", "1796195456.326", "1001", "15551230002"),
+            ("retracted", "1796195456.326", "1001", "no_answer"),
+            ("ended", "1796195456.326", "unanswered", None, "15551230002", 0, (), None, "outbound"),
+        ],
+        "click-to-dial-pbx": [
+            ("dialing", "1796195463.330", "1001", "15551230002"),
+            ("answered", "1796195463.330", "1001"),
+            (
+                "ended",
+                "1796195463.330",
+                "answered",
+                None,
+                "15551230002",
+                4,
+                (("1001", 4),),
+                "1796195463.330.wav",
+                "outbound",
+            ),
+        ],
+        "internal-call": [
+            ("ringing", "1796193897.152", "2001", "1001", "Agent 1001", None),
+            ("answered", "1796193897.152", "2001"),
+            ("answered", "1796193897.152", "1001"),
+            (
+                "ended",
+                "1796193897.152",
+                "answered",
+                None,
+                "1001",
+                6,
+                (("1001", 3), ("2001", 3)),
+                None,
+                "internal",
+            ),
+        ],
+    }
+)
+
 
 def test_every_ami_scenario_has_an_expectation() -> None:
     assert set(AMI_SCENARIOS) == set(EXPECTED)
@@ -296,7 +459,9 @@ def test_pjsip_names_reach_consumers(scenario: str) -> None:
     local = [e.channel for e in run(scenario) if isinstance(e, CallRinging)]
     pjsip = [e.channel for e in run(scenario, pjsip=True) if isinstance(e, CallRinging)]
     assert all(c.startswith("Local/") and c.endswith(";1") for c in local)
-    assert all(re.fullmatch(r"PJSIP/\d{4}-[0-9a-f]{8}", c) for c in pjsip)
+    # A FreePBX queue rings its member's Local hop (kept: a real PBX has it too).
+    hop = r"Local/\d{4}@(?:from-queue|followme)-[0-9a-f]{8};1"
+    assert all(re.fullmatch(rf"PJSIP/\d{{4}}-[0-9a-f]{{8}}|{hop}", c) for c in pjsip)
     assert [c.split("/")[1][:4] for c in local] == [c.split("/")[1][:4] for c in pjsip]
 
 
@@ -324,3 +489,30 @@ def test_interleaved_calls_keep_their_own_events() -> None:
         by_call.setdefault(e.call_id, []).append(type(e).__name__)
     assert len(by_call) == 8
     assert all(v == ["CallRinging", "CallAnswered", "CallEnded"] for v in by_call.values())
+
+
+REAL_PBX = [s for s in AMI_SCENARIOS if (TRACES / s / "dialplan.conf").exists()]
+
+
+@pytest.mark.parametrize("pjsip", [False, True], ids=["local", "pjsip"])
+@pytest.mark.parametrize("scenario", REAL_PBX)
+def test_no_hop_or_trunk_is_ever_taken_for_an_agent(scenario: str, pjsip: bool) -> None:
+    """Local hops (`from-queue`, `ringgroup`, `followme`, `ringagent`) and trunks name
+    extensions too; only the roster's devices are agents, in every event and record."""
+    events = run(scenario, pjsip=pjsip)
+    devices = {getattr(e, "device", None) for e in events} - {None}
+    for e in events:
+        if isinstance(e, CallEnded):
+            devices |= {a.device for a in e.summary.agents}
+        if isinstance(e, CallTransferred):
+            devices |= {e.to_device} | ({e.from_device} if e.from_device else set())
+    assert devices and devices <= LAB_AGENTS
+
+
+def test_without_a_roster_calls_are_inbound_as_before() -> None:
+    """A tracker that is not told who the agents are takes no call for one an agent placed."""
+    data = (TRACES / "dial-out-phone" / "ami.log").read_bytes()
+    events = replay(data, CallTracker(re.compile(DEFAULT_DEVICE_PATTERN)))
+    assert not any(isinstance(e, CallDialing) for e in events)
+    (ended,) = [e for e in events if isinstance(e, CallEnded)]
+    assert ended.summary.direction == "inbound"

@@ -384,7 +384,7 @@
     return entry;
   }
 
-  const LIVE = new Set(["ringing", "answered", "transferred"]);
+  const LIVE = new Set(["dialing", "ringing", "answered", "transferred"]);
 
   // A folded card shows one line: the name on it is copied from the card when it folds
   // (and cleared when it opens), so the page never shows the name twice.
@@ -443,6 +443,16 @@
           stopWrapup();
           alertRinging(customer ? "Incoming call" : "Incoming call: unknown caller");
         }
+        break;
+      }
+      case "call.dialing": { // this agent's own call out: the dialled number's customer
+        const customer = msg.customer && typeof msg.customer === "object" ? msg.customer : null;
+        root.querySelector(".caller-name").textContent = "";
+        root.querySelector(".cid").hidden = true;
+        root.querySelector(".caller").textContent = "calling " + show(msg.caller || "");
+        root.querySelector(".queue").textContent = "";
+        renderCustomer(root.querySelector(".customer"), customer, msg.call_id, msg.caller);
+        if (!entry.state) setState(entry, "dialing", "dialing");
         break;
       }
       case "call.answered":
