@@ -237,7 +237,7 @@ async def test_slow_client_is_dropped_and_never_delays_a_fast_one(make_hub) -> N
     target = sent
     if received >= target:
         all_in.set()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(60):  # a "did not hang" bound: megabytes on a loaded machine
         await all_in.wait()
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
