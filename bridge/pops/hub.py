@@ -18,7 +18,9 @@ Messages queued behind a card still being looked up do not count against the pag
 lookup is slow, not the page (they are bounded by the live calls, `MAX_PENDING` at most).
 
 Sessions follow their token: when the roster says an agent's token changed or the agent was
-disabled, its open pages are closed with 4003 at once and get nothing more.
+disabled, its open pages are closed with 4003 at once and get nothing more. So are the pages
+of a supervisor or admin demoted to agent (they hold full cards and follow queues); any
+other change (name, device, a promotion) applies to the open pages at once.
 
 Desk and wallboard (`use_board`): a page's `status` message pauses or resumes its agent in
 all its queues through the board (AMI `QueuePause`), and every page of that agent hears the
@@ -426,10 +428,17 @@ class PopHub:
                 self._drop(client, CLOSE_REVOKED, "token rotated or agent disabled")
                 continue
             agent = self._sessions.get(agent_id)
-            if agent is not None and agent.device != client.agent.device:
+            if agent is None or agent == client.agent:
+                continue
+            if client.agent.role in FULL_ROLES and agent.role not in FULL_ROLES:
+                # Demoted: the page holds full cards and follows queues it no longer may.
+                self._drop(client, CLOSE_REVOKED, "role changed: sign in again")
+                continue
+            if agent.device != client.agent.device:
                 self._index_device(client, remove=True)
                 client.agent = agent
                 self._index_device(client)
+            client.agent = agent  # name or role: cards and queues follow the current role
 
     # --- clients -----------------------------------------------------------------------------
 
