@@ -18,13 +18,17 @@ Messages queued behind a card still being looked up do not count against the pag
 lookup is slow, not the page (they are bounded by the live calls, `MAX_PENDING` at most).
 
 Sessions follow their token: when the roster says an agent's token changed or the agent was
-disabled, its open pages are closed with 4003 at once and get nothing more.
+disabled, its open pages are closed with 4003 at once and get nothing more. So are the pages
+of a supervisor or admin demoted to agent (they hold full cards and follow queues); any
+other change (name, device, a promotion) applies to the open pages at once.
 
 Desk and wallboard (`use_board`): a page's `status` message pauses or resumes its agent in
 all its queues through the board (AMI `QueuePause`), and every page of that agent hears the
-new state; a page is told its agent's state after the welcome. The board's `queue.stats`
-go out through `publish_queue` to the followers of the queue, and a new follower gets the
-current figures right after its catch-up.
+new state; a page is told its agent's state after the welcome. At most one pause per agent
+is in flight: a status sent meanwhile waits, replaced by any later one (each sets the whole
+state), so a stuck key or a hostile page cannot flood the PBX with actions. The board's
+`queue.stats` go out through `publish_queue` to the followers of the queue, and a new
+follower gets the current figures right after its catch-up.
 
 A (re)connecting page is brought up to date from the tracker (`catch_up(device)`), a new
 queue follower from its snapshot; both run between two event batches, so nothing is missed
@@ -228,6 +232,8 @@ class PopHub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         self._board: Board | None = None
+        # agent id -> the status waiting behind the one in flight (None: nothing waits)
+        self._status_busy: dict[str, tuple[_Client, Status] | None] = {}
         sessions.on_change(self._on_agent_changed)
 
     def use_board(self, board: Board) -> None:
@@ -426,10 +432,17 @@ class PopHub:
                 self._drop(client, CLOSE_REVOKED, "token rotated or agent disabled")
                 continue
             agent = self._sessions.get(agent_id)
-            if agent is not None and agent.device != client.agent.device:
+            if agent is None or agent == client.agent:
+                continue
+            if client.agent.role in FULL_ROLES and agent.role not in FULL_ROLES:
+                # Demoted: the page holds full cards and follows queues it no longer may.
+                self._drop(client, CLOSE_REVOKED, "role changed: sign in again")
+                continue
+            if agent.device != client.agent.device:
                 self._index_device(client, remove=True)
                 client.agent = agent
                 self._index_device(client)
+            client.agent = agent  # name or role: cards and queues follow the current role
 
     # --- clients -----------------------------------------------------------------------------
 
@@ -650,13 +663,35 @@ class PopHub:
                 reason = "pausing is not available: no link to the PBX"
                 self._say(client, "error", _error("unavailable", reason))
                 return
-            self._spawn(self._set_status(client, msg))
+            agent_id = client.agent.id
+            if agent_id in self._status_busy:  # one at a time per agent; the latest waits
+                self._status_busy[agent_id] = (client, msg)
+                return
+            self._status_busy[agent_id] = None
+            self._spawn(self._run_status(client, msg))
         elif isinstance(msg, Unsubscribe):
             client.queues.discard(msg.queue)
             subs = self._subscribers.get(msg.queue)
             if subs is not None:
                 subs.discard(client)
             self._say(client, "unsubscribed", {"type": "unsubscribed", "queue": msg.queue})
+
+    async def _run_status(self, client: _Client, msg: Status) -> None:
+        """Apply `msg`, then whatever status came meanwhile (only the latest: each one sets
+        the whole state), so a flood of messages is at most one AMI pause in flight per agent.
+        A waiting status of a page closed since (revoked, demoted, gone) is not applied."""
+        agent_id = client.agent.id
+        try:
+            while True:
+                if not client.closing and self._sessions.session_valid(agent_id, client.digest):
+                    await self._set_status(client, msg)
+                waiting = self._status_busy.get(agent_id)
+                if waiting is None:
+                    return
+                self._status_busy[agent_id] = None
+                client, msg = waiting
+        finally:
+            self._status_busy.pop(agent_id, None)
 
     async def _set_status(self, client: _Client, msg: Status) -> None:
         assert self._board is not None

@@ -27,7 +27,8 @@ Close codes the hub uses:
     1011  internal error, e.g. the agent database could not be asked during hello
     4001  not authenticated: no hello within the hello timeout (5 s), the first message is
           not a valid hello, or the token is missing or wrong
-    4003  the agent's token was rotated or the agent disabled: the page forgets what it showed
+    4003  the agent's token was rotated, the agent disabled, or demoted from supervisor or
+          admin to agent: the page forgets what it showed
     4002  malformed message after welcome: not JSON, not an object, a field of the wrong
           type or too long, or an unknown `type`
     4008  too slow: the client's send queue ([pops] client_queue messages) was full, so it

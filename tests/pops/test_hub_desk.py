@@ -3,11 +3,12 @@ page of the agent hears the result; `queue.stats` reach the followers of a queue
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge.crm.agents import create_agent
+from bridge.crm.agents import create_agent, rotate_token
 from bridge.errors import LinkDown
 from bridge.models import CallEnded
 from bridge.wallboard.board import WallBoard
@@ -99,3 +100,59 @@ async def test_queue_stats_reach_the_followers_of_the_queue_only(
     assert stats and stats[-1]["abandoned"] == 1 and stats[-1]["answered"] == 0
     assert stats[-1]["sla_pct"] == 0.0
     assert [m for m in await recv_until_pong(nosy) if m["type"] == "queue.stats"] == []
+
+
+class GatedBoard(FakeBoard):
+    """A board whose pauses wait at a gate, as the PBX's answer does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.started: list[tuple[str, bool, str]] = []
+        self.first = asyncio.Event()
+
+    async def pause(self, device: str, paused: bool, reason: str) -> None:
+        self.started.append((device, paused, reason))
+        self.first.set()
+        await self.gate.wait()
+        await super().pause(device, paused, reason)
+
+
+async def test_a_flood_of_status_messages_is_one_pause_at_a_time_and_the_last_one_wins(
+    make_hub: Callable[..., Awaitable[HubEnv]],
+) -> None:
+    """A stuck key or a hostile page must not turn into hundreds of AMI actions at once."""
+    env = await make_hub()
+    board = GatedBoard()
+    env.hub.use_board(board)
+    page = await env.connect("2001")
+    for n in range(200):
+        reason = f"r{n}"
+        await page.send(json.dumps({"type": "status", "paused": n % 2 == 0, "reason": reason}))
+    assert await recv_until_pong(page) == []  # every status read, none answered yet
+    assert board.started == [("2001", True, "r0")]  # one in flight, the rest wait
+    board.gate.set()
+    last = {"type": "status", "paused": False, "reason": ""}  # r199: a resume
+    seen = [await recv_json(page) for _ in range(2)]
+    assert seen == [{"type": "status", "paused": True, "reason": "r0"}, last]
+    assert board.pauses == [("2001", True, "r0"), ("2001", False, "")]
+    assert await recv_until_pong(page) == []
+
+
+async def test_a_status_waiting_behind_another_is_dropped_when_the_token_is_revoked(
+    make_hub: Callable[..., Awaitable[HubEnv]],
+) -> None:
+    env = await make_hub()
+    board = GatedBoard()
+    env.hub.use_board(board)
+    page = await env.connect("2001")
+    await page.send(json.dumps({"type": "status", "paused": True, "reason": "lunch"}))
+    await board.first.wait()
+    await page.send(json.dumps({"type": "status", "paused": False}))
+    await page.send(json.dumps({"type": "ping"}))
+    assert await recv_json(page) == {"type": "pong"}
+    assert await rotate_token(env.pool, "2001") is not None
+    await env.hub.wait_until(lambda: "2001" not in env.hub._clients)
+    board.gate.set()
+    await asyncio.gather(*env.hub._tasks)  # every status under way has finished
+    assert board.pauses == [("2001", True, "lunch")]  # the revoked page's resume never ran

@@ -133,3 +133,41 @@ async def test_a_page_waiting_on_slow_cards_is_not_dropped_as_slow(make_hub) -> 
     got = [await recv_json(page) for _ in range(50)]
     assert [m["call_id"] for m in got] == [f"c{i}" for i in range(50)]
     assert "1001" in env.hub._clients
+
+
+async def test_a_supervisor_demoted_to_agent_is_closed_4003_and_follows_no_queue_after(
+    make_hub,
+) -> None:
+    """A demotion must not leave an open page with a supervisor's rights: the queue it
+    followed (every caller's full card) and the full card of other agents' customers."""
+    env = await make_hub()
+    env.tokens["boss"] = await agents.create_agent(env.pool, "boss", "Boss", "supervisor", "9000")
+    boss = await env.connect("boss")
+    await boss.send(json.dumps({"type": "subscribe", "queue": "senior"}))
+    assert await recv_json(boss) == {"type": "subscribed", "queue": "senior"}
+
+    await env.pool.execute("UPDATE agents SET role = 'agent' WHERE id = 'boss'")
+    assert await close_code(boss) == 4003
+    await env.hub.wait_until(lambda: "boss" not in env.hub._clients)
+    assert "senior" not in env.hub._subscribers
+    # the same (still valid) token now opens an agent's page, which may not follow a queue
+    again = await env.connect("boss")
+    await again.send(json.dumps({"type": "subscribe", "queue": "senior"}))
+    refused = await recv_json(again)
+    assert refused["type"] == "error" and refused["error"] == "forbidden"
+    env.play("vip-answered")  # queue senior, rings 2001 only
+    assert await recv_until_pong(again) == []
+
+
+async def test_an_agent_promoted_to_supervisor_may_follow_a_queue_without_signing_in_again(
+    make_hub,
+) -> None:
+    env = await make_hub()
+    page = await env.connect("1002")
+    changed = asyncio.Event()
+    env.roster.on_change(lambda agent_id: agent_id == "1002" and changed.set())
+    await env.pool.execute("UPDATE agents SET role = 'supervisor' WHERE id = '1002'")
+    async with asyncio.timeout(10):
+        await changed.wait()
+    await page.send(json.dumps({"type": "subscribe", "queue": "senior"}))
+    assert await recv_json(page) == {"type": "subscribed", "queue": "senior"}
