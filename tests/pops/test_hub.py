@@ -217,7 +217,9 @@ async def test_slow_client_is_dropped_and_never_delays_a_fast_one(make_hub) -> N
     async def read_fast() -> None:
         nonlocal received
         while True:
-            msg = await recv_json(fast)
+            # no per-message deadline: thousands of card look-ups queue on a loaded machine;
+            # the bound on the whole wait is below
+            msg = json.loads(await fast.recv())
             if msg["type"] == "call.ringing":
                 received += 1
                 if received >= target:
