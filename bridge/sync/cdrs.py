@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from bridge.models import AgentLeg, CallEnded, CallSummary
@@ -24,6 +24,7 @@ __all__ = [
     "call_from_cdrs",
     "group_cdrs",
     "handset_index",
+    "linked_cdrs",
 ]
 
 DIALLING_APPS = {"queue", "dial"}
@@ -50,12 +51,92 @@ class CallDecision:
 
 
 def group_cdrs(cdrs: Iterable[PbxCdr], call_of: Mapping[str, str]) -> dict[str, list[PbxCdr]]:
-    """Cdrs by call id: the call a uniqueid is known to belong to, else the uniqueid itself
-    (on a real PBX the trunk channel's Uniqueid is the call's Linkedid)."""
+    """Cdrs by call id.
+
+    A CDR whose call is known (`call_of`: recorded, routed, or the store's own linkedid) goes
+    to that call. The others - cdr_csv without `newcdrcolumns` has no linkedid, and a call
+    that started while the bridge was down has no routing decision - are joined to the CDRs
+    they are linked with (`linked_cdrs`): the call is then the known one among them, else
+    the oldest channel's UniqueID, which is what Asterisk gives the whole call as Linkedid
+    (the caller's `;1` of a Local pair, the trunk channel). Grouping each CDR by its own
+    UniqueID would split one call into several, none keyed by its Linkedid."""
+    listed = list(cdrs)
     groups: dict[str, list[PbxCdr]] = {}
-    for cdr in cdrs:
-        groups.setdefault(call_of.get(cdr.uniqueid, cdr.uniqueid), []).append(cdr)
+    for component in linked_cdrs(listed):
+        known = {call_of[c.uniqueid] for c in component if c.uniqueid in call_of}
+        if len(known) > 1:  # the links disagree with what is known: trust what is known
+            for cdr in component:
+                groups.setdefault(call_of.get(cdr.uniqueid, cdr.uniqueid), []).append(cdr)
+            continue
+        call_id = known.pop() if known else min((c.uniqueid for c in component), key=_age)
+        groups.setdefault(call_id, []).extend(component)
     return groups
+
+
+_SECOND = timedelta(seconds=1)
+# `PJSIP/1001-0000000a`, `Local/1001@phones-00000001`: the PBX's channel counter, which only
+# restarts with the PBX (DAHDI's `DAHDI/1-1` names come back call after call).
+_PER_BOOT = re.compile(r"-[0-9a-f]{8}$")
+_UNIQUEID = re.compile(r"(\d+)\.(\d+)$")
+
+
+def _age(uniqueid: str) -> tuple[int, int, str]:
+    """Creation order of a UniqueID (`[systemname-]epoch.sequence`): seconds, then the PBX's
+    channel counter; an unparsable one sorts last."""
+    m = _UNIQUEID.search(uniqueid)
+    if m is None:
+        return (2**63, 0, uniqueid)
+    return (int(m.group(1)), int(m.group(2)), uniqueid)
+
+
+def linked_cdrs(cdrs: Sequence[PbxCdr]) -> list[list[PbxCdr]]:
+    """The CDRs in groups that belong to one call, in input order.
+
+    Two CDRs are linked when they share a UniqueID (a channel with several CDRs), or when one
+    names the other's channel - its own or the one it dialled, the two halves of a Local
+    channel folded together - and their times overlap. Channel names repeat after a PBX
+    restart (and DAHDI names at every call), so a name links only CDRs alive at the same
+    time (a CDR lives at least the second it started in): a channel is in one call at a
+    time."""
+    parent = list(range(len(cdrs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    first_of: dict[str, int] = {}
+    by_name: dict[str, list[tuple[datetime, datetime, int]]] = {}
+    for i, cdr in enumerate(cdrs):
+        union(i, first_of.setdefault(cdr.uniqueid, i))
+        if cdr.start_time is None:
+            continue
+        alive = (cdr.start_time, max(cdr.end_time or cdr.start_time, cdr.start_time + _SECOND), i)
+        for name in {_base(cdr.channel), _base(cdr.destination_channel)} - {""}:
+            by_name.setdefault(name, []).append(alive)
+    for name, spans in by_name.items():
+        # A sweep by start time: each CDR joins the run of overlapping ones it starts inside.
+        # Times are truncated to the second, so a CDR a transfer opens the second another
+        # on its channel closes touches it; only names unique per boot may just touch.
+        touching = _PER_BOOT.search(name) is not None
+        spans.sort()
+        head, run_end = spans[0][2], spans[0][1]
+        for start, end, i in spans[1:]:
+            if start < run_end or (touching and start == run_end):
+                union(head, i)
+                run_end = max(run_end, end)
+            else:
+                head, run_end = i, end
+    out: dict[int, list[PbxCdr]] = {}
+    for i, cdr in enumerate(cdrs):
+        out.setdefault(find(i), []).append(cdr)
+    return list(out.values())
 
 
 def _base(channel: str) -> str:
