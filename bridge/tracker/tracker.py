@@ -419,10 +419,27 @@ class CallTracker:
             if leg.state == "answered" and not leg.consult and leg.ended_at is None
         ]
 
+    def _serving(self, call: _Call) -> list[_Leg]:
+        """Legs talking to the customer, or stepped out of its bridge without hanging up: an
+        Atxfer moves the agent's channel into the consultation bridge, and Asterisk 22 may
+        send that BridgeLeave before the consultation's DialBegin (seen live on the lab)."""
+        return [
+            leg
+            for leg in call.legs
+            if leg.state == "answered"
+            and not leg.consult
+            and (leg.ended_at is None or (leg.left_bridge and not self._leg_hung_up(call, leg)))
+        ]
+
+    @staticmethod
+    def _leg_hung_up(call: _Call, leg: _Leg) -> bool:
+        chan = call.channels.get(leg.uniqueid)
+        return chan is None or chan.hung_up
+
     def _consulting_agent(self, call: _Call, channel: str) -> str | None:
         """Who is consulting, when a channel that is not the caller's dials out of an answered
         call: the agent whose device the dialling channel names, else the latest to answer."""
-        talking = self._talking(call)
+        talking = self._serving(call)
         if not talking:
             return None
         device = self.device_of(channel)
