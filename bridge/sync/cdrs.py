@@ -169,6 +169,41 @@ def _device(pattern: re.Pattern[str], channel: str) -> str | None:
     return (m.group("ext") or None) if m else None
 
 
+def _taken_over(
+    cdrs: Sequence[PbxCdr], legs: Sequence[PbxCdr], link: str, device_pattern: re.Pattern[str]
+) -> tuple[str, datetime | None] | None:
+    """Who an attended transfer through the consultation link `link` handed the customer to,
+    and when it completed: the link's own Cdr toward the target's channel names the target;
+    the transferer's Cdr toward the link ends at the completion (bridge_basic.c merges the
+    bridges when the transferer hangs up). When Asterisk optimises the Local pair away the
+    customer's next Cdr names the target itself; when it does not (seen live on the lab, the
+    target hanging up soon after), the customer's last Cdr is toward the link, all of it."""
+    target = next(
+        (
+            device
+            for c in cdrs
+            if _base(c.channel) == link and c.destination_channel
+            for device in [_device(device_pattern, c.destination_channel)]
+            if device is not None
+        ),
+        None,
+    )
+    if target is None:
+        return None
+    done = max(
+        (
+            c.end_time
+            for c in cdrs
+            if not _is_customer(c, legs)
+            and _base(c.destination_channel) == link
+            and _base(c.channel) != link
+            and c.end_time is not None
+        ),
+        default=None,
+    )
+    return target, done
+
+
 def call_from_cdrs(
     call_id: str,
     cdrs: Sequence[PbxCdr],
@@ -195,13 +230,22 @@ def call_from_cdrs(
     # until the completion, is still the transferring agent's (as the live tracker counts).
     links = {_base(c.channel) for c in cdrs if not _is_customer(c, legs) and c.destination_channel}
     agents: list[AgentLeg] = []
-    for leg in legs:
+    for n, leg in enumerate(legs):
         if leg.disposition != "ANSWERED" or not leg.destination_channel:
             continue
-        if _base(leg.destination_channel) in links and agents and leg.end_time is not None:
-            held = int((leg.end_time - (leg.start_time or leg.end_time)).total_seconds())
+        link = _base(leg.destination_channel)
+        if link in links and agents and leg.end_time is not None:
+            start = leg.start_time or leg.end_time
+            target = _taken_over(cdrs, legs, link, device_pattern)
+            done = target[1] if target is not None else None
+            if done is None or not start <= done < leg.end_time or n + 1 < len(legs):
+                done = None  # the customer's Cdrs name the target's own channel next
+            held = int(((done or leg.end_time) - start).total_seconds())
             last = agents[-1]
             agents[-1] = AgentLeg(last.device, last.answered_at, last.talk_s + max(0, held))
+            if target is not None and done is not None:
+                talk = int((leg.end_time - done).total_seconds())
+                agents.append(AgentLeg(target[0], done, max(0, talk)))
             continue
         device = _device(device_pattern, leg.destination_channel)
         if device is None or leg.end_time is None:

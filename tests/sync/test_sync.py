@@ -150,6 +150,37 @@ def test_a_known_call_wins_over_the_links() -> None:
     assert call_id in split
 
 
+LAB = ROOT / "tests" / "fixtures" / "lab-live"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "first", "talk"),
+    [
+        ("attended-transfer-unoptimised", "1001", [("1001", 7), ("2001", 2)]),
+        ("attended-transfer-early-leave", "1002", [("1002", 4), ("2001", 2)]),
+    ],
+)
+def test_an_attended_transfer_whose_local_pair_stays_is_rebuilt_with_both_agents(
+    scenario: str, first: str, talk: list[tuple[str, int]]
+) -> None:
+    """Recorded live (tests/fixtures/lab-live): the customer's last Cdr goes to the
+    consultation's Local pair, none names 2001's phone; 2001 still took the call over when
+    the transferer hung up, and talks from then on."""
+    frames = AmiParser().feed((LAB / scenario / "ami.log").read_bytes())
+    cdrs = [PbxCdr.from_fields(f) for f in frames if f.get("Event") == "Cdr"]
+    groups = group_cdrs(cdrs, {})
+    assert len(groups) == 1
+    ((call_id, group),) = groups.items()
+    event = call_from_cdrs(call_id, group, PATTERN, handsets=handset_index(cdrs))
+    assert event is not None
+    s = event.summary
+    assert [(a.device, a.talk_s) for a in s.agents] == talk
+    assert s.talk_s == sum(t for _, t in talk) <= s.duration_s
+    assert s.agents[1].answered_at == max(
+        c.end_time for c in cdrs if c.channel.startswith(f"Local/{first}@phones") and c.end_time
+    )
+
+
 def test_an_agent_handset_cdr_alone_is_not_a_call() -> None:
     (handset,) = [c for c in trace_cdrs("regular-answered") if c.channel.startswith("Local/1001")]
     assert call_from_cdrs(handset.uniqueid, [handset], PATTERN) is None
