@@ -1045,9 +1045,24 @@ class CallTracker:
         summary = self._summary(call, ended_at)
         out.append(CallEnded(call.call_id, ended_at, summary))
 
+    @staticmethod
+    def _answer_from_talk(call: _Call, leg: _Leg, ended_at: datetime) -> datetime:
+        """A leg found up at a resync answered before we looked, not when we looked: its
+        end less Asterisk's own talk figure (AgentComplete, Cdr) is closer (a restart
+        12 s into a call was recorded as answered 12 s late on the lab)."""
+        assert leg.answered_at is not None
+        talk = leg.talk_queue if leg.talk_queue is not None else leg.talk_cdr
+        if talk is None:
+            return leg.answered_at
+        back = (leg.ended_at or ended_at) - timedelta(seconds=talk)
+        return min(leg.answered_at, max(back, call.started_at))
+
     def _summary(self, call: _Call, ended_at: datetime) -> CallSummary:
         inferred = set(call.inferred)
         agents: list[AgentLeg] = []
+        for leg in call.legs:
+            if leg.answer_inferred and leg.answered_at is not None:
+                leg.answered_at = self._answer_from_talk(call, leg, ended_at)
         answered = sorted(
             (leg for leg in call.legs if leg.answered_at is not None),
             key=lambda leg: leg.answered_at or ended_at,
