@@ -290,14 +290,20 @@ class CallTracker:
         queue_entries: Iterable[ev.QueueEntryListed] = (),
         *,
         now: datetime,
+        complete: bool = True,
     ) -> list[CallEvent]:
-        """Rebuild live state from a `CoreShowChannels` + `QueueStatus` listing."""
+        """Rebuild live state from a `CoreShowChannels` + `QueueStatus` listing.
+
+        `complete=False`: the PBX refused the channel listing (an AMI user without a write
+        class), so an empty one says nothing: calls in progress are kept as they were
+        rather than all ended at the reconnect; one whose end fell in the gap is closed
+        after `max_call_s` and rebuilt meanwhile by reconciliation."""
         out: list[CallEvent] = []
         listed = [c for c in channels if c.uniqueid and c.uniqueid not in self._gone]
         alive = {c.uniqueid: c for c in listed}
         entries = {q.uniqueid: q for q in queue_entries if q.uniqueid}
         # 1. What vanished while the link was down.
-        for call in list(self._calls.values()):
+        for call in list(self._calls.values()) if complete else ():
             if call.hung_up_at is not None:
                 continue
             for chan in list(call.channels.values()):
