@@ -1066,15 +1066,17 @@ class CallTracker:
     def _summary(self, call: _Call, ended_at: datetime) -> CallSummary:
         inferred = set(call.inferred)
         agents: list[AgentLeg] = []
-        for leg in call.legs:
-            if leg.answer_inferred and leg.answered_at is not None:
-                leg.answered_at = self._answer_from_talk(call, leg, ended_at)
+        answered_at = {
+            id(leg): self._answer_from_talk(call, leg, ended_at) if leg.answer_inferred else at
+            for leg in call.legs
+            if (at := leg.answered_at) is not None
+        }
         answered = sorted(
-            (leg for leg in call.legs if leg.answered_at is not None),
-            key=lambda leg: leg.answered_at or ended_at,
+            (leg for leg in call.legs if id(leg) in answered_at),
+            key=lambda leg: answered_at[id(leg)],
         )
         for leg in answered:
-            assert leg.answered_at is not None
+            at = answered_at[id(leg)]
             if leg.answer_inferred:
                 inferred.add("answered_at")
             if leg.talk_queue is not None:
@@ -1083,10 +1085,10 @@ class CallTracker:
                 talk = leg.talk_cdr
             else:
                 end = leg.ended_at or ended_at
-                talk = max(0, int((end - leg.answered_at).total_seconds()))
+                talk = max(0, int((end - at).total_seconds()))
                 if self._expect_cdr:
                     inferred.add("talk_s")
-            agents.append(AgentLeg(leg.device, leg.answered_at, talk))
+            agents.append(AgentLeg(leg.device, at, talk))
         talk_s = sum(a.talk_s for a in agents)
         if agents:
             outcome: Literal["answered", "abandoned", "unanswered"] = "answered"
@@ -1109,7 +1111,7 @@ class CallTracker:
             did=call.did,
             queue=call.queue,
             started_at=call.started_at,
-            answered_at=answered[0].answered_at if answered else None,
+            answered_at=answered_at[id(answered[0])] if answered else None,
             ended_at=ended_at,
             duration_s=duration,
             talk_s=talk_s,
