@@ -78,6 +78,10 @@ class LinkState(enum.Enum):
     CONNECTED = "connected"
 
 
+class _Refused(Exception):
+    """A listing action answered `Response: Error` (no permission, module not loaded)."""
+
+
 @dataclass
 class _Pending:
     """An action waiting for its response (and, for listings, its events)."""
@@ -535,12 +539,27 @@ class AmiLink:
         """Replace trust in old state by what Asterisk lists now; events that arrive during
         the listing are held back and applied after it."""
         self._resync_buffer = []
-        listing = await self._request("CoreShowChannels", {}, "CoreShowChannelsComplete")
-        queues = await self._request("QueueStatus", {}, "QueueStatusComplete")
+        complete = True
+        try:
+            listing = await self._request("CoreShowChannels", {}, "CoreShowChannelsComplete")
+        except _Refused as exc:
+            # Asterisk 22 answers "Permission denied" to a user with no write class (checked
+            # live on the lab with read = call,agent,cdr): nothing is known, not "nothing up".
+            log.warning(
+                "AMI CoreShowChannels refused (%s): calls in progress are kept as they were;"
+                " give the AMI user write = reporting so a reconnect can tell which ended",
+                exc,
+            )
+            listing, complete = [], False
+        try:
+            queues = await self._request("QueueStatus", {}, "QueueStatusComplete")
+        except _Refused as exc:
+            log.warning("AMI QueueStatus refused: %s", exc)
+            queues = []
         now = self._clock()
         channels = [e for f in listing if isinstance(e := normalise(f, now), ChannelListed)]
         entries = [e for f in queues if isinstance(e := normalise(f, now), QueueEntryListed)]
-        self._dispatch(self.tracker.resync(channels, entries, now=now))
+        self._dispatch(self.tracker.resync(channels, entries, now=now, complete=complete))
         held, self._resync_buffer = self._resync_buffer or [], None
         for event in held:  # one batch per event, as live: observers see the state after each
             self._dispatch(self._track(event))
@@ -619,9 +638,8 @@ class AmiLink:
                 if pending.complete_event is None:
                     pending.future.set_result([frame])  # Success or Error: the caller decides
                 elif frame.response.lower() == "error":
-                    # e.g. QueueStatus without app_queue: an empty listing, not a dead link.
-                    log.warning("AMI listing refused: %s", frame.get("Message") or "")
-                    pending.future.set_result([])
+                    # e.g. QueueStatus without app_queue, or no write class: not a dead link.
+                    pending.future.set_exception(_Refused(frame.get("Message") or "refused"))
                 return
             if frame.event == pending.complete_event:
                 pending.future.set_result(pending.frames)

@@ -9,9 +9,10 @@ EndTime. Everything in such a record is inferred, and says so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from bridge.devices import DeviceMatcher
@@ -22,9 +23,9 @@ __all__ = [
     "INFERRED_FROM_CDR",
     "CallDecision",
     "call_from_cdrs",
-    "follow_dialled",
     "group_cdrs",
     "handset_index",
+    "linked_cdrs",
 ]
 
 DIALLING_APPS = {"queue", "dial"}
@@ -51,49 +52,92 @@ class CallDecision:
 
 
 def group_cdrs(cdrs: Iterable[PbxCdr], call_of: Mapping[str, str]) -> dict[str, list[PbxCdr]]:
-    """Cdrs by call id: the call a uniqueid is known to belong to, else the uniqueid itself
-    (on a real PBX the trunk channel's Uniqueid is the call's Linkedid)."""
+    """Cdrs by call id.
+
+    A CDR whose call is known (`call_of`: recorded, routed, or the store's own linkedid) goes
+    to that call. The others - cdr_csv without `newcdrcolumns` has no linkedid, and a call
+    that started while the bridge was down has no routing decision - are joined to the CDRs
+    they are linked with (`linked_cdrs`): the call is then the known one among them, else
+    the oldest channel's UniqueID, which is what Asterisk gives the whole call as Linkedid
+    (the caller's `;1` of a Local pair, the trunk channel). Grouping each CDR by its own
+    UniqueID would split one call into several, none keyed by its Linkedid."""
+    listed = list(cdrs)
     groups: dict[str, list[PbxCdr]] = {}
-    for cdr in cdrs:
-        groups.setdefault(call_of.get(cdr.uniqueid, cdr.uniqueid), []).append(cdr)
+    for component in linked_cdrs(listed):
+        known = {call_of[c.uniqueid] for c in component if c.uniqueid in call_of}
+        if len(known) > 1:  # the links disagree with what is known: trust what is known
+            for cdr in component:
+                groups.setdefault(call_of.get(cdr.uniqueid, cdr.uniqueid), []).append(cdr)
+            continue
+        call_id = known.pop() if known else min((c.uniqueid for c in component), key=_age)
+        groups.setdefault(call_id, []).extend(component)
     return groups
 
 
-def follow_dialled(cdrs: Sequence[PbxCdr], call_of: Mapping[str, str]) -> dict[str, str]:
-    """`call_of` plus, for each Cdr not in it, the call of the Cdr that dialled its channel.
-
-    cdr_csv without `newcdrcolumns` has no linkedid: an agent's consultation (attended
-    transfer: `Local/1001@phones-…;1` dials `Local/2001@internal-…`) and the handsets would
-    otherwise each look like a call of their own. The dialler must have been up when the
-    dialled channel started, as channel names repeat after an Asterisk restart."""
-    dialled_by: dict[str, list[PbxCdr]] = {}
-    for cdr in cdrs:
-        if cdr.destination_channel:
-            dialled_by.setdefault(_base(cdr.destination_channel), []).append(cdr)
-    out = dict(call_of)
-
-    def call(cdr: PbxCdr, depth: int) -> str:
-        known = out.get(cdr.uniqueid)
-        if known is not None or depth > 16:
-            return known or cdr.uniqueid
-        for dialler in dialled_by.get(_base(cdr.channel), ()):
-            if dialler.uniqueid != cdr.uniqueid and _was_up(dialler, cdr):
-                return call(dialler, depth + 1)
-        return cdr.uniqueid
-
-    for cdr in cdrs:
-        if cdr.uniqueid not in out:
-            found = call(cdr, 0)
-            if found != cdr.uniqueid:
-                out[cdr.uniqueid] = found
-    return out
+_SECOND = timedelta(seconds=1)
+# `PJSIP/1001-0000000a`, `Local/1001@phones-00000001`: the PBX's channel counter, which only
+# restarts with the PBX (DAHDI's `DAHDI/1-1` names come back call after call).
+_PER_BOOT = re.compile(r"-[0-9a-f]{8}$")
+_UNIQUEID = re.compile(r"(\d+)\.(\d+)$")
 
 
-def _was_up(dialler: PbxCdr, cdr: PbxCdr) -> bool:
-    if dialler.start_time is None or cdr.start_time is None:
-        return False
-    end = dialler.end_time or dialler.start_time
-    return dialler.start_time - timedelta(seconds=1) <= cdr.start_time <= end
+def _age(uniqueid: str) -> tuple[int, int, str]:
+    """Creation order of a UniqueID (`[systemname-]epoch.sequence`): seconds, then the PBX's
+    channel counter; an unparsable one sorts last."""
+    m = _UNIQUEID.search(uniqueid)
+    if m is None:
+        return (2**63, 0, uniqueid)
+    return (int(m.group(1)), int(m.group(2)), uniqueid)
+
+
+def linked_cdrs(cdrs: Sequence[PbxCdr]) -> list[list[PbxCdr]]:
+    """The CDRs in groups that belong to one call, in input order.
+
+    Two CDRs are linked when they share a UniqueID (a channel with several CDRs), or when one
+    names the other's channel - its own or the one it dialled, the two halves of a Local
+    channel folded together - and their times overlap. Channel names repeat after a PBX
+    restart (and DAHDI names at every call), so a name links only CDRs alive at the same
+    time (a CDR lives at least the second it started in): a channel is in one call at a
+    time."""
+    parent = list(range(len(cdrs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    first_of: dict[str, int] = {}
+    by_name: dict[str, list[tuple[datetime, datetime, int]]] = {}
+    for i, cdr in enumerate(cdrs):
+        union(i, first_of.setdefault(cdr.uniqueid, i))
+        if cdr.start_time is None:
+            continue
+        alive = (cdr.start_time, max(cdr.end_time or cdr.start_time, cdr.start_time + _SECOND), i)
+        for name in {_base(cdr.channel), _base(cdr.destination_channel)} - {""}:
+            by_name.setdefault(name, []).append(alive)
+    for name, spans in by_name.items():
+        # A sweep by start time: each CDR joins the run of overlapping ones it starts inside.
+        # Times are truncated to the second, so a CDR a transfer opens the second another
+        # on its channel closes touches it; only names unique per boot may just touch.
+        touching = _PER_BOOT.search(name) is not None
+        spans.sort()
+        head, run_end = spans[0][2], spans[0][1]
+        for start, end, i in spans[1:]:
+            if start < run_end or (touching and start == run_end):
+                union(head, i)
+                run_end = max(run_end, end)
+            else:
+                head, run_end = i, end
+    out: dict[int, list[PbxCdr]] = {}
+    for i, cdr in enumerate(cdrs):
+        out.setdefault(find(i), []).append(cdr)
+    return list(out.values())
 
 
 def _base(channel: str) -> str:
@@ -126,6 +170,41 @@ def _device(pattern: DeviceMatcher, channel: str) -> str | None:
     return (m.group("ext") or None) if m else None
 
 
+def _taken_over(
+    cdrs: Sequence[PbxCdr], legs: Sequence[PbxCdr], link: str, device_pattern: DeviceMatcher
+) -> tuple[str, datetime | None] | None:
+    """Who an attended transfer through the consultation link `link` handed the customer to,
+    and when it completed: the link's own Cdr toward the target's channel names the target;
+    the transferer's Cdr toward the link ends at the completion (bridge_basic.c merges the
+    bridges when the transferer hangs up). When Asterisk optimises the Local pair away the
+    customer's next Cdr names the target itself; when it does not (seen live on the lab, the
+    target hanging up soon after), the customer's last Cdr is toward the link, all of it."""
+    target = next(
+        (
+            device
+            for c in cdrs
+            if _base(c.channel) == link and c.destination_channel
+            for device in [_device(device_pattern, c.destination_channel)]
+            if device is not None
+        ),
+        None,
+    )
+    if target is None:
+        return None
+    done = max(
+        (
+            c.end_time
+            for c in cdrs
+            if not _is_customer(c, legs)
+            and _base(c.destination_channel) == link
+            and _base(c.channel) != link
+            and c.end_time is not None
+        ),
+        default=None,
+    )
+    return target, done
+
+
 def call_from_cdrs(
     call_id: str,
     cdrs: Sequence[PbxCdr],
@@ -135,16 +214,8 @@ def call_from_cdrs(
 ) -> CallEnded | None:
     """The call's end event rebuilt from its Cdrs; None when they hold no caller leg (e.g.
     only an agent handset's own Cdr) or no times."""
-    # A leg whose own channel another leg dialled is an agent's (a consultation before an
-    # attended transfer): the agent it reached talks with the caller through the caller's
-    # own leg to it, which is counted there.
-    dialled = {_base(c.destination_channel) for c in cdrs if c.destination_channel}
     legs = sorted(
-        (
-            c
-            for c in cdrs
-            if _is_caller_leg(c) and c.start_time and c.end_time and _base(c.channel) not in dialled
-        ),
+        (c for c in cdrs if _is_caller_leg(c) and c.start_time and c.end_time),
         key=lambda c: (c.start_time, c.end_time),
     )
     if not legs:
@@ -156,35 +227,26 @@ def call_from_cdrs(
     # consultation, the transferer toward the target) bill time away from the customer.
     legs = [c for c in legs if c.uniqueid == legs[0].uniqueid]
     # A Local pair that itself dialled an agent is an attended transfer's consultation link
-    # (bridge_basic.c dials `Local/<ext>@<ctx>`), mapped to the handset it dialled.
-    links = {
-        _base(c.channel): _base(c.destination_channel)
-        for c in cdrs
-        if not _is_customer(c, legs) and c.destination_channel
-    }
-    reached = {_base(c.destination_channel) for c in legs if c.destination_channel}
+    # (bridge_basic.c dials `Local/<ext>@<ctx>`): the customer's time toward it, on hold
+    # until the completion, is still the transferring agent's (as the live tracker counts).
+    links = {_base(c.channel) for c in cdrs if not _is_customer(c, legs) and c.destination_channel}
     agents: list[AgentLeg] = []
-    for leg in legs:
+    for n, leg in enumerate(legs):
         if leg.disposition != "ANSWERED" or not leg.destination_channel:
             continue
-        handset = links.get(_base(leg.destination_channel))
-        if handset is not None and agents and leg.end_time is not None:
-            if handset in reached:
-                # The link was optimised away and the customer then reached the handset
-                # itself: its time toward the link, on hold until the completion, is still
-                # the transferring agent's (as the live tracker counts).
-                held = int((leg.end_time - (leg.start_time or leg.end_time)).total_seconds())
-                last = agents[-1]
-                agents[-1] = AgentLeg(last.device, last.answered_at, last.talk_s + max(0, held))
-                continue
-            # Not optimised (Asterisk 22.11 in the lab): the customer talks to the target
-            # through the link for the rest of the call; the agent is the handset's.
-            device = _device(device_pattern, handset) or _device(
-                device_pattern, leg.destination_channel
-            )
-            if device is not None:
-                talk = leg.billable_s
-                agents.append(AgentLeg(device, leg.end_time - timedelta(seconds=talk), talk))
+        link = _base(leg.destination_channel)
+        if link in links and agents and leg.end_time is not None:
+            start = leg.start_time or leg.end_time
+            target = _taken_over(cdrs, legs, link, device_pattern)
+            done = target[1] if target is not None else None
+            if done is None or not start <= done < leg.end_time or n + 1 < len(legs):
+                done = None  # the customer's Cdrs name the target's own channel next
+            held = int(((done or leg.end_time) - start).total_seconds())
+            last = agents[-1]
+            agents[-1] = AgentLeg(last.device, last.answered_at, last.talk_s + max(0, held))
+            if target is not None and done is not None:
+                talk = int((leg.end_time - done).total_seconds())
+                agents.append(AgentLeg(target[0], done, max(0, talk)))
             continue
         device = _device(device_pattern, leg.destination_channel)
         if device is None or leg.end_time is None:

@@ -38,7 +38,6 @@ from bridge.sync import metrics
 from bridge.sync.cdrs import (
     CallDecision,
     call_from_cdrs,
-    follow_dialled,
     group_cdrs,
     handset_index,
 )
@@ -176,7 +175,7 @@ async def backfill(
         call_of = {u: (r["linkedid"] or u) for u, r in decided.items()}
         call_of.update({c.uniqueid: c.linkedid for c in cdrs if c.linkedid})
         call_of.update({r["uniqueid"]: r["call_id"] for r in known})
-        groups = group_cdrs(cdrs, follow_dialled(cdrs, call_of))
+        groups = group_cdrs(cdrs, call_of)
         finished = {
             r["call_id"]
             for r in await conn.fetch(

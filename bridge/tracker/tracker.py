@@ -329,14 +329,20 @@ class CallTracker:
         queue_entries: Iterable[ev.QueueEntryListed] = (),
         *,
         now: datetime,
+        complete: bool = True,
     ) -> list[CallEvent]:
-        """Rebuild live state from a `CoreShowChannels` + `QueueStatus` listing."""
+        """Rebuild live state from a `CoreShowChannels` + `QueueStatus` listing.
+
+        `complete=False`: the PBX refused the channel listing (an AMI user without a write
+        class), so an empty one says nothing: calls in progress are kept as they were
+        rather than all ended at the reconnect; one whose end fell in the gap is closed
+        after `max_call_s` and rebuilt meanwhile by reconciliation."""
         out: list[CallEvent] = []
         listed = [c for c in channels if c.uniqueid and c.uniqueid not in self._gone]
         alive = {c.uniqueid: c for c in listed}
         entries = {q.uniqueid: q for q in queue_entries if q.uniqueid}
         # 1. What vanished while the link was down.
-        for call in list(self._calls.values()):
+        for call in list(self._calls.values()) if complete else ():
             if call.hung_up_at is not None:
                 continue
             for chan in list(call.channels.values()):
@@ -458,10 +464,27 @@ class CallTracker:
             if leg.state == "answered" and not leg.consult and leg.ended_at is None
         ]
 
+    def _serving(self, call: _Call) -> list[_Leg]:
+        """Legs talking to the customer, or stepped out of its bridge without hanging up: an
+        Atxfer moves the agent's channel into the consultation bridge, and Asterisk 22 may
+        send that BridgeLeave before the consultation's DialBegin (seen live on the lab)."""
+        return [
+            leg
+            for leg in call.legs
+            if leg.state == "answered"
+            and not leg.consult
+            and (leg.ended_at is None or (leg.left_bridge and not self._leg_hung_up(call, leg)))
+        ]
+
+    @staticmethod
+    def _leg_hung_up(call: _Call, leg: _Leg) -> bool:
+        chan = call.channels.get(leg.uniqueid)
+        return chan is None or chan.hung_up
+
     def _consulting_agent(self, call: _Call, channel: str) -> str | None:
         """Who is consulting, when a channel that is not the caller's dials out of an answered
         call: the agent whose device the dialling channel names, else the latest to answer."""
-        talking = self._talking(call)
+        talking = self._serving(call)
         if not talking:
             return None
         device = self.device_of(channel)
@@ -1204,15 +1227,32 @@ class CallTracker:
         summary = self._summary(call, ended_at)
         out.append(CallEnded(call.call_id, ended_at, summary))
 
+    @staticmethod
+    def _answer_from_talk(call: _Call, leg: _Leg, ended_at: datetime) -> datetime:
+        """A leg found up at a resync answered before we looked, not when we looked: its
+        end less Asterisk's own talk figure (AgentComplete, Cdr) is closer (a restart
+        12 s into a call was recorded as answered 12 s late on the lab)."""
+        assert leg.answered_at is not None
+        talk = leg.talk_queue if leg.talk_queue is not None else leg.talk_cdr
+        if talk is None:
+            return leg.answered_at
+        back = (leg.ended_at or ended_at) - timedelta(seconds=talk)
+        return min(leg.answered_at, max(back, call.started_at))
+
     def _summary(self, call: _Call, ended_at: datetime) -> CallSummary:
         inferred = set(call.inferred)
         agents: list[AgentLeg] = []
+        answered_at = {
+            id(leg): self._answer_from_talk(call, leg, ended_at) if leg.answer_inferred else at
+            for leg in call.legs
+            if (at := leg.answered_at) is not None
+        }
         answered = sorted(
-            (leg for leg in call.legs if leg.answered_at is not None),
-            key=lambda leg: leg.answered_at or ended_at,
+            (leg for leg in call.legs if id(leg) in answered_at),
+            key=lambda leg: answered_at[id(leg)],
         )
         for leg in answered:
-            assert leg.answered_at is not None
+            at = answered_at[id(leg)]
             if leg.answer_inferred:
                 inferred.add("answered_at")
             if leg.talk_endpoint is not None:
@@ -1223,10 +1263,10 @@ class CallTracker:
                 talk = leg.talk_cdr
             else:
                 end = leg.ended_at or ended_at
-                talk = max(0, int((end - leg.answered_at).total_seconds()))
+                talk = max(0, int((end - at).total_seconds()))
                 if self._expect_cdr:
                     inferred.add("talk_s")
-            agents.append(AgentLeg(leg.device, leg.answered_at, talk))
+            agents.append(AgentLeg(leg.device, at, talk))
         talk_s = sum(a.talk_s for a in agents)
         direction = "inbound" if call.origin is None else call.direction
         if direction == "inbound" and call.origin is not None:
@@ -1256,7 +1296,7 @@ class CallTracker:
             did=call.did,
             queue=call.queue,
             started_at=call.started_at,
-            answered_at=answered[0].answered_at if answered else call.answered_at,
+            answered_at=answered_at[id(answered[0])] if answered else call.answered_at,
             ended_at=ended_at,
             duration_s=duration,
             talk_s=talk_s,

@@ -27,6 +27,7 @@ class Session:
     close_after_play: bool = False
     seed: int = 1
     max_piece: int = 700  # largest write while playing (bursts: large, to spare the CPU)
+    refuse_listings: bool = False  # a user with no write class, as Asterisk 22 answers it
 
 
 def encode(pairs: list[tuple[str, str]]) -> bytes:
@@ -144,6 +145,15 @@ class FakeAmi:
                         ]
                     )
                 )
+        elif name in ("CoreShowChannels", "QueueStatus") and script.refuse_listings:
+            writer.write(
+                encode([("Response", "Error"), ("ActionID", aid), ("Message", "Permission denied")])
+            )
+            if name == "QueueStatus":
+                await writer.drain()
+                play = asyncio.create_task(self._play(script, writer))
+                self._tasks.add(play)
+                play.add_done_callback(self._tasks.discard)
         elif name == "CoreShowChannels":
             out = [
                 encode(

@@ -127,6 +127,33 @@ async def test_link_dropped_mid_call_resyncs_and_ends_the_call_once() -> None:
     assert ended.summary.inferred == ()
 
 
+async def test_a_refused_channel_listing_keeps_the_calls_in_progress(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Live on the lab with the least-privilege user (read = call,agent,cdr, no write): at a
+    reconnect Asterisk answers CoreShowChannels with "Permission denied", and the empty
+    listing ended a 20 s call 3 s in. Nothing listed is not nothing up."""
+    first_cut = split_after(VIP, b"Event: BridgeEnter", 2)
+    sessions = [
+        Session(play=VIP[:first_cut], close_after_play=True, seed=3),
+        Session(refuse_listings=True, play=VIP[first_cut:], seed=4),
+    ]
+    async with FakeAmi(sessions, secret=SECRET) as pbx:
+        link = make_link(pbx.port)
+        got = Collector()
+        link.subscribe(got)
+        await link.start()
+        try:
+            await asyncio.wait_for(got.ended.wait(), WAIT)
+            assert link.sessions == 2
+        finally:
+            await link.stop()
+    assert describe(got.events) == EXPECTED["vip-answered"]
+    (ended,) = [e for e in got.events if isinstance(e, CallEnded)]
+    assert ended.summary.inferred == ()
+    assert "write = reporting" in caplog.text
+
+
 async def test_a_call_that_ended_while_the_link_was_down_is_ended_by_resync() -> None:
     first_cut = split_after(VIP, b"Event: BridgeEnter", 2)
     sessions = [

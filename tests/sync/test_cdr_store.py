@@ -179,6 +179,22 @@ async def test_sync_rebuilds_calls_from_master_csv(pool: asyncpg.Pool[Any], tmp_
     assert (again.checked, again.backfilled) == (11, 0)
 
 
+async def test_calls_the_bridge_never_routed_are_rebuilt_under_their_linkedid(
+    pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    """Down for the whole call: the FastAGI route failed (no route_decisions), and the lab's
+    Master.csv has no linkedid column. Each call still comes back once, as its Linkedid."""
+    async with pool.acquire() as conn:
+        await seed_crm(conn)
+    path = tmp_path / "Master.csv"
+    path.write_bytes(master_csv())
+    summary = await run_sync(
+        pool, BuiltinConnector(), PATTERN, since=None, source=CsvCdrSource(path, UTC)
+    )
+    assert (summary.checked, summary.backfilled, summary.unrebuildable) == (11, 11, ())
+    await _check_rebuilt(pool)
+
+
 async def test_sync_rebuilds_calls_from_a_cdr_pgsql_table(
     pool: asyncpg.Pool[Any], database_url: str
 ) -> None:

@@ -4,12 +4,13 @@ unacknowledged records re-sent; and the command itself, as cron would run it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,120 @@ def test_cdrs_alone_rebuild_what_the_live_tracker_saw(scenario: str, normalised:
         assert (s.caller, s.queue, s.outcome, s.talk_s) == (t.caller, t.queue, t.outcome, t.talk_s)
         assert [(a.device, a.talk_s) for a in s.agents] == [(a.device, a.talk_s) for a in t.agents]
         assert s.inferred == INFERRED_FROM_CDR
+
+
+@pytest.mark.parametrize("scenario", CDR_SCENARIOS)
+def test_cdrs_with_no_linkedid_and_no_decision_group_into_their_calls(scenario: str) -> None:
+    """cdr_csv without newcdrcolumns, a call that started and ended while the bridge was
+    down: nothing maps a UniqueID to its call, yet each call is rebuilt once, keyed by its
+    Linkedid (found live on the lab Asterisk: the queue leg's `;2` became a call of its own)."""
+    cdrs = trace_cdrs(scenario)
+    live = {e.call_id: e.summary for e in ended_events(scenario)}
+    groups = group_cdrs(cdrs, {})
+    assert set(groups) == set(live)  # every CDR, handsets too, joined its call
+    rebuilt = {}
+    for call_id, group in groups.items():
+        event = call_from_cdrs(call_id, group, PATTERN, handsets=handset_index(cdrs))
+        if event is not None:
+            rebuilt[call_id] = event.summary
+    assert set(rebuilt) == set(live)
+    for call_id, s in rebuilt.items():
+        t = live[call_id]
+        assert (s.caller, s.queue, s.outcome, s.talk_s) == (t.caller, t.queue, t.outcome, t.talk_s)
+        assert [(a.device, a.talk_s) for a in s.agents] == [(a.device, a.talk_s) for a in t.agents]
+
+
+def _shifted(cdrs: list[PbxCdr], seconds: int, seq: int) -> list[PbxCdr]:
+    """The same call again later, as after a PBX restart: channel names repeat."""
+    delta = timedelta(seconds=seconds)
+    out = []
+    for c in cdrs:
+        epoch, counter = c.uniqueid.split(".")
+        out.append(
+            dataclasses.replace(
+                c,
+                uniqueid=f"{int(epoch) + seconds}.{int(counter) + seq}",
+                start_time=c.start_time + delta if c.start_time else None,
+                answer_time=c.answer_time + delta if c.answer_time else None,
+                end_time=c.end_time + delta if c.end_time else None,
+            )
+        )
+    return out
+
+
+def test_a_channel_name_reused_later_links_no_two_calls() -> None:
+    first = trace_cdrs("regular-answered")
+    (call_id,) = {e.call_id for e in ended_events("regular-answered")}
+    again = _shifted(first, 3600, 0)  # names restart at 00000000 after a PBX restart
+    groups = group_cdrs(first + again, {})
+    assert sorted(len(g) for g in groups.values()) == [len(first)] * 2
+    assert call_id in groups
+
+
+def _dahdi_call(uniqueid: str, start: datetime, seconds: int) -> PbxCdr:
+    return PbxCdr(
+        uniqueid,
+        channel="DAHDI/1-1",
+        destination_channel="DAHDI/5-1",
+        source="+15559990001",
+        start_time=start,
+        answer_time=start,
+        end_time=start + timedelta(seconds=seconds),
+        duration_s=seconds,
+        billable_s=seconds,
+        disposition="ANSWERED",
+        last_application="Queue",
+        last_data="support",
+    )
+
+
+def test_dahdi_names_back_to_back_in_one_second_stay_two_calls() -> None:
+    t = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+    first, second = (
+        _dahdi_call("1796000000.1", t, 5),
+        _dahdi_call("1796000005.2", t + timedelta(seconds=5), 5),
+    )
+    assert group_cdrs([first, second], {}) == {"1796000000.1": [first], "1796000005.2": [second]}
+
+
+def test_a_known_call_wins_over_the_links() -> None:
+    cdrs = trace_cdrs("regular-answered")
+    (call_id,) = {e.call_id for e in ended_events("regular-answered")}
+    assert set(group_cdrs(cdrs, {cdrs[-1].uniqueid: "known"})) == {"known"}
+    split = group_cdrs(cdrs, {c.uniqueid: c.uniqueid for c in cdrs})
+    assert set(split) == {c.uniqueid for c in cdrs}  # conflicting knowledge is not merged
+    assert call_id in split
+
+
+LAB = ROOT / "tests" / "fixtures" / "lab-live"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "first", "talk"),
+    [
+        ("attended-transfer-unoptimised", "1001", [("1001", 7), ("2001", 2)]),
+        ("attended-transfer-early-leave", "1002", [("1002", 4), ("2001", 2)]),
+    ],
+)
+def test_an_attended_transfer_whose_local_pair_stays_is_rebuilt_with_both_agents(
+    scenario: str, first: str, talk: list[tuple[str, int]]
+) -> None:
+    """Recorded live (tests/fixtures/lab-live): the customer's last Cdr goes to the
+    consultation's Local pair, none names 2001's phone; 2001 still took the call over when
+    the transferer hung up, and talks from then on."""
+    frames = AmiParser().feed((LAB / scenario / "ami.log").read_bytes())
+    cdrs = [PbxCdr.from_fields(f) for f in frames if f.get("Event") == "Cdr"]
+    groups = group_cdrs(cdrs, {})
+    assert len(groups) == 1
+    ((call_id, group),) = groups.items()
+    event = call_from_cdrs(call_id, group, PATTERN, handsets=handset_index(cdrs))
+    assert event is not None
+    s = event.summary
+    assert [(a.device, a.talk_s) for a in s.agents] == talk
+    assert s.talk_s == sum(t for _, t in talk) <= s.duration_s
+    assert s.agents[1].answered_at == max(
+        c.end_time for c in cdrs if c.channel.startswith(f"Local/{first}@phones") and c.end_time
+    )
 
 
 def test_an_agent_handset_cdr_alone_is_not_a_call() -> None:

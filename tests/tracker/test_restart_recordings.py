@@ -85,3 +85,15 @@ def test_call_picked_up_after_a_restart_is_recorded_answered(folder: str, moment
     assert "started_at" in inferred  # from the listing's Duration, not seen
     # Answered before the restart: when is inferred; answered after it: seen live.
     assert ("answered_at" in inferred) == (moment == "talking")
+
+
+@pytest.mark.parametrize("folder", [".", "senior-ringall"])
+def test_a_call_found_talking_was_answered_before_the_restart_not_at_it(folder: str) -> None:
+    """Its answer time is the agent's end less Asterisk's own talk figure, not the moment
+    the listing showed it up (live on the lab: a restart 12 s into a call)."""
+    (ended,) = [e for e in restart_at(folder, "talking") if isinstance(e, CallEnded)]
+    s = ended.summary
+    (agent,) = s.agents
+    assert s.started_at <= agent.answered_at == s.answered_at < NOW
+    assert agent.answered_at + timedelta(seconds=agent.talk_s) > NOW
+    assert "answered_at" in s.inferred
