@@ -40,7 +40,9 @@ WITH missed AS (
 )
 SELECT m.call_id, m.caller, m.queue, m.started_at, m.outcome, m.attempts,
        c.id AS customer_id, c.name AS customer_name
-  FROM missed m LEFT JOIN customers c ON c.id = m.customer_id
+  FROM missed m
+  LEFT JOIN customer_phones p ON p.e164 = m.caller
+  LEFT JOIN customers c ON c.id = coalesce(m.customer_id, p.customer_id)
  WHERE m.nth = 1
  ORDER BY m.started_at, m.call_id
  LIMIT $3
