@@ -254,6 +254,7 @@ def _http(rt: Runtime) -> Component:
         rt.pool,
         Dialer(rt.pool, cfg, link.action) if isinstance(link, AmiLink) else None,
         callbacks_days=cfg.dial.callbacks_days,
+        region=cfg.pbx.default_region,
         queues_of=board.queues_of if isinstance(board, WallBoard) else lambda device: None,
     )
     setups = [

@@ -9,4 +9,6 @@ CREATE TABLE call_backs (
     at           timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX call_backs_of_idx ON call_backs (callback_of);
-CREATE INDEX call_records_caller_started_idx ON call_records (caller, started_at);
+-- Numbers compare by their last ten digits: records keep caller IDs as the PBX gave them.
+CREATE INDEX call_records_number_key_idx
+    ON call_records ((right(regexp_replace(caller, '\D', '', 'g'), 10)), started_at);

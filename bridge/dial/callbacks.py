@@ -1,6 +1,11 @@
 """The callers who gave up: abandoned or unanswered inbound calls not yet followed by an
 answered call with that number, in either direction; oldest first, one line per number.
 
+Numbers are compared by their last ten digits (`number_key`, indexed by sql/098): records
+keep the caller ID as the PBX gave it (`+15551230002` inbound, `15551230002` as an agent
+dialled it), and the last ten digits are the subscriber number in every national plan
+with a trunk prefix or country code in front.
+
 A query over `call_records`, not a list kept beside them: a call back that is answered (an
 outbound record with the number as `caller` and outcome `answered`), or the customer calling
 again and reaching someone, removes the line by itself, on every bridge sharing the database.
@@ -15,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from bridge.crm.phones import normalise
 from bridge.errors import CrmUnavailable
 
 __all__ = ["Callback", "pending_callbacks"]
@@ -22,29 +28,33 @@ __all__ = ["Callback", "pending_callbacks"]
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 MAX_ROWS = 200
 
-_PENDING = """
+_KEY = "right(regexp_replace({}.caller, '\\D', '', 'g'), 10)"  # sql/098's index
+_PENDING = f"""
 WITH missed AS (
     SELECT r.call_id, r.caller, r.queue, r.started_at, r.outcome, r.customer_id,
-           count(*) OVER (PARTITION BY r.caller) AS attempts,
-           row_number() OVER (PARTITION BY r.caller ORDER BY r.started_at) AS nth
+           {_KEY.format("r")} AS key
       FROM call_records r
      WHERE r.direction = 'inbound'
        AND r.outcome IN ('abandoned', 'unanswered')
-       AND r.caller LIKE '+%'
        AND r.started_at >= $1
        AND ($2::text[] IS NULL OR r.queue = ANY($2))
+), open AS (
+    SELECT m.*, count(*) OVER (PARTITION BY m.key) AS attempts,
+           row_number() OVER (PARTITION BY m.key ORDER BY m.started_at, m.call_id) AS nth
+      FROM missed m
+     WHERE length(m.key) >= 6
        AND NOT EXISTS (
            SELECT 1 FROM call_records a
-            WHERE a.caller = r.caller AND a.outcome = 'answered'
-              AND a.started_at > r.started_at)
+            WHERE {_KEY.format("a")} = m.key AND a.outcome = 'answered'
+              AND a.started_at > m.started_at)
 )
-SELECT m.call_id, m.caller, m.queue, m.started_at, m.outcome, m.attempts,
+SELECT o.call_id, o.caller, o.queue, o.started_at, o.outcome, o.attempts,
        c.id AS customer_id, c.name AS customer_name
-  FROM missed m
-  LEFT JOIN customer_phones p ON p.e164 = m.caller
-  LEFT JOIN customers c ON c.id = coalesce(m.customer_id, p.customer_id)
- WHERE m.nth = 1
- ORDER BY m.started_at, m.call_id
+  FROM open o
+  LEFT JOIN customer_phones p ON p.e164 = o.caller OR p.e164 = '+' || o.caller
+  LEFT JOIN customers c ON c.id = coalesce(o.customer_id, p.customer_id)
+ WHERE o.nth = 1
+ ORDER BY o.started_at, o.call_id
  LIMIT $3
 """
 
@@ -80,6 +90,7 @@ async def pending_callbacks(
     now: datetime,
     days: int,
     queues: Collection[str] | None = None,
+    region: str = "US",
 ) -> list[Callback]:
     """Callers to call back, for `queues` (None: every queue), oldest first."""
     since = now - timedelta(days=days)
@@ -88,7 +99,12 @@ async def pending_callbacks(
         rows = await pool.fetch(_PENDING, since, wanted, MAX_ROWS)
     except _DB_ERRORS as exc:
         raise CrmUnavailable(f"cannot read the callback list: {exc}") from exc
-    return [Callback(**dict(row)) for row in rows]
+    out = []
+    for row in rows:
+        values = dict(row)
+        values["caller"] = normalise(values["caller"], region) or values["caller"]
+        out.append(Callback(**values))
+    return out
 
 
 async def callback_number(pool: asyncpg.Pool[Any], call_id: str) -> tuple[str, str | None] | None:

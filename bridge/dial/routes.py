@@ -47,6 +47,7 @@ class DialDeps:
     pool: asyncpg.Pool[Any]
     dialer: Dialer | None  # None: no AMI link (dials answer 503)
     callbacks_days: int = 7
+    region: str = "US"  # [pbx] default_region: how national caller IDs read
     # The queues an agent's device is a member of (the wallboard's QueueStatus); None when
     # the PBX has not told yet, in which case the agent sees every queue's callers.
     queues_of: Callable[[str], set[str] | None] = lambda device: None
@@ -144,7 +145,7 @@ async def agent_callbacks(request: web.Request) -> web.Response:
     deps = _deps(request)
     queues = None if agent.role in ("supervisor", "admin") else deps.queues_of(agent.device)
     rows = await pending_callbacks(
-        deps.pool, now=deps.now(), days=deps.callbacks_days, queues=queues
+        deps.pool, now=deps.now(), days=deps.callbacks_days, queues=queues, region=deps.region
     )
     return web.json_response({"callbacks": [row.as_json() for row in rows]})
 
