@@ -3,7 +3,8 @@
     Action: Originate
     Channel: PJSIP/1001          [pbx] agent_channel with the agent's own roster device
     Context: from-internal       [pbx] outbound_context
-    Exten: 15551230002           the checked number's digits (bridge.dial.safety)
+    Exten: 15551230002           the checked number's digits as dialled in the PBX's region
+                                 (bridge.dial.safety; 0118613800138000 for +86 from the US)
     Priority: 1
     CallerID: "Sales" <18005550100>   [pbx] outbound_callerid (omitted when empty)
     Timeout: 30000               [dial] ring_s, in ms: how long the agent's device rings
@@ -25,7 +26,7 @@ from bridge.config import Config
 __all__ = ["DEVICE", "new_call_id", "originate_fields"]
 
 DEVICE = re.compile(r"[A-Za-z0-9_.+-]{1,64}")  # bridge.crm.agents' device rule
-_DIGITS = re.compile(r"[0-9]{3,15}")
+_DIGITS = re.compile(r"[0-9]{3,20}")
 
 
 def new_call_id() -> str:
@@ -39,7 +40,7 @@ def originate_fields(config: Config, *, device: str, digits: str, call_id: str) 
     if not DEVICE.fullmatch(device):
         raise ValueError(f"device {device[:40]!r} is not a plain extension")
     if not _DIGITS.fullmatch(digits):
-        raise ValueError("the number must be 3 to 15 digits")
+        raise ValueError("the number must be 3 to 20 digits")
     if not re.fullmatch(r"c2d-[0-9a-f]{16}", call_id):
         raise ValueError("call ids come from new_call_id()")
     fields = {

@@ -7,7 +7,8 @@ nothing else: the typed text may hold only digits, spaces and `+ ( ) - .` (no `*
 letters or control characters: `1234,Application,System` never parses); it must parse with
 `phonenumbers` as a possible number of a known country; premium-rate and shared-cost numbers
 are refused (toll fraud); and when `[dial] allow` lists prefixes, its E.164 form must start
-with one. `Exten` is then the E.164 digits without `+`, which the outbound context routes.
+with one. `Exten` is then the number in digits as a phone in the PBX's region dials it
+(`DialTarget.digits`), which the outbound context routes to its trunk.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from phonenumbers import PhoneNumberType
 __all__ = ["DialTarget", "NumberRefused", "check_number"]
 
 MAX_INPUT = 32  # "+" and 15 digits with generous spacing
+MAX_DIGITS = 20  # 15 of E.164 and an international prefix
 _ALLOWED = re.compile(r"[0-9+()\-. ]+")
 _REFUSED_TYPES = {
     PhoneNumberType.PREMIUM_RATE: "premium-rate numbers are not dialled",
@@ -40,7 +42,7 @@ class NumberRefused(ValueError):
 @dataclass(frozen=True, slots=True)
 class DialTarget:
     e164: str  # +15551230002: what the record and the customer lookup use
-    digits: str  # 15551230002: the Originate's Exten
+    digits: str  # 15551230002, 0118613800138000: the Originate's Exten
 
 
 def check_number(raw: object, *, region: str, allow: Sequence[str] = ()) -> DialTarget:
@@ -77,7 +79,12 @@ def check_number(raw: object, *, region: str, allow: Sequence[str] = ()) -> Dial
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if allow and not any(e164.startswith(prefix) for prefix in allow):
         raise NumberRefused("this number is outside the prefixes [dial] allow lists")
-    digits = e164[1:]
-    if not digits.isdigit():  # pragma: no cover - E164 formatting yields digits only
-        raise NumberRefused("not a phone number")
+    # As a phone in the PBX's region dials it: national numbers with their trunk prefix
+    # (15551230002 in the US, 02079460000 in the UK), others after the region's international
+    # prefix (011 in the US, 00 in Europe). The trunk needs that, and the call tracker reads
+    # the dialled number in the same region (bridge/records/store.py), finding the customer.
+    dialled = phonenumbers.format_out_of_country_calling_number(number, region)
+    digits = re.sub(r"[^0-9]", "", dialled)
+    if dialled.lstrip().startswith("+") or not 3 <= len(digits) <= MAX_DIGITS:
+        raise NumberRefused("this number cannot be dialled from the PBX's region")
     return DialTarget(e164=e164, digits=digits)

@@ -43,6 +43,8 @@ class OriginateTiming:
     agent_answer_s: float = 1.0
     far_ring_s: float = 1.0
     talk_s: float = 3.0
+    # Tests: the far end answers when this is set (after far_ring_s), not before.
+    far_answer: asyncio.Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,8 @@ class OriginateRun(CallRun):
             ringing = [("DialStatus", "RINGING")]
             self.emit("DialState", "call", chan.snapshot(), trunk.snapshot("Dest"), ringing)
             await self.clock.sleep(t.far_ring_s)
+            if t.far_answer is not None:
+                await t.far_answer.wait()
             far_answer = self.clock.now()
             self.set_state(trunk, 6)
             status = [("DialStatus", "ANSWER")]

@@ -47,7 +47,7 @@ def test_the_frame_on_the_wire_is_exactly_this() -> None:
         ("1001", "1555123000\r\n2"),
         ("1001", "1234,Application,System"),
         ("1001", "*97"),
-        ("1001", "1" * 16),
+        ("1001", "1" * 21),
     ],
 )
 def test_a_device_or_number_that_is_not_plain_never_reaches_the_fields(

@@ -55,20 +55,21 @@ def test_hostile_and_costly_numbers_are_refused_with_a_reason(raw: object, reaso
 
 
 @pytest.mark.parametrize(
-    ("raw", "e164"),
+    ("raw", "e164", "digits"),
     [
-        ("+1 555 123 0002", "+15551230002"),
-        ("(555) 123-0002", "+15551230002"),
-        ("555.123.0002", "+15551230002"),
-        ("1 800 555 0100", "+18005550100"),
-        ("0044 20 7946 0000", "+442079460000"),
-        ("+86 138 0013 8000", "+8613800138000"),
+        ("+1 555 123 0002", "+15551230002", "15551230002"),
+        ("(555) 123-0002", "+15551230002", "15551230002"),
+        ("555.123.0002", "+15551230002", "15551230002"),
+        ("1 800 555 0100", "+18005550100", "18005550100"),
+        ("0044 20 7946 0000", "+442079460000", "011442079460000"),
+        ("+86 138 0013 8000", "+8613800138000", "0118613800138000"),
     ],
 )
-def test_dialable_numbers_become_digits_only(raw: str, e164: str) -> None:
+def test_dialable_numbers_become_digits_as_the_pbx_region_dials_them(
+    raw: str, e164: str, digits: str
+) -> None:
     target = check_number(raw, region="US")
-    assert target.e164 == e164
-    assert target.digits == e164[1:] and target.digits.isdigit()
+    assert (target.e164, target.digits) == (e164, digits)
 
 
 def test_allow_prefixes_limit_where_a_dial_may_go() -> None:
@@ -77,5 +78,7 @@ def test_allow_prefixes_limit_where_a_dial_may_go() -> None:
         check_number("+86 138 0013 8000", region="US", allow=["+1", "+44"])
 
 
-def test_a_national_number_is_read_in_the_default_region() -> None:
-    assert check_number("020 7946 0000", region="GB").e164 == "+442079460000"
+def test_a_national_number_is_read_and_dialled_in_the_default_region() -> None:
+    target = check_number("020 7946 0000", region="GB")
+    assert (target.e164, target.digits) == ("+442079460000", "02079460000")
+    assert check_number("+1 555 123 0002", region="GB").digits == "0015551230002"
