@@ -16,6 +16,7 @@ import pytest
 
 from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
+from bridge.crm.agents import create_agent
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from bridge.sim.originate import OriginateTiming
 from tests.crm.fixture_crm import load_trace_crm
@@ -44,6 +45,7 @@ async def test_clicking_a_number_and_a_call_back_dial_out_from_the_desk(
     from playwright.async_api import async_playwright
 
     tokens = await load_trace_crm(pool)
+    boss = await create_agent(pool, "boss", "Supervisor", "supervisor", "9001")
     now = datetime.now(UTC)
     # Bob's earlier answered call (a number on the desk: "my calls today") and Zhang's
     # abandoned one (the callback list).
@@ -102,6 +104,16 @@ async def test_clicking_a_number_and_a_call_back_dial_out_from_the_desk(
                     await page.wait_for_selector('#callbacks-list li[data-call-id="1796000000.2"]')
                     await shot(page, "1-desk-with-numbers-and-callbacks.png")
                     assert await page.text_content(number) == "+15551230002"
+
+                    wall = await browser.new_page(viewport={"width": 1280, "height": 800})
+                    await wall.goto(rt.get("http").url + "/wallboard")
+                    await wall.fill("#token", boss)
+                    await wall.click("#login button[type=submit]")
+                    row = '#callbacks tr[data-call-id="1796000000.2"]'
+                    await wall.wait_for_selector(row, timeout=10_000)
+                    assert "+8613800138000" in (await wall.text_content(row) or "")
+                    await shot(wall, "0-wallboard-callbacks.png")
+                    await wall.close()
 
                     await page.click(number)  # Bob's number in "my calls today"
                     await page.wait_for_selector(".call[data-state=dialing] .customer-name")
