@@ -36,6 +36,8 @@ from bridge.crm.roster import AgentRoster
 from bridge.db.embedded import database_url
 from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
+from bridge.dial.routes import DialDeps, setup_dial_routes
+from bridge.dial.service import Dialer
 from bridge.netguard import raise_open_files_limit
 from bridge.pops.card import CustomerCard
 from bridge.pops.hub import CardForCaller, PopHub
@@ -247,8 +249,17 @@ def _http(rt: Runtime) -> Component:
     admin_deps = AdminDeps(
         pool=rt.pool, config=cfg, board=board if isinstance(board, WallBoard) else None
     )
+    link = rt.components.get("ami")
+    dial_deps = DialDeps(
+        rt.pool,
+        Dialer(rt.pool, cfg, link.action) if isinstance(link, AmiLink) else None,
+        callbacks_days=cfg.dial.callbacks_days,
+        region=cfg.pbx.default_region,
+        queues_of=board.queues_of if isinstance(board, WallBoard) else lambda device: None,
+    )
     setups = [
         lambda app: setup_agent_routes(app, agent_deps),
+        lambda app: setup_dial_routes(app, dial_deps),
         lambda app: setup_admin_routes(app, admin_deps),
         lambda app: setup_webhook_routes(
             app, WebhookDeps(pool=rt.pool, config=rt.config, on_change_lag=change_lag(rt).observe)

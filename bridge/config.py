@@ -142,6 +142,21 @@ class PbxConfig:
     # A call still open after this long (its Hangups were lost) is closed with what is known,
     # marked inferred for reconciliation: live state stays bounded.
     max_call_s: int = 14400
+    # Click-to-call (bridge/dial): the channel that rings the agent's own device ({ext} is
+    # the roster's device), then the context and caller ID the dialled number goes out with.
+    agent_channel: str = "PJSIP/{ext}"
+    outbound_context: str = "from-internal"
+    outbound_callerid: str = ""
+
+
+@dataclass(frozen=True)
+class DialConfig:
+    # E.164 prefixes a click-to-call may reach (e.g. ["+1", "+44"]); empty: any dialable
+    # national or international number except premium-rate and shared-cost ones.
+    allow: list[str] = field(default_factory=list)
+    per_minute: int = 10  # dials one agent may place per minute; more get 429
+    ring_s: int = 30  # how long the agent's device rings before the dial gives up
+    callbacks_days: int = 7  # how far back abandoned calls are offered for a call back
 
 
 @dataclass(frozen=True)
@@ -248,6 +263,7 @@ class Config:
     records: RecordsConfig = field(default_factory=RecordsConfig)
     permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
     wallboard: WallboardConfig = field(default_factory=WallboardConfig)
+    dial: DialConfig = field(default_factory=DialConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -481,6 +497,7 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("crm.merge_retry_s", "seconds between retries (1 to 86400)")
     _validate_permissions(config.permissions)
     _validate_desk(config)
+    _validate_dial(config)
     if config.log.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log.level", "one of debug, info, warning, error")
     if runtime and config.ami.enabled and not config.ami.username:
@@ -513,6 +530,32 @@ def _validate_desk(config: Config) -> None:
         raise ConfigError("wallboard.sla_s", "seconds from 1 to 3600")
     if not 0.2 <= config.wallboard.refresh_s <= 300:
         raise ConfigError("wallboard.refresh_s", "seconds from 0.2 to 300")
+
+
+_CHANNEL_TEMPLATE = re.compile(r"[A-Za-z0-9]{1,20}/[A-Za-z0-9_.@/-]*\{ext\}[A-Za-z0-9_.@/-]*")
+_CONTEXT = re.compile(r"[A-Za-z0-9_.-]{1,79}")
+_PREFIX = re.compile(r"\+[0-9]{1,14}")
+
+
+def _validate_dial(config: Config) -> None:
+    """What reaches an AMI Originate: plain words only, so no value can smuggle a field."""
+    template = config.pbx.agent_channel
+    if not _CHANNEL_TEMPLATE.fullmatch(template) or template.count("{") != 1:
+        raise ConfigError("pbx.agent_channel", "a channel such as PJSIP/{ext} (one {ext})")
+    if not _CONTEXT.fullmatch(config.pbx.outbound_context):
+        raise ConfigError("pbx.outbound_context", "a dialplan context: letters, digits, _ . -")
+    callerid = config.pbx.outbound_callerid
+    if len(callerid) > 80 or any(ord(ch) < 32 or ord(ch) == 127 for ch in callerid):
+        raise ConfigError("pbx.outbound_callerid", "at most 80 characters, no control ones")
+    for prefix in config.dial.allow:
+        if not _PREFIX.fullmatch(prefix):
+            raise ConfigError("dial.allow", f"{prefix[:40]!r}: an E.164 prefix such as +1")
+    if not 1 <= config.dial.per_minute <= 600:
+        raise ConfigError("dial.per_minute", "dials per agent per minute, 1 to 600")
+    if not 5 <= config.dial.ring_s <= 300:
+        raise ConfigError("dial.ring_s", "seconds from 5 to 300")
+    if not 1 <= config.dial.callbacks_days <= 365:
+        raise ConfigError("dial.callbacks_days", "days from 1 to 365")
 
 
 def _validate_permissions(permissions: PermissionsConfig) -> None:

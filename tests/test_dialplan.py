@@ -112,7 +112,8 @@ def test_ami_user_has_least_privilege_and_an_acl() -> None:
     user = dict(manager["crm-bridge"])
     read = {c.strip() for c in user["read"].split(",")}
     assert read <= {"call", "agent", "cdr", "dialplan"} and {"call", "agent", "cdr"} <= read
-    assert user["write"] == "reporting,agent"  # agent: QueuePause from the desk
+    assert user["write"] == "reporting,agent,originate"  # QueuePause; click-to-call
+    assert "system" not in user["write"]  # an Originate may never reach System()
     acl = [(k, v) for k, v in manager["crm-bridge"] if k in {"deny", "permit"}]
     assert acl[0] == ("deny", "0.0.0.0/0.0.0.0")
     assert [k for k, _ in acl[1:]] == ["permit"]

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "bridge.cli.crm_cmd",
     "bridge.cli.doctor_cmd",
     "bridge.cli.devices_cmd",
+    "bridge.cli.dial_cmd",
 )
 
 

@@ -97,6 +97,8 @@ async def check_ami(config: Config) -> list[Check]:
         )
     elif found.listed:
         out.append(Check("ami write", "ok", "may run CoreShowChannels (restart listing)"))
+    if found.listed:
+        out.append(_originate_check(found.actions))
     risky = found.risky_actions()
     if risky:
         out.append(
@@ -126,6 +128,23 @@ async def check_ami(config: Config) -> list[Check]:
             )
         )
     return out
+
+
+def _originate_check(actions: dict[str, str]) -> Check:
+    """Click-to-call needs `Originate` (write = originate); without it dials answer 503."""
+    if "Originate" in actions:
+        return Check(
+            "ami originate",
+            "ok",
+            "may run Originate (write = originate): click-to-call works; the bridge never"
+            " sends Application/Data, keep write = system off",
+        )
+    return Check(
+        "ami originate",
+        "warn",
+        "may not run Originate: click-to-call and call backs answer 503; add write ="
+        " originate in manager.conf to use them (see its comment on the risk)",
+    )
 
 
 async def check_ari(config: Config) -> list[Check]:

@@ -22,6 +22,12 @@ from collections.abc import Callable, Sequence
 
 from bridge.errors import AmiProtocolError
 from bridge.sim.model import AmiUser
+from bridge.sim.originate import (
+    OriginateRequest,
+    OriginateTiming,
+    check_originate,
+    start_originate,
+)
 from bridge.sim.pbx import SimPbx
 from bridge.sim.wire import ActionParser, encode_message
 from bridge.tasks import cancel_and_wait
@@ -113,6 +119,7 @@ class AmiServer:
         self._server: asyncio.Server | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self.originate_timing = OriginateTiming()  # how click-to-call parties behave
 
     @property
     def port(self) -> int:
@@ -245,12 +252,41 @@ class AmiServer:
             self._list_commands(session, aid)
         elif name == "queuepause":
             self._queue_pause(session, action, aid)
+        elif name == "originate":
+            self._originate(session, action, aid)
         else:
             session.send(
                 encode_message(
                     [("Response", "Error"), *aid, ("Message", "Invalid/unknown command")]
                 )
             )
+
+    def _originate(self, session: _Session, action: dict[str, str], aid: Fields) -> None:
+        """manager.c action_originate, Async: queued at once, the call runs on its own."""
+        assert session.user is not None
+        refused = check_originate(session.user, action)
+        request = None
+        if refused is None:
+            request = OriginateRequest(
+                channel=action["channel"],
+                context=action["context"],
+                exten=action["exten"],
+                priority=action.get("priority", "1"),
+                callerid=action.get("callerid", ""),
+                timeout_ms=int(action.get("timeout", "30000")),
+                channel_id=action.get("channelid", ""),
+                action_id=action.get("actionid", ""),
+            )
+            if start_originate(self.pbx, request, self.originate_timing) is None:
+                refused = "Originate failed"
+        if refused is not None:
+            session.send(encode_message([("Response", "Error"), *aid, ("Message", refused)]))
+            return
+        session.send(
+            encode_message(
+                [("Response", "Success"), *aid, ("Message", "Originate successfully queued")]
+            )
+        )
 
     def _list_commands(self, session: _Session, aid: Fields) -> None:
         """manager.c action_listcommands: each action the user's `write` allows, with its

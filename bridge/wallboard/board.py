@@ -211,6 +211,12 @@ class WallBoard:
         paused = [m for m in mine if m.paused]
         return (True, paused[0].reason) if paused else (False, "")
 
+    def queues_of(self, device: str) -> set[str] | None:
+        """The queues `device` is a member of; None before the PBX has listed its members."""
+        if not self._members:
+            return None
+        return {m.queue for m in self._members if m.device == device}
+
     async def _poll(self) -> None:
         while True:
             if self._control is not None:

@@ -35,6 +35,8 @@ admin's agent id, before/after as JSON) in the same transaction as the change.
                                         the audit trail, newest first: changes (`kind`
                                         change) and customer cards delivered in pops
                                         (`card_view`); {"entries": [...], "next": cursor}
+    POST   /api/dial                    {agent, number} or {agent, callback_of}: click-to-call
+                                        for that agent's device → 202 {call_id} (bridge/dial)
     GET    /api/openapi.json            this API as OpenAPI 3.1
 
 Only admins read the audit trail, supervisors included in what it reports: it holds every
@@ -829,6 +831,12 @@ async def _audit(
     )
 
 
+async def dial_for_agent(request: web.Request) -> web.Response:
+    from bridge.dial.routes import admin_dial
+
+    return await admin_dial(request, actor=_actor(request))
+
+
 # --- wiring -----------------------------------------------------------------------------
 
 
@@ -864,6 +872,7 @@ def setup_admin_routes(app: web.Application, deps: AdminDeps) -> web.Application
     r.add_get("/queues", list_queues)
     r.add_get("/audit", list_audit)
     r.add_get("/openapi.json", get_openapi)
+    r.add_post("/dial", dial_for_agent)
     app.add_subapp("/api/", api)
     return api
 

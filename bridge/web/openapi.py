@@ -25,6 +25,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "the token's agent is not an admin",
         404: "no such item",
         409: "conflicts with the current state",
+        429: "too many requests; wait `Retry-After` seconds",
         503: "the database is unavailable; retry",
     }
     return {str(c): _answer(reasons[c], _ERROR) for c in (401, 403, *codes, 503)}
@@ -225,6 +226,15 @@ def openapi_document() -> dict[str, Any]:
                     " longest wait, agents by state, answered and abandoned today, service"
                     " level, the calls in progress and each member agent",
                     errors=(503,),
+                ),
+            },
+            "/api/dial": {
+                "post": _op(
+                    "click-to-call: ring the agent's own device, then dial the number"
+                    " (body {agent, number} or {agent, callback_of}); 202 with call_id",
+                    "202",
+                    body=True,
+                    errors=(400, 404, 429),
                 ),
             },
             "/api/audit": {

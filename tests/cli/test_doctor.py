@@ -23,14 +23,17 @@ from bridge.sim import AmiServer, AmiUser, SimConfig, SimPbx
 from tests.alerts.conftest import all_channels
 from tests.alerts.receivers import SmsGateway, SmtpReceiver, WebhookReceiver
 
-LEAST = AmiUser("least", "l3ast", frozenset({"call", "agent", "cdr"}), frozenset({"reporting"}))
+LEAST = AmiUser(
+    "least", "l3ast", frozenset({"call", "agent", "cdr"}), frozenset({"reporting", "originate"})
+)
+NO_DIAL = AmiUser("nodial", "n0dial", frozenset({"call", "agent", "cdr"}), frozenset({"reporting"}))
 OVER = AmiUser("over", "0ver")  # read = all, write = all
 NO_LIST = AmiUser("nolist", "n0list", frozenset({"call", "agent", "cdr"}), frozenset())
 
 
 @pytest.fixture
 async def pbx() -> AsyncIterator[AmiServer]:
-    server = AmiServer(SimPbx(SimConfig(ami_users=(LEAST, OVER, NO_LIST))))
+    server = AmiServer(SimPbx(SimConfig(ami_users=(LEAST, OVER, NO_LIST, NO_DIAL))))
     await server.start()
     try:
         yield server
@@ -90,6 +93,7 @@ async def test_least_privilege_user_passes_every_check(
         "migrations": ["ok"],
         "ami": ["ok"],
         "ami write": ["ok"],
+        "ami originate": ["ok"],
         "ami read": ["ok"],
         "ari": ["ok"],
         "agi": ["ok"],
@@ -99,6 +103,15 @@ async def test_least_privilege_user_passes_every_check(
     text = [format_check(c) for c in checks]
     assert all("\n" not in t for t in text)
     assert "OK   ami: logged in as 'least' at 127.0.0.1:" in text[3]
+
+
+async def test_a_user_that_may_not_originate_is_warned_click_to_call_is_off(
+    database_url: str, pbx: AmiServer, agi_port: int
+) -> None:
+    checks = await run_checks(config(database_url, pbx.port, NO_DIAL, agi_port))
+    (dial,) = [c for c in checks if c.name == "ami originate"]
+    assert dial.status == "warn" and "write = originate" in dial.detail
+    assert not any(c.status == "fail" for c in checks)
 
 
 async def test_wrong_secret_fails_and_never_prints_it(

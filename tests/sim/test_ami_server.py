@@ -72,7 +72,7 @@ async def test_actions_before_login_are_denied_and_unknown_ones_answered(ami: Am
     }
     await client.login("bridge", "s3cret")
     await client.message()  # FullyBooted
-    await client.send(Action="Originate", ActionID="x", Channel="PJSIP/1001")
+    await client.send(Action="Redirect", ActionID="x", Channel="PJSIP/1001")
     assert (await client.message())["Message"] == "Invalid/unknown command"
     await client.close()
 

@@ -11,6 +11,9 @@
 // page-wide ticker walks the call map instead of one timer per card.
 // The disposition form appears only once this agent answered the call or took it by
 // transfer: the bridge refuses a filing from anyone else (403).
+// Click-to-call: every phone number on the desk is a button (POST /agent/api/dial: the
+// agent's own phone rings first, then the number is dialled); the "Call back" list shows the
+// callers who gave up (GET /agent/api/callbacks), each with one button that calls back.
 "use strict";
 
 (() => {
@@ -433,7 +436,7 @@
         const cidName = show(msg.caller_name || "");
         root.querySelector(".caller-name").textContent = cidName;
         root.querySelector(".cid").hidden = !cidName || (customer && customer.name === cidName);
-        root.querySelector(".caller").textContent = show(msg.caller || "");
+        root.querySelector(".caller").replaceChildren(numberNode(msg.caller));
         root.querySelector(".queue").textContent = msg.queue ? "queue " + show(msg.queue) : "";
         renderRoute(root.querySelector(".route"), msg);
         renderCustomer(root.querySelector(".customer"), customer, msg.call_id, msg.caller);
@@ -474,6 +477,8 @@
         setState(entry, "ended", "ended · talk " + duration(Number(msg.talk_s) || 0));
         if (entry.mine) startWrapup();
         loadToday();
+        // The call's record (which may empty the list) is written just after it ends.
+        for (const ms of [0, 1500, 5000]) setTimeout(() => { if (me !== null) loadCallbacks(); }, ms);
         break;
     }
     syncAlerts();
@@ -654,12 +659,86 @@
       for (const c of (data.calls || []).slice(0, 50)) {
         const li = document.createElement("li");
         li.appendChild(text("span", clock(c.started_at), "t"));
-        li.appendChild(text("span", c.customer || c.caller || "", "n"));
+        const who = document.createElement("span");
+        who.className = "n";
+        if (c.customer) who.append(show(c.customer) + " ");
+        who.appendChild(numberNode(c.caller));
+        li.appendChild(who);
         li.appendChild(text("span", duration(Number(c.talk_s) || 0), "d"));
         li.appendChild(text("span", label(c.disposition) || label(c.outcome), "o"));
         list.appendChild(li);
       }
       $("today-empty").hidden = list.children.length > 0;
+    } catch (err) { /* offline: the list stays as it was */ }
+  }
+
+  // --- click-to-call and call backs ------------------------------------------------------------
+
+  const DIALLABLE = /^\+?[0-9][0-9 ()./-]{2,30}$/;
+
+  // A phone number as a button that dials it; anything else (anonymous, a name) as text.
+  function numberNode(value) {
+    const number = show(value || "");
+    if (!DIALLABLE.test(number)) return document.createTextNode(number);
+    const button = text("button", number, "dial");
+    button.type = "button";
+    button.title = "Call " + number;
+    button.addEventListener("click", (event) => {
+      event.stopPropagation(); // the call head folds on click: a dial is not a fold
+      placeDial({ number }, number);
+    });
+    return button;
+  }
+
+  async function placeDial(body, what) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const status = $("dial-status");
+    if (!token) return;
+    status.dataset.ok = "";
+    status.textContent = "calling " + show(what) + "…";
+    try {
+      const resp = await fetch("/agent/api/dial", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
+        body: JSON.stringify(body),
+      });
+      if (resp.status === 401) return forget(REJECTED);
+      if (sessionStorage.getItem(TOKEN_KEY) !== token) return;
+      const data = await resp.json().catch(() => ({}));
+      status.dataset.ok = resp.ok ? "yes" : "no";
+      status.textContent = resp.ok
+        ? "Your phone rings: answer it to call " + show(data.number || what)
+        : "Not dialled: " + show(data.reason || resp.status);
+    } catch (err) {
+      status.dataset.ok = "no";
+      status.textContent = "Not dialled: " + show(String(err));
+    }
+  }
+
+  async function loadCallbacks() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return;
+    try {
+      const resp = await fetch("/agent/api/callbacks", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+      if (!resp.ok || sessionStorage.getItem(TOKEN_KEY) !== token) return;
+      const data = await resp.json();
+      const list = $("callbacks-list");
+      list.replaceChildren();
+      for (const c of (data.callbacks || []).slice(0, 50)) {
+        const li = document.createElement("li");
+        li.dataset.callId = show(c.call_id);
+        li.appendChild(text("span", clock(c.started_at), "t"));
+        const who = c.customer && c.customer.name ? show(c.customer.name) + " · " : "";
+        li.appendChild(text("span", who + show(c.caller), "n"));
+        const button = text("button", "Call back", "callback");
+        button.type = "button";
+        button.addEventListener("click", () => placeDial({ callback_of: c.call_id }, c.caller));
+        li.appendChild(button);
+        const missed = Number(c.attempts) > 1 ? " · " + Number(c.attempts) + " missed calls" : "";
+        li.appendChild(text("span", (c.queue ? "queue " + show(c.queue) : "") + missed, "q"));
+        list.appendChild(li);
+      }
+      $("callbacks-empty").hidden = list.children.length > 0;
     } catch (err) { /* offline: the list stays as it was */ }
   }
 
@@ -684,6 +763,9 @@
     ticker = null;
     $("calls").replaceChildren();
     $("today-list").replaceChildren();
+    $("callbacks-list").replaceChildren();
+    $("dial-status").textContent = "";
+    $("dial-number").value = "";
     $("today").hidden = true;
     $("presence").hidden = true;
     $("empty").hidden = true;
@@ -755,6 +837,7 @@
         if (calls.size === 0) $("empty").hidden = false;
         if (!ticker) ticker = setInterval(tick, 1000);
         loadToday();
+        loadCallbacks();
       } else if (msg.type === "status") {
         showPresence(msg.paused === true, msg.reason);
       } else if (msg.type === "error" && (msg.error === "status_failed" || msg.error === "unavailable")) {
@@ -804,6 +887,12 @@
     $("logout").addEventListener("click", () => forget("Signed out."));
     $("pause").addEventListener("click", () => sendStatus(true));
     $("resume").addEventListener("click", () => sendStatus(false));
+    $("dial-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const number = $("dial-number").value.trim();
+      if (number) placeDial({ number }, number);
+    });
+    setInterval(() => { if (me !== null) loadCallbacks(); }, 30000); // others' calls empty it too
     document.addEventListener("click", () => {
       if (audio && audio.state === "suspended") audio.resume();
     });

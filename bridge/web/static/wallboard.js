@@ -7,6 +7,7 @@
 (() => {
   const TOKEN_KEY = "crm-bridge-wallboard-token";
   const $ = (id) => document.getElementById(id);
+  let callbackTimer = null;
   const queues = new Map(); // queue -> {stats, at (ms when received)}
   let socket = null;
   let retry = 0;
@@ -111,6 +112,55 @@
     $("clock").textContent = CLOCK.format(new Date());
   }
 
+  // The callers who gave up (GET /agent/api/callbacks: every queue for a supervisor), oldest
+  // first; "Call back" rings the supervisor's own phone, then dials the caller.
+  async function loadCallbacks() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return;
+    try {
+      const resp = await fetch("/agent/api/callbacks", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+      if (!resp.ok || sessionStorage.getItem(TOKEN_KEY) !== token) return;
+      const data = await resp.json();
+      const body = $("callbacks").tBodies[0];
+      body.replaceChildren();
+      for (const c of (data.callbacks || []).slice(0, 100)) {
+        const tr = body.insertRow();
+        tr.dataset.callId = String(c.call_id);
+        const since = Date.parse(c.started_at);
+        tr.appendChild(text("td", isNaN(since) ? "" : duration((Date.now() - since) / 1000), "num"));
+        const who = c.customer && c.customer.name ? c.customer.name + " · " : "";
+        tr.appendChild(text("td", who + String(c.caller || "")));
+        tr.appendChild(text("td", c.queue || ""));
+        tr.appendChild(text("td", c.attempts, "num"));
+        const cell = document.createElement("td");
+        const button = text("button", "Call back", "callback");
+        button.type = "button";
+        button.addEventListener("click", () => callBack(c.call_id));
+        cell.appendChild(button);
+        tr.appendChild(cell);
+      }
+      $("no-callbacks").hidden = body.rows.length > 0;
+    } catch (err) { /* offline: the list stays as it was */ }
+  }
+
+  async function callBack(callId) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return;
+    const status = $("callback-status");
+    try {
+      const resp = await fetch("/agent/api/dial", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
+        body: JSON.stringify({ callback_of: callId }),
+      });
+      const data = await resp.json().catch(() => ({}));
+      status.textContent = resp.ok ? "Your phone rings: answer it to call back " + String(data.number || "")
+        : "Not dialled: " + String(data.reason || resp.status);
+    } catch (err) {
+      status.textContent = "Not dialled: " + String(err);
+    }
+  }
+
   function forget(message) {
     stopped = true;
     clearTimeout(retryTimer);
@@ -124,6 +174,9 @@
     $("queues").replaceChildren();
     $("calls").tBodies[0].replaceChildren();
     $("agents").tBodies[0].replaceChildren();
+    $("callbacks").tBodies[0].replaceChildren();
+    $("callback-status").textContent = "";
+    clearInterval(callbackTimer);
     $("lists").hidden = true;
     $("login").hidden = false;
     $("logout").hidden = true;
@@ -152,6 +205,9 @@
     $("lists").hidden = false;
     render();
     if (!ticker) ticker = setInterval(render, 1000);
+    loadCallbacks();
+    clearInterval(callbackTimer);
+    callbackTimer = setInterval(loadCallbacks, 15000);
     connect(token);
   }
 
