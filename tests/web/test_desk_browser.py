@@ -371,8 +371,9 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
                 for queue in {s.queue for s in ended if s.queue}:
                     answered = sum(s.queue == queue and s.outcome == "answered" for s in ended)
                     abandoned = sum(s.queue == queue and s.outcome == "abandoned" for s in ended)
+                    # each figure is pushed when its call ends: wait for each, not one then read
                     await wait_fig(wall, queue, "answered", str(answered))
-                    assert await fig(wall, queue, "abandoned") == str(abandoned)
+                    await wait_fig(wall, queue, "abandoned", str(abandoned))
                 assert await fig(wall, "senior", "answered") == "1"
                 assert await fig(wall, "senior", "sla") == "100%"
                 await desk.wait_for_selector(f'{call}[data-state="ended"]', timeout=10_000)
