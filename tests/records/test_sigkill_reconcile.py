@@ -42,10 +42,13 @@ def call_ids(first: int, count: int) -> list[str]:
 def cdr(call_id: str, at: datetime) -> PbxCdr:
     """The caller leg's CDR of one of `burst`'s calls: unanswered, in queue support."""
     n = int(call_id.split(".")[1])
+    # Asterisk's channel counter never repeats within a boot: one name per call, whichever
+    # group it is in (CDRs are grouped by channel names alive at the same time).
+    counter = int(call_id.split(".")[0]) % 16**8
     return PbxCdr.from_dict(
         {
             "uniqueid": call_id,
-            "channel": f"PJSIP/trunk-{n:08x}",
+            "channel": f"PJSIP/trunk-{counter:08x}",
             "destination_channel": "",
             "source": f"+1555{n:07d}",
             "destination": "+15550100",
