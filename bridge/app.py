@@ -243,6 +243,8 @@ def _http(rt: Runtime) -> Component:
         tag_colors=cfg.pops.tag_colors,
         customer_url=cfg.crm.customer_url,
         sla_s=cfg.wallboard.sla_s,
+        connector=_records(rt).connector,
+        agents_edit=cfg.permissions.agents_edit,
     )
     admin_deps = AdminDeps(
         pool=rt.pool, config=cfg, board=board if isinstance(board, WallBoard) else None
