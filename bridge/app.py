@@ -186,6 +186,7 @@ def _wallboard(rt: Runtime) -> Component:
         _tracker(rt),
         agent_of=roster.agent_id_of,
         sla_s=rt.config.wallboard.sla_s,
+        wrapup_s=rt.config.wallboard.wrapup_s,
         refresh_s=rt.config.wallboard.refresh_s,
         timezone=rt.config.routing.timezone,
         pool=rt.pool,
