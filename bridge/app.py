@@ -188,6 +188,7 @@ def _wallboard(rt: Runtime) -> Component:
         _tracker(rt),
         agent_of=roster.agent_id_of,
         sla_s=rt.config.wallboard.sla_s,
+        wrapup_s=rt.config.wallboard.wrapup_s,
         refresh_s=rt.config.wallboard.refresh_s,
         timezone=rt.config.routing.timezone,
         pool=rt.pool,
@@ -245,6 +246,8 @@ def _http(rt: Runtime) -> Component:
         tag_colors=cfg.pops.tag_colors,
         customer_url=cfg.crm.customer_url,
         sla_s=cfg.wallboard.sla_s,
+        connector=_records(rt).connector,
+        agents_edit=cfg.permissions.agents_edit,
     )
     admin_deps = AdminDeps(
         pool=rt.pool, config=cfg, board=board if isinstance(board, WallBoard) else None

@@ -180,6 +180,8 @@ class CrmConfig:
     # (empty: acknowledged without sending); pending ones are retried this often.
     merge_url: str = ""
     merge_retry_s: float = 60.0
+    # `rest`: where "create customer" from the desk is posted (empty: refused with 501).
+    create_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -234,12 +236,16 @@ class PermissionsConfig:
     # whole card sections, and single attributes by name. Empty: nothing more (the default).
     non_owner_sections: list[str] = field(default_factory=list)
     non_owner_attributes: list[str] = field(default_factory=list)
+    # Who may correct a customer's name and tags from the desk: "none", "own" (the owner,
+    # or anyone for a customer nobody owns) or "all". Supervisors and admins always may.
+    agents_edit: str = "own"
 
 
 @dataclass(frozen=True)
 class WallboardConfig:
     sla_s: int = 20  # service level: answered within this many seconds of arriving
     refresh_s: float = 2.0  # how often the PBX's queue members are asked (QueueStatus)
+    wrapup_s: int = 120  # an agent is "wrapping up" after a call until filed, at most this
 
 
 @dataclass(frozen=True)
@@ -479,7 +485,7 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("pbx.cdr_source", "csv:PATH or postgresql://...?table=NAME")
     if config.crm.connector not in CRM_CONNECTORS:
         raise ConfigError("crm.connector", "one of " + ", ".join(CRM_CONNECTORS))
-    for key in ("base_url", "token_url", "merge_url"):
+    for key in ("base_url", "token_url", "merge_url", "create_url"):
         url = getattr(config.crm, key)
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"crm.{key}", "must be an http:// or https:// URL")
@@ -528,6 +534,8 @@ def _validate_desk(config: Config) -> None:
         raise ConfigError("crm.customer_url", "an http(s) URL with {id}")
     if not 1 <= config.wallboard.sla_s <= 3600:
         raise ConfigError("wallboard.sla_s", "seconds from 1 to 3600")
+    if not 0 <= config.wallboard.wrapup_s <= 3600:
+        raise ConfigError("wallboard.wrapup_s", "seconds from 0 to 3600")
     if not 0.2 <= config.wallboard.refresh_s <= 300:
         raise ConfigError("wallboard.refresh_s", "seconds from 0.2 to 300")
 
@@ -559,6 +567,8 @@ def _validate_dial(config: Config) -> None:
 
 
 def _validate_permissions(permissions: PermissionsConfig) -> None:
+    if permissions.agents_edit not in ("none", "own", "all"):
+        raise ConfigError("permissions.agents_edit", "one of none, own, all")
     for name in permissions.non_owner_sections:
         if name not in CARD_SECTIONS:
             raise ConfigError(

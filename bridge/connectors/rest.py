@@ -9,6 +9,11 @@
 - Merges: `POST [crm] merge_url` (`{merge_id}` replaced) with `{"merge_id", "survivor_id",
   "merged_ids", "at", "actor"}` and `Idempotency-Key: <merge id>`; any 2xx or 409 is
   success. No `merge_url`: the merge is acknowledged without sending anything.
+- Create customer (the desk): `POST [crm] create_url` (`{phone}` replaced) with
+  `{"name", "phone", "tags"}` and a fresh `Idempotency-Key`; 2xx with the customer (an `id`
+  is required) -> `Customer`; 409 -> `DuplicatePhone` (the CRM knows the number); 400/422
+  -> `ValidationError`. No `create_url`: `CrmRefused(kind="unsupported")`. Correcting a
+  customer is not offered by the generic REST connector (`unsupported`).
 - `[crm] auth_header` ("Name: value") goes on every request and is never logged.
 - Every attempt is bounded by `[crm] timeout_ms`; connection failures, timeouts, 429 and
   5xx are retried `retries` times with jittered exponential backoff.
@@ -23,7 +28,8 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -36,7 +42,15 @@ from bridge.connectors.mapping import (
     map_record,
     parse_auth_header,
 )
-from bridge.errors import CrmError, CrmTimeout, CrmUnavailable, DeliveryError
+from bridge.errors import (
+    CrmError,
+    CrmRefused,
+    CrmTimeout,
+    CrmUnavailable,
+    DeliveryError,
+    DuplicatePhone,
+    ValidationError,
+)
 from bridge.models import Customer
 
 if TYPE_CHECKING:
@@ -86,6 +100,7 @@ class RestConnector:
         self._lookup_url = config.lookup_url
         self._records_url = config.records_url
         self._merge_url = config.merge_url
+        self._create_url = config.create_url
         self._field_map = dict(config.field_map)
         self._timeout = config.timeout_ms / 1000
         self._auth = parse_auth_header(config.auth_header)
@@ -165,6 +180,43 @@ class RestConnector:
         if 200 <= status < 300 or status == 409:
             return
         raise DeliveryError(f"CRM refused merge {key}: HTTP {status} {text[:200]!r}")
+
+    async def create_customer(
+        self, name: str, e164: str, tags: Sequence[str] = (), *, actor: str = ""
+    ) -> Customer:
+        if not self._create_url:
+            raise CrmRefused("unsupported", "set [crm] create_url to create customers in the CRM")
+        url = expand(self._create_url, "phone", e164)
+        body = json.dumps({"name": name, "phone": e164, "tags": list(tags)}).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": secrets.token_hex(16)}
+        try:
+            status, text = await self._request("POST", url, body, headers, self._retries)
+        except DeliveryError as exc:
+            raise CrmUnavailable(str(exc)) from exc
+        if status == 409:
+            raise DuplicatePhone(e164, "in the CRM")
+        if status in (400, 422):
+            raise ValidationError("customer", f"the CRM refused it: {text[:200]!r}")
+        if not 200 <= status < 300:
+            raise CrmError(f"CRM create answered HTTP {status}")
+        try:
+            created = customer_from_payload(json.loads(text), self._field_map)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CrmError("CRM create answered something that is not JSON") from exc
+        if created is None or not created.id:
+            raise CrmError("CRM create answered no customer id")
+        return created
+
+    async def update_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str | None,
+        tags: Sequence[str] | None,
+        actor: str,
+        allowed: Callable[[str | None], bool],
+    ) -> Customer:
+        raise CrmRefused("unsupported", "correct this customer in the CRM itself")
 
     # --- transport -----------------------------------------------------------------------------
 

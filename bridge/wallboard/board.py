@@ -6,7 +6,10 @@ Inputs, and where each comes from:
   `CallEnded` events as they pass (`dispatch`, called where the tracker emits, like the pop
   hub), seeded at start from `call_records` so a restart does not zero the board;
 - queue members and who is paused: the PBX's `QueueStatus` (`QueueControl`), asked every
-  `[wallboard] refresh_s` and right after a pause.
+  `[wallboard] refresh_s` and right after a pause;
+- wrap-up: a `CallEnded` starts it for each agent who talked on the call; it ends when the
+  agent's disposition is in `call_dispositions` (looked for every `refresh_s`, or at once
+  through `filed()`), when `[wallboard] wrapup_s` passes, or with the agent's next call.
 
 After each event batch and each members refresh, the queues concerned are published through
 `publish(queue, message)` (the hub's `publish_queue`): only supervisors following a queue
@@ -55,6 +58,8 @@ SELECT a->>'agent' AS agent, count(*) AS calls
  GROUP BY 1
 """
 
+_FILED = "SELECT call_id, agent_id FROM call_dispositions WHERE call_id = ANY($1::text[])"
+
 
 class Snapshot(Protocol):
     def snapshot(self) -> list[LiveCall]: ...
@@ -70,6 +75,7 @@ class WallBoard:
         control: QueueControl | None = None,
         agent_of: Callable[[str], str | None] = lambda device: None,
         sla_s: int = 20,
+        wrapup_s: int = 120,
         refresh_s: float = 2.0,
         timezone: str = "UTC",
         pool: asyncpg.Pool[Any] | None = None,
@@ -81,6 +87,8 @@ class WallBoard:
         self._control = control
         self._agent_of = agent_of
         self._sla_s = sla_s
+        self._wrapup_s = wrapup_s
+        self._wrapups: dict[str, tuple[str, datetime]] = {}  # device -> (call id, ended at)
         self._refresh_s = refresh_s
         self._zone = ZoneInfo(timezone)
         self._pool = pool
@@ -144,6 +152,8 @@ class WallBoard:
         for leg in s.agents:
             agent = self._agent_of(leg.device) or leg.device
             self._agent_calls[agent] = self._agent_calls.get(agent, 0) + 1
+            if self._wrapup_s > 0:
+                self._wrapups[leg.device] = (s.call_id, s.ended_at)
         if not s.queue:
             return {c.queue for c in self._live.snapshot() if c.queue}
         self._known.add(s.queue)
@@ -217,10 +227,50 @@ class WallBoard:
             return None
         return {m.queue for m in self._members if m.device == device}
 
+    def filed(self, call_id: str, agent: str) -> None:
+        """A disposition was filed: that agent's wrap-up of that call is over."""
+        done = [
+            device
+            for device, (cid, _) in self._wrapups.items()
+            if cid == call_id and (self._agent_of(device) or device) == agent
+        ]
+        for device in done:
+            del self._wrapups[device]
+        if done:
+            for queue in self.queues():
+                self._push(queue)
+
+    async def sweep_wrapups(self) -> None:
+        """Drop wrap-ups whose disposition is filed or whose time is up; push if any went."""
+        if not self._wrapups:
+            return
+        now = self._clock()
+        limit = timedelta(seconds=self._wrapup_s)
+        gone = {d for d, (_, ended) in self._wrapups.items() if now - ended >= limit}
+        if self._pool is not None:
+            calls = sorted({cid for cid, _ in self._wrapups.values()})
+            try:
+                rows = await self._pool.fetch(_FILED, calls)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                log.info("wallboard: cannot read dispositions: %s", exc)
+                rows = []
+            filed = {(row["call_id"], row["agent_id"]) for row in rows}
+            gone.update(
+                device
+                for device, (cid, _) in self._wrapups.items()
+                if (cid, self._agent_of(device) or device) in filed
+            )
+        for device in gone:
+            self._wrapups.pop(device, None)
+        if gone:
+            for queue in self.queues():
+                self._push(queue)
+
     async def _poll(self) -> None:
         while True:
             if self._control is not None:
                 await self.refresh()
+            await self.sweep_wrapups()
             await asyncio.sleep(self._refresh_s)
 
     # --- outputs -----------------------------------------------------------------------------
@@ -249,6 +299,8 @@ class WallBoard:
             agent_of=self._agent_of,
             calls_today=self._agent_calls,
             customer_of=names,
+            wrapups={device: ended for device, (_, ended) in self._wrapups.items()},
+            wrapup_s=self._wrapup_s,
         )
 
     def all_stats(self) -> list[QueueStats]:

@@ -3,8 +3,11 @@
     waiting          live calls in the queue that no agent has answered yet
     longest_wait_s   the oldest of them, in whole seconds
     agents           each member's state: talking (a live call it answered is still up),
-                     ringing (a live call rings it), paused (the PBX says so), else available;
-                     the states are exclusive, so the four numbers add up to the members
+                     ringing (a live call rings it), paused (the PBX says so), wrapup (a call
+                     it talked on ended less than `[wallboard] wrapup_s` ago and its
+                     disposition is not filed yet; `wrapup_s` on the row: seconds so far),
+                     else available; the states are exclusive, so the five numbers add up to the
+                     members
     answered, abandoned   today's ended calls of the queue (`Tally`, kept by the board)
     sla_pct          answered within `[wallboard] sla_s` of arriving, as a share of answered
                      plus abandoned calls today (an abandoned call missed the service level);
@@ -25,7 +28,7 @@ from bridge.tracker.tracker import LiveCall
 
 __all__ = ["AgentRow", "Member", "QueueStats", "Tally", "queue_stats"]
 
-AgentState = Literal["available", "ringing", "talking", "paused"]
+AgentState = Literal["available", "ringing", "talking", "wrapup", "paused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class AgentRow:
     since: datetime | None
     reason: str
     calls_today: int
+    wrapup_s: int | None = None  # seconds into wrap-up (state "wrapup" only)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +71,7 @@ class AgentRow:
             "since": None if self.since is None else self.since.isoformat(),
             "reason": self.reason,
             "calls_today": self.calls_today,
+            "wrapup_s": self.wrapup_s,
         }
 
 
@@ -113,6 +118,14 @@ def _seconds(now: datetime, then: datetime) -> int:
     return max(0, int((now - then).total_seconds()))
 
 
+def _wrapping(ended: datetime | None, now: datetime, limit_s: int) -> int | None:
+    """Seconds into wrap-up, or None when there is none (or it ran past `limit_s`)."""
+    if ended is None:
+        return None
+    elapsed = (now - ended).total_seconds()
+    return max(0, int(elapsed)) if elapsed < limit_s else None
+
+
 def queue_stats(
     queue: str,
     calls: Iterable[LiveCall],
@@ -123,10 +136,13 @@ def queue_stats(
     agent_of: Callable[[str], str | None] = lambda device: None,
     calls_today: Mapping[str, int] | None = None,
     customer_of: Mapping[str, str] | None = None,
+    wrapups: Mapping[str, datetime] | None = None,
+    wrapup_s: int = 0,
 ) -> QueueStats:
     """The figures of `queue`. `calls`: the tracker's snapshot (every queue's calls, since an
     agent talking on another queue's call is busy here too); `calls_today` by agent id;
-    `customer_of`: customer name by call id, where known."""
+    `customer_of`: customer name by call id, where known; `wrapups`: by device, when its
+    last call ended while its disposition is not filed (wrap-up lasts `wrapup_s` at most)."""
     every = list(calls)
     mine = [c for c in every if c.queue == queue]
     waiting = [
@@ -137,12 +153,19 @@ def queue_stats(
     if not listed:  # no PBX listing: the agents on this queue's calls
         seen = dict.fromkeys(leg.device for c in mine for leg in c.legs)
         listed = [Member(queue, device) for device in seen]
-    counts = {"available": 0, "ringing": 0, "talking": 0, "paused": 0}
+    counts = {"available": 0, "ringing": 0, "talking": 0, "wrapup": 0, "paused": 0}
     rows: list[AgentRow] = []
     today = calls_today or {}
+    ended = wrapups or {}
     for member in sorted(listed, key=lambda m: m.device):
         live, since = _state(member.device, every)
-        state: AgentState = live or ("paused" if member.paused else "available")
+        busy = live is not None or member.paused  # a pause (with its reason) says more
+        wrapping = None if busy else _wrapping(ended.get(member.device), now, wrapup_s)
+        state: AgentState = live or (
+            "paused" if member.paused else "wrapup" if wrapping is not None else "available"
+        )
+        if wrapping is not None:
+            since = ended[member.device]
         counts[state] += 1
         agent = agent_of(member.device)
         rows.append(
@@ -154,6 +177,7 @@ def queue_stats(
                 since=since,
                 reason=member.reason if state == "paused" else "",
                 calls_today=today.get(agent or member.device, 0),
+                wrapup_s=wrapping,
             )
         )
     decided = tally.answered + tally.abandoned

@@ -54,6 +54,10 @@ class AgentDeps:
     tag_colors: Mapping[str, str] = field(default_factory=dict)  # [pops] tag_colors
     customer_url: str = ""  # [crm] customer_url
     sla_s: int = 20  # [wallboard] sla_s
+    # The CRM connector the desk creates and corrects customers through; None (or the
+    # built-in one): the built-in store on `pool`.
+    connector: Any = None
+    agents_edit: str = "own"  # [permissions] agents_edit
 
 
 AGENT_DEPS = web.AppKey("agent_deps", AgentDeps)

@@ -6,10 +6,18 @@ GET  /wallboard                          the wallboard page (static; its data ne
 GET  /wallboard/static/{wallboard.js,wallboard.css}
 POST /agent/api/customers                Authorization: Bearer <agent token>
      body {"name": "...", "phone": "...", "tags": ["..."]}: an unknown caller becomes a
-     customer of the built-in CRM, so the next call from that number pops its card.
-     201 {"id", "name", "phones", "tags"}; 400 naming the field; 401 bad token; 409 the
-     number already belongs to a customer (nothing is merged or changed). Audited
-     (`customer.create`, actor = the agent).
+     customer of the CRM, written through the connector (`create_customer`), so the next
+     call from that number pops its card. 201 {"id", "name", "phones", "tags"}; 400 naming
+     the field; 401 bad token; 409 the number already belongs to a customer (nothing is
+     merged or changed); 501 this CRM cannot (`rest` without `[crm] create_url`); 502/503
+     the CRM refused / is not reachable. Audited (`customer.create`, actor = the agent).
+PATCH /agent/api/customers/{id}          Authorization: Bearer <agent token>
+     body {"name"?: "...", "tags"?: ["..."]}: correct a customer's name and/or tags
+     through the connector, if `[permissions] agents_edit` lets this agent (none | own |
+     all; supervisors and admins always). 200 {"id", "name", "tags", "owner"}; 400; 401;
+     403 not permitted; 404 unknown id; 501 the CRM takes corrections in itself (external
+     connectors). Audited (`customer.update` with before and after); a refusal changes
+     nothing.
 GET  /agent/api/calls/today              this agent's calls today (newest first, at most
                                          50): call_id, caller, customer, started_at,
                                          talk_s, outcome, disposition
@@ -17,17 +25,26 @@ GET  /agent/api/calls/today              this agent's calls today (newest first,
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, time
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from aiohttp import web
 
 from bridge import audit, customers
-from bridge.errors import CrmUnavailable, ValidationError
+from bridge.connectors.base import CrmConnector
+from bridge.connectors.builtin import BuiltinConnector
+from bridge.crm.customer_edits import EditRefused, edit_policy
+from bridge.errors import (
+    CrmError,
+    CrmRefused,
+    CrmUnavailable,
+    DuplicatePhone,
+    NotFound,
+    ValidationError,
+)
 from bridge.web.errors import ApiError, invalid, read_json
 
 if TYPE_CHECKING:
@@ -37,6 +54,7 @@ __all__ = ["setup_desk_routes"]
 
 _STATIC = {"wallboard.js": "text/javascript", "wallboard.css": "text/css"}
 _CREATE_FIELDS = frozenset({"name", "phone", "tags"})
+_EDIT_FIELDS = frozenset({"name", "tags"})
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 _TODAY = """
@@ -70,45 +88,109 @@ def _deps(request: web.Request) -> AgentDeps:
     return request.app[AGENT_DEPS]
 
 
+def _connector(deps: AgentDeps) -> CrmConnector:
+    """The configured connector; the built-in one works on the desk's own pool."""
+    connector = deps.connector
+    if connector is None or isinstance(connector, BuiltinConnector):
+        return BuiltinConnector(pool=deps.pool)
+    return cast("CrmConnector", connector)
+
+
+def _crm_failure(exc: CrmError) -> ApiError:
+    if isinstance(exc, CrmRefused) and exc.kind == "unsupported":
+        return ApiError(501, "not_implemented", str(exc))
+    if isinstance(exc, CrmRefused):
+        return ApiError(502, "crm_refused", f"the CRM refused it: {str(exc)[:200]}")
+    return ApiError(503, "unavailable", f"the CRM is not reachable; retry later ({exc})"[:300])
+
+
+async def _audit_external(
+    deps: AgentDeps, actor: str, action: str, cid: str, before: Any, after: Any
+) -> None:
+    """An external CRM has the change; the bridge keeps who asked for it."""
+    try:
+        async with deps.pool.acquire() as conn, conn.transaction():
+            await audit.record(
+                conn,
+                actor=actor,
+                action=action,
+                target_type="customer",
+                target_id=cid,
+                before=before,
+                after=after,
+            )
+    except _DB_ERRORS as exc:
+        raise CrmUnavailable(f"the CRM has it, but the audit row failed: {exc}") from exc
+
+
+def _body_fields(body: dict[str, Any], allowed: frozenset[str]) -> None:
+    for key in body:
+        if key not in allowed:
+            raise invalid(key[:80], "unknown field; allowed: " + ", ".join(sorted(allowed)))
+
+
 async def create_customer(request: web.Request) -> web.Response:
     from bridge.web.agent import bearer_agent
 
     deps = _deps(request)
     agent = await bearer_agent(request, deps)
     body = await read_json(request, limit=8 * 1024)
-    for key in body:
-        if key not in _CREATE_FIELDS:
-            raise invalid(key[:80], "unknown field; allowed: name, phone, tags")
+    _body_fields(body, _CREATE_FIELDS)
     try:
         name = customers.customer_name(body.get("name"))
         phone = customers.phone(body.get("phone"), deps.region)
         tags = customers.tags(body.get("tags", []))
     except ValidationError as exc:
         raise invalid(exc.field, exc.reason) from exc
-    cid = "c-" + secrets.token_hex(8)
+    connector = _connector(deps)
     try:
-        async with deps.pool.acquire() as conn, conn.transaction():
-            # Serialise creations for the same number: the check below then sees the winner.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('phone:' || $1))", phone)
-            owner = await customers.find_by_phone(conn, phone)
-            if owner is not None:
-                raise ApiError(409, "conflict", "this number already belongs to a customer")
-            await customers.upsert_row(conn, cid, name, {})
-            await customers.set_phones(conn, cid, [phone])
-            await customers.set_tags(conn, cid, tags)
-            after = await customers.get(conn, cid)
-            await audit.record(
-                conn,
-                actor=agent.id,
-                action="customer.create",
-                target_type="customer",
-                target_id=cid,
-                before=None,
-                after=customers.snapshot(after),
-            )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot create the customer: {exc}") from exc
-    return web.json_response({"id": cid, "name": name, "phones": [phone], "tags": tags}, status=201)
+        created = await connector.create_customer(name, phone, tags, actor=agent.id)
+    except DuplicatePhone as exc:
+        raise ApiError(409, "conflict", "this number already belongs to a customer") from exc
+    except CrmError as exc:
+        raise _crm_failure(exc) from exc
+    if not isinstance(connector, BuiltinConnector):
+        after = {"id": created.id, "name": created.name, "phones": [phone], "tags": tags}
+        await _audit_external(deps, agent.id, "customer.create", created.id, None, after)
+    return web.json_response(
+        {"id": created.id, "name": created.name, "phones": [phone], "tags": list(tags)},
+        status=201,
+    )
+
+
+async def edit_customer(request: web.Request) -> web.Response:
+    from bridge.web.agent import bearer_agent
+
+    deps = _deps(request)
+    agent = await bearer_agent(request, deps)
+    try:
+        cid = customers.customer_id(request.match_info["id"])
+    except ValidationError as exc:
+        raise invalid("id", exc.reason) from exc
+    body = await read_json(request, limit=8 * 1024)
+    _body_fields(body, _EDIT_FIELDS)
+    if not body:
+        raise invalid("name", "send name and/or tags")
+    try:
+        name = customers.customer_name(body["name"]) if "name" in body else None
+        tags = customers.tags(body["tags"]) if "tags" in body else None
+    except ValidationError as exc:
+        raise invalid(exc.field, exc.reason) from exc
+    allowed = edit_policy(agent.role, agent.id, deps.agents_edit)
+    connector = _connector(deps)
+    try:
+        updated = await connector.update_customer(
+            cid, name=name, tags=tags, actor=agent.id, allowed=allowed
+        )
+    except EditRefused as exc:
+        raise ApiError(403, "forbidden", "you may not edit this customer") from exc
+    except NotFound as exc:
+        raise ApiError(404, "not_found", f"no customer {cid[:128]!r}") from exc
+    except CrmError as exc:
+        raise _crm_failure(exc) from exc
+    return web.json_response(
+        {"id": updated.id, "name": updated.name, "tags": list(updated.tags), "owner": updated.owner}
+    )
 
 
 async def calls_today(request: web.Request) -> web.Response:
@@ -142,4 +224,5 @@ def setup_desk_routes(app: web.Application) -> None:
     app.router.add_get("/wallboard/", wallboard_page)
     app.router.add_get("/wallboard/static/{name}", wallboard_static)
     app.router.add_post("/agent/api/customers", create_customer)
+    app.router.add_patch("/agent/api/customers/{id}", edit_customer)
     app.router.add_get("/agent/api/calls/today", calls_today)

@@ -223,7 +223,8 @@ def openapi_document() -> dict[str, Any]:
             "/api/queues": {
                 "get": _op(
                     "the wallboard's figures per queue (supervisors and admins): waiting,"
-                    " longest wait, agents by state, answered and abandoned today, service"
+                    " longest wait, agents by state (available, ringing, talking, wrapup, paused;"
+                    " each member with its wrap-up seconds), answered and abandoned today, service"
                     " level, the calls in progress and each member agent",
                     errors=(503,),
                 ),

@@ -40,6 +40,7 @@ class CrmServer:
         app = web.Application()
         app.router.add_get("/customers", self._lookup)
         app.router.add_post("/calls/{call_id}", self._post)
+        app.router.add_post("/customers", self._create)
         self._runner = web.AppRunner(app)
         self.url = ""
 
@@ -93,3 +94,21 @@ class CrmServer:
         self.records[key] = body
         self.accepted_event.set()
         return web.json_response({"status": "created"}, status=201)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        """Create customer: 409 when the phone is known, else 201 in their own field names."""
+        if (refused := await self._gate(request)) is not None:
+            return refused
+        body = json.loads(await request.read())
+        phone = body.get("phone", "")
+        if not isinstance(body.get("name"), str) or not body["name"]:
+            return web.json_response({"error": "name required"}, status=422)
+        if phone in self.customers:
+            return web.json_response({"error": "exists"}, status=409)
+        created = {
+            "customerId": f"ext-{len(self.customers) + 100}",
+            "fullName": body["name"],
+            "labels": body.get("tags", []),
+        }
+        self.customers[phone] = created
+        return web.json_response(created, status=201)

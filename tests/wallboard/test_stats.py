@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bridge.tracker.tracker import LiveCall, LiveLeg
 from bridge.wallboard.stats import Member, Tally, queue_stats
 
@@ -55,7 +57,13 @@ def test_each_member_has_one_state_and_waiting_calls_are_the_unanswered_ones() -
     )
     assert stats.waiting == 2
     assert stats.longest_wait_s == 50
-    assert dict(stats.agents) == {"available": 0, "ringing": 1, "talking": 2, "paused": 1}
+    assert dict(stats.agents) == {
+        "available": 0,
+        "ringing": 1,
+        "talking": 2,
+        "wrapup": 0,
+        "paused": 1,
+    }
     assert (stats.answered, stats.abandoned, stats.sla_pct) == (3, 1, 50.0)
     states = {m.device: (m.state, m.reason, m.calls_today) for m in stats.members}
     assert states == {
@@ -73,11 +81,70 @@ def test_without_a_pbx_listing_the_agents_on_the_calls_stand_in() -> None:
     stats = queue_stats(
         "senior", [call("a", "senior", 3, (("2001", "ringing"),))], [], Tally(), now=NOW
     )
-    assert dict(stats.agents) == {"available": 0, "ringing": 1, "talking": 0, "paused": 0}
+    assert dict(stats.agents) == {
+        "available": 0,
+        "ringing": 1,
+        "talking": 0,
+        "wrapup": 0,
+        "paused": 0,
+    }
     assert stats.sla_pct is None
 
 
 def test_an_idle_queue_reads_zero() -> None:
     stats = queue_stats("support", [], MEMBERS, Tally(), now=NOW)
     assert (stats.waiting, stats.longest_wait_s) == (0, 0)
-    assert dict(stats.agents) == {"available": 1, "ringing": 0, "talking": 0, "paused": 0}
+    assert dict(stats.agents) == {
+        "available": 1,
+        "ringing": 0,
+        "talking": 0,
+        "wrapup": 0,
+        "paused": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("ended_s_ago", "live", "paused", "state", "wrapup_s"),
+    [
+        (None, (), False, "available", None),  # no call ended: no wrap-up
+        (0, (), False, "wrapup", 0),  # the call just ended
+        (45, (), False, "wrapup", 45),
+        (119, (), False, "wrapup", 119),
+        (120, (), False, "available", None),  # the [wallboard] wrapup_s limit passed
+        (500, (), True, "paused", None),
+        (10, (), True, "paused", None),  # a pause (and its reason) says more
+        (10, (("2001", "ringing"),), False, "ringing", None),  # a new call: no longer wrapping
+        (10, (("2001", "answered"),), False, "talking", None),
+        (-5, (), False, "wrapup", 0),  # a clock a little behind the event: never negative
+    ],
+)
+def test_wrap_up_lasts_until_filed_or_the_limit(
+    ended_s_ago: int | None,
+    live: tuple[tuple[str, str], ...],
+    paused: bool,
+    state: str,
+    wrapup_s: int | None,
+) -> None:
+    wrapups = {} if ended_s_ago is None else {"2001": NOW - timedelta(seconds=ended_s_ago)}
+    calls = [call("n", "senior", 2, live)] if live else []
+    stats = queue_stats(
+        "senior",
+        calls,
+        [Member("senior", "2001", paused=paused, reason="lunch")],
+        Tally(),
+        now=NOW,
+        wrapups=wrapups,
+        wrapup_s=120,
+    )
+    [row] = stats.members
+    assert (row.state, row.wrapup_s) == (state, wrapup_s)
+    assert stats.agents[state] == 1 and sum(stats.agents.values()) == 1
+    assert row.as_json()["wrapup_s"] == wrapup_s
+    if state == "wrapup":
+        assert row.since == wrapups["2001"]
+
+
+def test_wrap_up_off_when_the_limit_is_zero() -> None:
+    wrapups = {"2001": NOW}
+    stats = queue_stats("senior", [], [Member("senior", "2001")], Tally(), now=NOW, wrapups=wrapups)
+    assert stats.members[0].state == "available"

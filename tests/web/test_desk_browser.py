@@ -380,6 +380,10 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
                 assert await desk.is_visible(f"{call} form.disposition")
                 await desk.wait_for_selector("#wrapup:not([hidden])", timeout=10_000)
                 await shot(desk, tmp_path, "07-desk-ended-wrapup")
+                # supervisors see the agent wrapping up until the disposition is filed
+                await wait_fig(wall, "senior", "wrapup", "1")
+                row = await wall.text_content('#agents tr[data-device="2001"]') or ""
+                assert "wrap-up" in row
                 await shot(wall, tmp_path, "08-wallboard-counts")
 
                 # --- a stranger calls: create the customer, the next call knows them ---------

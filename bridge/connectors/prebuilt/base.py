@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote
@@ -139,12 +139,28 @@ class PrebuiltConnector(ABC):
         except CrmError as exc:
             raise DeliveryError(f"{self.label} did not take merge {record.id}: {exc}") from exc
 
-    async def create_customer(self, name: str, e164: str) -> Customer:
-        """ "Create customer" from the desk: a contact with this name and phone."""
+    async def create_customer(
+        self, name: str, e164: str, tags: Sequence[str] = (), *, actor: str = ""
+    ) -> Customer:
+        """ "Create customer" from the desk: a contact with this name and phone. Tags stay in
+        the bridge's audit only: the five vendors' tag models (HubSpot properties, Odoo
+        categories, Zoho tag API) need ids created beforehand."""
         name = " ".join(name.split())[:200]
         if not name:
             raise CrmRefused("request", "a customer needs a name")
         return await self._guarded(lambda: self._create(name, e164))
+
+    async def update_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str | None,
+        tags: Sequence[str] | None,
+        actor: str,
+        allowed: Callable[[str | None], bool],
+    ) -> Customer:
+        """Corrections are made in the CRM itself (its own permissions apply there)."""
+        raise CrmRefused("unsupported", f"correct this customer in {self.label} itself")
 
     async def changes_since(self, since: datetime) -> tuple[list[Customer], datetime]:
         """Customers changed after `since` and the cursor for the next poll."""

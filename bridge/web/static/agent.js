@@ -259,6 +259,12 @@
     }
     const link = crmLink(customer.id);
     if (link) meta.appendChild(link);
+    if (!customer.restricted && typeof customer.id === "string" && customer.id) {
+      const edit = text("button", "Edit", "edit-customer");
+      edit.type = "button";
+      edit.addEventListener("click", () => openEdit(box, customer));
+      meta.appendChild(edit);
+    }
     box.appendChild(meta);
     if (customer.restricted) {
       box.appendChild(text("p", "Another agent's customer: details hidden.", "restricted"));
@@ -276,6 +282,69 @@
     renderMarketing(left, customer.marketing);
     grid.append(left, right);
     box.appendChild(grid);
+  }
+
+  // Correcting a known customer's name and tags (PATCH; the bridge checks [permissions]).
+  function openEdit(box, customer) {
+    if (box.querySelector("form.edit")) return;
+    const form = document.createElement("form");
+    form.className = "edit";
+    const name = document.createElement("input");
+    name.name = "name";
+    name.required = true;
+    name.maxLength = 200;
+    name.value = show(customer.name || "");
+    name.setAttribute("aria-label", "Customer name");
+    const tags = document.createElement("input");
+    tags.name = "tags";
+    tags.maxLength = 400;
+    tags.value = (customer.tags || []).map(show).join(", ");
+    tags.placeholder = "tags, separated by commas";
+    tags.setAttribute("aria-label", "Tags");
+    const save = text("button", "Save", "save-edit");
+    save.type = "submit";
+    const cancel = text("button", "Cancel", "cancel-edit");
+    cancel.type = "button";
+    cancel.addEventListener("click", () => form.remove());
+    form.append(name, tags, save, cancel, text("span", "", "edit-result"));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      saveEdit(box, customer, form);
+    });
+    box.querySelector(".meta").after(form);
+    name.focus();
+  }
+
+  async function saveEdit(box, customer, form) {
+    const result = form.querySelector(".edit-result");
+    const body = {
+      name: form.elements.name.value,
+      tags: form.elements.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+    };
+    result.textContent = "saving…";
+    try {
+      const resp = await fetch("/agent/api/customers/" + encodeURIComponent(customer.id), {
+        method: "PATCH",
+        headers: { "Content-Type": "application/json", Authorization: "Bearer " + sessionStorage.getItem(TOKEN_KEY) },
+        body: JSON.stringify(body),
+      });
+      if (resp.status === 401) return forget(REJECTED);
+      const data = await resp.json().catch(() => ({}));
+      if (!box.isConnected) return; // forgotten meanwhile
+      if (!resp.ok) {
+        result.textContent = (resp.status === 403 ? "not allowed: " : "not saved: ") + show(data.reason || resp.status);
+        form.dataset.saved = "no";
+        return;
+      }
+      const updated = Object.assign({}, customer, { name: data.name, tags: data.tags });
+      box.replaceChildren();
+      renderKnown(box, updated);
+      box.appendChild(text("p", "Saved in the CRM.", "created"));
+      box.dataset.edited = "yes";
+    } catch (err) {
+      result.textContent = "not saved: " + show(String(err));
+      form.dataset.saved = "no";
+    }
   }
 
   function renderUnknown(box, callId, caller) {

@@ -73,6 +73,7 @@
       row.appendChild(figure("available", a.available || 0, "available"));
       row.appendChild(figure("ringing", a.ringing || 0, "ringing"));
       row.appendChild(figure("talking", a.talking || 0, "talking"));
+      row.appendChild(figure("wrap-up", a.wrapup || 0, "wrapup"));
       row.appendChild(figure("paused", a.paused || 0, "paused"));
       tile.appendChild(row);
       const day = document.createElement("div");
@@ -103,7 +104,8 @@
       const tr = agentBody.insertRow();
       tr.dataset.device = m.device;
       tr.appendChild(text("td", m.name || m.agent || m.device));
-      const state = m.state === "paused" && m.reason ? "paused · " + m.reason : m.state;
+      const state =
+        m.state === "paused" && m.reason ? "paused · " + m.reason : m.state === "wrapup" ? "wrap-up" : m.state;
       tr.appendChild(text("td", state, "st-" + m.state));
       const since = Date.parse(m.since);
       tr.appendChild(text("td", isNaN(since) ? "" : duration((Date.now() - since) / 1000), "num"));
