@@ -262,7 +262,8 @@
     if (!customer.restricted && typeof customer.id === "string" && customer.id) {
       const edit = text("button", "Edit", "edit-customer");
       edit.type = "button";
-      edit.addEventListener("click", () => openEdit(box, customer));
+      const id = customer.id; // the listener holds the id only: sign-out must leave no value
+      edit.addEventListener("click", (event) => openEdit(event.target.closest(".customer"), id));
       meta.appendChild(edit);
     }
     box.appendChild(meta);
@@ -285,37 +286,39 @@
   }
 
   // Correcting a known customer's name and tags (PATCH; the bridge checks [permissions]).
-  function openEdit(box, customer) {
-    if (box.querySelector("form.edit")) return;
+  // Listeners hold the customer id only and read the card's current values from the page,
+  // so nothing of the customer outlives the card when the page forgets.
+  function openEdit(box, id) {
+    if (!box || box.querySelector("form.edit")) return;
     const form = document.createElement("form");
     form.className = "edit";
     const name = document.createElement("input");
     name.name = "name";
     name.required = true;
     name.maxLength = 200;
-    name.value = show(customer.name || "");
+    name.value = box.querySelector(".customer-name").textContent;
     name.setAttribute("aria-label", "Customer name");
     const tags = document.createElement("input");
     tags.name = "tags";
     tags.maxLength = 400;
-    tags.value = (customer.tags || []).map(show).join(", ");
+    tags.value = Array.from(box.querySelectorAll(".tags .badge"), (b) => b.textContent).join(", ");
     tags.placeholder = "tags, separated by commas";
     tags.setAttribute("aria-label", "Tags");
     const save = text("button", "Save", "save-edit");
     save.type = "submit";
     const cancel = text("button", "Cancel", "cancel-edit");
     cancel.type = "button";
-    cancel.addEventListener("click", () => form.remove());
+    cancel.addEventListener("click", (event) => event.target.closest("form").remove());
     form.append(name, tags, save, cancel, text("span", "", "edit-result"));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      saveEdit(box, customer, form);
+      saveEdit(event.target.closest(".customer"), id, event.target);
     });
     box.querySelector(".meta").after(form);
     name.focus();
   }
 
-  async function saveEdit(box, customer, form) {
+  async function saveEdit(box, id, form) {
     const result = form.querySelector(".edit-result");
     const body = {
       name: form.elements.name.value,
@@ -323,7 +326,7 @@
     };
     result.textContent = "saving…";
     try {
-      const resp = await fetch("/agent/api/customers/" + encodeURIComponent(customer.id), {
+      const resp = await fetch("/agent/api/customers/" + encodeURIComponent(id), {
         method: "PATCH",
         headers: { "Content-Type": "application/json", Authorization: "Bearer " + sessionStorage.getItem(TOKEN_KEY) },
         body: JSON.stringify(body),
@@ -336,9 +339,11 @@
         form.dataset.saved = "no";
         return;
       }
-      const updated = Object.assign({}, customer, { name: data.name, tags: data.tags });
-      box.replaceChildren();
-      renderKnown(box, updated);
+      box.querySelector(".customer-name").textContent = show(data.name);
+      const badges = box.querySelector(".tags");
+      badges.replaceChildren();
+      for (const tag of data.tags || []) badges.appendChild(badge(tag));
+      form.remove();
       box.appendChild(text("p", "Saved in the CRM.", "created"));
       box.dataset.edited = "yes";
     } catch (err) {
