@@ -171,12 +171,20 @@ def _direction(summary: Any) -> str:
     return direction if direction in ("outbound", "internal") else "inbound"
 
 
-def _history_summary(queue: str | None, outcome: str, agents: list[dict[str, Any]]) -> str:
+_KIND = {"inbound": "Inbound call", "outbound": "Outbound call", "internal": "Internal call"}
+
+
+def _history_summary(
+    queue: str | None, outcome: str, agents: list[dict[str, Any]], direction: str = "inbound"
+) -> str:
+    """The card's history line: which way the call went (a click-to-call is outbound), where
+    and who talked."""
+    kind = _KIND.get(direction, _KIND["inbound"])
     where = f" via queue {queue}" if queue else ""
     if outcome == "answered" and agents:
         who = ", ".join(f"{a['agent']} ({a['talk_s']} s)" for a in agents)
-        return f"Inbound call{where}, answered by {who}"
-    return f"Inbound call{where}, {outcome}"
+        return f"{kind}{where}, answered by {who}"
+    return f"{kind}{where}, {outcome}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +374,7 @@ def _record_row(call: _Call, found: Any, by_device: dict[str, str], source: str)
         "disposition": last["disposition"] if last else None,
         "notes": last["notes"] if last else None,
         "history_agent": agents[-1]["agent"] if agents else None,
-        "history_summary": _history_summary(queue, outcome, agents),
+        "history_summary": _history_summary(queue, outcome, agents, _direction(s)),
     }
 
 

@@ -2,12 +2,18 @@
 
 What Asterisk does with `Channel: PJSIP/1001`, `Context`/`Exten`/`Priority`, `Async: true`
 (main/manager.c action_originate → ast_pbx_outgoing_exten, recorded in
-tests/fixtures/asterisk-traces/click-to-dial-pbx): the Response comes at once ("Originate
+tests/fixtures/asterisk-traces/click-to-dial-pbx, and the bridge's own action in
+click-to-call and click-to-call-unanswered): the Response comes at once ("Originate
 successfully queued"); a channel to the agent's device is created with the requested
-`ChannelId` as its Uniqueid (and so the call's Linkedid) and rings; when the agent answers,
+`ChannelId` as its Uniqueid (and so the call's Linkedid) and rings, dialled by the dial API
+(a `DialBegin`/`DialState`/`DialEnd` with only `Dest*` fields: no calling channel); when the
+agent answers, `OriginateResponse` (Context/Exten form, no Application/Data) reports it and
 the channel runs the dialplan at Context/Exten/Priority, here the outbound context's
-`MixMonitor` then `Dial` through the trunk; `OriginateResponse` reports the outcome. A device
-that does not answer within `Timeout` ms ends with `OriginateResponse` Failure (Reason 3).
+`MixMonitor` then `Dial` through the trunk, which the far end answers or not (`DialEnd`
+NOANSWER after the Dial's timeout). The agent's Cdr toward the trunk bills from the agent's
+own answer, so it includes the far end's ringing. A device that does not answer within
+`Timeout` ms is hung up with cause 19 (dial.c's timeout, no `DialEnd`) and ends with
+`OriginateResponse` Failure (Reason 3).
 
 manager.c refuses an Originate without the `originate` write class, and with an
 `Application` such as System or Exec without `system` too (CVE-2024-42365's neighbourhood):
@@ -38,11 +44,14 @@ _DEVICE = re.compile(r"^(?:PJSIP|SIP)/(?P<ext>[A-Za-z0-9_.+-]+)$|^Local/(?P<lext
 @dataclass(frozen=True, slots=True)
 class OriginateTiming:
     """How the simulated parties behave: the agent answers after `agent_answer_s`, the far
-    end rings `far_ring_s` and talks `talk_s` (the recording: 1 s, 1 s, 3 s)."""
+    end rings `far_ring_s` and talks `talk_s` (the recording: 1 s, 1 s, 3 s); a far end that
+    never answers (`far_answers=False`) rings until the Dial's `dial_timeout_s`."""
 
     agent_answer_s: float = 1.0
     far_ring_s: float = 1.0
     talk_s: float = 3.0
+    far_answers: bool = True
+    dial_timeout_s: float = 30.0
     # Tests: the far end answers when this is set (after far_ring_s), not before.
     far_answer: asyncio.Event | None = None
 
@@ -109,8 +118,6 @@ class OriginateRun(CallRun):
                 ("Channel", chan.name),
                 ("Context", r.context),
                 ("Exten", r.exten),
-                ("Application", ""),
-                ("Data", ""),
                 ("Reason", reason),
                 ("Uniqueid", chan.uniqueid),
                 ("CallerIDNum", chan.cid_num),
@@ -136,37 +143,52 @@ class OriginateRun(CallRun):
         num, name = _callerid(r.callerid)
         if r.callerid:
             self.set_callerid(chan, num, name)
+        # The Originate's own dial (main/dial.c): no calling channel, only the device.
+        self.emit("DialBegin", "call", chan.snapshot("Dest"),
+                  [("DialString", r.channel.partition("/")[2])])  # fmt: skip
         pbx.busy.add(ext)
         try:
             self.set_state(chan, 5)  # the agent's phone rings
+            self.emit("DialState", "call", chan.snapshot("Dest"), [("DialStatus", "RINGING")])
             if t.agent_answer_s * 1000 >= r.timeout_ms:
                 await self.clock.sleep(r.timeout_ms / 1000)
                 self.hangup(chan, 19, "User alerting, no answer")
                 self.originate_response(chan, False, "3")
                 return
             await self.clock.sleep(t.agent_answer_s)
+            agent_answer = self.clock.now()
             self.set_state(chan, 6)
+            self.originate_response(chan, True, "4")
+            self.emit("DialEnd", "call", chan.snapshot("Dest"), [("DialStatus", "ANSWER")])
             chan.exten, chan.priority = r.exten, int(r.priority or "1")
             recording = f"{self.cfg.monitor_dir}/{call_id}.wav"
             self.newexten(chan, "MixMonitor", f"{call_id}.wav,b")
             self.varset(chan, "MIXMONITOR_FILENAME", recording)
             self.chan_event("MixMonitorStart", "call", chan)
             chan.priority += 1
-            self.newexten(chan, "Dial", f"PJSIP/{r.exten}@trunk,30")
-            self.originate_response(chan, True, "4")
+            self.newexten(chan, "Dial", f"PJSIP/{r.exten}@trunk,{t.dial_timeout_s:g}")
             trunk = self.new_channel(f"PJSIP/trunk-{pbx.ids.suffix()}", "from-trunk", r.exten, 0,
                                      call_id)  # fmt: skip
-            trunk.cid_num, trunk.cid_name = chan.cid_num, chan.cid_name
+            trunk.cid_num, trunk.cid_name = r.exten, chan.cid_name
             trunk.application, trunk.app_data = "AppDial", "(Outgoing Line)"
             dest = [("DialString", f"{r.exten}@trunk")]
             self.emit("DialBegin", "call", chan.snapshot(), trunk.snapshot("Dest"), dest)
             self.set_state(trunk, 5)
             ringing = [("DialStatus", "RINGING")]
             self.emit("DialState", "call", chan.snapshot(), trunk.snapshot("Dest"), ringing)
+            if not t.far_answers:
+                await self.clock.sleep(t.dial_timeout_s)
+                noanswer = [("DialStatus", "NOANSWER")]
+                self.emit("DialEnd", "call", chan.snapshot(), trunk.snapshot("Dest"), noanswer)
+                self.hangup(trunk, 0, "Unknown")
+                end = self.clock.now()
+                self.cdr(chan, r.exten, r.context, trunk.name, "NO ANSWER", self.started,
+                         agent_answer, end)  # fmt: skip
+                self.hangup(chan, 16, "Normal Clearing")
+                return
             await self.clock.sleep(t.far_ring_s)
             if t.far_answer is not None:
                 await t.far_answer.wait()
-            far_answer = self.clock.now()
             self.set_state(trunk, 6)
             status = [("DialStatus", "ANSWER")]
             self.emit("DialEnd", "call", chan.snapshot(), trunk.snapshot("Dest"), status)
@@ -180,8 +202,10 @@ class OriginateRun(CallRun):
             self.hangup(trunk, 16, "Normal Clearing")
             self.bridge_event("BridgeLeave", bridge, 0, chan)
             self.bridge_event("BridgeDestroy", bridge, 0, None)
-            self.cdr(chan, r.exten, r.context, trunk.name, "ANSWERED", self.started, far_answer,
-                     end)  # fmt: skip
+            # Asterisk bills the agent's channel from its own answer (click-to-call: 2 s billed
+            # for about 1 s with the customer), not from the far end's.
+            self.cdr(chan, r.exten, r.context, trunk.name, "ANSWERED", self.started,
+                     agent_answer, end)  # fmt: skip
             self.hangup(chan, 16, "Normal Clearing")
         finally:
             pbx.busy.discard(ext)

@@ -78,7 +78,9 @@ async def test_a_click_to_call_rings_the_agent_dials_out_pops_and_records_outbou
                 row = await wait_for_row(pool, call_id)
                 assert row["direction"] == "outbound" and row["outcome"] == "answered"
                 assert row["caller"] == "15551230002" and row["customer_id"] == BOB  # as dialled
-                assert row["talk_s"] == 3 and row["recording_path"]
+                # Asterisk bills the agent's channel from the agent's own answer: the far end's
+                # 1 s of ringing plus 3 s of talk (the click-to-call recording: 2 s for ~1 s).
+                assert row["talk_s"] == 4 and row["recording_path"]
                 assert [a["agent"] for a in row["agents"]] == ["1001"]
 
                 async with http.get(f"{url}/agent/api/callbacks") as resp:

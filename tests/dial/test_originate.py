@@ -3,12 +3,16 @@ number as digits only, no Application or Data, byte for byte."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bridge.ami.protocol import encode_action
+from bridge.ami.protocol import AmiParser, encode_action
 from bridge.config import build_config
 from bridge.dial.originate import new_call_id, originate_fields
+from bridge.dial.safety import check_number
 from bridge.errors import ConfigError
+from tests.conftest import TRACES
 
 CONFIG = build_config(
     {"pbx": {"outbound_context": "from-internal", "outbound_callerid": '"Sales" <18005550100>'}},
@@ -80,3 +84,35 @@ def test_the_agent_channel_template_takes_the_roster_device() -> None:
     fields = originate_fields(config, device="1001", digits="15551230002", call_id=new_call_id())
     assert fields["Channel"] == "Local/1001@ringagent"
     assert "CallerID" not in fields  # empty outbound_callerid: the PBX's own
+
+
+LAB = build_config(
+    {
+        "pbx": {
+            "agent_channel": "Local/{ext}@phones",
+            "outbound_context": "crm-outbound",
+            "outbound_callerid": '"Sales" <18005550100>',
+        }
+    },
+    {},
+    runtime=False,
+)
+
+
+@pytest.mark.parametrize("scenario", ["click-to-call", "click-to-call-unanswered"])
+def test_the_recorded_click_to_call_is_what_the_bridge_sends(scenario: str) -> None:
+    """The recordings on a real Asterisk 22 were made with originate_fields' own action; the
+    PBX named the call after its ChannelId and accepted it at once."""
+    facts = json.loads((TRACES / scenario / "scenario.json").read_text())
+    sent = facts["originate"]
+    digits = check_number("+" + facts["caller"], region="US").digits
+    assert originate_fields(LAB, device="1001", digits=digits, call_id=sent["ChannelId"]) == sent
+    frames = list(AmiParser().feed((TRACES / scenario / "ami.log").read_bytes()))
+    reply = next(f for f in frames if f.get("Response"))
+    assert (reply.get("Message"), reply.get("ActionID")) == (
+        "Originate successfully queued",
+        "crm-bridge-1",
+    )
+    first = next(f for f in frames if f.get("Event") == "Newchannel")
+    assert first.get("Channel", "").startswith("Local/1001@phones-")
+    assert first.get("Uniqueid") == first.get("Linkedid") == sent["ChannelId"]

@@ -206,6 +206,15 @@ EXPECTED.update(
             ("1001", "call.answered", {"agent": "ann"}, False),
             ("1001", "call.ended", {}, False),
         ],
+        "click-to-call": [
+            ("1001", "call.dialing", {"agent": "ann"}, CARD),
+            ("1001", "call.answered", {"agent": "ann"}, False),
+            ("1001", "call.ended", {}, False),
+        ],
+        "click-to-call-unanswered": [
+            ("1001", "call.dialing", {"agent": "ann"}, CARD),
+            ("1001", "call.retracted", {"reason": "no_answer"}, False),
+        ],
         "internal-call": [
             ("2001", RING, {}, False),
             ("1001", "call.answered", {"agent": "cat"}, False),

@@ -87,10 +87,13 @@ async def test_trace_lands_in_call_records_as_the_scenario_says(
                 assert "recording_path" not in row["inferred"]
         assert row["disposition"] is None
         # The customer's service history and the outbox follow in the same transaction.
-        history = await pool.fetchval(
-            "SELECT count(*) FROM service_history WHERE call_id = $1", row["call_id"]
+        history = await pool.fetch(
+            "SELECT summary FROM service_history WHERE call_id = $1", row["call_id"]
         )
-        assert history == (1 if row["customer_id"] else 0)
+        assert len(history) == (1 if row["customer_id"] else 0)
+        # The card's history says which way the call went (a click-to-call is no inbound call).
+        kind = {"inbound": "Inbound call", "outbound": "Outbound call", "internal": "Internal call"}
+        assert all(h["summary"].startswith(kind[row["direction"]]) for h in history)
         outbox = await pool.fetchval(
             "SELECT state FROM call_outbox WHERE call_id = $1", row["call_id"]
         )
