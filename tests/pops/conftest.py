@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,13 +18,13 @@ from bridge.ami.normalise import normalise
 from bridge.ami.protocol import AmiParser
 from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
-from bridge.crm.listener import PgListener
 from bridge.crm.roster import AgentRoster
 from bridge.models import CallEvent
 from bridge.pops.hub import PopHub
 from bridge.pops.sources import build_pop_hub
 from bridge.tracker.replay import ReplayClock, replay
 from bridge.tracker.tracker import CallTracker
+from tests.conftest import running_roster
 from tests.crm.fixture_crm import load_trace_crm
 
 TRACES = Path(__file__).parents[1] / "fixtures" / "asterisk-traces"
@@ -45,7 +46,6 @@ class HubEnv:
     url: str
     tracker: CallTracker
     roster: AgentRoster
-    listener: PgListener
 
     def player(self, name: str) -> Player:
         return Player(self, name)
@@ -114,16 +114,12 @@ async def recv_until_pong(ws: ClientConnection) -> list[dict[str, Any]]:
 @pytest.fixture
 async def make_hub(pool: asyncpg.Pool[Any]) -> AsyncIterator[Callable[..., Awaitable[HubEnv]]]:
     tokens = await load_trace_crm(pool)
-    running: list[Any] = []
+    stack = contextlib.AsyncExitStack()  # hubs and their rosters, stopped in reverse
     clients: list[ClientConnection] = []
 
     async def make(**options: Any) -> HubEnv:
         directory = PostgresDirectory(pool)
-        listener = PgListener(pool, name="test-roster-listener")
-        roster = AgentRoster(pool, listener)
-        await listener.start()
-        await roster.start()
-        running[:0] = [roster, listener]
+        roster = await stack.enter_async_context(running_roster(pool))
         # roster_agents: the tracker takes only the roster's devices for agents (as app.py).
         is_agent = (
             (lambda ext: roster.agent_id_of(ext) is not None)
@@ -135,7 +131,7 @@ async def make_hub(pool: asyncpg.Pool[Any]) -> AsyncIterator[Callable[..., Await
         config = options.pop("config", CONFIG)
         hub = build_pop_hub(pool, config, directory, roster, live=tracker, **options)
         await hub.start()
-        running.insert(0, hub)
+        stack.push_async_callback(hub.stop)
         url = f"ws://127.0.0.1:{hub.port}"
 
         async def open_client(agent: str | None = None, **kwargs: Any) -> ClientConnection:
@@ -148,10 +144,9 @@ async def make_hub(pool: asyncpg.Pool[Any]) -> AsyncIterator[Callable[..., Await
                 await hub.wait_until(lambda: any(c for c in hub._clients.get(agent, ())))
             return ws
 
-        return HubEnv(pool, hub, tokens, open_client, url, tracker, roster, listener)
+        return HubEnv(pool, hub, tokens, open_client, url, tracker, roster)
 
     yield make
     for ws in clients:
         await ws.close()
-    for component in running:
-        await component.stop()
+    await stack.aclose()
