@@ -18,7 +18,8 @@ import asyncpg
 from bridge import audit
 from bridge.cli.common import config_from, database_pool
 from bridge.crm.agents import ROLES, create_agent, hash_token, list_agents
-from bridge.errors import CrmUnavailable, NotFound
+from bridge.db.errors import map_db_errors
+from bridge.errors import NotFound
 
 _ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _COLUMNS = "id, name, role, device, active"
@@ -81,7 +82,7 @@ async def _change(pool: asyncpg.Pool[Any], aid: str, action: str, sql: str, *arg
     """Lock the agent's row, apply `sql` ($1 = id), audit before/after; NotFound if absent."""
     if not _ID.fullmatch(aid):
         raise NotFound(f"no agent {aid[:64]!r}")
-    try:
+    with map_db_errors(f"cannot change agent {aid}"):
         async with pool.acquire() as conn, conn.transaction():
             before = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM agents WHERE id = $1 FOR UPDATE", aid
@@ -99,8 +100,6 @@ async def _change(pool: asyncpg.Pool[Any], aid: str, action: str, sql: str, *arg
                 before=dict(before),
                 after=dict(after or {}),
             )
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        raise CrmUnavailable(f"cannot change agent {aid}: {exc}") from exc
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import asyncpg
 
-from bridge.errors import CrmUnavailable, ValidationError
+from bridge.db.errors import map_db_errors
+from bridge.errors import ValidationError
 
 Role = Literal["agent", "supervisor", "admin"]
 ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
@@ -27,7 +28,6 @@ ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
 _ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _DEVICE = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,200}")
-_DB_ERRORS = (asyncpg.InterfaceError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,23 +76,24 @@ async def create_agent(
     device = id if device is None else device
     validate_agent(id, name, role, device)
     token = secrets.token_urlsafe(32)
-    try:
-        await pool.execute(
-            "INSERT INTO agents (id, name, role, device, token_hash) VALUES ($1, $2, $3, $4, $5)",
-            id,
-            name.strip(),
-            role,
-            device,
-            hash_token(token),
-        )
-    except asyncpg.UniqueViolationError as exc:
-        if "device" in (exc.constraint_name or ""):
-            raise ValidationError("device", f"{device} already belongs to another agent") from exc
-        raise ValidationError("id", f"agent {id} already exists") from exc
-    except asyncpg.PostgresError as exc:
-        raise ValidationError("agent", str(exc)) from exc
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot create agent: {exc}") from exc
+    with map_db_errors("cannot create agent"):
+        try:
+            await pool.execute(
+                "INSERT INTO agents (id, name, role, device, token_hash)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                id,
+                name.strip(),
+                role,
+                device,
+                hash_token(token),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if "device" in (exc.constraint_name or ""):
+                taken = f"{device} already belongs to another agent"
+                raise ValidationError("device", taken) from exc
+            raise ValidationError("id", f"agent {id} already exists") from exc
+        except asyncpg.PostgresError as exc:
+            raise ValidationError("agent", str(exc)) from exc
     return token
 
 
@@ -151,10 +152,8 @@ async def agent_by_device(pool: asyncpg.Pool[Any], ext: str) -> Agent | None:
 
 
 async def list_agents(pool: asyncpg.Pool[Any]) -> list[Agent]:
-    try:
+    with map_db_errors("cannot list agents"):
         rows = await pool.fetch("SELECT id, name, role, device, active FROM agents ORDER BY id")
-    except (asyncpg.PostgresError, *_DB_ERRORS) as exc:
-        raise CrmUnavailable(f"cannot list agents: {exc}") from exc
     return [_agent(r) for r in rows]
 
 
@@ -172,14 +171,10 @@ async def owner_of(pool: asyncpg.Pool[Any], customer_id: str) -> Agent | None:
 
 
 async def _fetchrow(pool: asyncpg.Pool[Any], sql: str, *args: Any) -> Any:
-    try:
+    with map_db_errors("agent query failed"):
         return await pool.fetchrow(sql, *args)
-    except (asyncpg.PostgresError, *_DB_ERRORS) as exc:
-        raise CrmUnavailable(f"agent query failed: {exc}") from exc
 
 
 async def _execute(pool: asyncpg.Pool[Any], sql: str, *args: Any) -> str:
-    try:
+    with map_db_errors("agent update failed"):
         return str(await pool.execute(sql, *args))
-    except (asyncpg.PostgresError, *_DB_ERRORS) as exc:
-        raise CrmUnavailable(f"agent update failed: {exc}") from exc

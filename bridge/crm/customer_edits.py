@@ -17,12 +17,11 @@ from typing import Any
 import asyncpg
 
 from bridge import audit, customers
-from bridge.errors import BridgeError, CrmUnavailable, DuplicatePhone, NotFound
+from bridge.db.errors import map_db_errors
+from bridge.errors import BridgeError, DuplicatePhone, NotFound
 from bridge.models import Customer
 
 __all__ = ["EditRefused", "create", "edit_policy", "update"]
-
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class EditRefused(BridgeError):
@@ -54,7 +53,7 @@ async def create(
 ) -> Customer:
     """A new customer with this (validated) name, number and tags."""
     cid = "c-" + secrets.token_hex(8)
-    try:
+    with map_db_errors("cannot create the customer"):
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('phone:' || $1))", e164)
             owner = await customers.find_by_phone(conn, e164)
@@ -74,8 +73,6 @@ async def create(
                 before=None,
                 after=customers.snapshot(after),
             )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot create the customer: {exc}") from exc
     return _customer(after)
 
 
@@ -89,7 +86,7 @@ async def update(
     allowed: Callable[[str | None], bool],
 ) -> Customer:
     """Correct the name and/or tags (validated) if `allowed(owner)`; `NotFound`, `EditRefused`."""
-    try:
+    with map_db_errors("cannot update the customer"):
         async with pool.acquire() as conn, conn.transaction():
             before = await customers.lock(conn, cid)
             if before is None:
@@ -111,6 +108,4 @@ async def update(
                 before=customers.snapshot(before),
                 after=customers.snapshot(after),
             )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot update the customer: {exc}") from exc
     return _customer(after)

@@ -20,6 +20,7 @@ import asyncpg
 
 from bridge.component import Health
 from bridge.crm.listener import PgListener
+from bridge.db.errors import DB_ERRORS
 from bridge.errors import CrmUnavailable
 from bridge.models import Customer
 from bridge.routing import metrics
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "crm_customer_changed"
 _E164 = re.compile(r"\+[1-9][0-9]{5,14}")
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 # One indexed query: phone (primary key) → customer (primary key) + tags + owner.
 LOOKUP_SQL = """
@@ -120,7 +120,7 @@ class PostgresDirectory:
         try:
             async with self._pool.acquire() as conn:
                 row = await conn.fetchrow(LOOKUP_SQL, e164)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             self._last_error = f"{type(exc).__name__}: {exc}"
             raise CrmUnavailable(f"customer lookup failed: {exc}") from exc
         self._last_error = ""

@@ -49,7 +49,8 @@ import asyncpg
 
 from bridge import audit, customers
 from bridge.crm.phones import normalise
-from bridge.errors import CrmUnavailable, DuplicatePhone, UsageError, ValidationError
+from bridge.db.errors import map_db_errors
+from bridge.errors import DuplicatePhone, UsageError, ValidationError
 
 MAX_FIELD = 2000  # characters in any one cell
 MAX_NAME = 300
@@ -72,7 +73,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +470,7 @@ async def import_rows(
     columns = _Columns(header, options.types)
     types = {**infer_types(columns, raw_rows), **columns.types}
     report = ImportReport(dry_run=options.dry_run)
-    try:
+    with map_db_errors("customer import stopped"):
         agent_ids = {r["id"] for r in await pool.fetch("SELECT id FROM agents")}
         async with pool.acquire() as conn:
             outer = conn.transaction()
@@ -482,8 +482,6 @@ async def import_rows(
             finally:
                 if options.dry_run:
                     await outer.rollback()
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"customer import stopped: {exc}") from exc
     return report
 
 

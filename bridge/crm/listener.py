@@ -20,11 +20,10 @@ from typing import Any
 import asyncpg
 
 from bridge.component import Health
+from bridge.db.errors import DB_ERRORS
 from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
-
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 Handler = Callable[[str], None]  # called with the notification payload
 Reset = Callable[[], None]  # called when notifications may have been missed
@@ -135,7 +134,7 @@ class PgListener:
             try:
                 await self._listen_once()
                 delay = 0.1  # it worked for a while: start the backoff afresh
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s: connection failed: %s", self.name, self._last_error)
             await self._set_state("down")
@@ -179,11 +178,11 @@ class PgListener:
             try:
                 for channel in {s.channel for s in self._subs}:
                     await asyncio.wait_for(conn.remove_listener(channel, self._dispatch), 2)
-            except _DB_ERRORS:
+            except DB_ERRORS:
                 conn.terminate()
         elif not conn.is_closed():
             conn.terminate()
         try:
             await asyncio.wait_for(self._pool.release(conn), 5)
-        except (*_DB_ERRORS, asyncpg.exceptions.InternalClientError):
+        except (*DB_ERRORS, asyncpg.exceptions.InternalClientError):
             conn.terminate()

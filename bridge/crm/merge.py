@@ -31,14 +31,14 @@ from typing import Any, Literal
 import asyncpg
 
 from bridge import audit, customers
-from bridge.errors import CrmUnavailable, MergeConflict, NotFound, UsageError
+from bridge.db.errors import map_db_errors
+from bridge.errors import MergeConflict, NotFound, UsageError
 
 UNSET: Any = object()
 # Rows of these tables are not "the customer's" to move: handled apart, or history.
 _NOT_MOVED = frozenset(
     {"customers", "customer_phones", "customer_tags", "customer_owners", "card_views"}
 )
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,27 +134,26 @@ async def merge(
         raise UsageError("name at least one customer to merge into the survivor")
     if survivor_id in others:
         raise UsageError(f"{survivor_id} cannot be merged into itself")
-    try:
-        async with pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                result = await _merge(conn, survivor_id, others, policy, actor, reason)
-            except BaseException:
-                await tx.rollback()
-                raise
-            if dry_run:
-                await tx.rollback()
-                result.merge_id = None
-            else:
-                await tx.commit()
-            return result
-    except asyncpg.UniqueViolationError as exc:
-        raise MergeConflict([f"the database refused a moved row: {exc}"]) from exc
-    except asyncpg.ForeignKeyViolationError as exc:
-        raise MergeConflict([f"the database refused: {exc}"]) from exc
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"merge stopped, nothing changed: {exc}") from exc
+    with map_db_errors("merge stopped, nothing changed"):
+        try:
+            async with pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                try:
+                    result = await _merge(conn, survivor_id, others, policy, actor, reason)
+                except BaseException:
+                    await tx.rollback()
+                    raise
+                if dry_run:
+                    await tx.rollback()
+                    result.merge_id = None
+                else:
+                    await tx.commit()
+                return result
+        except asyncpg.UniqueViolationError as exc:
+            raise MergeConflict([f"the database refused a moved row: {exc}"]) from exc
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise MergeConflict([f"the database refused: {exc}"]) from exc
 
 
 async def _merge(

@@ -34,6 +34,7 @@ import asyncpg
 from bridge.component import Health
 from bridge.crm.listener import PgListener
 from bridge.crm.merge import MergeRecord, deliver_pending_merges
+from bridge.db.errors import DB_ERRORS
 from bridge.tasks import cancel_and_wait
 
 __all__ = ["CHANNEL", "MERGE_LOCK", "MergeNotifier", "RoundResult"]
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "crm_customer_merged"
 MERGE_LOCK = 0x6D65_7267_6E6F_7469  # "mergnoti": the session advisory lock of a round
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 Tell = Callable[[MergeRecord], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
@@ -148,7 +148,7 @@ class MergeNotifier:
             try:
                 told = await deliver_pending_merges(self._pool, self._told, limit=self._batch)
             finally:
-                with contextlib.suppress(*_DB_ERRORS):  # for health(); the round says the rest
+                with contextlib.suppress(*DB_ERRORS):  # for health(); the round says the rest
                     self.pending = await self._count_pending()
                 await conn.execute("SELECT pg_advisory_unlock($1)", MERGE_LOCK)
         if self.failures:

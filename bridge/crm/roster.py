@@ -30,6 +30,7 @@ import asyncpg
 from bridge.component import Health
 from bridge.crm.agents import Agent, hash_token, valid_token_text
 from bridge.crm.listener import PgListener
+from bridge.db.errors import map_db_errors
 from bridge.errors import CrmUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 __all__ = ["CHANNEL", "AgentRoster"]
 
 CHANNEL = "crm_agents_changed"
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 _COLUMNS = "id, name, role, device, active, token_hash, version"
 
 OnChange = Callable[[str], None]  # called with the id of an agent whose row changed or vanished
@@ -159,10 +159,8 @@ class AgentRoster:
             self._apply(row)
 
     async def _reload(self) -> None:
-        try:
+        with map_db_errors("cannot load agents"):
             rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM agents")
-        except _DB_ERRORS as exc:
-            raise CrmUnavailable(f"cannot load agents: {exc}") from exc
         seen = set()
         for row in rows:
             seen.add(row["id"])
@@ -209,7 +207,5 @@ class AgentRoster:
                 log.exception("agent roster subscriber failed")
 
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
-        try:
+        with map_db_errors("agent query failed"):
             return await self._pool.fetchrow(sql, *args)
-        except _DB_ERRORS as exc:
-            raise CrmUnavailable(f"agent query failed: {exc}") from exc

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from bridge.component import Health
+from bridge.db.errors import DB_ERRORS
 from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class DatabaseHealth:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._pool.fetchval("SELECT 1")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             if self._up or not self._error:
                 log.warning("database: not answering: %s", exc)
             self._up, self._error = False, type(exc).__name__

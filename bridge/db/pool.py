@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge.errors import CrmUnavailable
+from bridge.db.errors import map_db_errors
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
@@ -17,20 +17,16 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
 
 async def connect(url: str) -> asyncpg.Connection[Any]:
     """One connection with the project's JSON codecs."""
-    try:
+    with map_db_errors("cannot connect to the database"):
         conn: asyncpg.Connection[Any] = await asyncpg.connect(url, timeout=10)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise CrmUnavailable(f"cannot connect to the database: {exc}") from exc
     await _init_connection(conn)
     return conn
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool[Any]:
-    try:
+    with map_db_errors("cannot connect to the database"):
         pool = await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, init=_init_connection, timeout=10
         )
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise CrmUnavailable(f"cannot connect to the database: {exc}") from exc
     assert pool is not None
     return pool

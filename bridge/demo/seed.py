@@ -8,8 +8,9 @@ from typing import Any
 import asyncpg
 
 from bridge.crm.agents import create_agent, rotate_token
+from bridge.db.errors import map_db_errors
 from bridge.demo.data import AGENTS, RULES, DemoCustomer, customers
-from bridge.errors import CrmUnavailable, ValidationError
+from bridge.errors import ValidationError
 from bridge.routing.rules import Rule, parse_attr
 from bridge.routing.store import RuleStore
 
@@ -17,7 +18,7 @@ from bridge.routing.store import RuleStore
 async def seed_customers(pool: asyncpg.Pool[Any], people: list[DemoCustomer]) -> int:
     """Insert the customers that are not there yet (with everything attached); return how many."""
     added = 0
-    try:
+    with map_db_errors("cannot load the demo customers"):
         async with pool.acquire() as conn, conn.transaction():
             for c in people:
                 inserted = await conn.fetchval(
@@ -81,8 +82,6 @@ async def seed_customers(pool: asyncpg.Pool[Any], people: list[DemoCustomer]) ->
                         c.id, h["kind"], h["occurred_at"], h["agent_id"], h["summary"],
                         h["outcome"], h["disposition"],
                     )  # fmt: skip
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise CrmUnavailable(f"cannot load the demo customers: {exc}") from exc
     return added
 
 

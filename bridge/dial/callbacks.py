@@ -21,11 +21,10 @@ from typing import Any
 import asyncpg
 
 from bridge.crm.phones import normalise
-from bridge.errors import CrmUnavailable
+from bridge.db.errors import map_db_errors
 
 __all__ = ["Callback", "pending_callbacks"]
 
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 MAX_ROWS = 200
 
 _KEY = "right(regexp_replace({}.caller, '\\D', '', 'g'), 10)"  # sql/098's index
@@ -95,10 +94,8 @@ async def pending_callbacks(
     """Callers to call back, for `queues` (None: every queue), oldest first."""
     since = now - timedelta(days=days)
     wanted = None if queues is None else sorted(queues)
-    try:
+    with map_db_errors("cannot read the callback list"):
         rows = await pool.fetch(_PENDING, since, wanted, MAX_ROWS)
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot read the callback list: {exc}") from exc
     out = []
     for row in rows:
         values = dict(row)
@@ -109,12 +106,10 @@ async def pending_callbacks(
 
 async def callback_number(pool: asyncpg.Pool[Any], call_id: str) -> tuple[str, str | None] | None:
     """(caller, queue) of a missed inbound call a call back may answer; None otherwise."""
-    try:
+    with map_db_errors("cannot read the call"):
         row = await pool.fetchrow(
             "SELECT caller, queue FROM call_records WHERE call_id = $1"
             " AND direction = 'inbound' AND outcome IN ('abandoned', 'unanswered')",
             call_id,
         )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot read the call: {exc}") from exc
     return None if row is None else (row["caller"], row["queue"])

@@ -24,6 +24,7 @@ from bridge import audit
 from bridge.ami.protocol import Frame
 from bridge.config import Config
 from bridge.crm.agents import Agent
+from bridge.db.errors import DB_ERRORS
 from bridge.dial.originate import DEVICE, new_call_id, originate_fields
 from bridge.dial.safety import DialTarget, NumberRefused, check_number
 from bridge.errors import BridgeError, LinkDown, UnsafeValueError
@@ -40,7 +41,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SendAction = Callable[[str, Mapping[str, str | int]], Awaitable[Frame]]
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 WINDOW_S = 60.0
 
 
@@ -172,6 +172,6 @@ class Dialer:
                         callback_of,
                         agent_id,
                     )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             # The dial is placed (or refused) already; losing its audit row is logged loudly.
             log.error("cannot audit the dial %s by %s: %s", call_id or "(refused)", actor, exc)

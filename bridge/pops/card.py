@@ -13,12 +13,11 @@ from typing import Any
 
 import asyncpg
 
-from bridge.errors import CrmUnavailable
+from bridge.db.errors import map_db_errors
 
 __all__ = ["MAX_ROWS", "CustomerCard", "load_card"]
 
 MAX_ROWS = 5
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +104,6 @@ async def load_card(
         return None
     if "\x00" in customer_id:
         return None
-    try:
+    with map_db_errors("customer card query failed"):
         row = await pool.fetchrow(CARD_SQL, customer_id, max_rows)
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"customer card query failed: {exc}") from exc
     return None if row is None else card_from_row(row)

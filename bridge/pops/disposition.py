@@ -29,7 +29,8 @@ import asyncpg
 
 from bridge import audit
 from bridge.crm.agents import Agent
-from bridge.errors import BridgeError, CrmUnavailable, NotFound, ValidationError
+from bridge.db.errors import map_db_errors
+from bridge.errors import BridgeError, NotFound, ValidationError
 from bridge.pops.permissions import FULL_ROLES
 from bridge.records.store import lock_call
 
@@ -48,7 +49,6 @@ MAX_NOTES = 4000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _CALL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,150}")
 _AGENT_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class NotYourCall(BridgeError):
@@ -161,7 +161,7 @@ async def save_disposition(
         raise ValidationError("disposition", "one of resolved, follow_up, complaint")
     text = clean_notes(notes)
     named = _check_agent(agent)
-    try:
+    with map_db_errors("cannot save the disposition"):
         async with pool.acquire() as conn, conn.transaction():
             await lock_call(conn, call_id)
             facts = await conn.fetchrow(_FACTS, call_id)
@@ -211,6 +211,4 @@ async def save_disposition(
                     "filed_by": actor.id,
                 },
             )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot save the disposition: {exc}") from exc
     return Filed(call_id, whose, disposition, text, actor.id)

@@ -15,7 +15,7 @@ from bridge.config import Config
 from bridge.crm.directory import CustomerDirectory
 from bridge.crm.phones import normalise
 from bridge.crm.roster import AgentRoster
-from bridge.errors import CrmUnavailable
+from bridge.db.errors import map_db_errors
 from bridge.pops.card import CustomerCard, load_card
 from bridge.pops.hub import CardForCaller, CardSink, LiveCalls, PopHub
 from bridge.pops.origins import default_origins
@@ -49,10 +49,8 @@ class PostgresCards:
         """Why the call came here: the first routing decision recorded for it."""
         if not 0 < len(call_id) <= 150 or "\x00" in call_id:
             return None
-        try:
+        with map_db_errors("route decision query failed"):
             row = await self.pool.fetchrow(_ROUTE_SQL, call_id)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise CrmUnavailable(f"route decision query failed: {exc}") from exc
         return None if row is None else dict(row)
 
 

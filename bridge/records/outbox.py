@@ -30,10 +30,10 @@ from typing import Any, Protocol
 
 from bridge.component import Health
 from bridge.connectors.base import CrmConnector
+from bridge.db.errors import is_outage
 from bridge.errors import BridgeError
 from bridge.records import metrics
 from bridge.records.store import RECORD_COLUMNS, record_json
-from bridge.records.writer import is_outage
 from bridge.tasks import cancel_and_wait
 
 __all__ = ["OutboxStats", "OutboxWorker"]

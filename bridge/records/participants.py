@@ -15,14 +15,13 @@ import asyncpg
 
 from bridge.batching import BatchWriter
 from bridge.component import Health
-from bridge.errors import CrmUnavailable
+from bridge.db.errors import map_db_errors
 from bridge.models import CallAnswered, CallDialing, CallEvent, CallRinging, CallTransferred
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ParticipantRecorder", "record_participant", "write_participants"]
 
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 Participant = tuple[str, str, str]  # call id, agent id, how (rung | answered | transferred)
 
@@ -32,7 +31,7 @@ async def write_participants(pool: asyncpg.Pool[Any], rows: Sequence[Participant
     rows = [(c[:150], a, h) for c, a, h in rows if c]
     if not rows:
         return
-    try:
+    with map_db_errors("cannot record call participants"):
         await pool.execute(
             "INSERT INTO call_participants (call_id, agent_id, how)"
             " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
@@ -40,8 +39,6 @@ async def write_participants(pool: asyncpg.Pool[Any], rows: Sequence[Participant
             [r[1] for r in rows],
             [r[2] for r in rows],
         )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot record call participants: {exc}") from exc
 
 
 class ParticipantRecorder:

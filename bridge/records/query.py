@@ -16,11 +16,10 @@ from typing import Any
 
 import asyncpg
 
-from bridge.errors import CrmUnavailable
+from bridge.db.errors import map_db_errors
 
 OUTCOMES = ("answered", "abandoned", "unanswered")
 DIRECTIONS = ("inbound", "outbound")
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +87,7 @@ async def list_calls(
 ) -> tuple[list[dict[str, Any]], CallCursor | None]:
     """One page of records (the given columns), newest first, and the next page's cursor."""
     limit = max(1, min(limit, 500))
-    try:
+    with map_db_errors("cannot list call records"):
         rows = await pool.fetch(
             _LIST.format(columns=", ".join(columns)),
             where.since,
@@ -102,8 +101,6 @@ async def list_calls(
             cursor.call_id if cursor else None,
             limit + 1,
         )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot list call records: {exc}") from exc
     page = [{k: row[k] for k in columns} for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     return page, None if last is None else CallCursor(last["list_at"], last["call_id"])

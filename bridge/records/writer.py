@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 
 from bridge.component import Health
+from bridge.db.errors import is_outage
 from bridge.errors import ValidationError
 from bridge.models import CallEnded
 from bridge.records import metrics
@@ -43,23 +44,11 @@ from bridge.records.spool import Spool, SpoolEntry
 from bridge.records.store import store_cdrs, write_ended_many
 from bridge.tasks import cancel_and_wait
 
-__all__ = ["RecordWriter", "is_outage"]
+__all__ = ["RecordWriter"]
 
 log = logging.getLogger(__name__)
 
 Committed = Callable[[str, str, datetime], None]  # (kind, key, committed_at)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """True when `exc` means "PostgreSQL unreachable now" rather than "this data is bad"."""
-    if isinstance(exc, asyncpg.PostgresError) and not isinstance(
-        exc, asyncpg.PostgresConnectionError
-    ):
-        state = getattr(exc, "sqlstate", "") or ""
-        return not state.startswith(("22", "23", "42"))
-    return isinstance(
-        exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
-    )
 
 
 class RecordWriter:

@@ -17,13 +17,12 @@ import asyncpg
 
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.phones import normalise
-from bridge.errors import CrmUnavailable
+from bridge.db.errors import map_db_errors
 from bridge.models import Decision, InboundCall
 from bridge.routing.decide import decide
 from bridge.routing.rules import Rule
 
 MAX_REPLAY = 10_000
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ async def replay(
     default_priority: int = 0,
 ) -> list[Replayed]:
     """The last `count` finished inbound calls, newest first, each decided again."""
-    try:
+    with map_db_errors("cannot replay calls"):
         rows = await pool.fetch(
             "SELECT call_id, caller, did, queue, rule, coalesce(started_at, ended_at) AS at"
             " FROM call_records WHERE ended_at IS NOT NULL AND direction = 'inbound'"
@@ -90,6 +89,4 @@ async def replay(
                     row["call_id"], row["at"], row["caller"], row["queue"], row["rule"], decision
                 )
             )
-    except _DB_ERRORS as exc:
-        raise CrmUnavailable(f"cannot replay calls: {exc}") from exc
     return out

@@ -21,6 +21,7 @@ import asyncpg
 from bridge.component import Health
 from bridge.config import Config
 from bridge.crm.directory import CustomerDirectory
+from bridge.db.errors import map_db_errors
 from bridge.errors import CrmUnavailable
 from bridge.models import Decision, InboundCall
 from bridge.routing import metrics
@@ -63,7 +64,7 @@ class PostgresDecisionLog:
         if not uniqueid:
             log.debug("decision for %r not recorded: no uniqueid", call.channel)
             return
-        try:
+        with map_db_errors("cannot record route decision"):
             await self._pool.execute(
                 "INSERT INTO route_decisions (uniqueid, linkedid, channel, caller, caller_name,"
                 " did, customer_id, queue, priority, rule, degraded, recording, decided_at)"
@@ -83,8 +84,6 @@ class PostgresDecisionLog:
                 _text(recording, 1024) if recording else None,
                 call.at,
             )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise CrmUnavailable(f"cannot record route decision: {exc}") from exc
 
 
 class RouteService:

@@ -18,14 +18,14 @@ import asyncpg
 
 from bridge.component import Health
 from bridge.crm.listener import PgListener
-from bridge.errors import CrmUnavailable, NotFound, ValidationError
+from bridge.db.errors import map_db_errors
+from bridge.errors import NotFound, ValidationError
 from bridge.routing.rules import Rule, make_rule
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "crm_rules_changed"
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 RULE_COLUMNS = (
     "name, position, queue, priority, tags_any, tags_all, unknown_caller, caller_prefix,"
     " did, when_spec, attr_spec, enabled"
@@ -128,12 +128,10 @@ class RuleStore:
 
     async def list_rules(self) -> list[Rule]:
         """Straight from the database (no cache)."""
-        try:
+        with map_db_errors("cannot read routing rules"):
             rows = await self.pool.fetch(
                 f"SELECT {RULE_COLUMNS} FROM routing_rules ORDER BY position, name"
             )
-        except _DB_ERRORS as exc:
-            raise CrmUnavailable(f"cannot read routing rules: {exc}") from exc
         return _rules_from_rows(rows)
 
     async def add_rule(self, rule: Rule, *, position: int | None = None) -> Rule:
@@ -141,35 +139,30 @@ class RuleStore:
 
         A position past the end appends. ValidationError if the name exists.
         """
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                stored = await insert_rule(conn, rule, position=position)
-        except asyncpg.UniqueViolationError as exc:
-            raise ValidationError("name", f"rule {rule.name} already exists") from exc
-        except _DB_ERRORS as exc:
-            raise CrmUnavailable(f"cannot add routing rule: {exc}") from exc
+        with map_db_errors("cannot add routing rule"):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    stored = await insert_rule(conn, rule, position=position)
+            except asyncpg.UniqueViolationError as exc:
+                raise ValidationError("name", f"rule {rule.name} already exists") from exc
         self.invalidate()  # our own change: no need to wait for the notification
         return stored
 
     async def remove_rule(self, name: str) -> None:
         """Delete the rule; the ones after it move up. NotFound if there is none."""
-        try:
+        with map_db_errors("cannot remove routing rule"):
             async with self.pool.acquire() as conn, conn.transaction():
                 await delete_rule(conn, name)
-        except _DB_ERRORS as exc:
-            raise CrmUnavailable(f"cannot remove routing rule: {exc}") from exc
         self.invalidate()
 
     async def set_enabled(self, name: str, enabled: bool) -> None:
         _check_name(name)
-        try:
+        with map_db_errors("cannot update routing rule"):
             status = await self.pool.execute(
                 "UPDATE routing_rules SET enabled = $2, updated_at = now() WHERE name = $1",
                 name,
                 enabled,
             )
-        except _DB_ERRORS as exc:
-            raise CrmUnavailable(f"cannot update routing rule: {exc}") from exc
         if status != "UPDATE 1":
             raise NotFound(f"no routing rule named {name!r}")
         self.invalidate()

@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from bridge.db.errors import DB_ERRORS
 from bridge.errors import ConfigError
 from bridge.records.cdr import PbxCdr, parse_cdr_time
 
@@ -285,7 +286,7 @@ class PgsqlCdrSource:
         schema, _, name = self.table.rpartition(".")
         try:
             conn = await asyncpg.connect(self.url, timeout=10)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             batch.problem(f"{self.description}: cannot connect: {type(exc).__name__}")
             return batch
         try:
@@ -310,7 +311,7 @@ class PgsqlCdrSource:
                 " ORDER BY calldate",
                 since,
             )
-        except (OSError, asyncpg.PostgresError) as exc:
+        except DB_ERRORS as exc:
             batch.problem(f"{self.description}: {type(exc).__name__}: {str(exc)[:200]}")
             return batch
         finally:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bridge.component import Health, State
+from bridge.db.errors import DB_ERRORS
 from bridge.errors import BridgeError
 from bridge.models import CallEnded, CallEvent
 from bridge.pops.protocol import queue_stats_message
@@ -176,7 +177,7 @@ class WallBoard:
         try:
             queues = await self._pool.fetch(_TODAY_QUEUES, since, float(self._sla_s))
             agents = await self._pool.fetch(_TODAY_AGENTS, since)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except DB_ERRORS as exc:
             log.warning("wallboard: cannot read today's calls: %s", exc)
             return
         for row in queues:
@@ -251,7 +252,7 @@ class WallBoard:
             calls = sorted({cid for cid, _ in self._wrapups.values()})
             try:
                 rows = await self._pool.fetch(_FILED, calls)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except DB_ERRORS as exc:
                 log.info("wallboard: cannot read dispositions: %s", exc)
                 rows = []
             filed = {(row["call_id"], row["agent_id"]) for row in rows}
