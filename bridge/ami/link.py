@@ -57,7 +57,7 @@ from bridge.component import Health, State
 from bridge.config import AmiConfig
 from bridge.errors import AmiProtocolError, AuthError, LinkDown
 from bridge.models import CallEvent
-from bridge.tasks import cancel_and_wait
+from bridge.tasks import Backoff, cancel_and_wait
 from bridge.tracker.tracker import CallTracker
 
 __all__ = ["AmiLink", "LinkState", "Subscriber"]
@@ -134,7 +134,7 @@ class AmiLink:
         self._action_timeout = action_timeout_s
         self._tick_s = tick_s
         self._queue_size = subscriber_queue
-        self._rng = rng
+        self._reconnect_backoff = Backoff(BACKOFF_BASE_S, config.reconnect_max_s, rng=rng)
         self._subs: list[_Subscription] = []  # call events
         self._ami_subs: list[_Subscription] = []  # normalised AMI events (e.g. CdrRecord)
         self._observers: list[Callable[[list[CallEvent]], None]] = []
@@ -458,8 +458,7 @@ class AmiLink:
             if self._connected_once_this_round:
                 attempt = 0
             attempt += 1
-            ceiling = min(self.config.reconnect_max_s, BACKOFF_BASE_S * 2 ** min(attempt, 20))
-            delay = ceiling * (0.5 + 0.5 * self._rng())  # jitter: between half and all of it
+            delay = self._reconnect_backoff.delay(attempt)  # attempt 1 waits up to 1 s
             log.info("AMI reconnect in %.1fs", delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)

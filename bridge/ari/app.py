@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -52,11 +51,14 @@ from bridge.crm.phones import normalise as normalise_phone
 from bridge.errors import AriProtocolError, AuthError, BridgeError, LinkDown, NotFound
 from bridge.models import Decision, InboundCall
 from bridge.routing.variables import contract_variables, recording_name, safe_value
+from bridge.tasks import Backoff, equal_jitter
 
 __all__ = ["AriApp", "AriLink", "EventSource", "Router"]
 
 log = logging.getLogger(__name__)
 
+# A failed continue is retried soon (0.1 s, 0.2 s, ...): the caller is parked meanwhile.
+_CONTINUE_BACKOFF = Backoff(0.1, 1.0)  # only delay(n) is used: it holds no state
 DONE_MEMORY = 10_000  # channel ids remembered as finished, so resync never handles one twice
 
 
@@ -229,17 +231,13 @@ class AriApp:
         self._health_changed()
         metrics.CONNECTED.set(1 if value else 0)
 
-    def _backoff(self, delay: float) -> float:
-        """Equal jitter: half the delay fixed, half random, so instances spread out."""
-        return delay / 2 + random.uniform(0, delay / 2)
-
     async def _run(self) -> None:
-        delay = self._backoff_initial_s
+        backoff = Backoff(self._backoff_initial_s, self._backoff_max_s)
         while True:
             try:
                 async with self._client.event_stream() as stream:
                     self._on_connected()
-                    delay = self._backoff_initial_s  # reset after a successful connect
+                    backoff.reset()  # after a successful connect
                     await self._read(stream)
             except AuthError as exc:
                 self._last_error = str(exc)
@@ -257,10 +255,9 @@ class AriApp:
                 log.exception("ARI event loop failed; reconnecting")
             finally:
                 self._set_connected(False)
-            wait = self._backoff(delay)
+            wait = backoff.next()
             log.info("ARI: reconnecting in %.2f s", wait)
             await asyncio.sleep(wait)
-            delay = min(delay * 2, self._backoff_max_s)
 
     def _on_connected(self) -> None:
         self._connections += 1
@@ -343,10 +340,10 @@ class AriApp:
             if not self._resync_again:
                 return
             self._resync_again = False
-            delay = self._backoff(self._retry_parked_s)
+            delay = equal_jitter(self._retry_parked_s)
 
     async def _resync_once(self) -> None:
-        wait = self._backoff_initial_s
+        backoff = Backoff(self._backoff_initial_s, self._backoff_max_s)
         while True:
             try:
                 channels = await self._client.list_channels()
@@ -354,8 +351,7 @@ class AriApp:
             except (LinkDown, AriProtocolError, AuthError) as exc:
                 metrics.REST_ERRORS.labels(type(exc).__name__).inc()
                 log.warning("ARI resync: GET /channels failed (%s); retrying", exc)
-            await asyncio.sleep(self._backoff(wait))
-            wait = min(wait * 2, self._backoff_max_s)
+            await asyncio.sleep(backoff.next())
         now = asyncio.get_running_loop().time()
         found = 0
         for channel in channels:
@@ -475,7 +471,7 @@ class AriApp:
         metrics.HANDLE_SECONDS.observe(asyncio.get_running_loop().time() - started)
         if outcome == "failed":
             # Still parked: look again soon, even if the websocket never drops.
-            self._schedule_resync(self._backoff(self._retry_parked_s))
+            self._schedule_resync(equal_jitter(self._retry_parked_s))
             return
         self._remember(channel.id)
         if outcome == "continued":
@@ -512,7 +508,7 @@ class AriApp:
                     "ARI: continue %r failed (%s), attempt %d", channel_id, exc, attempt + 1
                 )
                 if attempt + 1 < self._continue_attempts:
-                    await asyncio.sleep(self._backoff(0.1 * 2**attempt))
+                    await asyncio.sleep(_CONTINUE_BACKOFF.delay(attempt))
             except BridgeError as exc:
                 metrics.REST_ERRORS.labels(type(exc).__name__).inc()
                 log.error("ARI: continue %r refused: %s", channel_id, exc)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
+import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ from bridge.errors import (
     ValidationError,
 )
 from bridge.models import Customer
+from bridge.tasks import Backoff
 
 if TYPE_CHECKING:
     from bridge.crm.merge import MergeRecord
@@ -106,7 +107,7 @@ class RestConnector:
         self._auth = parse_auth_header(config.auth_header)
         self._retries = max(0, retries)
         self._lookup_retries = max(0, lookup_retries)
-        self._backoff = backoff_s
+        self._backoff = Backoff(backoff_s, math.inf)  # `retries` ends it; delay(n) only
         self._session: aiohttp.ClientSession | None = None
         self._last_error: str | None = None
 
@@ -241,7 +242,7 @@ class RestConnector:
                 if attempt >= retries:
                     raise exc.error from exc.__cause__
             attempt += 1
-            await asyncio.sleep(self._backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+            await asyncio.sleep(self._backoff.delay(attempt - 1))
 
     async def _once(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]

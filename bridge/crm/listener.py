@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ import asyncpg
 
 from bridge.component import Health
 from bridge.db.errors import DB_ERRORS
-from bridge.tasks import cancel_and_wait
+from bridge.tasks import Backoff, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -129,18 +128,17 @@ class PgListener:
                 sub.on_reset()
 
     async def _run(self) -> None:
-        delay = 0.1
+        backoff = Backoff(0.1, self._backoff_max_s)
         while True:
             try:
                 await self._listen_once()
-                delay = 0.1  # it worked for a while: start the backoff afresh
+                backoff.reset()  # it worked for a while: start the backoff afresh
             except DB_ERRORS as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s: connection failed: %s", self.name, self._last_error)
             await self._set_state("down")
             self._reset_all()
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self._backoff_max_s)
+            await asyncio.sleep(backoff.next())
 
     async def _listen_once(self) -> None:
         lost = asyncio.Event()

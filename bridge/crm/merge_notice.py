@@ -35,7 +35,7 @@ from bridge.component import Health
 from bridge.crm.listener import PgListener
 from bridge.crm.merge import MergeRecord, deliver_pending_merges
 from bridge.db.errors import DB_ERRORS
-from bridge.tasks import cancel_and_wait
+from bridge.tasks import Backoff, Rng, cancel_and_wait
 
 __all__ = ["CHANNEL", "MERGE_LOCK", "MergeNotifier", "RoundResult"]
 
@@ -66,16 +66,15 @@ class MergeNotifier:
         backoff_s: float = 1.0,
         batch: int = 100,
         sleep: Sleep = asyncio.sleep,
-        rng: Callable[[], float] = random.random,
+        rng: Rng = random.random,
     ) -> None:
         self._pool = pool
         self._tell = tell
         self._listener = listener
         self._retry_s = retry_s
-        self._backoff_s = min(backoff_s, retry_s)
+        self._backoff = Backoff(backoff_s, retry_s, rng=rng)  # retry_s caps it
         self._batch = batch
         self._sleep = sleep
-        self._rng = rng
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._round_lock = asyncio.Lock()
@@ -174,10 +173,6 @@ class MergeNotifier:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def _backoff(self) -> float:
-        ceiling = min(self._retry_s, self._backoff_s * 2 ** (self.failures - 1))
-        return ceiling * (0.5 + 0.5 * self._rng())  # equal jitter: bridges spread out
-
     async def _run(self) -> None:
         while True:
             self._wake.clear()  # a merge notified during the round wakes the next one
@@ -185,7 +180,7 @@ class MergeNotifier:
             if result == "more":
                 continue
             if result == "failed":
-                await self._sleep(self._backoff())
+                await self._sleep(self._backoff.delay(max(0, self.failures - 1)))
                 continue
             if result == "busy" or self.pending or not self._listening():
                 await self._wait_wake(self._retry_s)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from bridge.db.errors import is_outage
 from bridge.errors import BridgeError
 from bridge.records import metrics
 from bridge.records.store import RECORD_COLUMNS, record_json
-from bridge.tasks import cancel_and_wait
+from bridge.tasks import Backoff, cancel_and_wait
 
 __all__ = ["OutboxStats", "OutboxWorker"]
 
@@ -114,8 +113,8 @@ class OutboxWorker:
         self._alerts = alerts
         self._lag_threshold = lag_threshold_s
         self._poll = poll_s
-        self._backoff = backoff_s
-        self._backoff_max = backoff_max_s
+        self._backoff = Backoff(backoff_s, backoff_max_s)  # a row's retries
+        self._round_retry = Backoff(2 * poll_s, 5.0)  # a failed round (database down, a bug)
         self._lease = lease_s
         self._batch = batch
         self._sem = asyncio.Semaphore(concurrency)
@@ -180,11 +179,12 @@ class OutboxWorker:
                 await self.refresh_stats()
                 self._last_error = None
                 delay = self._poll
+                self._round_retry.reset()
             except Exception as exc:
                 if not is_outage(exc):
                     log.exception("outbox round failed")
                 self._last_error = f"{type(exc).__name__}: {exc}"[:300]
-                delay = min(max(delay * 2, self._poll), 5.0)
+                delay = self._round_retry.next()
                 sent = 0
             if sent:
                 continue  # there may be more due right away
@@ -235,8 +235,7 @@ class OutboxWorker:
         error = f"{type(exc).__name__}: {exc}"[:500]
         metrics.DELIVERY_FAILURES.labels(type(exc).__name__).inc()
         attempts = claim["attempts"] + 1
-        backoff = min(self._backoff * 2 ** (attempts - 1), self._backoff_max)
-        backoff *= 0.5 + random.random() / 2
+        backoff = self._backoff.delay(attempts - 1)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 _FAILED, call_id, claim["enqueued_at"], error, backoff, self._max_attempts

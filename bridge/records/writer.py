@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import json
 import logging
-import random
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -42,7 +41,7 @@ from bridge.records.cdr import PbxCdr
 from bridge.records.codec import decode_ended, ended_to_dict
 from bridge.records.spool import Spool, SpoolEntry
 from bridge.records.store import store_cdrs, write_ended_many
-from bridge.tasks import cancel_and_wait
+from bridge.tasks import Backoff, cancel_and_wait
 
 __all__ = ["RecordWriter"]
 
@@ -69,8 +68,7 @@ class RecordWriter:
         self._pool = pool
         self._spool = spool
         self._region = region  # [pbx] default_region: numbers agents dialled
-        self._retry_min = retry_min_s
-        self._retry_max = retry_max_s
+        self._retry = Backoff(retry_min_s, retry_max_s)
         self._batch = batch
         self._drain_s = drain_s
         self._clock = clock
@@ -208,7 +206,6 @@ class RecordWriter:
         metrics.SPOOL_PENDING.set(len(self._queue))
 
     async def _run(self) -> None:
-        delay = self._retry_min
         while True:
             if not self._queue:
                 self._idle.set()
@@ -228,10 +225,9 @@ class RecordWriter:
                     len(self._queue),
                     self._last_error,
                 )
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
-                delay = min(delay * 2, self._retry_max)
+                await asyncio.sleep(self._retry.next())
                 continue
-            delay = self._retry_min
+            self._retry.reset()
             self._last_error = None
             self._outage.clear()
 

@@ -16,6 +16,7 @@ from bridge.ami.normalise import CdrRecord, normalise
 from bridge.ami.protocol import AmiParser
 from bridge.config import DEFAULT_DEVICE_PATTERN, build_config
 from bridge.records.wiring import build_records
+from bridge.tasks import Backoff
 from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 from tests.connectors.crm_server import FIELD_MAP, TOKEN, CrmServer
@@ -44,7 +45,7 @@ async def test_trace_to_external_crm_with_disposition(
         await seed_crm(conn)
         await seed_decisions(conn, "unicode-name")
     parts = build_records(config, pool, spool_dir=tmp_path / "spool")
-    parts.outbox._backoff = 0.01  # retry the first refused post quickly
+    parts.outbox._backoff = Backoff(0.01, 300.0)  # retry the first refused post quickly
     delivered: list[str] = []
     arrived = asyncio.Event()
 

@@ -14,6 +14,7 @@ import pytest
 from bridge.alerts import Alerter
 from bridge.config import build_config
 from bridge.connectors import BuiltinConnector, RestConnector
+from bridge.errors import CrmUnavailable
 from bridge.records import RecordWriter, Spool
 from bridge.records.outbox import OutboxWorker
 from tests.alerts.receivers import WebhookReceiver
@@ -247,3 +248,34 @@ async def test_delivery_metrics_are_exported(pool: asyncpg.Pool[Any], writer: Re
         "crm_bridge_record_write_lag_seconds",
     ):
         assert name in text
+
+
+async def test_a_failed_delivery_waits_a_jittered_doubling_backoff_up_to_the_cap(
+    pool: asyncpg.Pool[Any], writer: RecordWriter
+) -> None:
+    """Retry n waits between half and all of min(backoff_max_s, backoff_s * 2**(n-1)).
+
+    The server's clock read before and after each round brackets the `now()` that set
+    `next_attempt_at`, so the bounds hold however slowly the round ran."""
+
+    class Refusing(BuiltinConnector):
+        async def post_record(self, record: Any) -> None:
+            raise CrmUnavailable("the CRM is down")
+
+    worker = OutboxWorker(pool, Refusing(), max_attempts=20, backoff_s=60, backoff_max_s=300)
+    await writer.submit(make_ended("5.5"))
+    await writer.wait_idle()
+
+    async def failed_round() -> tuple[float, float]:
+        before = await pool.fetchval("SELECT clock_timestamp()")
+        await worker.drain()
+        after = await pool.fetchval("SELECT clock_timestamp()")
+        due = await pool.fetchval("SELECT next_attempt_at FROM call_outbox")
+        await pool.execute("UPDATE call_outbox SET next_attempt_at = now()")  # due again
+        return (due - after).total_seconds(), (due - before).total_seconds()
+
+    for attempts, ceiling in ((0, 60), (1, 120), (2, 240), (3, 300), (10, 300)):
+        await pool.execute("UPDATE call_outbox SET attempts = $1", attempts)
+        low, high = await failed_round()
+        assert ceiling / 2 <= high and low <= ceiling, (attempts, low, high)
+    assert await pool.fetchval("SELECT attempts FROM call_outbox") == 11
