@@ -20,7 +20,6 @@ import json
 import logging
 import smtplib
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -29,6 +28,7 @@ import aiohttp
 from prometheus_client import Counter
 
 from bridge.alerts import sms
+from bridge.clock import MonotonicClock
 from bridge.component import Health
 from bridge.config import AlertsConfig
 
@@ -51,7 +51,7 @@ class Alerter:
         min_interval_s: float = 300.0,
         dedupe_s: float = 3600.0,
         timeout_s: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         self.config = config
         self._min_interval = min_interval_s

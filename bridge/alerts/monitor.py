@@ -18,12 +18,13 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.alerts import metrics
 from bridge.alerts.conditions import Held, RateWindow, Reading
+from bridge.clock import MonotonicClock, WallClock, utc_now
 from bridge.component import Component, Health
 from bridge.models import Decision
 from bridge.tasks import cancel_and_wait
@@ -75,7 +76,7 @@ class Monitor:
         watches: list[Watch],
         *,
         interval_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         self._alerts = alerts
         self.watches = {w.name: w for w in watches}
@@ -149,7 +150,7 @@ def _age(then: datetime | None, now: datetime) -> float:
 def commit_lag_probe(
     oldest_pending_end: Callable[[], datetime | None],
     threshold_s: float,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: WallClock = utc_now,
 ) -> Probe:
     """Bad while a call's end waits more than `threshold_s` to become a committed record."""
 
@@ -221,7 +222,7 @@ def degraded_probe(
     window: RateWindow,
     pct: float,
     min_calls: int,
-    clock: Callable[[], float] = time.monotonic,
+    clock: MonotonicClock = time.monotonic,
 ) -> tuple[Probe, Callable[[Decision], None]]:
     """(probe, observer): feed the observer every decision; bad above `pct` % degraded."""
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
+from bridge.clock import WallClock, utc_now
 from bridge.crm.agents import Agent, get_agent
 from bridge.dial.callbacks import callback_number, pending_callbacks
 from bridge.dial.service import (
@@ -51,7 +51,7 @@ class DialDeps:
     # The queues an agent's device is a member of (the wallboard's QueueStatus); None when
     # the PBX has not told yet, in which case the agent sees every queue's callers.
     queues_of: Callable[[str], set[str] | None] = lambda device: None
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    now: WallClock = utc_now
 
 
 DIAL_DEPS = web.AppKey("dial_deps", DialDeps)

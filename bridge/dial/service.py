@@ -22,6 +22,7 @@ import asyncpg
 
 from bridge import audit
 from bridge.ami.protocol import Frame
+from bridge.clock import MonotonicClock
 from bridge.config import Config
 from bridge.crm.agents import Agent
 from bridge.db.errors import DB_ERRORS
@@ -73,7 +74,7 @@ class Dialer:
         config: Config,
         send: SendAction,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         self._pool = pool
         self._config = config

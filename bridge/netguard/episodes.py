@@ -11,7 +11,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+
+from bridge.clock import MonotonicClock
 
 
 class EpisodeLog:
@@ -24,7 +25,7 @@ class EpisodeLog:
         *,
         quiet_s: float = 10.0,
         remind_s: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         self._log = logger
         self._subject = subject

@@ -24,9 +24,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bridge.clock import WallClock, utc_now
 from bridge.component import Health
 from bridge.connectors.base import CrmConnector
 from bridge.db.errors import is_outage
@@ -105,7 +105,7 @@ class OutboxWorker:
         lease_s: float = 60.0,
         batch: int = 50,
         concurrency: int = 8,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: WallClock = utc_now,
     ) -> None:
         self._pool = pool
         self.connector = connector

@@ -27,11 +27,12 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from bridge.clock import WallClock, utc_now
 from bridge.component import Health
 from bridge.db.errors import is_outage
 from bridge.errors import ValidationError
@@ -63,7 +64,7 @@ class RecordWriter:
         batch: int = 500,
         drain_s: float = 5.0,
         region: str = "US",
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: WallClock = utc_now,
     ) -> None:
         self._pool = pool
         self._spool = spool

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bridge.clock import MonotonicClock
 from bridge.component import Health
 from bridge.config import Config
 from bridge.crm.directory import CustomerDirectory
@@ -97,7 +98,7 @@ class RouteService:
         rules: RuleSource,
         config: Config,
         *,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: MonotonicClock = time.perf_counter,
         decisions: DecisionSink | None = None,
         max_pending: int = 1000,
     ) -> None:

@@ -9,6 +9,14 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """The simulated PBX's time, not one of the bridge's clocks (`bridge.clock`).
+
+    It is Asterisk's side of the wire: Unix seconds as the simulated PBX stamps them
+    (Uniqueids, CDR times), and it also *sleeps*, so `FastClock` can run a whole scenario
+    faster than real time. The bridge under test keeps its own `WallClock` and
+    `MonotonicClock`, as it does against a real PBX whose clock it does not share.
+    """
+
     def now(self) -> float:
         """Seconds since the epoch, as the simulated PBX sees them."""
 

@@ -21,6 +21,8 @@ __all__ = ["ReplayClock", "replay", "replay_frames"]
 
 @dataclass
 class ReplayClock:
+    """A `bridge.clock.WallClock` for replay: `start`, then one `step` later at each call."""
+
     start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     step: timedelta = timedelta(milliseconds=10)
     ticks: int = 0

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bridge.clock import WallClock, utc_now
 from bridge.component import Health, State
 from bridge.db.errors import DB_ERRORS
 from bridge.errors import BridgeError
@@ -81,7 +82,7 @@ class WallBoard:
         timezone: str = "UTC",
         pool: asyncpg.Pool[Any] | None = None,
         queues: Iterable[str] = (),
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: WallClock = utc_now,
         customer_name: Callable[[str], str | None] = lambda call_id: None,
     ) -> None:
         self._live = live

@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
+from bridge.clock import MonotonicClock
 from bridge.errors import CrmError, CrmRateLimited, CrmRefused, CrmTimeout, CrmUnavailable
 
 __all__ = ["MAX_BODY", "Answer", "VendorHttp", "parse_retry_after"]
@@ -90,7 +91,7 @@ def _decode(raw: bytes, content_type: str, vendor: str) -> Any:
 
 class VendorHttp:
     def __init__(
-        self, vendor: str, timeout_s: float, *, clock: Callable[[], float] = time.monotonic
+        self, vendor: str, timeout_s: float, *, clock: MonotonicClock = time.monotonic
     ) -> None:
         self.vendor = vendor
         self._timeout = timeout_s

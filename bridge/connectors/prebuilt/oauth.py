@@ -13,6 +13,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from bridge.clock import MonotonicClock
+
 __all__ = ["TokenCache"]
 
 Fetch = Callable[[], Awaitable[tuple[str, float | None]]]  # token, lifetime in seconds
@@ -25,7 +27,7 @@ class TokenCache:
         *,
         margin_s: float = 60.0,
         default_ttl_s: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         self._fetch = fetch
         self._margin = margin_s
