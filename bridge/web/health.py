@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 HealthSource = Callable[[], Mapping[str, Health]]
 HEALTH_SOURCE: web.AppKey[HealthSource] = web.AppKey("health_source")
+# Optional: who this instance is among several on one database (bridge/cluster), shown as
+# the body's `instance` ({id, role, peers}).
+InstanceSource = Callable[[], Mapping[str, Any] | None]
+INSTANCE_SOURCE: web.AppKey[InstanceSource] = web.AppKey("instance_source")
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
 
@@ -65,6 +69,9 @@ async def handle_healthz(request: web.Request) -> web.Response:
             {"status": "down", "components": {}, "error": type(exc).__name__}, status=503
         )
     status, body = health_body(states)
+    instance = request.app.get(INSTANCE_SOURCE)
+    if instance is not None and (info := instance()) is not None:
+        body["instance"] = _jsonable(info)
     return web.json_response(body, status=status)
 
 
