@@ -206,10 +206,10 @@ class Lease:
         return conn
 
     async def _lost(self, exc: BaseException) -> None:
-        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        first, self.last_error = not self.last_error, f"{type(exc).__name__}: {exc}"[:300]
         if self._held:
             log.warning("cluster: lost the lease (%s); stopping the jobs", self.last_error)
-        else:
+        elif first:  # once per outage, not every tick
             log.warning("cluster: database unreachable for the lease: %s", self.last_error)
         await self._set_held(False)
         conn, self._conn = self._conn, None

@@ -2,7 +2,8 @@
 
 (a) the instance holding the jobs' lease is SIGKILLed while FastAGI traffic flows: the other
     reports itself leader and runs the jobs (its reconciliation runs), and kept routing;
-(b) both are linked to one simulated PBX and both see a call end: one row;
+(b) both are linked to one simulated PBX and both see a call end: one row (and the agent
+    whose page the other instance holds gets the pops from it);
 (c) a token rotated through one instance's admin API closes (4003) the agent's page held by
     the other.
 
@@ -146,7 +147,7 @@ async def test_the_standby_takes_over_the_jobs_when_the_leader_is_killed_mid_tra
 async def test_the_same_call_ended_on_both_instances_is_one_row(
     tmp_path: Path, database_url: str, pool: asyncpg.Pool[Any], stack: AsyncExitStack
 ) -> None:
-    await load_trace_crm(pool)
+    tokens = await load_trace_crm(pool)
     agi_port = free_port()
     pbx = SimPbx(
         lab_config(technology="PJSIP", agi_port=agi_port, ami_users=(AmiUser("bridge", "s3cret"),)),
@@ -161,8 +162,20 @@ async def test_the_same_call_ended_on_both_instances_is_one_row(
     for bridge in (a, b):
         await bridge.until(lambda h: h["ami"] == "up")
 
+    # The answering agent's page is held by b, which did not route the call: b pops it from
+    # its own AMI link and tracker, without a hop through a.
+    page = await websockets.connect(f"ws://127.0.0.1:{b.pops_port}/")
+    stack.push_async_callback(page.close)
+    await page.send(json.dumps({"type": "hello", "token": tokens["2001"]}))
+    async with asyncio.timeout(30):
+        assert json.loads(await page.recv())["type"] == "welcome"
+
     results = await asyncio.wait_for(pbx.run_scenario("vip-answered"), 60)
     assert results[0].variables["BRIDGE_QUEUE"] == "senior"
+    async with asyncio.timeout(30):
+        popped = [json.loads(await page.recv()) for _ in range(3)]
+    assert [m["type"] for m in popped] == ["call.ringing", "call.answered", "call.ended"]
+    assert popped[0]["customer"]["id"] == ALICE
     for bridge in (a, b):  # each wrote the end it saw
         await bridge.until(
             lambda h: (
