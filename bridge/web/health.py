@@ -2,8 +2,10 @@
 
 /healthz answers `{"status": "ok"|"degraded"|"down", "components": {name: {"state", "required",
 "detail"}}, name: state, ...}`: each component's state also sits at the top level so a check
-can read `body["ami"]`. The status code is 503 when a required component is `down` (or the
-health source itself fails), else 200; a `degraded` or optional component never makes it 503.
+can read `body["ami"]`. With several instances on one database (bridge/cluster) the body
+also has `instance`: {"id", "role": "leader"|"standby", "peers": [...]}. The status code is
+503 when a required component is `down` (or the health source itself fails), else 200; a
+`degraded`, `standby` or optional component never makes it 503.
 """
 
 from __future__ import annotations
