@@ -25,6 +25,7 @@ from bridge.ami.link import AmiLink
 from bridge.ami.normalise import CdrRecord
 from bridge.ari import build_ari_app
 from bridge.audit import CardViewAudit
+from bridge.cluster.wiring import build_lease, leader_only, setup_cluster_web
 from bridge.component import Component, Health
 from bridge.config import Config
 from bridge.connectors.prebuilt import PrebuiltConnector
@@ -261,6 +262,7 @@ def _http(rt: Runtime) -> Component:
         queues_of=board.queues_of if isinstance(board, WallBoard) else lambda device: None,
     )
     setups = [
+        lambda app: setup_cluster_web(app, rt),
         lambda app: setup_agent_routes(app, agent_deps),
         lambda app: setup_dial_routes(app, dial_deps),
         lambda app: setup_admin_routes(app, admin_deps),
@@ -285,6 +287,8 @@ def _agi(rt: Runtime) -> Component:
 
 COMPONENTS: list[tuple[str, Factory]] = [
     ("database", _database),
+    # Several instances may share the database: the once-only jobs follow this lease.
+    ("cluster", build_lease),
     ("listener", _listener),
     ("directory", _directory),
     ("rules", _rules),
@@ -295,8 +299,8 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("crm", lambda rt: _records(rt).connector),
     ("records", lambda rt: _records(rt).writer),
     ("outbox", lambda rt: _records(rt).outbox),
-    ("merge_notice", lambda rt: rt.built.pop("merge_notice")),
-    ("reconcile", _reconcile),
+    ("merge_notice", lambda rt: leader_only(rt, rt.built.pop("merge_notice"))),
+    ("reconcile", lambda rt: leader_only(rt, _reconcile(rt))),
     ("route", _route),
     ("card_views", lambda rt: CardViewAudit(rt.pool)),
     ("pops", _pops),
@@ -306,7 +310,8 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("agi", _agi),
     ("ari", lambda rt: build_ari_app(rt.config, rt.get("route"))),
     ("http", _http),
-    ("monitor", build_monitor),  # last: it watches the parts above (alerts, with resolutions)
+    # last: it watches the parts above (alerts, with resolutions)
+    ("monitor", lambda rt: leader_only(rt, build_monitor(rt))),
 ]
 
 
@@ -367,7 +372,7 @@ async def run_bridge(
         url = await stack.enter_async_context(database_url(config))
         pool = await create_pool(url, min_size=1, max_size=max(2, config.database.pool_size))
         stack.push_async_callback(pool.close)
-        rt = await start_components(stack, Runtime(config, pool))
+        rt = await start_components(stack, Runtime(config, pool, built={"database_url": url}))
         if started is not None:
             started(rt)
         log.info("crm-bridge running: %s", ", ".join(rt.components))

@@ -10,6 +10,9 @@ Two kinds, because they answer different questions:
   for durations, timeouts and rate windows (`time.monotonic`, or `time.perf_counter` when
   it times something short). Its values mean nothing outside the process.
 
+- `UnixClock` says *when* in Unix seconds, for times several bridge instances compare
+  through the database (the shared dial slots); the instances' clocks are NTP-synchronised.
+
 Simulated time is a third thing and stays apart: the PBX simulator's `bridge.sim.clock.Clock`
 also *sleeps* (fast-forwarded by `FastClock`) and counts Unix seconds as the simulated PBX
 sees them, and `bridge.tracker.replay.ReplayClock` steps a fixed amount per replayed frame.
@@ -21,13 +24,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-__all__ = ["MonotonicClock", "WallClock", "utc_now"]
+__all__ = ["MonotonicClock", "UnixClock", "WallClock", "utc_now"]
 
 WallClock = Callable[[], datetime]
 """Returns the current time as an aware UTC `datetime`."""
 
 MonotonicClock = Callable[[], float]
 """Returns seconds from an arbitrary origin; never goes back."""
+
+UnixClock = Callable[[], float]
+"""Returns Unix seconds (`time.time`): comparable between the bridge's instances."""
 
 
 def utc_now() -> datetime:

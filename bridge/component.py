@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-State = Literal["up", "down", "degraded", "disabled", "starting"]
+State = Literal["up", "down", "degraded", "disabled", "starting", "standby"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,6 +249,14 @@ class WallboardConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    # Several `crm-bridge run` instances may share one database (bridge/cluster): the one
+    # holding the lease runs the jobs that must run once; a standby takes over within this.
+    takeover_s: float = 5.0
+    instance_id: str = ""  # empty: hostname-pid-random, new at each start
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -270,6 +278,7 @@ class Config:
     permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
     wallboard: WallboardConfig = field(default_factory=WallboardConfig)
     dial: DialConfig = field(default_factory=DialConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -504,6 +513,7 @@ def _validate(config: Config, *, runtime: bool) -> None:
     _validate_permissions(config.permissions)
     _validate_desk(config)
     _validate_dial(config)
+    _validate_cluster(config.cluster)
     if config.log.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log.level", "one of debug, info, warning, error")
     if runtime and config.ami.enabled and not config.ami.username:
@@ -564,6 +574,17 @@ def _validate_dial(config: Config) -> None:
         raise ConfigError("dial.ring_s", "seconds from 5 to 300")
     if not 1 <= config.dial.callbacks_days <= 365:
         raise ConfigError("dial.callbacks_days", "days from 1 to 365")
+
+
+INSTANCE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+def _validate_cluster(cluster: ClusterConfig) -> None:
+    """The id shows in logs, /healthz and every metric's label: plain characters only."""
+    if not 0.5 <= cluster.takeover_s <= 3600:  # also refuses nan and inf
+        raise ConfigError("cluster.takeover_s", "seconds from 0.5 to 3600")
+    if cluster.instance_id and not INSTANCE_ID.fullmatch(cluster.instance_id):
+        raise ConfigError("cluster.instance_id", "1-100 letters, digits, _ . : -")
 
 
 def _validate_permissions(permissions: PermissionsConfig) -> None:

@@ -175,3 +175,34 @@ def test_trunks_delivering_to_s_are_routed_like_numbered_ones() -> None:
 def test_manager_bindaddr_warns_that_it_moves_ami_for_every_client() -> None:
     text = (DIALPLAN / "manager.conf").read_text(encoding="utf-8")
     assert "every other AMI client" in " ".join(text.split()) or "for every other" in text
+
+
+def test_a_second_bridge_is_asked_when_the_first_fastagi_server_fails() -> None:
+    """Issue 18: after each AGI() the dialplan checks AGISTATUS (and that a route came back)
+    and asks BRIDGE_AGI_2; an empty BRIDGE_AGI_2 skips it; then the queue as before."""
+    ext = sections("extensions.conf")
+    second = dict(ext["globals"])["BRIDGE_AGI_2"]
+    assert re.fullmatch(rf"agi://[\w.-]+:{AgiConfig().port}/route", second)
+    assert second != dict(ext["globals"])["BRIDGE_AGI"]
+    text = (DIALPLAN / "extensions.conf").read_text(encoding="utf-8")
+    body = text.split("\n[from-trunk]\n", 1)[1].split("\n[", 1)[0]
+    for entry in body.split("exten => ")[1:]:  # the numbered DIDs and `s`
+        code = [line.split(";", 1)[0].strip() for line in entry.splitlines()]
+        steps = [line.split(",", 1)[1] for line in code if line]
+        first = steps.index("AGI(${BRIDGE_AGI})")
+        check = steps[first + 1]
+        assert check.startswith("GosubIf(")
+        assert '"${AGISTATUS}" != "SUCCESS"' in check and '"${BRIDGE_QUEUE}" = ""' in check
+        assert check.endswith("?crm-bridge-agi-failover,s,1)")
+        assert steps[first + 2] == "Goto(crm-bridge-queue,s,1)"
+    failover = [v for _, v in ext["crm-bridge-agi-failover"]]
+    assert failover[0] == 's,1,GotoIf($["${BRIDGE_AGI_2}" = ""]?done)'
+    assert failover[1] == "n,AGI(${BRIDGE_AGI_2})"
+    assert failover[2] == "n(done),Return()"
+
+
+def test_hagi_with_dns_srv_is_explained() -> None:
+    text = (DIALPLAN / "extensions.conf").read_text(encoding="utf-8")
+    assert "hagi://" in text and "_agi._tcp." in text
+    readme = (DIALPLAN.parent / "README.md").read_text(encoding="utf-8")
+    assert "hagi://" in readme and "_agi._tcp." in readme and "AGISTATUS" in readme

@@ -208,6 +208,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
         rt = ready.result()
         assert list(rt.components) == [
             "database",
+            "cluster",
             "listener",
             "directory",
             "rules",

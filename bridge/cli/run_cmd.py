@@ -8,9 +8,10 @@ import logging
 import signal
 
 from bridge.cli.common import config_from
+from bridge.cluster.identity import InstanceLogFilter, this_instance
 from bridge.config import Config
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(instance)s %(name)s: %(message)s"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args, runtime=True)
     logging.basicConfig(level=config.log.level.upper(), format=LOG_FORMAT, force=True)
+    instance = InstanceLogFilter(this_instance(config.cluster.instance_id).id)
+    for handler in logging.getLogger().handlers:  # several bridges' logs stay apart
+        handler.addFilter(instance)
     asyncio.run(serve(config))
     return 0
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import asyncpg
 
@@ -38,6 +38,10 @@ UNSET: Any = object()
 # Rows of these tables are not "the customer's" to move: handled apart, or history.
 _NOT_MOVED = frozenset(
     {"customers", "customer_phones", "customer_tags", "customer_owners", "card_views"}
+)
+# The pool, or one connection of it a caller already holds (the notifier's locked round).
+Db: TypeAlias = (
+    "asyncpg.Pool[Any] | asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 )
 
 
@@ -277,7 +281,7 @@ async def merges(
     return [_record(r) for r in rows]
 
 
-async def pending_crm_merges(pool: asyncpg.Pool[Any], limit: int = 100) -> list[MergeRecord]:
+async def pending_crm_merges(pool: Db, limit: int = 100) -> list[MergeRecord]:
     """Merges the CRM connector has not acknowledged, oldest first (for its delivery loop)."""
     rows = await pool.fetch(
         f"SELECT {_MERGE_COLUMNS} FROM customer_merges WHERE crm_notified_at IS NULL"
@@ -287,12 +291,12 @@ async def pending_crm_merges(pool: asyncpg.Pool[Any], limit: int = 100) -> list[
     return [_record(r) for r in rows]
 
 
-async def mark_crm_notified(pool: asyncpg.Pool[Any], merge_id: int) -> None:
+async def mark_crm_notified(pool: Db, merge_id: int) -> None:
     await pool.execute("UPDATE customer_merges SET crm_notified_at = now() WHERE id = $1", merge_id)
 
 
 async def deliver_pending_merges(
-    pool: asyncpg.Pool[Any],
+    pool: Db,
     tell: Callable[[MergeRecord], Awaitable[None]],
     *,
     limit: int = 100,

@@ -33,7 +33,7 @@ import asyncpg
 
 from bridge.component import Health
 from bridge.crm.listener import PgListener
-from bridge.crm.merge import MergeRecord, deliver_pending_merges
+from bridge.crm.merge import Db, MergeRecord, deliver_pending_merges
 from bridge.db.errors import DB_ERRORS
 from bridge.tasks import Backoff, Rng, cancel_and_wait
 
@@ -145,10 +145,11 @@ class MergeNotifier:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", MERGE_LOCK):
                 return "busy"
             try:
-                told = await deliver_pending_merges(self._pool, self._told, limit=self._batch)
+                # On the lock's own connection: a round takes one of the pool, not two.
+                told = await deliver_pending_merges(conn, self._told, limit=self._batch)
             finally:
                 with contextlib.suppress(*DB_ERRORS):  # for health(); the round says the rest
-                    self.pending = await self._count_pending()
+                    self.pending = await self._count_pending(conn)
                 await conn.execute("SELECT pg_advisory_unlock($1)", MERGE_LOCK)
         if self.failures:
             log.info("merge notice: the CRM takes merges again")
@@ -159,9 +160,9 @@ class MergeNotifier:
         await self._tell(record)
         self.delivered += 1
 
-    async def _count_pending(self) -> int:
+    async def _count_pending(self, conn: Db) -> int:
         return int(
-            await self._pool.fetchval(
+            await conn.fetchval(
                 "SELECT count(*) FROM customer_merges WHERE crm_notified_at IS NULL"
             )
         )

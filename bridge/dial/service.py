@@ -2,7 +2,8 @@
 
 In order: the agent must be active and have a device (`DialForbidden`); the number must pass
 `check_number` (`NumberRefused`); the agent must be under `[dial] per_minute`
-(`DialRateLimited`, with the seconds to wait); then one AMI Originate rings the agent's own
+(`DialRateLimited`, with the seconds to wait; counted in PostgreSQL, shared by every
+instance: `bridge.dial.slots`); then one AMI Originate rings the agent's own
 device (`originate_fields`). Every attempt, refused or not, writes one `audit_log` row
 (`call.dial`: who asked, for which agent, the number as typed, the result and the reason), so
 an abuse attempt leaves a trace as well as a dial does.
@@ -10,9 +11,7 @@ an abuse attempt leaves a trace as well as a dial does.
 
 from __future__ import annotations
 
-import collections
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -22,12 +21,13 @@ import asyncpg
 
 from bridge import audit
 from bridge.ami.protocol import Frame
-from bridge.clock import MonotonicClock
+from bridge.clock import UnixClock
 from bridge.config import Config
 from bridge.crm.agents import Agent
 from bridge.db.errors import DB_ERRORS
 from bridge.dial.originate import DEVICE, new_call_id, originate_fields
 from bridge.dial.safety import DialTarget, NumberRefused, check_number
+from bridge.dial.slots import take_slot
 from bridge.errors import BridgeError, LinkDown, UnsafeValueError
 
 __all__ = [
@@ -74,13 +74,12 @@ class Dialer:
         config: Config,
         send: SendAction,
         *,
-        clock: MonotonicClock = time.monotonic,
+        clock: UnixClock = time.time,
     ) -> None:
         self._pool = pool
         self._config = config
         self._send = send
-        self._clock = clock
-        self._recent: dict[str, collections.deque[float]] = {}
+        self._clock = clock  # wall-clock seconds: the instances share the slots
 
     async def dial(
         self, agent: Agent, number: object, *, actor: str, callback_of: str | None = None
@@ -112,7 +111,7 @@ class Dialer:
         target: DialTarget = check_number(
             number, region=self._config.pbx.default_region, allow=self._config.dial.allow
         )
-        self._take_slot(agent.id)
+        await self._take_slot(agent.id)
         call_id = new_call_id()
         fields = originate_fields(
             self._config, device=agent.device, digits=target.digits, call_id=call_id
@@ -127,15 +126,21 @@ class Dialer:
         log.info("click-to-call %s: agent %s dials %s", call_id, agent.id, target.e164)
         return Dialed(call_id, agent.id, target.e164, callback_of)
 
-    def _take_slot(self, agent_id: str) -> None:
-        """A sliding minute per agent; a refused attempt does not take a slot."""
-        now = self._clock()
-        recent = self._recent.setdefault(agent_id, collections.deque())
-        while recent and recent[0] <= now - WINDOW_S:
-            recent.popleft()
-        if len(recent) >= self._config.dial.per_minute:
-            raise DialRateLimited(max(1, math.ceil(recent[0] + WINDOW_S - now)))
-        recent.append(now)
+    async def _take_slot(self, agent_id: str) -> None:
+        """A sliding minute per agent, shared by the instances; a refused attempt does not
+        take a slot."""
+        try:
+            wait = await take_slot(
+                self._pool,
+                agent_id,
+                now=self._clock(),
+                per_minute=self._config.dial.per_minute,
+                window_s=WINDOW_S,
+            )
+        except DB_ERRORS as exc:
+            raise DialFailed(f"the dial limit cannot be checked: {exc}") from exc
+        if wait is not None:
+            raise DialRateLimited(wait)
 
     async def _audit(
         self,

@@ -73,6 +73,15 @@ FROM (SELECT DISTINCT unnest($1::text[]) AS id ORDER BY 1) AS ids
 # it. (A record rebuilt from Cdrs lists `caller` as inferred too; a live one never does.)
 PROVISIONAL = "('ended_at' = ANY(r.inferred) AND NOT 'caller' = ANY(r.inferred))"
 
+# Several bridges on one PBX each see a call end and each write it (issue 18): under the
+# call's lock the writes come one after the other, and a finished record is replaced only by
+# one that observed as much. An instance that joined mid-call marks what it did not see
+# (`started_at`, `answered_at`...) inferred; its end never replaces the record of one that saw
+# the whole call, whichever commits first. Equal observations: the later write wins (the
+# same event replayed changes nothing).
+_SAW_LESS = """WHERE r.ended_at IS NULL
+    OR NOT (r.inferred <@ EXCLUDED.inferred AND NOT EXCLUDED.inferred <@ r.inferred)"""
+
 # One round trip for a whole batch: each call's first routing decision (by its linkedid or
 # any of its channels), the customer owning the caller's number (used when there is no
 # decision), the agents' ids by device, and each agent's own disposition filed so far (the
@@ -271,7 +280,9 @@ async def write_ended_many(
         owner.update(dict.fromkeys(c.uniqueids, c.call_id))
     history = [r for r in rows if r["customer_id"]]
     written = await conn.fetch(
-        _UPSERT.format(where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else ""),
+        _UPSERT.format(
+            where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else _SAW_LESS
+        ),
         *([r[k] for r in rows] for k in _RECORD_KEYS),
         list(owner),
         list(owner.values()),

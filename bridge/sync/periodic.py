@@ -19,7 +19,7 @@ from bridge.component import Health
 from bridge.config import Config
 from bridge.devices import DeviceMatcher
 from bridge.sync import metrics
-from bridge.sync.reconcile import DEFAULT_MAX_CALL_S, AlertSink, Backfill, backfill
+from bridge.sync.reconcile import DEFAULT_MAX_CALL_S, AlertSink, Backfill, backfill_on
 from bridge.sync.sources import CdrSource, build_cdr_source
 from bridge.tasks import cancel_and_wait
 
@@ -89,8 +89,8 @@ class Reconciler:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SYNC_LOCK):
                 return None
             try:
-                return await backfill(
-                    self._pool,
+                return await backfill_on(
+                    conn,
                     self._pattern,
                     since,
                     source=self._source,

@@ -133,7 +133,33 @@ async def backfill(
     alerts: AlertSink | None = None,
     now: datetime | None = None,
 ) -> Backfill:
-    """Rebuild every call with a CDR or a routing decision but no record."""
+    """Rebuild every call with a CDR or a routing decision but no record (on one pooled
+    connection: see `backfill_on`)."""
+    async with pool.acquire() as conn:
+        return await backfill_on(
+            conn,
+            device_pattern,
+            since,
+            source=source,
+            max_call_s=max_call_s,
+            alerts=alerts,
+            now=now,
+        )
+
+
+async def backfill_on(
+    conn: Any,
+    device_pattern: DeviceMatcher,
+    since: datetime | None,
+    *,
+    source: CdrSource | None = None,
+    max_call_s: float = DEFAULT_MAX_CALL_S,
+    alerts: AlertSink | None = None,
+    now: datetime | None = None,
+) -> Backfill:
+    """`backfill` on `conn`, for a caller already holding one: the periodic reconciler
+    runs it on the connection that holds its advisory lock, so a run takes one connection
+    of the pool, not two (a small pool shared with other jobs would otherwise deadlock)."""
     now = now or datetime.now(UTC)
     problems: tuple[str, ...] = ()
     problem_count = 0
@@ -153,97 +179,96 @@ async def backfill(
                     {"first": list(batch.problems[:10])},
                 )
     failures: dict[str, str] = {}
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(_CDRS, since)
-        cdrs = _merge([PbxCdr.from_dict(dict(r)) for r in rows], external)
-        uniqueids = sorted({c.uniqueid for c in cdrs})
-        known = await conn.fetch(
-            "SELECT uniqueid, call_id, " + PROVISIONAL + " AS provisional"
-            " FROM call_record_channels c JOIN call_records r USING (call_id)"
-            " WHERE uniqueid = ANY($1::text[]) AND r.ended_at IS NOT NULL",
+    rows = await conn.fetch(_CDRS, since)
+    cdrs = _merge([PbxCdr.from_dict(dict(r)) for r in rows], external)
+    uniqueids = sorted({c.uniqueid for c in cdrs})
+    known = await conn.fetch(
+        "SELECT uniqueid, call_id, " + PROVISIONAL + " AS provisional"
+        " FROM call_record_channels c JOIN call_records r USING (call_id)"
+        " WHERE uniqueid = ANY($1::text[]) AND r.ended_at IS NOT NULL",
+        uniqueids,
+    )
+    recorded = {r["uniqueid"]: r["call_id"] for r in known if not r["provisional"]}
+    decided = {
+        r["uniqueid"]: r
+        for r in await conn.fetch(
+            "SELECT uniqueid, linkedid, queue, recording FROM route_decisions"
+            " WHERE uniqueid = ANY($1::text[])",
             uniqueids,
         )
-        recorded = {r["uniqueid"]: r["call_id"] for r in known if not r["provisional"]}
-        decided = {
-            r["uniqueid"]: r
-            for r in await conn.fetch(
-                "SELECT uniqueid, linkedid, queue, recording FROM route_decisions"
-                " WHERE uniqueid = ANY($1::text[])",
-                uniqueids,
-            )
-        }
-        call_of = {u: (r["linkedid"] or u) for u, r in decided.items()}
-        call_of.update({c.uniqueid: c.linkedid for c in cdrs if c.linkedid})
-        call_of.update({r["uniqueid"]: r["call_id"] for r in known})
-        groups = group_cdrs(cdrs, call_of)
-        finished = {
-            r["call_id"]
-            for r in await conn.fetch(
-                "SELECT call_id FROM call_records r WHERE call_id = ANY($1::text[])"
-                " AND ended_at IS NOT NULL AND NOT " + PROVISIONAL,
-                list(groups),
-            )
-        }
-        handsets = handset_index(cdrs)
-        checked = backfilled = 0
-        rebuilt: set[str] = set()
-        for call_id, group in groups.items():
-            event_decision = next(
-                (
-                    CallDecision(decided[c.uniqueid]["queue"], decided[c.uniqueid]["recording"])
-                    for c in group
-                    if c.uniqueid in decided
-                ),
-                None,
-            )
-            done = call_id in finished or any(c.uniqueid in recorded for c in group)
-            event = call_from_cdrs(call_id, group, device_pattern, event_decision, handsets)
-            if event is None:
-                if event_decision is not None and not done:
-                    failures[call_id] = "its CDRs hold no caller leg with start and end times"
-                continue  # else an agent handset's own Cdr, counted with its call
-            checked += 1
-            if done:
-                continue
-            try:
-                async with conn.transaction():
-                    written = await write_ended(conn, event, only_missing=True, source="reconciled")
-            except ValidationError as exc:
-                failures[call_id] = f"rejected: {exc}"
-                continue
-            rebuilt.add(call_id)
-            if written:
-                backfilled += 1
-                metrics.RECONCILED.inc()
-                log.info("call %r rebuilt from %d CDRs", call_id[:150], len(group))
-        cutoff = now - timedelta(seconds=max_call_s)
-        for row in await conn.fetch(_UNRECORDED_DECISIONS, since, cutoff):
-            call_id = row["call_id"]
-            if call_id not in rebuilt and call_id not in failures:
-                failures[call_id] = "a routing decision but no CDR (is [pbx] cdr_source set?)"
-        if rebuilt:
-            await conn.execute(
-                "UPDATE call_reconcile_failures SET resolved_at = now()"
-                " WHERE call_id = ANY($1::text[]) AND resolved_at IS NULL",
-                sorted(rebuilt),
-            )
-        for call_id, reason in sorted(failures.items()):
-            row = await conn.fetchrow(_FAILED, call_id[:150], reason)
-            if row["first_time"]:
-                metrics.UNREBUILDABLE.inc()
-                log.error("call %r lost: %s", call_id[:150], reason)
-            if alerts is not None:  # the alerter de-duplicates per call
-                alerts.alert(
-                    "data_loss",
-                    call_id[:150],
-                    f"call {call_id[:150]} has no call record and cannot be rebuilt",
-                    {"call_id": call_id[:150], "reason": reason},
-                )
-        metrics.UNREBUILDABLE_OPEN.set(
-            await conn.fetchval(
-                "SELECT count(*) FROM call_reconcile_failures WHERE resolved_at IS NULL"
-            )
+    }
+    call_of = {u: (r["linkedid"] or u) for u, r in decided.items()}
+    call_of.update({c.uniqueid: c.linkedid for c in cdrs if c.linkedid})
+    call_of.update({r["uniqueid"]: r["call_id"] for r in known})
+    groups = group_cdrs(cdrs, call_of)
+    finished = {
+        r["call_id"]
+        for r in await conn.fetch(
+            "SELECT call_id FROM call_records r WHERE call_id = ANY($1::text[])"
+            " AND ended_at IS NOT NULL AND NOT " + PROVISIONAL,
+            list(groups),
         )
+    }
+    handsets = handset_index(cdrs)
+    checked = backfilled = 0
+    rebuilt: set[str] = set()
+    for call_id, group in groups.items():
+        event_decision = next(
+            (
+                CallDecision(decided[c.uniqueid]["queue"], decided[c.uniqueid]["recording"])
+                for c in group
+                if c.uniqueid in decided
+            ),
+            None,
+        )
+        done = call_id in finished or any(c.uniqueid in recorded for c in group)
+        event = call_from_cdrs(call_id, group, device_pattern, event_decision, handsets)
+        if event is None:
+            if event_decision is not None and not done:
+                failures[call_id] = "its CDRs hold no caller leg with start and end times"
+            continue  # else an agent handset's own Cdr, counted with its call
+        checked += 1
+        if done:
+            continue
+        try:
+            async with conn.transaction():
+                written = await write_ended(conn, event, only_missing=True, source="reconciled")
+        except ValidationError as exc:
+            failures[call_id] = f"rejected: {exc}"
+            continue
+        rebuilt.add(call_id)
+        if written:
+            backfilled += 1
+            metrics.RECONCILED.inc()
+            log.info("call %r rebuilt from %d CDRs", call_id[:150], len(group))
+    cutoff = now - timedelta(seconds=max_call_s)
+    for row in await conn.fetch(_UNRECORDED_DECISIONS, since, cutoff):
+        call_id = row["call_id"]
+        if call_id not in rebuilt and call_id not in failures:
+            failures[call_id] = "a routing decision but no CDR (is [pbx] cdr_source set?)"
+    if rebuilt:
+        await conn.execute(
+            "UPDATE call_reconcile_failures SET resolved_at = now()"
+            " WHERE call_id = ANY($1::text[]) AND resolved_at IS NULL",
+            sorted(rebuilt),
+        )
+    for call_id, reason in sorted(failures.items()):
+        row = await conn.fetchrow(_FAILED, call_id[:150], reason)
+        if row["first_time"]:
+            metrics.UNREBUILDABLE.inc()
+            log.error("call %r lost: %s", call_id[:150], reason)
+        if alerts is not None:  # the alerter de-duplicates per call
+            alerts.alert(
+                "data_loss",
+                call_id[:150],
+                f"call {call_id[:150]} has no call record and cannot be rebuilt",
+                {"call_id": call_id[:150], "reason": reason},
+            )
+    metrics.UNREBUILDABLE_OPEN.set(
+        await conn.fetchval(
+            "SELECT count(*) FROM call_reconcile_failures WHERE resolved_at IS NULL"
+        )
+    )
     return Backfill(
         checked,
         backfilled,

@@ -2,8 +2,10 @@
 
 /healthz answers `{"status": "ok"|"degraded"|"down", "components": {name: {"state", "required",
 "detail"}}, name: state, ...}`: each component's state also sits at the top level so a check
-can read `body["ami"]`. The status code is 503 when a required component is `down` (or the
-health source itself fails), else 200; a `degraded` or optional component never makes it 503.
+can read `body["ami"]`. With several instances on one database (bridge/cluster) the body
+also has `instance`: {"id", "role": "leader"|"standby", "peers": [...]}. The status code is
+503 when a required component is `down` (or the health source itself fails), else 200; a
+`degraded`, `standby` or optional component never makes it 503.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 
 HealthSource = Callable[[], Mapping[str, Health]]
 HEALTH_SOURCE: web.AppKey[HealthSource] = web.AppKey("health_source")
+# Optional: who this instance is among several on one database (bridge/cluster), shown as
+# the body's `instance` ({id, role, peers}).
+InstanceSource = Callable[[], Mapping[str, Any] | None]
+INSTANCE_SOURCE: web.AppKey[InstanceSource] = web.AppKey("instance_source")
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
 
@@ -65,6 +71,9 @@ async def handle_healthz(request: web.Request) -> web.Response:
             {"status": "down", "components": {}, "error": type(exc).__name__}, status=503
         )
     status, body = health_body(states)
+    instance = request.app.get(INSTANCE_SOURCE)
+    if instance is not None and (info := instance()) is not None:
+        body["instance"] = _jsonable(info)
     return web.json_response(body, status=status)
 
 
