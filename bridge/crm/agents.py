@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from bridge.config import PBX_NAME
 from bridge.errors import CrmUnavailable, ValidationError
 
 Role = Literal["agent", "supervisor", "admin"]
@@ -71,19 +72,26 @@ async def create_agent(
     name: str,
     role: str = "agent",
     device: str | None = None,
+    pbx: str = "",
 ) -> str:
-    """Create an agent; return its fresh access token (shown once, stored as a hash)."""
+    """Create an agent; return its fresh access token (shown once, stored as a hash).
+
+    `pbx`: the `[[pbx]]` entry the device belongs to ('' with a single PBX)."""
     device = id if device is None else device
     validate_agent(id, name, role, device)
+    if pbx and not PBX_NAME.fullmatch(pbx):
+        raise ValidationError("pbx", "a [[pbx]] name: 1-16 of a-z, 0-9 and inner '-'")
     token = secrets.token_urlsafe(32)
     try:
         await pool.execute(
-            "INSERT INTO agents (id, name, role, device, token_hash) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO agents (id, name, role, device, token_hash, pbx)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
             id,
             name.strip(),
             role,
             device,
             hash_token(token),
+            pbx,
         )
     except asyncpg.UniqueViolationError as exc:
         if "device" in (exc.constraint_name or ""):

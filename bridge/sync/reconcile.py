@@ -89,7 +89,8 @@ _CDRS = """
 SELECT uniqueid, channel, destination_channel, source, destination, start_time, answer_time,
        end_time, duration_s, billable_s, disposition, last_application, last_data
 FROM pbx_cdrs
-WHERE $1::timestamptz IS NULL OR COALESCE(end_time, received_at) >= $1
+WHERE ($1::timestamptz IS NULL OR COALESCE(end_time, received_at) >= $1)
+  AND starts_with(uniqueid, $2)
 ORDER BY id
 """
 
@@ -98,6 +99,7 @@ _UNRECORDED_DECISIONS = """
 SELECT COALESCE(NULLIF(d.linkedid, ''), d.uniqueid) AS call_id, min(d.decided_at) AS decided_at
 FROM route_decisions d
 WHERE ($1::timestamptz IS NULL OR d.decided_at >= $1) AND d.decided_at < $2
+  AND starts_with(COALESCE(NULLIF(d.linkedid, ''), d.uniqueid), $3)
   AND NOT EXISTS (SELECT 1 FROM call_records r
                   WHERE r.call_id = COALESCE(NULLIF(d.linkedid, ''), d.uniqueid)
                     AND r.ended_at IS NOT NULL)
@@ -132,8 +134,12 @@ async def backfill(
     max_call_s: float = DEFAULT_MAX_CALL_S,
     alerts: AlertSink | None = None,
     now: datetime | None = None,
+    scope: str = "",
 ) -> Backfill:
-    """Rebuild every call with a CDR or a routing decision but no record."""
+    """Rebuild every call with a CDR or a routing decision but no record.
+
+    `scope`: one of several PBXs' call id prefix (`east:`); only its kept Cdrs and routing
+    decisions are looked at (its `source` must give CDRs in that namespace too)."""
     now = now or datetime.now(UTC)
     problems: tuple[str, ...] = ()
     problem_count = 0
@@ -154,7 +160,7 @@ async def backfill(
                 )
     failures: dict[str, str] = {}
     async with pool.acquire() as conn:
-        rows = await conn.fetch(_CDRS, since)
+        rows = await conn.fetch(_CDRS, since, scope)
         cdrs = _merge([PbxCdr.from_dict(dict(r)) for r in rows], external)
         uniqueids = sorted({c.uniqueid for c in cdrs})
         known = await conn.fetch(
@@ -217,7 +223,7 @@ async def backfill(
                 metrics.RECONCILED.inc()
                 log.info("call %r rebuilt from %d CDRs", call_id[:150], len(group))
         cutoff = now - timedelta(seconds=max_call_s)
-        for row in await conn.fetch(_UNRECORDED_DECISIONS, since, cutoff):
+        for row in await conn.fetch(_UNRECORDED_DECISIONS, since, cutoff, scope):
             call_id = row["call_id"]
             if call_id not in rebuilt and call_id not in failures:
                 failures[call_id] = "a routing decision but no CDR (is [pbx] cdr_source set?)"
