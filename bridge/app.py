@@ -21,7 +21,6 @@ import asyncpg
 
 from bridge.agi import build_agi_server
 from bridge.alerts.wiring import build_monitor, change_lag
-from bridge.ami.link import AmiLink
 from bridge.audit import CardViewAudit
 from bridge.component import Component, Health
 from bridge.config import Config
@@ -283,11 +282,9 @@ def _http(rt: Runtime) -> Component:
     admin_deps = AdminDeps(
         pool=rt.pool, config=cfg, board=board if isinstance(board, WallBoard) else None
     )
-    # Click-to-call rings the agent on the first PBX (several PBXs: see README, Several PBXs).
-    link = _pbxs(rt)[0].link
     dial_deps = DialDeps(
         rt.pool,
-        Dialer(rt.pool, cfg, link.action) if isinstance(link, AmiLink) else None,
+        _dialer(rt),
         callbacks_days=cfg.dial.callbacks_days,
         region=cfg.pbx.default_region,
         queues_of=board.queues_of if isinstance(board, WallBoard) else lambda device: None,
@@ -309,6 +306,19 @@ def _http(rt: Runtime) -> Component:
         max_connections=http.max_connections,
         header_timeout_s=http.header_timeout_s,
     )
+
+
+def _dialer(rt: Runtime) -> Dialer | None:
+    """Click-to-call through the agent's own PBX's AMI link (None: no link at all)."""
+    parts = [p for p in _pbxs(rt) if p.link is not None]
+    if not parts:
+        return None
+    first = parts[0].link
+    assert first is not None
+    if not rt.config.pbx_sites:
+        return Dialer(rt.pool, rt.config, first.action)
+    sites = {p.site.name: (p.site, p.link.action) for p in parts if p.link is not None}
+    return Dialer(rt.pool, rt.config, first.action, sites=sites)
 
 
 def _agi(rt: Runtime) -> Component:

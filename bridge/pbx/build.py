@@ -23,11 +23,19 @@ from bridge.pbx.cdrs import NamespacedSource
 from bridge.pbx.namespace import NamespacedTracker, QualifiedDevices, namespace_event
 from bridge.sync.periodic import Reconciler, build_reconciler
 from bridge.sync.reconcile import AlertSink
-from bridge.sync.sources import build_cdr_source
+from bridge.sync.sources import CdrSource, build_cdr_source
 from bridge.tracker.tracker import CallTracker
 from bridge.wallboard.ami import AmiQueues
 
-__all__ = ["PbxParts", "SiteRouter", "build_pbx", "build_pbx_ari", "wire_pbx"]
+__all__ = [
+    "PbxParts",
+    "SiteRouter",
+    "build_pbx",
+    "build_pbx_ari",
+    "site_cdr_source",
+    "site_devices",
+    "wire_pbx",
+]
 
 
 @dataclass
@@ -38,6 +46,20 @@ class PbxParts:
     link: AmiLink | None  # None: `[ami] enabled = false`
     queues: AmiQueues | None
     reconciler: Reconciler | None  # None: `reconcile_s = 0`
+
+
+def site_devices(site: PbxSite) -> DeviceMatcher:
+    """The PBX's `device_pattern`, its extensions qualified when it is one of several."""
+    patterns = DevicePatterns.parse(site.pbx.device_pattern)
+    return QualifiedDevices(patterns, site.prefix) if site.namespaced else patterns
+
+
+def site_cdr_source(site: PbxSite) -> CdrSource | None:
+    """The PBX's own CDR store (`cdr_source`), read in its namespace; None: not set."""
+    source = build_cdr_source(site.pbx.cdr_source, zoneinfo.ZoneInfo(site.pbx.cdr_timezone))
+    if source is None or not site.namespaced:
+        return source
+    return NamespacedSource(source, site.prefix)
 
 
 def build_pbx(
@@ -55,7 +77,7 @@ def build_pbx(
         queues = AmiQueues(link, patterns) if link is not None else None
         reconciler = build_reconciler(config.for_pbx(site), pool, alerts)
         return PbxParts(site, patterns, tracker, link, queues, reconciler)
-    devices = QualifiedDevices(patterns, site.prefix)
+    devices = site_devices(site)
     tracker = NamespacedTracker(site, devices, max_call_s=site.pbx.max_call_s, is_agent=is_agent)
     link = AmiLink(site.ami, tracker) if site.ami.enabled else None
     queues = AmiQueues(link, devices) if link is not None else None
@@ -68,12 +90,11 @@ def _reconciler(
     """A namespaced PBX's reconciler: its own CDR store in its namespace, its own calls."""
     if site.pbx.reconcile_s <= 0:
         return None
-    source = build_cdr_source(site.pbx.cdr_source, zoneinfo.ZoneInfo(site.pbx.cdr_timezone))
     return Reconciler(
         pool,
         devices,
         period_s=site.pbx.reconcile_s,
-        source=NamespacedSource(source, site.prefix) if source is not None else None,
+        source=site_cdr_source(site),
         max_call_s=float(site.pbx.max_call_s),
         alerts=alerts,
         scope=site.prefix,

@@ -291,9 +291,17 @@ async def run_sync(
     source: CdrSource | None = None,
     max_call_s: float = DEFAULT_MAX_CALL_S,
     alerts: AlertSink | None = None,
+    scope: str = "",
 ) -> SyncSummary:
+    """Backfill (one PBX's calls with `scope`, see `backfill`), then re-send."""
     found = await backfill(
-        pool, device_pattern, since, source=source, max_call_s=max_call_s, alerts=alerts
+        pool,
+        device_pattern,
+        since,
+        source=source,
+        max_call_s=max_call_s,
+        alerts=alerts,
+        scope=scope,
     )
     resent = await resend(pool, since)
     outcomes: dict[str, int] = {"delivered": 0, "dead": 0, "retry": 0}

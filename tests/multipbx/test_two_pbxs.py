@@ -162,11 +162,70 @@ async def test_colliding_linkedids_give_two_records_and_each_agent_its_own_pops(
         decisions = await pool.fetch("SELECT linkedid FROM route_decisions ORDER BY linkedid")
         assert [r["linkedid"] for r in decisions] == [east_id, west_id]
 
-        health = await healthz(rt.get("http").url)
+        url = rt.get("http").url
+        health = await healthz(url)
         assert health["ami"] == "up"
         assert health["components"]["ami"]["detail"]["pbx"] == {"east": "up", "west": "up"}
+        # Only an agent who talked on that PBX's call may file it.
+        assert await file_disposition(url, tokens["west-2001"], east_id) == 403
+        assert await file_disposition(url, tokens["east-2001"], east_id) in (200, 204)
+        saved = await pool.fetch("SELECT call_id, disposition FROM call_records ORDER BY call_id")
+        assert [(r["call_id"], r["disposition"]) for r in saved] == [
+            (east_id, "resolved"),
+            (west_id, None),
+        ]
         for ws in (east_ws, west_ws):
             await ws.close()
+
+
+async def file_disposition(url: str, token: str, call_id: str) -> int:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.post(
+            f"{url}/agent/api/calls/{call_id}/disposition",
+            json={"disposition": "resolved", "notes": ""},
+        ) as resp,
+    ):
+        return resp.status
+
+
+async def test_a_click_to_call_goes_out_through_the_agents_own_pbx(
+    database_url: str, pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    await load_trace_crm(pool)
+    token = await create_agent(pool, "west-1001", "West 1001", "agent", "1001", "west")
+    agi_port = free_port()
+    east, west = sim("east", agi_port), sim("west", agi_port)
+    async with AsyncExitStack() as stack:
+        east_ami = await stack.enter_async_context(AmiServer(east))
+        west_ami = await stack.enter_async_context(AmiServer(west))
+        ports = {"east": east_ami.port, "west": west_ami.port}
+        config = two_pbx_config(database_url, tmp_path, agi_port, ports)
+        rt = await stack.enter_async_context(bridge(config))
+        await asyncio.wait_for(rt.get("ami").connected(), 10)
+        page = await hello(rt.get("pops").port, token)
+        url, auth = rt.get("http").url, {"Authorization": f"Bearer {token}"}
+        async with (
+            aiohttp.ClientSession(headers=auth) as http,
+            http.post(f"{url}/agent/api/dial", json={"number": "+15551230002"}) as resp,
+        ):
+            body = await resp.json()
+            assert resp.status == 202, body
+        call_id = body["call_id"]
+        assert call_id.startswith("west:c2d-")
+
+        dialing, answered, _ended = [await recv(page) for _ in range(3)]
+        assert dialing["type"] == "call.dialing" and dialing["call_id"] == call_id
+        assert answered["agent"] == "west-1001"
+        row = await wait_for_row(pool, call_id)
+        assert row["direction"] == "outbound" and [a["agent"] for a in row["agents"]] == [
+            "west-1001"
+        ]
+        [originate] = [a for a in west_ami.actions_seen if a.get("action") == "Originate"]
+        assert originate["channelid"] == call_id.removeprefix("west:")
+        assert originate["channel"] == "PJSIP/1001"
+        assert not [a for a in east_ami.actions_seen if a.get("action") == "Originate"]
+        await page.close()
 
 
 async def test_one_pbx_down_leaves_the_other_popped_and_recorded(
