@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, LinkDown
 from bridge.models import CallEvent
 from bridge.tracker.tracker import CallTracker, LiveCall
 from bridge.wallboard.ami import PauseFailed, QueueControl
@@ -50,12 +50,24 @@ class PbxQueues:
     """`QueueControl` over several PBXs: members of every PBX that answers (one PBX down
     leaves the others' members listed), pauses sent to the device's own PBX."""
 
-    def __init__(self, controls: Sequence[tuple[str, QueueControl]]) -> None:
+    def __init__(
+        self, controls: Sequence[tuple[str, QueueControl]], *, timeout_s: float = 3.0
+    ) -> None:
         self._controls = tuple(controls)  # (device prefix, that PBX's control)
+        # A PBX that stopped answering (half-open link) must not hold the others' listing
+        # for the link's whole action timeout.
+        self._timeout_s = timeout_s
+
+    async def _members_of(self, control: QueueControl) -> list[Member]:
+        try:
+            return await asyncio.wait_for(control.members(), self._timeout_s)
+        except TimeoutError as exc:
+            raise LinkDown(f"no queue members within {self._timeout_s:g} s") from exc
 
     async def members(self) -> list[Member]:
         listed = await asyncio.gather(
-            *(control.members() for _, control in self._controls), return_exceptions=True
+            *(self._members_of(control) for _, control in self._controls),
+            return_exceptions=True,
         )
         out: list[Member] = []
         failed: list[BaseException] = []

@@ -3,6 +3,7 @@ pure code, tested with literals and a recorded trace."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,15 @@ async def test_queue_members_of_a_pbx_that_is_down_are_left_out_not_everyone() -
         await queues.pause("south:1001", True, "")
     with pytest.raises(LinkDown):
         await PbxQueues([("west:", west)]).members()
+
+
+class Silent(Control):
+    async def members(self) -> list[Member]:
+        await asyncio.Event().wait()  # a half-open link: never answers
+        return []
+
+
+async def test_a_pbx_that_never_answers_does_not_hold_the_others_members() -> None:
+    east = Control([Member("support", "east:1001")])
+    queues = PbxQueues([("east:", east), ("west:", Silent([]))], timeout_s=0.05)
+    assert await queues.members() == [Member("support", "east:1001")]
