@@ -61,3 +61,27 @@ async def test_sync_run_rebuilds_each_pbxs_calls_in_its_namespace(
     assert f"checked {2 * len(ids)}, backfilled {2 * len(ids)}" in out
     rows = await pool.fetch("SELECT call_id FROM call_records")
     assert {r["call_id"] for r in rows} == {f"{p}:{i}" for p in ("east", "west") for i in ids}
+
+
+async def test_devices_test_maps_a_channel_on_the_named_pbx(
+    pool: asyncpg.Pool[Any], database_url: str, tmp_path: Path
+) -> None:
+    env = environment(database_url, tmp_path)
+    for aid, ext, pbx in (("e1", "1001", "east"), ("w2", "1002", "west")):
+        args = ("agents", "add", aid, "--name", aid, "--device", ext, "--pbx", pbx)
+        assert (await _cli(*args, env=env))[0] == 0
+    channels = ("PJSIP/1001-0000000a", "PJSIP/1002-0000000b")
+    code, out, err = await _cli("devices", "test", *channels, env=env)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "PJSIP/1001-0000000a -> extension 1001 -> agent e1",
+        "PJSIP/1002-0000000b -> extension 1002 -> no agent has this device: not an agent",
+    ]
+    code, out, err = await _cli("devices", "test", *channels, "--pbx", "west", env=env)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "PJSIP/1001-0000000a -> extension 1001 -> no agent has this device: not an agent",
+        "PJSIP/1002-0000000b -> extension 1002 -> agent w2",
+    ]
+    code, _, err = await _cli("devices", "test", channels[0], "--pbx", "south", env=env)
+    assert code == 2 and "--pbx" in err
