@@ -9,11 +9,17 @@ then carries the namespaced values without knowing PBXs exist. A legacy single P
 empty prefix: nothing changes.
 
 What goes back to a PBX (an Originate, a QueuePause) uses its own bare values: `bare`.
+
+Caller numbers are a PBX's too: a national caller ID means something only in that PBX's
+`default_region`. A namespaced PBX's caller numbers are therefore made E.164 here, with its
+own region, when they are valid numbers (an extension such as `1001` stays as it is); the
+pops and the records, which read numbers with one region, then see an unambiguous number.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -21,11 +27,12 @@ from typing import Any, TypeVar
 
 from bridge.ami import normalise as ev
 from bridge.config import PbxSite
+from bridge.crm.phones import normalise
 from bridge.devices import DeviceMatcher
 from bridge.models import CallEvent
 from bridge.tracker.tracker import CallTracker
 
-__all__ = ["NamespacedTracker", "QualifiedDevices", "bare", "namespace_event"]
+__all__ = ["NamespacedTracker", "QualifiedDevices", "bare", "caller_e164", "namespace_event"]
 
 E = TypeVar("E")
 
@@ -49,6 +56,22 @@ def namespace_event(event: E, prefix: str) -> E:
         names = _FIELDS[type(event)] = _id_fields(type(event))
     changes = {n: prefix + v for n in names if (v := getattr(event, n))}
     return dataclasses.replace(event, **changes) if changes else event
+
+
+@functools.lru_cache(maxsize=4096)
+def _e164(number: str, region: str) -> str:
+    return normalise(number, region) or number
+
+
+def caller_e164(event: E, region: str) -> E:
+    """`event` with its `caller_num` in E.164 when that is a valid number in `region`."""
+    number = getattr(event, "caller_num", "")
+    if not isinstance(number, str) or not number or number.startswith("+"):
+        return event
+    e164 = _e164(number, region)
+    if e164 == number:
+        return event
+    return dataclasses.replace(event, caller_num=e164)  # type: ignore[type-var]
 
 
 def bare(value: str, prefix: str) -> str:
@@ -82,9 +105,13 @@ class NamespacedTracker(CallTracker):
         super().__init__(device_pattern, **kwargs)
         self.site = site
         self.prefix = site.prefix
+        self.region = site.pbx.default_region
+
+    def _own(self, event: E) -> E:
+        return caller_e164(namespace_event(event, self.prefix), self.region)
 
     def feed(self, event: ev.AmiEvent) -> list[CallEvent]:
-        return super().feed(namespace_event(event, self.prefix))
+        return super().feed(self._own(event))
 
     def resync(
         self,
@@ -95,8 +122,8 @@ class NamespacedTracker(CallTracker):
         complete: bool = True,
     ) -> list[CallEvent]:
         return super().resync(
-            [namespace_event(c, self.prefix) for c in channels],
-            [namespace_event(q, self.prefix) for q in queue_entries],
+            [self._own(c) for c in channels],
+            [self._own(q) for q in queue_entries],
             now=now,
             complete=complete,
         )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.agi.protocol import AgiEnv
-from bridge.ami.normalise import AttendedTransfer, CdrRecord, Hangup
+from bridge.ami.normalise import AttendedTransfer, CdrRecord, Hangup, NewChannel
 from bridge.ami.protocol import AmiParser
 from bridge.component import State
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig, PbxSite
@@ -21,7 +21,13 @@ from bridge.models import CallEnded, CallRinging, InboundCall
 from bridge.pbx.attribution import pbx_argument, site_for_request
 from bridge.pbx.group import aggregate_state
 from bridge.pbx.live import PbxCalls, PbxQueues
-from bridge.pbx.namespace import NamespacedTracker, QualifiedDevices, bare, namespace_event
+from bridge.pbx.namespace import (
+    NamespacedTracker,
+    QualifiedDevices,
+    bare,
+    caller_e164,
+    namespace_event,
+)
 from bridge.tracker import CallTracker, ReplayClock, replay, replay_frames
 from bridge.wallboard.ami import PauseFailed
 from bridge.wallboard.stats import Member
@@ -195,3 +201,23 @@ async def test_a_pbx_that_never_answers_does_not_hold_the_others_members() -> No
     east = Control([Member("support", "east:1001")])
     queues = PbxQueues([("east:", east), ("west:", Silent([]))], timeout_s=0.05)
     assert await queues.members() == [Member("support", "east:1001")]
+
+
+@pytest.mark.parametrize(
+    ("number", "region", "expected"),
+    [
+        ("02079460000", "GB", "+442079460000"),
+        ("2025550143", "US", "+12025550143"),
+        ("+15551230001", "GB", "+15551230001"),
+        ("1001", "GB", "1001"),  # an extension stays one
+        ("", "GB", ""),
+        ("anonymous", "US", "anonymous"),
+    ],
+)
+def test_a_namespaced_pbxs_caller_numbers_are_read_in_its_own_region(
+    number: str, region: str, expected: str
+) -> None:
+    channel = NewChannel(AT, "1.1", "1.1", "PJSIP/trunk-1", 4, number, "", "100", "from-trunk")
+    assert caller_e164(channel, region).caller_num == expected
+    hangup = Hangup(AT, "1.5", "1.2", "PJSIP/1001-00000001", 16, "Normal Clearing")
+    assert caller_e164(hangup, region) is hangup  # no caller number to read
