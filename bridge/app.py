@@ -310,15 +310,14 @@ def _http(rt: Runtime) -> Component:
 
 def _dialer(rt: Runtime) -> Dialer | None:
     """Click-to-call through the agent's own PBX's AMI link (None: no link at all)."""
-    parts = [p for p in _pbxs(rt) if p.link is not None]
-    if not parts:
+    links = [(p.site, p.link) for p in _pbxs(rt) if p.link is not None]
+    if not links:
         return None
-    first = parts[0].link
-    assert first is not None
+    first = links[0][1].action
     if not rt.config.pbx_sites:
-        return Dialer(rt.pool, rt.config, first.action)
-    sites = {p.site.name: (p.site, p.link.action) for p in parts if p.link is not None}
-    return Dialer(rt.pool, rt.config, first.action, sites=sites)
+        return Dialer(rt.pool, rt.config, first)
+    sites = {site.name: (site, link.action) for site, link in links}
+    return Dialer(rt.pool, rt.config, first, sites=sites)
 
 
 def _agi(rt: Runtime) -> Component:
