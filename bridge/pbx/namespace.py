@@ -8,7 +8,8 @@ and every agent extension its channels carry, is prefixed with the PBX's name
 then carries the namespaced values without knowing PBXs exist. A legacy single PBX has an
 empty prefix: nothing changes.
 
-What goes back to a PBX (an Originate, a QueuePause) uses its own bare values: `bare`.
+What goes back to a PBX (an Originate's ChannelId, a QueuePause's interface) keeps the PBX's
+own bare values: only what comes from it is renamed.
 
 Caller numbers are a PBX's too: a national caller ID means something only in that PBX's
 `default_region`. A namespaced PBX's caller numbers are therefore made E.164 here, with its
@@ -32,7 +33,7 @@ from bridge.devices import DeviceMatcher
 from bridge.models import CallEvent
 from bridge.tracker.tracker import CallTracker
 
-__all__ = ["NamespacedTracker", "QualifiedDevices", "bare", "caller_e164", "namespace_event"]
+__all__ = ["NamespacedTracker", "QualifiedDevices", "caller_e164", "namespace_event"]
 
 E = TypeVar("E")
 
@@ -72,11 +73,6 @@ def caller_e164(event: E, region: str) -> E:
     if e164 == number:
         return event
     return dataclasses.replace(event, caller_num=e164)  # type: ignore[type-var]
-
-
-def bare(value: str, prefix: str) -> str:
-    """`value` as its PBX names it (the prefix taken off, when it has it)."""
-    return value[len(prefix) :] if prefix and value.startswith(prefix) else value
 
 
 class QualifiedDevices:

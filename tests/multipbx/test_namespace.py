@@ -24,7 +24,6 @@ from bridge.pbx.live import PbxCalls, PbxQueues
 from bridge.pbx.namespace import (
     NamespacedTracker,
     QualifiedDevices,
-    bare,
     caller_e164,
     namespace_event,
 )
@@ -53,7 +52,6 @@ def test_every_uniqueid_and_linkedid_field_is_prefixed_and_nothing_else() -> Non
     assert moved.transferee_channel == "X/1" and moved.orig_transferer_uniqueid == ""  # empty
     call = InboundCall("+1555", "+1555", "", "100", AT, "PJSIP/t-1", "1.7", "1.7")
     assert namespace_event(call, "east:").linkedid == "east:1.7"
-    assert bare("east:1.7", "east:") == "1.7" and bare("1.7", "east:") == "1.7"
 
 
 def test_a_cdr_has_no_linkedid_but_its_uniqueid_is_prefixed() -> None:
