@@ -21,9 +21,6 @@ import asyncpg
 
 from bridge.agi import build_agi_server
 from bridge.alerts.wiring import build_monitor, change_lag
-from bridge.ami.link import AmiLink
-from bridge.ami.normalise import CdrRecord
-from bridge.ari import build_ari_app
 from bridge.audit import CardViewAudit
 from bridge.cluster.wiring import build_lease, leader_only, setup_cluster_web
 from bridge.component import Component, Health
@@ -40,6 +37,9 @@ from bridge.db.pool import create_pool
 from bridge.dial.routes import DialDeps, setup_dial_routes
 from bridge.dial.service import Dialer
 from bridge.netguard import raise_open_files_limit
+from bridge.pbx.build import PbxParts, build_pbx, build_pbx_ari, wire_pbx
+from bridge.pbx.group import PbxGroup
+from bridge.pbx.live import PbxCalls, PbxQueues
 from bridge.pops.card import CustomerCard
 from bridge.pops.hub import CardForCaller, PopHub
 from bridge.pops.sources import build_pop_hub
@@ -47,9 +47,7 @@ from bridge.records.participants import ParticipantRecorder
 from bridge.records.wiring import RecordsParts, build_records
 from bridge.routing.service import RouteService
 from bridge.routing.store import RuleStore
-from bridge.sync.periodic import build_reconciler
 from bridge.tracker import CallTracker
-from bridge.wallboard.ami import AmiQueues
 from bridge.wallboard.board import WallBoard
 from bridge.web import make_web_app
 from bridge.web.admin import AdminDeps, setup_admin_routes
@@ -119,19 +117,41 @@ def _roster(rt: Runtime) -> Component:
     return rt.built.pop("roster")
 
 
-def _tracker(rt: Runtime) -> CallTracker:
-    """The one live-call truth: fed by the AMI link, read by the pop hub."""
-    tracker: CallTracker | None = rt.built.get("tracker")
-    if tracker is None:
+# --- the PBXs (bridge/pbx): one set of parts per `[[pbx]]` entry, or the legacy one -------
+# Everything PBX-specific is built by `build_pbx` and wired by `wire_pbx`; below, one
+# PBX's part is used as it is (a legacy install's components are what they always were) and
+# several are grouped under the CONTRACT's names (`ami`, `ari`, `reconcile`).
+
+
+def _pbxs(rt: Runtime) -> list[PbxParts]:
+    """Each PBX's tracker, link, queue control and reconciler (built once, started later)."""
+    parts: list[PbxParts] | None = rt.built.get("pbxs")
+    if parts is None:
         found = rt.components.get("roster") or rt.built.get("roster")
         roster = found if isinstance(found, AgentRoster) else None
         # Agents are devices of the roster: Local hops and trunks are never listed as agents.
         is_agent = None if roster is None else (lambda ext: roster.agent_id_of(ext) is not None)
-        tracker = CallTracker(
-            rt.config.device_regex, max_call_s=rt.config.pbx.max_call_s, is_agent=is_agent
-        )
-        rt.built["tracker"] = tracker
-    return tracker
+        alerts = _records(rt).alerter
+        parts = [
+            build_pbx(rt.config, site, pool=rt.pool, is_agent=is_agent, alerts=alerts)
+            for site in rt.config.pbxs
+        ]
+        rt.built["pbxs"] = parts
+    return parts
+
+
+def _tracker(rt: Runtime) -> CallTracker | PbxCalls:
+    """The one live-call truth (every PBX's): fed by the AMI links, read by the pop hub."""
+    parts = _pbxs(rt)
+    return parts[0].tracker if len(parts) == 1 else PbxCalls([p.tracker for p in parts])
+
+
+def _grouped(name: str, parts: list[tuple[str, Component | None]]) -> Component | None:
+    """One PBX's component as it is; several PBXs' as one group (None: none enabled)."""
+    present = [(pbx, c) for pbx, c in parts if c is not None]
+    if len(parts) == 1:
+        return present[0][1] if present else None
+    return PbxGroup(name, present) if present else None
 
 
 def _records(rt: Runtime) -> RecordsParts:
@@ -207,29 +227,39 @@ def _participants(rt: Runtime) -> Component:
 
 
 def _ami(rt: Runtime) -> Component | None:
-    """The AMI link feeding the tracker, whose call events go to the pop hub (inline, in PBX
-    order), the participants and the call-record writer; Cdrs go to the writer too (kept
-    for `sync run`)."""
-    if not rt.config.ami.enabled:
-        return None
-    link = AmiLink(rt.config.ami, _tracker(rt))
+    """Each PBX's AMI link feeding its tracker, whose call events go to the pop hub (inline,
+    in PBX order), the wallboard, the participants and the call-record writer."""
     hub: PopHub = rt.get("pops")
+    board: WallBoard = rt.get("wallboard")
     participants: ParticipantRecorder = rt.get("participants")
     writer = _records(rt).writer
-    link.observe(hub.dispatch)
-    board: WallBoard = rt.get("wallboard")
-    board.use_control(AmiQueues(link, rt.config.device_regex))
-    link.observe(board.dispatch)
-    # Who talked and the records are lossless: a full subscriber pauses the AMI read.
-    link.subscribe(participants.on_event, lossless=True)
-    link.subscribe(writer.on_events, lossless=True, batch=True)
-    link.subscribe_events(writer.on_events, (CdrRecord,), lossless=True, batch=True)
-    return link
+    parts = _pbxs(rt)
+    controls = [(p.site.prefix, p.queues) for p in parts if p.queues is not None]
+    if len(controls) == 1:
+        board.use_control(controls[0][1])
+    elif controls:
+        board.use_control(PbxQueues(controls))
+    for part in parts:
+        wire_pbx(
+            part,
+            pops=hub.dispatch,
+            board=board.dispatch,
+            participants=participants.on_event,
+            records=writer.on_events,
+        )
+    return _grouped("ami", [(p.site.name, p.link) for p in parts])
+
+
+def _ari(rt: Runtime) -> Component | None:
+    router = rt.get("route")
+    return _grouped(
+        "ari", [(site.name, build_pbx_ari(rt.config, site, router)) for site in rt.config.pbxs]
+    )
 
 
 def _reconcile(rt: Runtime) -> Component | None:
-    """Rebuilds calls that ended while the bridge was down from the PBX's CDRs."""
-    return build_reconciler(rt.config, rt.pool, _records(rt).alerter)
+    """Rebuilds calls that ended while the bridge was down from each PBX's CDRs."""
+    return _grouped("reconcile", [(p.site.name, p.reconciler) for p in _pbxs(rt)])
 
 
 def _http(rt: Runtime) -> Component:
@@ -253,10 +283,9 @@ def _http(rt: Runtime) -> Component:
     admin_deps = AdminDeps(
         pool=rt.pool, config=cfg, board=board if isinstance(board, WallBoard) else None
     )
-    link = rt.components.get("ami")
     dial_deps = DialDeps(
         rt.pool,
-        Dialer(rt.pool, cfg, link.action) if isinstance(link, AmiLink) else None,
+        _dialer(rt),
         callbacks_days=cfg.dial.callbacks_days,
         region=cfg.pbx.default_region,
         queues_of=board.queues_of if isinstance(board, WallBoard) else lambda device: None,
@@ -279,6 +308,18 @@ def _http(rt: Runtime) -> Component:
         max_connections=http.max_connections,
         header_timeout_s=http.header_timeout_s,
     )
+
+
+def _dialer(rt: Runtime) -> Dialer | None:
+    """Click-to-call through the agent's own PBX's AMI link (None: no link at all)."""
+    links = [(p.site, p.link) for p in _pbxs(rt) if p.link is not None]
+    if not links:
+        return None
+    first = links[0][1].action
+    if not rt.config.pbx_sites:
+        return Dialer(rt.pool, rt.config, first)
+    sites = {site.name: (site, link.action) for site, link in links}
+    return Dialer(rt.pool, rt.config, first, sites=sites)
 
 
 def _agi(rt: Runtime) -> Component:
@@ -308,7 +349,7 @@ COMPONENTS: list[tuple[str, Factory]] = [
     ("participants", _participants),
     ("ami", _ami),
     ("agi", _agi),
-    ("ari", lambda rt: build_ari_app(rt.config, rt.get("route"))),
+    ("ari", _ari),
     ("http", _http),
     # last: it watches the parts above (alerts, with resolutions)
     ("monitor", lambda rt: leader_only(rt, build_monitor(rt))),

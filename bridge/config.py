@@ -149,6 +149,36 @@ class PbxConfig:
     outbound_callerid: str = ""
 
 
+# `[[pbx]]` entry names: short, lower case, digits and inner dashes; they prefix call ids
+# (`east:1700000000.42`), agents' devices (`east:1001`) and environment names.
+PBX_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")
+LEGACY_PBX_NAME = "default"  # the one PBX of a `[pbx]` + `[ami]` + `[ari]` configuration
+
+
+@dataclass(frozen=True)
+class PbxSite:
+    """One PBX the bridge serves: its own `[pbx]`, `[ami]` and `[ari]` keys.
+
+    `namespaced` (every `[[pbx]]` entry) prefixes what the PBX numbers on its own with
+    `<name>:`, since a Linkedid or an extension is unique only within one PBX. The single PBX
+    of a legacy configuration is not namespaced: its call ids stay the bare Linkedid.
+    """
+
+    name: str
+    pbx: PbxConfig = field(default_factory=PbxConfig)
+    ami: AmiConfig = field(default_factory=AmiConfig)
+    ari: AriConfig = field(default_factory=AriConfig)
+    namespaced: bool = False
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}:" if self.namespaced else ""
+
+    def qualify(self, value: str) -> str:
+        """A Linkedid, Uniqueid or extension of this PBX as the bridge names it."""
+        return f"{self.prefix}{value}" if value else value
+
+
 @dataclass(frozen=True)
 class DialConfig:
     # E.164 prefixes a click-to-call may reach (e.g. ["+1", "+44"]); empty: any dialable
@@ -280,26 +310,55 @@ class Config:
     dial: DialConfig = field(default_factory=DialConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # `[[pbx]]` entries; empty for a legacy single PBX (`pbxs` then derives it from `pbx`,
+    # `ami` and `ari`, which otherwise hold the first entry's values). Not a section.
+    pbx_sites: tuple[PbxSite, ...] = field(default=(), metadata={"section": False})
 
     @property
     def device_regex(self) -> DevicePatterns:
         return DevicePatterns.parse(self.pbx.device_pattern)
 
-    def redacted(self) -> dict[str, dict[str, Any]]:
+    @property
+    def pbxs(self) -> tuple[PbxSite, ...]:
+        """Every PBX the bridge serves, in configuration order (at least one)."""
+        return self.pbx_sites or (PbxSite(LEGACY_PBX_NAME, self.pbx, self.ami, self.ari),)
+
+    def for_pbx(self, site: PbxSite) -> Config:
+        """This configuration as seen by one PBX's parts (its `[pbx]`, `[ami]`, `[ari]`)."""
+        return dataclasses.replace(self, pbx=site.pbx, ami=site.ami, ari=site.ari, pbx_sites=())
+
+    def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret replaced, for logs."""
-        out: dict[str, dict[str, Any]] = {}
-        for section in dataclasses.fields(self):
-            values = dataclasses.asdict(getattr(self, section.name))
-            for key in values:
-                if (section.name, key) in SECRET_KEYS and values[key]:
-                    values[key] = "***"
-            out[section.name] = values
+        out: dict[str, Any] = {}
+        for section in section_fields():
+            out[section.name] = _redacted_section(section.name, getattr(self, section.name))
+        if self.pbx_sites:
+            out["pbx_sites"] = {
+                site.name: {
+                    part: _redacted_section(part, getattr(site, part))
+                    for part in ("pbx", "ami", "ari")
+                }
+                for site in self.pbx_sites
+            }
         return out
+
+
+def _redacted_section(name: str, section: Any) -> dict[str, Any]:
+    values = dataclasses.asdict(section)
+    for key in values:
+        if (name, key) in SECRET_KEYS and values[key]:
+            values[key] = "***"
+    return values
+
+
+def section_fields() -> list[dataclasses.Field[Any]]:
+    """The fields of `Config` that are TOML sections (`[database]`, `[ami]`, …)."""
+    return [f for f in dataclasses.fields(Config) if f.metadata.get("section", True)]
 
 
 def _section_types() -> dict[str, type]:
     hints = get_type_hints(Config)
-    return {name: hints[name] for name in (f.name for f in dataclasses.fields(Config))}
+    return {f.name: hints[f.name] for f in section_fields()}
 
 
 def _coerce(key: str, annotation: Any, value: Any, from_env: bool) -> Any:
@@ -438,7 +497,7 @@ def _check_alerts(alerts: AlertsConfig) -> None:
 
 
 def _validate(config: Config, *, runtime: bool) -> None:
-    for section in ("ami", "agi", "http", "pops"):
+    for section in ("agi", "http", "pops"):
         port = getattr(config, section).port
         if not 0 <= port <= 65535:
             raise ConfigError(f"{section}.port", f"{port} is not a TCP port")
@@ -452,10 +511,6 @@ def _validate(config: Config, *, runtime: bool) -> None:
     _check_alerts(config.alerts)
     if config.pops.client_queue <= 0:
         raise ConfigError("pops.client_queue", "must be positive")
-    if config.pbx.max_call_s <= 0:
-        raise ConfigError("pbx.max_call_s", "must be a positive number of seconds")
-    if config.ami.keepalive_s <= 0:
-        raise ConfigError("ami.keepalive_s", "must be positive")
     if not config.routing.default_queue or not re.fullmatch(
         r"[A-Za-z0-9_.-]{1,80}", config.routing.default_queue
     ):
@@ -466,32 +521,8 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError(
             "routing.timezone", f"unknown time zone {config.routing.timezone!r}"
         ) from exc
-    import phonenumbers
-
-    if config.pbx.default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError("pbx.default_region", f"unknown region {config.pbx.default_region!r}")
-    try:
-        DevicePatterns.parse(config.pbx.device_pattern)
-    except ValueError as exc:
-        raise ConfigError("pbx.device_pattern", str(exc)) from exc
-    if "${linkedid}" not in config.pbx.recording_template and "${uniqueid}" not in (
-        config.pbx.recording_template
-    ):
-        raise ConfigError(
-            "pbx.recording_template", "must contain ${linkedid} or ${uniqueid} to be unique"
-        )
-    try:
-        zoneinfo.ZoneInfo(config.pbx.cdr_timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(
-            "pbx.cdr_timezone", f"unknown time zone {config.pbx.cdr_timezone!r}"
-        ) from exc
-    if config.pbx.reconcile_s < 0:
-        raise ConfigError("pbx.reconcile_s", "seconds between runs, 0 to turn it off")
-    if config.pbx.cdr_source.strip() and not config.pbx.cdr_source.strip().startswith(
-        ("csv:", "postgresql://", "postgres://")
-    ):
-        raise ConfigError("pbx.cdr_source", "csv:PATH or postgresql://...?table=NAME")
+    for site in config.pbxs:
+        _validate_pbx(site, runtime=runtime)
     if config.crm.connector not in CRM_CONNECTORS:
         raise ConfigError("crm.connector", "one of " + ", ".join(CRM_CONNECTORS))
     for key in ("base_url", "token_url", "merge_url", "create_url"):
@@ -516,19 +547,66 @@ def _validate(config: Config, *, runtime: bool) -> None:
     _validate_cluster(config.cluster)
     if config.log.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log.level", "one of debug, info, warning, error")
-    if runtime and config.ami.enabled and not config.ami.username:
-        raise ConfigError("ami.username", "required when [ami] enabled = true")
-    if runtime and config.ami.enabled and not config.ami.secret:
-        raise ConfigError("ami.secret", "required when [ami] enabled = true")
-    if runtime and config.ari.enabled:
-        if not config.ari.url.startswith(("http://", "https://")):
-            raise ConfigError("ari.url", "must be an http:// or https:// URL")
-        if not config.ari.username:
-            raise ConfigError("ari.username", "required when [ari] enabled = true")
-        if not config.ari.password:
-            raise ConfigError("ari.password", "required when [ari] enabled = true")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,80}", config.ari.app):
-            raise ConfigError("ari.app", "letters, digits, '_', '.' and '-' only")
+
+
+def _site_keys(site: PbxSite) -> tuple[str, str, str]:
+    """How errors name a PBX's keys: `pbx.`/`ami.`/`ari.` for the legacy single PBX,
+    `pbx.<name>.`, `pbx.<name>.ami.`, `pbx.<name>.ari.` for a `[[pbx]]` entry."""
+    if not site.namespaced:
+        return "pbx.", "ami.", "ari."
+    return f"pbx.{site.name}.", f"pbx.{site.name}.ami.", f"pbx.{site.name}.ari."
+
+
+def _validate_pbx(site: PbxSite, *, runtime: bool) -> None:
+    """One PBX's own keys: `[pbx]`, `[ami]`, `[ari]` (or a `[[pbx]]` entry's)."""
+    pbx_key, ami_key, ari_key = _site_keys(site)
+    pbx, ami, ari = site.pbx, site.ami, site.ari
+    if not 0 <= ami.port <= 65535:
+        raise ConfigError(f"{ami_key}port", f"{ami.port} is not a TCP port")
+    if pbx.max_call_s <= 0:
+        raise ConfigError(f"{pbx_key}max_call_s", "must be a positive number of seconds")
+    if ami.keepalive_s <= 0:
+        raise ConfigError(f"{ami_key}keepalive_s", "must be positive")
+    import phonenumbers
+
+    if pbx.default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"{pbx_key}default_region", f"unknown region {pbx.default_region!r}")
+    try:
+        DevicePatterns.parse(pbx.device_pattern)
+    except ValueError as exc:
+        raise ConfigError(f"{pbx_key}device_pattern", str(exc)) from exc
+    if "${linkedid}" not in pbx.recording_template and "${uniqueid}" not in (
+        pbx.recording_template
+    ):
+        raise ConfigError(
+            f"{pbx_key}recording_template", "must contain ${linkedid} or ${uniqueid} to be unique"
+        )
+    try:
+        zoneinfo.ZoneInfo(pbx.cdr_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"{pbx_key}cdr_timezone", f"unknown time zone {pbx.cdr_timezone!r}"
+        ) from exc
+    if pbx.reconcile_s < 0:
+        raise ConfigError(f"{pbx_key}reconcile_s", "seconds between runs, 0 to turn it off")
+    if pbx.cdr_source.strip() and not pbx.cdr_source.strip().startswith(
+        ("csv:", "postgresql://", "postgres://")
+    ):
+        raise ConfigError(f"{pbx_key}cdr_source", "csv:PATH or postgresql://...?table=NAME")
+    _validate_outbound(pbx, pbx_key)
+    if runtime and ami.enabled and not ami.username:
+        raise ConfigError(f"{ami_key}username", "required when [ami] enabled = true")
+    if runtime and ami.enabled and not ami.secret:
+        raise ConfigError(f"{ami_key}secret", "required when [ami] enabled = true")
+    if runtime and ari.enabled:
+        if not ari.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{ari_key}url", "must be an http:// or https:// URL")
+        if not ari.username:
+            raise ConfigError(f"{ari_key}username", "required when [ari] enabled = true")
+        if not ari.password:
+            raise ConfigError(f"{ari_key}password", "required when [ari] enabled = true")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,80}", ari.app):
+            raise ConfigError(f"{ari_key}app", "letters, digits, '_', '.' and '-' only")
 
 
 _COLOR = re.compile(r"#[0-9A-Fa-f]{3,8}|[a-z]{3,20}")
@@ -555,16 +633,19 @@ _CONTEXT = re.compile(r"[A-Za-z0-9_.-]{1,79}")
 _PREFIX = re.compile(r"\+[0-9]{1,14}")
 
 
-def _validate_dial(config: Config) -> None:
+def _validate_outbound(pbx: PbxConfig, key: str) -> None:
     """What reaches an AMI Originate: plain words only, so no value can smuggle a field."""
-    template = config.pbx.agent_channel
+    template = pbx.agent_channel
     if not _CHANNEL_TEMPLATE.fullmatch(template) or template.count("{") != 1:
-        raise ConfigError("pbx.agent_channel", "a channel such as PJSIP/{ext} (one {ext})")
-    if not _CONTEXT.fullmatch(config.pbx.outbound_context):
-        raise ConfigError("pbx.outbound_context", "a dialplan context: letters, digits, _ . -")
-    callerid = config.pbx.outbound_callerid
+        raise ConfigError(f"{key}agent_channel", "a channel such as PJSIP/{ext} (one {ext})")
+    if not _CONTEXT.fullmatch(pbx.outbound_context):
+        raise ConfigError(f"{key}outbound_context", "a dialplan context: letters, digits, _ . -")
+    callerid = pbx.outbound_callerid
     if len(callerid) > 80 or any(ord(ch) < 32 or ord(ch) == 127 for ch in callerid):
-        raise ConfigError("pbx.outbound_callerid", "at most 80 characters, no control ones")
+        raise ConfigError(f"{key}outbound_callerid", "at most 80 characters, no control ones")
+
+
+def _validate_dial(config: Config) -> None:
     for prefix in config.dial.allow:
         if not _PREFIX.fullmatch(prefix):
             raise ConfigError("dial.allow", f"{prefix[:40]!r}: an E.164 prefix such as +1")
@@ -622,29 +703,113 @@ def build_config(
     for name in file_values:
         if name not in sections:
             raise ConfigError(name, "unknown section")
+    entries = file_values.get("pbx")
+    if isinstance(entries, list):  # `[[pbx]]`: several PBXs (see _build_sites)
+        file_values["pbx"] = {}
     built: dict[str, Any] = {}
     for name, section_type in sections.items():
         raw = file_values.get(name, {})
         if not isinstance(raw, dict):
             raise ConfigError(name, "must be a table")
-        hints = get_type_hints(section_type)
-        known = {f.name for f in dataclasses.fields(section_type)}
-        for key in raw:
-            if key not in known:
-                raise ConfigError(f"{name}.{key}", "unknown key")
-        values: dict[str, Any] = {}
-        for key in known:
-            dotted = f"{name}.{key}"
-            env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
-            if env_name in environ:
-                values[key] = _coerce(dotted, hints[key], environ[env_name], from_env=True)
-            elif key in raw:
-                values[key] = _coerce(dotted, hints[key], raw[key], from_env=False)
-        built[name] = section_type(**values)
+        built[name] = _build_section(
+            name, section_type, raw, environ, f"{ENV_PREFIX}{name.upper()}_", {}
+        )
+    if isinstance(entries, list):
+        sites = _build_sites(entries, environ, built["pbx"], built["ami"], built["ari"])
+        first = sites[0]
+        built.update(pbx=first.pbx, ami=first.ami, ari=first.ari, pbx_sites=sites)
     config = Config(**built)
     if validate:
         _validate(config, runtime=runtime)
     return config
+
+
+def _build_section(
+    dotted: str,
+    section_type: type,
+    raw: Mapping[str, Any],
+    environ: Mapping[str, str],
+    env_prefix: str,
+    base: Mapping[str, Any],
+) -> Any:
+    """One section: `base` values, then the file's `raw` table, then `<env_prefix><KEY>`."""
+    hints = get_type_hints(section_type)
+    known = {f.name for f in dataclasses.fields(section_type)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{dotted}.{key}", "unknown key")
+    values: dict[str, Any] = dict(base)
+    for key in known:
+        env_name = f"{env_prefix}{key.upper()}"
+        if env_name in environ:
+            values[key] = _coerce(f"{dotted}.{key}", hints[key], environ[env_name], from_env=True)
+        elif key in raw:
+            values[key] = _coerce(f"{dotted}.{key}", hints[key], raw[key], from_env=False)
+    return section_type(**values)
+
+
+_SITE_PARTS: dict[str, type] = {"ami": AmiConfig, "ari": AriConfig}
+
+
+def pbx_env_prefix(name: str) -> str:
+    """`CRM_BRIDGE_PBX_EAST_1_` for the `[[pbx]]` entry `east-1` (its `[pbx.ami]` keys:
+    `CRM_BRIDGE_PBX_EAST_1_AMI_<KEY>`)."""
+    return f"{ENV_PREFIX}PBX_{name.upper().replace('-', '_')}_"
+
+
+def _build_sites(
+    entries: list[Any],
+    environ: Mapping[str, str],
+    pbx: PbxConfig,
+    ami: AmiConfig,
+    ari: AriConfig,
+) -> tuple[PbxSite, ...]:
+    """`[[pbx]]` entries: each `name`, its `[pbx]` keys and `[pbx.ami]`/`[pbx.ari]` tables.
+
+    Layers, most specific last: defaults, `[ami]`/`[ari]` and `CRM_BRIDGE_PBX_<KEY>` (shared
+    by every entry), the entry's own keys, then `CRM_BRIDGE_PBX_<NAME>_<KEY>` and
+    `CRM_BRIDGE_PBX_<NAME>_AMI_<KEY>` / `_ARI_<KEY>`.
+    """
+    if not entries:
+        raise ConfigError("pbx", "[[pbx]] needs at least one entry")
+    legacy_keys = {f.name for f in dataclasses.fields(PbxConfig)}
+    shared = {"pbx": dataclasses.asdict(pbx), "ami": dataclasses.asdict(ami)}
+    shared["ari"] = dataclasses.asdict(ari)
+    sites: list[PbxSite] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"pbx[{index}]", "must be a table")
+        name = entry.get("name")
+        if not isinstance(name, str) or not PBX_NAME.fullmatch(name):
+            raise ConfigError(
+                f"pbx[{index}].name",
+                "required: 1-16 of a-z, 0-9 and inner '-' (it prefixes call ids)",
+            )
+        if any(site.name == name for site in sites):
+            raise ConfigError(f"pbx.{name}.name", "two [[pbx]] entries have this name")
+        env_name = name.replace("-", "_")
+        if any(f"{env_name}_{key}" in legacy_keys for key in legacy_keys):
+            # No key today, but a future `[pbx] east_x` would make CRM_BRIDGE_PBX_EAST_X mean
+            # both it and the key `x` of an entry named `east`.
+            raise ConfigError(f"pbx.{name}.name", "clashes with a [pbx] key's environment name")
+        prefix = pbx_env_prefix(name)
+        parts: dict[str, Any] = {}
+        for part, part_type in _SITE_PARTS.items():
+            raw = entry.get(part, {})
+            if not isinstance(raw, dict):
+                raise ConfigError(f"pbx.{name}.{part}", "must be a table")
+            parts[part] = _build_section(
+                f"pbx.{name}.{part}",
+                part_type,
+                raw,
+                environ,
+                f"{prefix}{part.upper()}_",
+                shared[part],
+            )
+        own = {k: v for k, v in entry.items() if k not in ("name", *_SITE_PARTS)}
+        site_pbx = _build_section(f"pbx.{name}", PbxConfig, own, environ, prefix, shared["pbx"])
+        sites.append(PbxSite(name, site_pbx, parts["ami"], parts["ari"], namespaced=True))
+    return tuple(sites)
 
 
 def config_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.config import ENV_PREFIX, Config, build_config
+from bridge.config import ENV_PREFIX, Config, build_config, section_fields
 
 ROOT = Path(__file__).parents[1]
 COMPOSE = ROOT / "docker" / "compose.yaml"
@@ -77,7 +77,7 @@ def test_environment_keys_are_real_config_keys_and_build_a_valid_config(
     env = compose["services"]["bridge"]["environment"]
     known = {
         f"{ENV_PREFIX}{s.name.upper()}_{k.name.upper()}"
-        for s in dataclasses.fields(Config)
+        for s in section_fields()
         for k in dataclasses.fields(getattr(Config(), s.name))
     }
     unknown = set(env) - known

@@ -9,7 +9,7 @@ ACTIVE = Gauge("crm_bridge_agi_sessions_active", "FastAGI sessions open now")
 ERRORS = Counter(
     "crm_bridge_agi_errors",
     "FastAGI sessions that failed, by kind (header, timeout, write_timeout, protocol,"
-    " closed, overload, evicted, unknown_script, command, handler)",
+    " closed, overload, evicted, unknown_script, command, handler, unattributed)",
     ["kind"],
 )
 ROUTE_SECONDS = Histogram(

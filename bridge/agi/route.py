@@ -12,6 +12,10 @@ Commands go one at a time, each reply read before the next command is sent. Pipe
 would stall a real Asterisk: res_agi reads commands with `fgets` on a buffered `FILE*` but
 waits for the next one by polling the raw descriptor, so commands already sitting in the
 stdio buffer are not seen until more bytes arrive.
+
+Several PBXs (`[[pbx]]`): the request is attributed to one (`bridge.pbx.attribution`), whose
+region and recording template apply and whose namespace the recorded decision's Linkedid
+and Uniqueid take, so the decision joins that PBX's call record.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from bridge.agi.server import AgiSession
 from bridge.config import Config
 from bridge.crm.phones import normalise
 from bridge.models import Decision, InboundCall
+from bridge.pbx.attribution import site_for_request
+from bridge.pbx.namespace import namespace_event
 from bridge.routing.variables import contract_variables, recording_name
 
 log = logging.getLogger(__name__)
@@ -98,9 +104,10 @@ class RouteHandler:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         deadline = loop.time() + self._budget_s
-        call = inbound_call(
-            session.env, default_region=self._config.pbx.default_region, at=self._now()
-        )
+        peer = session.peer[0] if isinstance(session.peer, tuple) else None
+        site = site_for_request(session.env, peer, self._config.pbxs)
+        pbx = self._config.pbx if site is None else site.pbx
+        call = inbound_call(session.env, default_region=pbx.default_region, at=self._now())
         work = asyncio.ensure_future(self._router.route(call))
         try:
             linkedid = await self._linkedid(session, deadline)
@@ -111,14 +118,21 @@ class RouteHandler:
         metrics.ROUTE_SECONDS.observe(time.perf_counter() - started)
         call = dataclasses.replace(call, linkedid=linkedid or call.uniqueid)
         recording = recording_name(
-            self._config.pbx.recording_template,
+            pbx.recording_template,
             linkedid=call.linkedid,
             uniqueid=call.uniqueid,
         )
         try:
             await self._set_variables(session, decision, recording)
         finally:
-            await self._router.record(call, decision, recording)
+            if site is not None:
+                await self._router.record(namespace_event(call, site.prefix), decision, recording)
+            else:
+                metrics.ERRORS.labels("unattributed").inc()
+                log.warning(
+                    "FastAGI %s: no PBX named by ?pbx= or known by address; routed, not recorded",
+                    peer,
+                )
 
     def _abandon(self, work: asyncio.Future[Decision]) -> None:
         """The session ended before the decision: let the router finish within its own budget

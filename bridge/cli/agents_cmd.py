@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--name", required=True)
     add.add_argument("--role", choices=ROLES, default="agent")
     add.add_argument("--device", metavar="EXT", help="the agent's extension (default: ID)")
+    add.add_argument(
+        "--pbx", metavar="NAME", help="the [[pbx]] entry of the device (default: the first)"
+    )
     add.set_defaults(handler=_add)
 
     actions.add_parser("list", help="show the agents").set_defaults(handler=_list)
@@ -55,7 +58,9 @@ def _add(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         async with database_pool(config) as pool:
-            return await create_agent(pool, args.id, args.name, args.role, args.device)
+            # Several PBXs: the device is on the named one, else on the first listed.
+            pbx = (args.pbx or config.pbxs[0].name) if config.pbx_sites else ""
+            return await create_agent(pool, args.id, args.name, args.role, args.device, pbx)
 
     token = asyncio.run(go())
     print(f"agent {args.id} {token}")

@@ -3,6 +3,7 @@
 The same `Dialer` as the desk and the admin API (checks, rate limit, audit with actor
 `cli`), over a short-lived AMI connection of its own: AGENT's device rings, and when the
 agent answers the PBX dials NUMBER through `[pbx] outbound_context`. Prints the call id.
+With several PBXs (`[[pbx]]`), the connection is to the agent's own PBX.
 A refused number, an unknown or disabled agent is exit 2 with the reason.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 from bridge.ami.link import AmiLink
 from bridge.cli.common import config_from, database_pool
 from bridge.crm.agents import get_agent
+from bridge.devices import DevicePatterns
 from bridge.dial.service import Dialer, DialForbidden, NumberRefused
 from bridge.errors import LinkDown, NotFound, UsageError
 from bridge.tracker import CallTracker
@@ -36,16 +38,17 @@ def _dial(args: argparse.Namespace) -> int:
             agent = await get_agent(pool, args.agent[:64])
             if agent is None:
                 raise NotFound(f"no agent {args.agent[:64]!r}")
-            link = AmiLink(config.ami, CallTracker(config.device_regex))
+            # Several PBXs: the agent's own (an agent on none may not dial: the Dialer says so).
+            site = next((p for p in config.pbxs if p.name == agent.pbx), config.pbxs[0])
+            link = AmiLink(site.ami, CallTracker(DevicePatterns.parse(site.pbx.device_pattern)))
             await link.start()
             try:
                 try:
                     await asyncio.wait_for(link.connected(), CONNECT_S)
                 except TimeoutError as exc:
-                    raise LinkDown(
-                        f"cannot reach AMI at {config.ami.host}:{config.ami.port}"
-                    ) from exc
-                dialer = Dialer(pool, config, link.action)
+                    raise LinkDown(f"cannot reach AMI at {site.ami.host}:{site.ami.port}") from exc
+                sites = {site.name: (site, link.action)} if config.pbx_sites else None
+                dialer = Dialer(pool, config, link.action, sites=sites)
                 try:
                     dialed = await dialer.dial(agent, args.number, actor="cli")
                 except (NumberRefused, DialForbidden) as exc:

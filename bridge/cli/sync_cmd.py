@@ -19,16 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import zoneinfo
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bridge.alerts import Alerter
 from bridge.cli.common import config_from, database_pool
-from bridge.connectors import build_connector
+from bridge.config import Config, PbxSite
+from bridge.connectors import CrmConnector, build_connector
 from bridge.errors import UsageError
+from bridge.pbx.build import site_cdr_source, site_devices
 from bridge.sync import SyncSummary, run_sync
-from bridge.sync.periodic import SYNC_LOCK
-from bridge.sync.sources import build_cdr_source
+from bridge.sync.periodic import SYNC_LOCK, scope_lock
 
 DEFAULT_LOOKBACK = timedelta(hours=48)
 _LOCK = SYNC_LOCK  # one sync at a time per database (the periodic run in `crm-bridge run` too)
@@ -61,32 +62,24 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime:
 def _run(args: argparse.Namespace) -> int:
     config = config_from(args, database=True)
     since = parse_since(args.since)
-    source = build_cdr_source(config.pbx.cdr_source, zoneinfo.ZoneInfo(config.pbx.cdr_timezone))
 
     async def go() -> SyncSummary:
-        async with database_pool(config) as pool, pool.acquire() as lock_conn:
-            await lock_conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+        async with database_pool(config) as pool:
+            connector = build_connector(config)
+            alerter = Alerter(config.alerts)
+            await alerter.start()
+            await connector.start()
             try:
-                connector = build_connector(config)
-                alerter = Alerter(config.alerts)
-                await alerter.start()
-                await connector.start()
-                try:
-                    return await run_sync(
-                        pool,
-                        connector,
-                        config.device_regex,
-                        since=since,
-                        max_attempts=config.crm.max_attempts,
-                        source=source,
-                        max_call_s=float(getattr(config.pbx, "max_call_s", 14_400)),
-                        alerts=alerter,
-                    )
-                finally:
-                    await connector.stop()
-                    await alerter.stop()
+                # Each PBX in turn (one with a legacy configuration), under the same lock as
+                # its periodic reconciliation in `crm-bridge run`.
+                summaries = [
+                    await _sync_pbx(pool, config, site, since, connector, alerter)
+                    for site in config.pbxs
+                ]
             finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+                await connector.stop()
+                await alerter.stop()
+        return _total(summaries)
 
     summary = asyncio.run(go())
     print(f"sync since {since.isoformat()}: {summary.line()}")
@@ -97,6 +90,49 @@ def _run(args: argparse.Namespace) -> int:
     for call_id, reason in summary.unrebuildable:
         print(f"lost {_printable(call_id)}: {reason}")
     return 1 if summary.unrebuildable or summary.source_problem_count else 0
+
+
+async def _sync_pbx(
+    pool: Any,
+    config: Config,
+    site: PbxSite,
+    since: datetime,
+    connector: CrmConnector,
+    alerter: Alerter,
+) -> SyncSummary:
+    lock = scope_lock(site.prefix) if site.namespaced else _LOCK
+    async with pool.acquire() as lock_conn:
+        await lock_conn.execute("SELECT pg_advisory_lock($1)", lock)
+        try:
+            return await run_sync(
+                pool,
+                connector,
+                site_devices(site),
+                since=since,
+                max_attempts=config.crm.max_attempts,
+                source=site_cdr_source(site),
+                max_call_s=float(site.pbx.max_call_s),
+                alerts=alerter,
+                scope=site.prefix,
+            )
+        finally:
+            await lock_conn.execute("SELECT pg_advisory_unlock($1)", lock)
+
+
+def _total(summaries: list[SyncSummary]) -> SyncSummary:
+    """Several PBXs' runs as one summary."""
+    if len(summaries) == 1:
+        return summaries[0]
+    return SyncSummary(
+        sum(s.checked for s in summaries),
+        sum(s.backfilled for s in summaries),
+        sum(s.resent for s in summaries),
+        sum(s.delivered for s in summaries),
+        sum(s.dead_lettered for s in summaries),
+        tuple(item for s in summaries for item in s.unrebuildable),
+        tuple(item for s in summaries for item in s.source_problems),
+        sum(s.source_problem_count for s in summaries),
+    )
 
 
 def _printable(text: str) -> str:

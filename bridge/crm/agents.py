@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from bridge.config import PBX_NAME
 from bridge.db.errors import map_db_errors
 from bridge.errors import ValidationError
 
@@ -37,6 +38,15 @@ class Agent:
     role: Role
     device: str
     active: bool = True
+    # The `[[pbx]]` entry the device is on ('' with one PBX). The roster's agents carry the
+    # bridge-wide device (`east:1001`) as `device` and '' here: see `bridge_device`.
+    pbx: str = ""
+
+
+def bridge_device(agent: Agent) -> str:
+    """The device as call events, pops and the wallboard name it: `<pbx>:<ext>` for an
+    agent on one of several PBXs, else the bare extension (sql/100_agents_pbx.sql)."""
+    return f"{agent.pbx}:{agent.device}" if agent.pbx else agent.device
 
 
 def valid_token_text(token: object) -> bool:
@@ -49,7 +59,7 @@ def hash_token(token: str) -> str:
 
 
 def _agent(row: Any) -> Agent:
-    return Agent(row["id"], row["name"], row["role"], row["device"], row["active"])
+    return Agent(row["id"], row["name"], row["role"], row["device"], row["active"], row["pbx"])
 
 
 def validate_agent(id: str, name: str, role: str, device: str) -> None:
@@ -71,21 +81,27 @@ async def create_agent(
     name: str,
     role: str = "agent",
     device: str | None = None,
+    pbx: str = "",
 ) -> str:
-    """Create an agent; return its fresh access token (shown once, stored as a hash)."""
+    """Create an agent; return its fresh access token (shown once, stored as a hash).
+
+    `pbx`: the `[[pbx]]` entry the device belongs to ('' with a single PBX)."""
     device = id if device is None else device
     validate_agent(id, name, role, device)
+    if pbx and not PBX_NAME.fullmatch(pbx):
+        raise ValidationError("pbx", "a [[pbx]] name: 1-16 of a-z, 0-9 and inner '-'")
     token = secrets.token_urlsafe(32)
     with map_db_errors("cannot create agent"):
         try:
             await pool.execute(
-                "INSERT INTO agents (id, name, role, device, token_hash)"
-                " VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO agents (id, name, role, device, token_hash, pbx)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
                 id,
                 name.strip(),
                 role,
                 device,
                 hash_token(token),
+                pbx,
             )
         except asyncpg.UniqueViolationError as exc:
             if "device" in (exc.constraint_name or ""):
@@ -123,7 +139,7 @@ async def authenticate(pool: asyncpg.Pool[Any], token: str) -> Agent | None:
     digest = hash_token(token)
     row = await _fetchrow(
         pool,
-        "SELECT id, name, role, device, active, token_hash FROM agents"
+        "SELECT id, name, role, device, active, pbx, token_hash FROM agents"
         " WHERE token_hash = $1 AND active",
         digest,
     )
@@ -136,24 +152,26 @@ async def get_agent(pool: asyncpg.Pool[Any], id: str) -> Agent | None:
     if not isinstance(id, str) or not _ID.fullmatch(id):
         return None
     row = await _fetchrow(
-        pool, "SELECT id, name, role, device, active FROM agents WHERE id = $1", id
+        pool, "SELECT id, name, role, device, active, pbx FROM agents WHERE id = $1", id
     )
     return None if row is None else _agent(row)
 
 
 async def agent_by_device(pool: asyncpg.Pool[Any], ext: str) -> Agent | None:
-    """The agent whose device (extension) is `ext`, active or not; None if nobody."""
+    """The agent whose device is `ext` (as `bridge_device` names it), active or not."""
     if not isinstance(ext, str) or not _DEVICE.fullmatch(ext):
         return None
     row = await _fetchrow(
-        pool, "SELECT id, name, role, device, active FROM agents WHERE device = $1", ext
+        pool, "SELECT id, name, role, device, active, pbx FROM agents WHERE pbx_device = $1", ext
     )
     return None if row is None else _agent(row)
 
 
 async def list_agents(pool: asyncpg.Pool[Any]) -> list[Agent]:
     with map_db_errors("cannot list agents"):
-        rows = await pool.fetch("SELECT id, name, role, device, active FROM agents ORDER BY id")
+        rows = await pool.fetch(
+            "SELECT id, name, role, device, active, pbx FROM agents ORDER BY id"
+        )
     return [_agent(r) for r in rows]
 
 
@@ -163,7 +181,7 @@ async def owner_of(pool: asyncpg.Pool[Any], customer_id: str) -> Agent | None:
         return None
     row = await _fetchrow(
         pool,
-        "SELECT a.id, a.name, a.role, a.device, a.active FROM customer_owners o"
+        "SELECT a.id, a.name, a.role, a.device, a.active, a.pbx FROM customer_owners o"
         " JOIN agents a ON a.id = o.agent_id WHERE o.customer_id = $1",
         customer_id,
     )

@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 __all__ = ["CHANNEL", "AgentRoster"]
 
 CHANNEL = "crm_agents_changed"
-_COLUMNS = "id, name, role, device, active, token_hash, version"
+# `pbx_device` (sql/100_agents_pbx.sql): the device as call events name it, the bare
+# extension with one PBX, `<pbx>:<ext>` with several; the roster's agents carry it as `device`.
+_COLUMNS = "id, name, role, pbx_device AS device, active, token_hash, version"
 
 OnChange = Callable[[str], None]  # called with the id of an agent whose row changed or vanished
 

@@ -25,7 +25,7 @@ import asyncpg
 from aiohttp import web
 
 from bridge.clock import WallClock, utc_now
-from bridge.crm.agents import Agent, get_agent
+from bridge.crm.agents import Agent, bridge_device, get_agent
 from bridge.dial.callbacks import callback_number, pending_callbacks
 from bridge.dial.service import (
     Dialer,
@@ -143,7 +143,7 @@ async def agent_callbacks(request: web.Request) -> web.Response:
 
     agent = await bearer_agent(request, request.app[AGENT_DEPS])
     deps = _deps(request)
-    queues = None if agent.role in ("supervisor", "admin") else deps.queues_of(agent.device)
+    queues = None if agent.role in ("supervisor", "admin") else deps.queues_of(bridge_device(agent))
     rows = await pending_callbacks(
         deps.pool, now=deps.now(), days=deps.callbacks_days, queues=queues, region=deps.region
     )

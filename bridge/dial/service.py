@@ -7,6 +7,10 @@ instance: `bridge.dial.slots`); then one AMI Originate rings the agent's own
 device (`originate_fields`). Every attempt, refused or not, writes one `audit_log` row
 (`call.dial`: who asked, for which agent, the number as typed, the result and the reason), so
 an abuse attempt leaves a trace as well as a dial does.
+
+Several PBXs (`sites`): the agent's own PBX (`Agent.pbx`) gets the Originate, with its
+`[pbx]` keys, and the call id is namespaced like that PBX's calls (`east:c2d-…`); an agent on
+no configured PBX may not dial.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import asyncpg
 from bridge import audit
 from bridge.ami.protocol import Frame
 from bridge.clock import UnixClock
-from bridge.config import Config
+from bridge.config import Config, PbxSite
 from bridge.crm.agents import Agent
 from bridge.db.errors import DB_ERRORS
 from bridge.dial.originate import DEVICE, new_call_id, originate_fields
@@ -75,10 +79,12 @@ class Dialer:
         send: SendAction,
         *,
         clock: UnixClock = time.time,
+        sites: Mapping[str, tuple[PbxSite, SendAction]] | None = None,
     ) -> None:
         self._pool = pool
         self._config = config
         self._send = send
+        self._sites = sites  # [[pbx]] name -> (its site, its link's send)
         self._clock = clock  # wall-clock seconds: the instances share the slots
 
     async def dial(
@@ -108,16 +114,25 @@ class Dialer:
             raise DialForbidden(f"agent {agent.id} is disabled")
         if not agent.device or not DEVICE.fullmatch(agent.device):
             raise DialForbidden(f"agent {agent.id} has no device to ring")
+        config, send, site = self._config, self._send, None
+        if self._sites is not None:
+            found = self._sites.get(agent.pbx)
+            if found is None:
+                raise DialForbidden(f"agent {agent.id}'s device is on no configured PBX")
+            site, send = found
+            config = self._config.for_pbx(site)
         target: DialTarget = check_number(
-            number, region=self._config.pbx.default_region, allow=self._config.dial.allow
+            number, region=config.pbx.default_region, allow=config.dial.allow
         )
         await self._take_slot(agent.id)
         call_id = new_call_id()
         fields = originate_fields(
-            self._config, device=agent.device, digits=target.digits, call_id=call_id
+            config, device=agent.device, digits=target.digits, call_id=call_id
         )
+        if site is not None:
+            call_id = site.qualify(call_id)  # as that PBX's tracker will name the call
         try:
-            frame = await self._send("Originate", fields)
+            frame = await send("Originate", fields)
         except (LinkDown, UnsafeValueError) as exc:
             raise DialFailed(f"the PBX cannot be reached: {exc}") from exc
         if (frame.response or "").lower() != "success":

@@ -8,6 +8,7 @@ error is that check's failure, and the others still run. Secrets never appear in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -228,12 +229,21 @@ CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = [
 ]
 
 
+# Checked once per PBX with several (`[[pbx]]`), each line named after it (`ami east`).
+PER_PBX = (check_ami, check_ari)
+
+
 async def run_checks(config: Config) -> list[Check]:
     out: list[Check] = [Check("config", "ok", "loaded")]
     for check in CHECKS:
-        try:
-            out.extend(await check(config))
-        except Exception as exc:  # a bug in one check must not hide the others
-            name = check.__name__.removeprefix("check_")
-            out.append(Check(name, "fail", f"{type(exc).__name__}: {exc}"))
+        targets: list[tuple[str, Config]] = [("", config)]
+        if check in PER_PBX and config.pbx_sites:
+            targets = [(f" {site.name}", config.for_pbx(site)) for site in config.pbxs]
+        for suffix, target in targets:
+            try:
+                found = await check(target)
+            except Exception as exc:  # a bug in one check must not hide the others
+                name = check.__name__.removeprefix("check_")
+                found = [Check(name, "fail", f"{type(exc).__name__}: {exc}")]
+            out.extend(dataclasses.replace(c, name=c.name + suffix) for c in found)
     return out

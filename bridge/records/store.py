@@ -94,8 +94,8 @@ WITH calls AS (
 )
 SELECT c.i, d.customer_id, d.rule, d.queue, d.recording, d.degraded,
        p.customer_id AS phone_customer,
-       (SELECT COALESCE(json_object_agg(a.device, a.id), '{}'::json)
-          FROM agents a WHERE a.device = ANY($5::text[])) AS agent_ids,
+       (SELECT COALESCE(json_object_agg(a.pbx_device, a.id), '{}'::json)
+          FROM agents a WHERE a.pbx_device = ANY($5::text[])) AS agent_ids,
        (SELECT COALESCE(json_agg(json_build_object('agent_id', f.agent_id,
                   'disposition', f.disposition, 'notes', f.notes)
                   ORDER BY f.filed_at, f.agent_id), '[]'::json)
@@ -215,7 +215,8 @@ def _prepare(event: CallEnded, region: str) -> _Call:
         raise ValidationError("call_id", "empty or longer than 150 characters")
     s = event.summary
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
-    devices = [clean(a.device, 64) for a in s.agents]
+    # `<pbx>:<device>` with several PBXs (sql/100_agents_pbx.sql): 16 + 1 + 64 characters.
+    devices = [clean(a.device, 81) for a in s.agents]
     dialled = s.direction == "outbound"
     return _Call(
         event, call_id, uniqueids, devices, _e164(s.caller, dialled=dialled, region=region)

@@ -82,6 +82,10 @@ class SimConfig:
     agi_script: str = "route"
     agi_timeout_s: float = 10.0
     monitor_dir: str = "/var/spool/asterisk/monitor"
+    # Uniqueids `<epoch>.<sequence>` from this fixed epoch instead of the clock: two simulated
+    # PBXs with the same value number their calls alike, as two real Asterisks may (several
+    # PBXs behind one bridge: their Linkedids collide).
+    uniqueid_epoch: int | None = None
     ami_users: tuple[AmiUser, ...] = field(
         default_factory=lambda: (AmiUser("bridge", "bridgesecret"),)
     )

@@ -32,7 +32,8 @@ class SimPbx:
         self.config = config
         self.clock: Clock = clock or RealClock()
         self.rng = rng or random.Random(config.seed)
-        self.ids = Ids(self.clock.now)
+        epoch = config.uniqueid_epoch
+        self.ids = Ids(self.clock.now if epoch is None else lambda: float(epoch))
         self.channels: dict[str, Channel] = {}
         self.queue_entries: dict[str, list[Channel]] = {q.name: [] for q in config.queues}
         self.busy: set[str] = set()

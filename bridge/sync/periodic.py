@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,8 +43,13 @@ class Reconciler:
         source: CdrSource | None = None,
         max_call_s: float = DEFAULT_MAX_CALL_S,
         alerts: AlertSink | None = None,
+        scope: str = "",
     ) -> None:
         self._pool = pool
+        # Several PBXs: each reconciles its own calls (`scope`, its call id prefix) under its
+        # own lock, so one PBX's run never makes another's skip its turn.
+        self._scope = scope
+        self._lock = SYNC_LOCK if not scope else scope_lock(scope)
         self._pattern = device_pattern
         self._period = period_s
         self._source = source
@@ -86,7 +92,7 @@ class Reconciler:
         """One reconciliation; None when another instance holds the lock."""
         since = datetime.now(UTC) - timedelta(seconds=self._max_call_s + 2 * self._period)
         async with self._pool.acquire() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SYNC_LOCK):
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock):
                 return None
             try:
                 return await backfill_on(
@@ -96,9 +102,10 @@ class Reconciler:
                     source=self._source,
                     max_call_s=self._max_call_s,
                     alerts=self._alerts,
+                    scope=self._scope,
                 )
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", SYNC_LOCK)
+                await conn.execute("SELECT pg_advisory_unlock($1)", self._lock)
 
     async def _loop(self) -> None:
         while True:
@@ -125,6 +132,11 @@ class Reconciler:
             async with self._done:
                 self._done.notify_all()
             await asyncio.sleep(self._period)
+
+
+def scope_lock(scope: str) -> int:
+    """The advisory lock of one PBX's reconciliation (stable across instances)."""
+    return SYNC_LOCK * 1_000_000 + zlib.crc32(scope.encode()) % 1_000_000
 
 
 def build_reconciler(config: Config, pool: Any, alerts: AlertSink | None) -> Reconciler | None:

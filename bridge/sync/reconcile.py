@@ -89,7 +89,8 @@ _CDRS = """
 SELECT uniqueid, channel, destination_channel, source, destination, start_time, answer_time,
        end_time, duration_s, billable_s, disposition, last_application, last_data
 FROM pbx_cdrs
-WHERE $1::timestamptz IS NULL OR COALESCE(end_time, received_at) >= $1
+WHERE ($1::timestamptz IS NULL OR COALESCE(end_time, received_at) >= $1)
+  AND starts_with(uniqueid, $2)
 ORDER BY id
 """
 
@@ -98,6 +99,7 @@ _UNRECORDED_DECISIONS = """
 SELECT COALESCE(NULLIF(d.linkedid, ''), d.uniqueid) AS call_id, min(d.decided_at) AS decided_at
 FROM route_decisions d
 WHERE ($1::timestamptz IS NULL OR d.decided_at >= $1) AND d.decided_at < $2
+  AND starts_with(COALESCE(NULLIF(d.linkedid, ''), d.uniqueid), $3)
   AND NOT EXISTS (SELECT 1 FROM call_records r
                   WHERE r.call_id = COALESCE(NULLIF(d.linkedid, ''), d.uniqueid)
                     AND r.ended_at IS NOT NULL)
@@ -132,9 +134,13 @@ async def backfill(
     max_call_s: float = DEFAULT_MAX_CALL_S,
     alerts: AlertSink | None = None,
     now: datetime | None = None,
+    scope: str = "",
 ) -> Backfill:
     """Rebuild every call with a CDR or a routing decision but no record (on one pooled
-    connection: see `backfill_on`)."""
+    connection: see `backfill_on`).
+
+    `scope`: one of several PBXs' call id prefix (`east:`); only its kept Cdrs and routing
+    decisions are looked at (its `source` must give CDRs in that namespace too)."""
     async with pool.acquire() as conn:
         return await backfill_on(
             conn,
@@ -144,6 +150,7 @@ async def backfill(
             max_call_s=max_call_s,
             alerts=alerts,
             now=now,
+            scope=scope,
         )
 
 
@@ -156,6 +163,7 @@ async def backfill_on(
     max_call_s: float = DEFAULT_MAX_CALL_S,
     alerts: AlertSink | None = None,
     now: datetime | None = None,
+    scope: str = "",
 ) -> Backfill:
     """`backfill` on `conn`, for a caller already holding one: the periodic reconciler
     runs it on the connection that holds its advisory lock, so a run takes one connection
@@ -179,7 +187,7 @@ async def backfill_on(
                     {"first": list(batch.problems[:10])},
                 )
     failures: dict[str, str] = {}
-    rows = await conn.fetch(_CDRS, since)
+    rows = await conn.fetch(_CDRS, since, scope)
     cdrs = _merge([PbxCdr.from_dict(dict(r)) for r in rows], external)
     uniqueids = sorted({c.uniqueid for c in cdrs})
     known = await conn.fetch(
@@ -242,7 +250,7 @@ async def backfill_on(
             metrics.RECONCILED.inc()
             log.info("call %r rebuilt from %d CDRs", call_id[:150], len(group))
     cutoff = now - timedelta(seconds=max_call_s)
-    for row in await conn.fetch(_UNRECORDED_DECISIONS, since, cutoff):
+    for row in await conn.fetch(_UNRECORDED_DECISIONS, since, cutoff, scope):
         call_id = row["call_id"]
         if call_id not in rebuilt and call_id not in failures:
             failures[call_id] = "a routing decision but no CDR (is [pbx] cdr_source set?)"
@@ -310,9 +318,17 @@ async def run_sync(
     source: CdrSource | None = None,
     max_call_s: float = DEFAULT_MAX_CALL_S,
     alerts: AlertSink | None = None,
+    scope: str = "",
 ) -> SyncSummary:
+    """Backfill (one PBX's calls with `scope`, see `backfill`), then re-send."""
     found = await backfill(
-        pool, device_pattern, since, source=source, max_call_s=max_call_s, alerts=alerts
+        pool,
+        device_pattern,
+        since,
+        source=source,
+        max_call_s=max_call_s,
+        alerts=alerts,
+        scope=scope,
     )
     resent = await resend(pool, since)
     outcomes: dict[str, int] = {"delivered": 0, "dead": 0, "retry": 0}

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bridge.config import Config
+from bridge.config import Config, section_fields
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,7 +32,7 @@ def section_text(name: str) -> str:
 def test_every_config_key_is_documented_with_its_default() -> None:
     defaults = Config()
     missing = []
-    for section in dataclasses.fields(Config):
+    for section in section_fields():
         try:
             text = section_text(section.name)
         except ValueError:
