@@ -38,8 +38,8 @@ from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
 from bridge.dial.routes import DialDeps, setup_dial_routes
 from bridge.dial.service import Dialer
+from bridge.models import CustomerCard
 from bridge.netguard import raise_open_files_limit
-from bridge.pops.card import CustomerCard
 from bridge.pops.hub import CardForCaller, PopHub
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder

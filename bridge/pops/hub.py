@@ -53,11 +53,10 @@ from websockets.http11 import Request, Response
 from bridge.component import Health
 from bridge.crm.agents import Agent
 from bridge.errors import BridgeError, ConfigError
-from bridge.models import CallEnded, CallEvent
+from bridge.models import CallEnded, CallEvent, CustomerCard
 from bridge.netguard import ConnectionGuard
 from bridge.netguard.ws import guarded_connection
 from bridge.pops import metrics
-from bridge.pops.card import CustomerCard
 from bridge.pops.origins import origin_allowed
 from bridge.pops.permissions import FULL_ROLES, visible_card
 from bridge.pops.protocol import (
