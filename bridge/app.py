@@ -22,7 +22,6 @@ import asyncpg
 from bridge.agi import build_agi_server
 from bridge.alerts.wiring import build_monitor, change_lag
 from bridge.ami.link import AmiLink
-from bridge.ami.normalise import CdrRecord
 from bridge.ari import build_ari_app
 from bridge.audit import CardViewAudit
 from bridge.component import Component, Health
@@ -40,6 +39,7 @@ from bridge.dial.routes import DialDeps, setup_dial_routes
 from bridge.dial.service import Dialer
 from bridge.models import CustomerCard
 from bridge.netguard import raise_open_files_limit
+from bridge.pbx_events import CdrRecord
 from bridge.pops.hub import CardForCaller, PopHub
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder

@@ -51,12 +51,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.ami import metrics
-from bridge.ami.normalise import AmiEvent, ChannelListed, QueueEntryListed, normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser, Frame, encode_action
 from bridge.component import Health, State
 from bridge.config import AmiConfig
 from bridge.errors import AmiProtocolError, AuthError, LinkDown
 from bridge.models import CallEvent
+from bridge.pbx_events import ChannelListed, PbxEvent, QueueEntryListed
 from bridge.tasks import cancel_and_wait
 from bridge.tracker.tracker import CallTracker
 
@@ -95,7 +96,7 @@ class _Pending:
 class _Subscription:
     callback: Callable[[Any], Awaitable[None]]
     queue: asyncio.Queue[Any]
-    types: tuple[type, ...] = ()  # raw AMI event subscriptions: the normalised types wanted
+    types: tuple[type, ...] = ()  # raw AMI event subscriptions: the decoded types wanted
     lossless: bool = False  # full: pause the reader instead of dropping
     batch: bool = False  # the callback takes a list of events
     task: asyncio.Task[None] | None = None
@@ -136,7 +137,7 @@ class AmiLink:
         self._queue_size = subscriber_queue
         self._rng = rng
         self._subs: list[_Subscription] = []  # call events
-        self._ami_subs: list[_Subscription] = []  # normalised AMI events (e.g. CdrRecord)
+        self._ami_subs: list[_Subscription] = []  # decoded PBX events (e.g. CdrRecord)
         self._observers: list[Callable[[list[CallEvent]], None]] = []
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
@@ -144,7 +145,7 @@ class AmiLink:
         self._state = LinkState.DOWN
         self._started = False
         self._ever_connected = False
-        self._resync_buffer: list[AmiEvent] | None = None
+        self._resync_buffer: list[PbxEvent] | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -274,7 +275,7 @@ class AmiLink:
         lossless: bool = False,
         batch: bool = False,
     ) -> Callable[[], None]:
-        """Deliver normalised AMI events of `types` (e.g. `CdrRecord`) to `callback`, as they
+        """Deliver decoded PBX events of `types` (e.g. `CdrRecord`) to `callback`, as they
         arrive and before the tracker sees them; returns a function that unsubscribes."""
         return self._add(self._ami_subs, self._subscription(callback, types, lossless, batch))
 
@@ -349,7 +350,7 @@ class AmiLink:
             for sub in self._subs:
                 self._offer(sub, event)
 
-    def _track(self, event: AmiEvent) -> list[CallEvent]:
+    def _track(self, event: PbxEvent) -> list[CallEvent]:
         """Hand one AMI event to raw subscribers, then to the tracker."""
         for sub in self._ami_subs:
             if isinstance(event, sub.types):
@@ -557,8 +558,8 @@ class AmiLink:
             log.warning("AMI QueueStatus refused: %s", exc)
             queues = []
         now = self._clock()
-        channels = [e for f in listing if isinstance(e := normalise(f, now), ChannelListed)]
-        entries = [e for f in queues if isinstance(e := normalise(f, now), QueueEntryListed)]
+        channels = [e for f in listing if isinstance(e := decode_event(f, now), ChannelListed)]
+        entries = [e for f in queues if isinstance(e := decode_event(f, now), QueueEntryListed)]
         self._dispatch(self.tracker.resync(channels, entries, now=now, complete=complete))
         held, self._resync_buffer = self._resync_buffer or [], None
         for event in held:  # one batch per event, as live: observers see the state after each
@@ -651,7 +652,7 @@ class AmiLink:
         metrics.EVENTS.inc()
         at = self._clock()
         self.last_event_at = at
-        event = normalise(frame, at)
+        event = decode_event(frame, at)
         if event is None:
             return
         if self._resync_buffer is not None:

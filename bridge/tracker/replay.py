@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser, Frame
 from bridge.models import CallEvent
 from bridge.tracker.tracker import CallTracker
@@ -41,7 +41,7 @@ def replay_frames(
     clock = clock or ReplayClock()
     out: list[CallEvent] = []
     for frame in frames:
-        event = normalise(frame, clock())
+        event = decode_event(frame, clock())
         if event is not None:
             out.extend(tracker.feed(event))
     if flush:

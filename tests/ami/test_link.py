@@ -9,10 +9,10 @@ import re
 import pytest
 
 from bridge.ami.link import AmiLink
-from bridge.ami.normalise import CdrRecord
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.errors import LinkDown, UnsafeValueError
 from bridge.models import CallEnded, CallEvent
+from bridge.pbx_events import CdrRecord
 from bridge.tracker import CallTracker
 from tests.ami.fake_ami import FakeAmi, Session, alive_channels
 from tests.conftest import TRACES

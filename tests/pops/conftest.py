@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
 from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
@@ -85,7 +85,7 @@ class Player:
         return self.emitted[start:]
 
     def _feed(self, frame: Any) -> None:
-        event = normalise(frame, self.clock())
+        event = decode_event(frame, self.clock())
         if event is not None:
             batch = self.env.tracker.feed(event)
             self.env.hub.dispatch(batch)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.db.pool import create_pool
@@ -287,7 +287,7 @@ async def test_ami_link_down_at_hangup_is_completed_by_resync_with_inferred(
     for frame in AmiParser().feed(data):
         if frame.get("Event") == "Hangup":
             break  # the link goes down here
-        event = normalise(frame, clock())
+        event = decode_event(frame, clock())
         if event is not None:
             for out in tracker.feed(event):
                 assert not isinstance(out, CallEnded)

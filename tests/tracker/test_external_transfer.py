@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bridge.ami import normalise as n
+from bridge import pbx_events as n
 from bridge.ami.protocol import AmiParser, Frame
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded, CallEvent

@@ -1,4 +1,4 @@
-"""Every recorded Asterisk scenario, replayed byte for byte through parser, normaliser and
+"""Every recorded Asterisk scenario, replayed byte for byte through parser, decoder and
 tracker, yields exactly the expected call events; so does the same call with PJSIP names."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
 from bridge.crm import agents
 from bridge.crm.directory import PostgresDirectory
@@ -32,7 +32,7 @@ def ring_first_agent(tracker: CallTracker, hub: PopHub) -> None:
     """Play the recorded VIP call through the tracker to the hub until 2001 rings."""
     clock = ReplayClock()
     for frame in AmiParser().feed((TRACES / "vip-answered" / "ami.log").read_bytes()):
-        event = normalise(frame, clock())
+        event = decode_event(frame, clock())
         if event is None:
             continue
         batch = tracker.feed(event)

@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.ami.decode import decode_event
 from bridge.ami.link import AmiLink
-from bridge.ami.normalise import normalise
 from bridge.ami.protocol import AmiParser
 from bridge.config import AmiConfig, build_config
 from bridge.crm.agents import create_agent
@@ -150,7 +150,7 @@ class Feed:
     def until(self, frames: list[Any], stop: type | None) -> None:
         """Feed frames until (and including) the one whose batch holds a `stop` event."""
         while frames:
-            event = normalise(frames.pop(0), self.clock())
+            event = decode_event(frames.pop(0), self.clock())
             if event is None:
                 continue
             out = self.tracker.feed(event)
@@ -197,7 +197,7 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
     first = next(
         e
         for f in vip
-        if (ev := normalise(f, datetime.now(UTC))) is not None
+        if (ev := decode_event(f, datetime.now(UTC))) is not None
         for e in probe.feed(ev)
         if isinstance(e, CallRinging)
     )
