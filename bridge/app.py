@@ -21,7 +21,7 @@ import asyncpg
 
 from bridge.agi import build_agi_server
 from bridge.alerts.wiring import build_monitor, change_lag
-from bridge.ami.link import AmiLink
+from bridge.ami_pipeline import AmiPipeline
 from bridge.ari import build_ari_app
 from bridge.audit import CardViewAudit
 from bridge.component import Component, Health
@@ -37,7 +37,7 @@ from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
 from bridge.dial.routes import DialDeps, setup_dial_routes
 from bridge.dial.service import Dialer
-from bridge.models import CustomerCard
+from bridge.models import CALL_EVENT_TYPES, CustomerCard
 from bridge.netguard import raise_open_files_limit
 from bridge.pbx_events import CdrRecord
 from bridge.pops.hub import CardForCaller, PopHub
@@ -119,7 +119,7 @@ def _roster(rt: Runtime) -> Component:
 
 
 def _tracker(rt: Runtime) -> CallTracker:
-    """The one live-call truth: fed by the AMI link, read by the pop hub."""
+    """The one live-call truth: fed from the AMI link's events, read by the pop hub."""
     tracker: CallTracker | None = rt.built.get("tracker")
     if tracker is None:
         found = rt.components.get("roster") or rt.built.get("roster")
@@ -206,24 +206,25 @@ def _participants(rt: Runtime) -> Component:
 
 
 def _ami(rt: Runtime) -> Component | None:
-    """The AMI link feeding the tracker, whose call events go to the pop hub (inline, in PBX
-    order), the participants and the call-record writer; Cdrs go to the writer too (kept
-    for `sync run`)."""
+    """The AMI link publishing the PBX's events on an event bus, the tracker fed from it;
+    the call events go to the pop hub and the wallboard (inline, in PBX order), the
+    participants and the call-record writer; Cdrs go to the writer too (kept for `sync run`)."""
     if not rt.config.ami.enabled:
         return None
-    link = AmiLink(rt.config.ami, _tracker(rt))
+    ami = AmiPipeline.build(rt.config.ami, _tracker(rt))
+    events = ami.events
     hub: PopHub = rt.get("pops")
     participants: ParticipantRecorder = rt.get("participants")
     writer = _records(rt).writer
-    link.observe(hub.dispatch)
+    events.observe(hub.dispatch, CALL_EVENT_TYPES)
     board: WallBoard = rt.get("wallboard")
-    board.use_control(AmiQueues(link, rt.config.device_regex))
-    link.observe(board.dispatch)
+    board.use_control(AmiQueues(ami.link, rt.config.device_regex))
+    events.observe(board.dispatch, CALL_EVENT_TYPES)
     # Who talked and the records are lossless: a full subscriber pauses the AMI read.
-    link.subscribe(participants.on_event, lossless=True)
-    link.subscribe(writer.on_events, lossless=True, batch=True)
-    link.subscribe_events(writer.on_events, (CdrRecord,), lossless=True, batch=True)
-    return link
+    events.subscribe(participants.on_event, CALL_EVENT_TYPES, lossless=True)
+    events.subscribe(writer.on_events, CALL_EVENT_TYPES, lossless=True, batch=True)
+    events.subscribe(writer.on_events, (CdrRecord,), lossless=True, batch=True)
+    return ami
 
 
 def _reconcile(rt: Runtime) -> Component | None:
@@ -252,10 +253,10 @@ def _http(rt: Runtime) -> Component:
     admin_deps = AdminDeps(
         pool=rt.pool, config=cfg, board=board if isinstance(board, WallBoard) else None
     )
-    link = rt.components.get("ami")
+    ami = rt.components.get("ami")
     dial_deps = DialDeps(
         rt.pool,
-        Dialer(rt.pool, cfg, link.action) if isinstance(link, AmiLink) else None,
+        Dialer(rt.pool, cfg, ami.link.action) if isinstance(ami, AmiPipeline) else None,
         callbacks_days=cfg.dial.callbacks_days,
         region=cfg.pbx.default_region,
         queues_of=board.queues_of if isinstance(board, WallBoard) else lambda device: None,

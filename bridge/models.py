@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,3 +163,4 @@ class CallEnded:
 
 
 CallEvent = CallRinging | CallDialing | CallAnswered | CallRetracted | CallTransferred | CallEnded
+CALL_EVENT_TYPES: tuple[type, ...] = get_args(CallEvent)  # e.g. for `EventBus.subscribe`

@@ -1,5 +1,5 @@
 """The Asterisk Manager Interface: wire format (`protocol`), frames to typed PBX events
-(`decode`) and the live link (`link`)."""
+(`decode`) and the live link (`link`), which publishes those events on an `EventBus`."""
 
 from __future__ import annotations
 

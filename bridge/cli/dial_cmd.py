@@ -16,7 +16,6 @@ from bridge.cli.common import config_from, database_pool
 from bridge.crm.agents import get_agent
 from bridge.dial.service import Dialer, DialForbidden, NumberRefused
 from bridge.errors import LinkDown, NotFound, UsageError
-from bridge.tracker import CallTracker
 
 CONNECT_S = 10.0
 
@@ -36,7 +35,7 @@ def _dial(args: argparse.Namespace) -> int:
             agent = await get_agent(pool, args.agent[:64])
             if agent is None:
                 raise NotFound(f"no agent {args.agent[:64]!r}")
-            link = AmiLink(config.ami, CallTracker(config.device_regex))
+            link = AmiLink(config.ami)  # actions only: its events go nowhere
             await link.start()
             try:
                 try:
