@@ -30,7 +30,7 @@ CDR = CdrRecord(
 def lookalike() -> Any:
     """Same name, same fields, another type: what a string comparison let through."""
     names = [f.name for f in fields(CdrRecord)]
-    cls = dataclass(frozen=True)(
+    cls: Any = dataclass(frozen=True)(
         type("CdrRecord", (), {"__annotations__": dict.fromkeys(names, "Any")})
     )
     return cls(**{name: getattr(CDR, name) for name in names})
