@@ -3,8 +3,8 @@
 Wire protocol and close codes: `bridge.pops.protocol`. Who gets what: `bridge.pops.router`.
 Who an agent is, and whether its session is still valid: `bridge.crm.roster`.
 
-Order: `dispatch(events)` runs synchronously where the tracker emits (the AMI link calls it
-right after each event batch), routes each event and puts its messages on the recipients'
+Order: `dispatch(events)` runs synchronously where the tracker emits (an event-bus observer,
+right after each tracker batch), routes each event and puts its messages on the recipients'
 queues at once. Each page has one FIFO queue and one writer task, so an agent's pops leave in
 the order the PBX events arrived, across calls. A `call.ringing` waits in that queue for its
 customer card: the card of a call is looked up once, when its first ringing is delivered,
