@@ -12,7 +12,7 @@ from bridge.ami_pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.errors import LinkDown, UnsafeValueError
 from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent
-from bridge.pbx_events import CdrRecord
+from bridge.pbx_events import CdrRecord, Hangup
 from bridge.tracker import CallTracker
 from tests.ami.fake_ami import FakeAmi, Session, alive_channels
 from tests.conftest import TRACES
@@ -267,3 +267,38 @@ async def test_raw_cdr_events_reach_an_event_subscriber() -> None:
     }
     talk = [c for c in cdrs if c.destination_channel == "Local/2001@phones-00000001;1"]
     assert [(c.billable_s, c.disposition) for c in talk] == [(2, "ANSWERED")]
+
+
+async def test_stop_ends_a_call_held_for_its_cdrs_before_the_subscribers_drain() -> None:
+    """The pipeline stops link, tracker feed, bus in that order: a call whose end still waits
+    for its Cdrs when the bridge stops is ended by the feed and reaches a lossless subscriber
+    (the record writer) before the bus lets its subscribers go."""
+    trace = (TRACES / "direct-inward" / "ami.log").read_bytes()
+    hangups = trace.count(b"Event: Hangup\r\n")
+    cut = split_after(trace, b"Event: Hangup\r\n", hangups)  # before the caller's Cdrs
+    assert b"Event: Cdr\r\n" in trace[cut:]
+    ended: list[CallEnded] = []
+    all_hung_up = asyncio.Event()
+    seen: list[Hangup] = []
+
+    def count_hangups(events: list[Hangup]) -> None:
+        seen.extend(events)
+        if len(seen) == hangups:
+            all_hung_up.set()
+
+    async def record(batch: list[CallEvent]) -> None:
+        ended.extend(e for e in batch if isinstance(e, CallEnded))
+
+    async with FakeAmi([Session(play=trace[:cut])], secret=SECRET) as pbx:
+        tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), cdr_grace_s=3600)
+        ami = AmiPipeline.build(config(pbx.port), tracker, tick_s=3600)
+        ami.events.observe(count_hangups, (Hangup,))
+        ami.events.subscribe(record, CALL_EVENT_TYPES, lossless=True, batch=True)
+        await ami.start()
+        try:
+            await asyncio.wait_for(all_hung_up.wait(), WAIT)
+            assert ended == [] and tracker.active_calls == 1  # held for its Cdrs
+        finally:
+            await ami.stop()
+    (call,) = ended
+    assert call.call_id == "1796193854.126"
