@@ -54,6 +54,14 @@ DROPPED = Counter(
 Observer = Callable[[list[Any]], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Who takes events of one concrete type, worked out once per type."""
+
+    subscriptions: tuple[Subscription, ...]
+    observers: tuple[Observer, ...]
+
+
 @dataclass(eq=False)
 class Subscription:
     """One subscriber: its queue, its task and its delivery policy."""
@@ -92,6 +100,7 @@ class EventBus:
         self._queue_size = queue_size
         self._observers: list[tuple[Observer, tuple[type, ...]]] = []
         self._subs: list[Subscription] = []
+        self._routes: dict[type, _Route] = {}  # cleared whenever a consumer comes or goes
         self._started = False
 
     # --- consumers ---------------------------------------------------------------------
@@ -101,10 +110,12 @@ class EventBus:
         (see the module docstring); returns a function that stops it."""
         entry = (callback, types)
         self._observers.append(entry)
+        self._routes.clear()
 
         def stop_observing() -> None:
             if entry in self._observers:
                 self._observers.remove(entry)
+                self._routes.clear()
 
         return stop_observing
 
@@ -124,12 +135,14 @@ class EventBus:
         sub = Subscription(callback, types, queue, self._queue_size, lossless, batch)
         sub._room.set()
         self._subs.append(sub)
+        self._routes.clear()
         if self._started:
             self._spawn_worker(sub)
 
         def unsubscribe() -> None:
             if sub in self._subs:
                 self._subs.remove(sub)
+                self._routes.clear()
             if sub.task is not None:
                 sub.task.cancel()
             sub._room.set()  # never leave the producer waiting on a subscriber that left
@@ -148,17 +161,34 @@ class EventBus:
         if not events:
             return
         for event in events:
-            for sub in self._subs:
-                if isinstance(event, sub.types):
-                    self._offer(sub, event)
-        for callback, types in self._observers:
+            for sub in self._route(type(event)).subscriptions:
+                self._offer(sub, event)
+        if len(events) == 1:  # the usual case: one PBX event, or one call event
+            batch = list(events)
+            for callback in self._route(type(events[0])).observers:
+                self._call(callback, batch)
+            return
+        for callback, types in list(self._observers):
             wanted = [event for event in events if isinstance(event, types)]
-            if not wanted:
-                continue
-            try:
-                callback(wanted)
-            except Exception:
-                log.exception("event observer %r failed", callback)
+            if wanted:
+                self._call(callback, wanted)
+
+    def _route(self, kind: type) -> _Route:
+        route = self._routes.get(kind)
+        if route is None:
+            route = _Route(
+                tuple(sub for sub in self._subs if issubclass(kind, sub.types)),
+                tuple(callback for callback, types in self._observers if issubclass(kind, types)),
+            )
+            self._routes[kind] = route
+        return route
+
+    @staticmethod
+    def _call(callback: Observer, events: list[Any]) -> None:
+        try:
+            callback(events)
+        except Exception:
+            log.exception("event observer %r failed", callback)
 
     def full(self) -> Subscription | None:
         """The first lossless subscriber over its bound, if any: the producer awaits its

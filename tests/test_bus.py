@@ -240,3 +240,24 @@ async def test_a_subscription_made_after_start_gets_its_worker_at_once() -> None
         await asyncio.wait_for(got.wait(), WAIT)
     finally:
         await bus.stop()
+
+
+async def test_consumers_that_come_and_go_between_events_are_honoured() -> None:
+    """Who takes a type is worked out once per type; a consumer added or removed later must
+    still be seen at the next event."""
+    bus = EventBus()
+    first: list[Any] = []
+    bus.observe(first.extend, (Raw,))
+    bus.publish([Raw(1)])
+    later: list[Any] = []
+    stop = bus.observe(later.extend, (Raw,))
+    unsubscribe = bus.subscribe(lambda event: asyncio.sleep(0), (Raw,))
+    bus.publish([Raw(2)])
+    (sub,) = bus.subscriptions
+    assert later == [Raw(2)] and sub.backlog == 1
+    stop()
+    unsubscribe()
+    bus.publish([Raw(3)])
+    assert first == [Raw(1), Raw(2), Raw(3)] and later == [Raw(2)] and sub.backlog == 1
+    bus.publish([Derived(4), Raw(5)])  # a batch of mixed types takes the other path
+    assert first == [Raw(1), Raw(2), Raw(3), Raw(5)]
