@@ -20,9 +20,10 @@ from typing import Any
 
 from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded
-from bridge.tracker import CallTracker, ReplayClock
+from bridge.tracker import CallTracker
 
 TRACE = (
     Path(__file__).resolve().parent.parent

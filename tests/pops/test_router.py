@@ -11,6 +11,7 @@ import pytest
 
 from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import (
     AgentLeg,
@@ -23,7 +24,6 @@ from bridge.models import (
 )
 from bridge.pops.router import Pop, PopRouter
 from bridge.tracker import CallTracker
-from bridge.tracker.replay import ReplayClock
 from tests.conftest import TRACES
 from tests.tracker.pjsip import pjsip_bytes
 

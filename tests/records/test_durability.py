@@ -18,11 +18,12 @@ import pytest
 
 from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.db.pool import create_pool
 from bridge.models import CallEnded
 from bridge.records import RecordWriter, Spool
-from bridge.tracker import CallTracker, ReplayClock
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 from tests.records.factory import make_ended
 from tests.records.helpers import ended_events, seed_crm, seed_decisions

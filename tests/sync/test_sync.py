@@ -19,6 +19,7 @@ import pytest
 
 from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import replay_frames
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.connectors import BuiltinConnector
 from bridge.models import CallEnded
@@ -26,7 +27,7 @@ from bridge.pbx_events import CdrRecord
 from bridge.records import PbxCdr, RecordWriter, Spool
 from bridge.sync import run_sync
 from bridge.sync.cdrs import INFERRED_FROM_CDR, call_from_cdrs, group_cdrs, handset_index
-from bridge.tracker import CallTracker, replay_frames
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 from tests.connectors.crm_server import TOKEN, CrmServer
 from tests.records.helpers import (

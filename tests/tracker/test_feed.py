@@ -9,11 +9,12 @@ from typing import Any
 
 from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock, replay
 from bridge.bus import EventBus
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent
 from bridge.pbx_events import PbxSnapshot
-from bridge.tracker import CallTracker, ReplayClock, TrackerFeed, replay
+from bridge.tracker import CallTracker, TrackerFeed
 from tests.conftest import TRACES
 from tests.tracker.test_trace_replay import EXPECTED, describe
 

@@ -14,10 +14,11 @@ import pytest
 
 from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser, Frame
+from bridge.ami_replay import ReplayClock, replay_frames
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded, CallEvent
 from bridge.pbx_events import ChannelListed, QueueEntryListed
-from bridge.tracker import CallTracker, ReplayClock, replay_frames
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 from tests.tracker.test_trace_replay import describe
 

@@ -10,6 +10,7 @@ import asyncpg
 
 from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.crm import agents
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.roster import AgentRoster
@@ -18,7 +19,6 @@ from bridge.pops.hub import PopHub
 from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
 from bridge.tracker import CallTracker
-from bridge.tracker.replay import ReplayClock
 from bridge.web import HttpServer, make_web_app
 from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.conftest import TRACES

@@ -22,6 +22,7 @@ import pytest
 from bridge.ami.decode import decode_event
 from bridge.ami.link import AmiLink
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.config import AmiConfig, build_config
 from bridge.crm.agents import create_agent
 from bridge.crm.directory import PostgresDirectory
@@ -32,7 +33,6 @@ from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder
 from bridge.sim import AmiServer, AmiUser, SimConfig, SimPbx
-from bridge.tracker.replay import ReplayClock
 from bridge.tracker.tracker import CallTracker
 from bridge.wallboard.ami import AmiQueues
 from bridge.wallboard.board import WallBoard
