@@ -190,7 +190,7 @@ class EventBus:
         except Exception:
             log.exception("event observer %r failed", callback)
 
-    def full(self) -> Subscription | None:
+    def full_subscriber(self) -> Subscription | None:
         """The first lossless subscriber over its bound, if any: the producer awaits its
         `room()` before producing more."""
         for sub in self._subs:

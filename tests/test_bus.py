@@ -127,7 +127,7 @@ async def test_a_shedding_subscriber_drops_with_one_warning_per_episode(
         bus.publish([Raw(n) for n in range(10)])
         (sub,) = bus.subscriptions
         assert sub.dropped == 8 and not sub.full  # shedding is never "full"
-        assert bus.full() is None
+        assert bus.full_subscriber() is None
         release.set()
         await asyncio.wait_for(sub.queue.join(), WAIT)
         bus.publish([Raw(99)])
@@ -153,9 +153,9 @@ async def test_a_lossless_subscriber_keeps_everything_and_asks_the_producer_to_w
     await bus.start()
     try:
         bus.publish([Raw(n) for n in range(2)])
-        assert bus.full() is None  # under its bound
+        assert bus.full_subscriber() is None  # under its bound
         bus.publish([Raw(n) for n in range(2, 10)])  # past it: kept, but full
-        full = bus.full()
+        full = bus.full_subscriber()
         assert full is not None and full.backlog >= 3 and full.dropped == 0
         room = asyncio.ensure_future(full.room())
         await asyncio.sleep(0)
@@ -163,7 +163,7 @@ async def test_a_lossless_subscriber_keeps_everything_and_asks_the_producer_to_w
         release.set()
         await asyncio.wait_for(room, WAIT)
         await asyncio.wait_for(full.queue.join(), WAIT)
-        assert bus.full() is None
+        assert bus.full_subscriber() is None
     finally:
         await bus.stop()
     assert got == [Raw(n) for n in range(10)]
@@ -179,11 +179,11 @@ async def test_unsubscribing_a_full_lossless_subscriber_frees_the_producer() -> 
     unsubscribe = bus.subscribe(stuck, (Raw,), lossless=True)
     await bus.start()
     bus.publish([Raw(1), Raw(2), Raw(3)])
-    full = bus.full()
+    full = bus.full_subscriber()
     assert full is not None
     unsubscribe()
     await asyncio.wait_for(full.room(), WAIT)
-    assert bus.full() is None
+    assert bus.full_subscriber() is None
     await bus.stop()
 
 

@@ -192,7 +192,7 @@ class AmiLink:
 
     async def _wait_for_room(self) -> None:
         """Backpressure: hold the socket read while a lossless subscriber is full."""
-        while (sub := self.events.full()) is not None:
+        while (sub := self.events.full_subscriber()) is not None:
             self._paused = True
             self.pauses += 1
             metrics.BACKPRESSURE_PAUSES.inc()
