@@ -1,4 +1,4 @@
-"""AMI events handled per second: our parse + normalise + track pipeline replaying the
+"""AMI events handled per second: our parse + decode + track pipeline replaying the
 `concurrent-8` trace at full speed, beside panoramisk's own protocol class parsing the same
 bytes (parse only, its dispatch stubbed out), in one run, with the ratio.
 
@@ -18,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded
-from bridge.tracker import CallTracker, ReplayClock
+from bridge.tracker import CallTracker
 
 TRACE = (
     Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def chunks_of(data: bytes, size: int) -> list[bytes]:
 
 
 def ours_full(chunks: list[bytes]) -> int:
-    """Parse + normalise + track; returns the number of AMI events handled."""
+    """Parse + decode + track; returns the number of AMI events handled."""
     parser = AmiParser()
     tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
     clock = ReplayClock()
@@ -49,7 +50,7 @@ def ours_full(chunks: list[bytes]) -> int:
             if frame.event is None:
                 continue
             events += 1
-            event = normalise(frame, clock())
+            event = decode_event(frame, clock())
             if event is not None:
                 for out in tracker.feed(event):
                     ended += isinstance(out, CallEnded)
@@ -134,7 +135,7 @@ def main() -> None:
     )
     print(f"trace: concurrent-8, {len(data)} bytes, {args.chunk}-byte reads, {args.rounds} rounds")
     print(f"events per replay: ours {n_full}, panoramisk {n_pano}")
-    print(f"ours parse+normalise+track : {full:12,.0f} events/s")
+    print(f"ours parse+decode+track  : {full:12,.0f} events/s")
     print(f"ours parse only            : {parse:12,.0f} events/s")
     print(f"panoramisk parse only      : {pano:12,.0f} events/s")
     print(f"ratio full pipeline / panoramisk parse : {full / pano:.2f}")

@@ -6,7 +6,7 @@ on `CRM_BRIDGE_TEST_PG`, default postgresql://postgres@127.0.0.1:5432/postgres):
 1000 agents and their devices, the caller as a customer with orders and history; a real
 `PopHub`, 1000 real websocket clients past hello/welcome. Each call is the recorded
 `regular-answered` trace with fresh Uniqueids/Linkedid and the target agent's device
-substituted; its frames go through the AMI parser, `normalise`, the `CallTracker`, then
+substituted; its frames go through the AMI parser, `decode_event`, the `CallTracker`, then
 `hub.submit()` (what the AMI link's subscriber calls). The clock starts when the AgentCalled
 frame's bytes are handed to the parser and stops when the client's `recv()` returns the pop.
 Included: the caller lookup (directory, cached after the first call as in production), the
@@ -36,7 +36,7 @@ from typing import Any
 import asyncpg
 from websockets.asyncio.client import ClientConnection, connect
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
 from bridge.config import build_config
 from bridge.crm.agents import hash_token
@@ -65,7 +65,7 @@ def call_frames(template: bytes, n: int, device: str) -> tuple[list[bytes], int]
 
 
 class Feeder:
-    """Bytes → parser → normalise → tracker → hub, like the live AMI link."""
+    """Bytes → parser → decode → tracker → hub, like the live AMI link."""
 
     def __init__(self, hub: Any, pattern: re.Pattern[str]) -> None:
         self.hub = hub
@@ -76,7 +76,7 @@ class Feeder:
     async def feed(self, data: bytes) -> None:
         for frame in self.parser.feed(data):
             self.clock += timedelta(milliseconds=1)
-            event = normalise(frame, self.clock)
+            event = decode_event(frame, self.clock)
             if event is None:
                 continue
             for call_event in self.tracker.feed(event):

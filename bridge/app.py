@@ -36,11 +36,11 @@ from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
 from bridge.dial.routes import DialDeps, setup_dial_routes
 from bridge.dial.service import Dialer
+from bridge.models import CustomerCard
 from bridge.netguard import raise_open_files_limit
 from bridge.pbx.build import PbxParts, build_pbx, build_pbx_ari, wire_pbx
 from bridge.pbx.group import PbxGroup
 from bridge.pbx.live import PbxCalls, PbxQueues
-from bridge.pops.card import CustomerCard
 from bridge.pops.hub import CardForCaller, PopHub
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder
@@ -315,10 +315,10 @@ def _dialer(rt: Runtime) -> Dialer | None:
     links = [(p.site, p.link) for p in _pbxs(rt) if p.link is not None]
     if not links:
         return None
-    first = links[0][1].action
+    first = links[0][1].link.action
     if not rt.config.pbx_sites:
         return Dialer(rt.pool, rt.config, first)
-    sites = {site.name: (site, link.action) for site, link in links}
+    sites = {site.name: (site, link.link.action) for site, link in links}
     return Dialer(rt.pool, rt.config, first, sites=sites)
 
 

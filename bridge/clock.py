@@ -15,7 +15,7 @@ Two kinds, because they answer different questions:
 
 Simulated time is a third thing and stays apart: the PBX simulator's `bridge.sim.clock.Clock`
 also *sleeps* (fast-forwarded by `FastClock`) and counts Unix seconds as the simulated PBX
-sees them, and `bridge.tracker.replay.ReplayClock` steps a fixed amount per replayed frame.
+sees them, and `bridge.ami_replay.ReplayClock` steps a fixed amount per replayed frame.
 A `ReplayClock` is nevertheless a valid `WallClock` (it returns an aware UTC datetime).
 """
 

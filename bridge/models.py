@@ -1,7 +1,8 @@
 """Domain types shared across features.
 
-These are the nouns every package speaks: a customer as routing sees it, a routing decision,
-and the call events the tracker emits to its consumers (pop hub, call-record writer, metrics).
+These are the nouns every package speaks: a customer as routing sees it, the card a
+screen-pop carries, a routing decision, and the call events the tracker emits to its
+consumers (pop hub, call-record writer, metrics).
 They are plain frozen dataclasses with no I/O.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,25 @@ class Customer:
     tags: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
     owner: str | None = None  # agent id that owns the customer, if any
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerCard:
+    """The customer card a screen-pop carries: the built-in CRM loads it
+    (`bridge.pops.card.load_card`), a prebuilt connector builds it from its CRM's records.
+    Values are JSON-ready data (numbers, ISO-8601 strings); rows are bounded by whoever
+    loads them."""
+
+    id: str
+    name: str
+    tags: tuple[str, ...] = ()
+    owner: str | None = None  # agent id owning the customer
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    orders: tuple[Mapping[str, Any], ...] = ()
+    contracts: tuple[Mapping[str, Any], ...] = ()
+    marketing: tuple[Mapping[str, Any], ...] = ()
+    history: tuple[Mapping[str, Any], ...] = ()
+    last_outcome: Mapping[str, Any] | None = None  # the newest service-history row, short
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +163,4 @@ class CallEnded:
 
 
 CallEvent = CallRinging | CallDialing | CallAnswered | CallRetracted | CallTransferred | CallEnded
+CALL_EVENT_TYPES: tuple[type, ...] = get_args(CallEvent)  # e.g. for `EventBus.subscribe`

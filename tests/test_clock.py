@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from bridge.ami_replay import ReplayClock
 from bridge.clock import WallClock, utc_now
-from bridge.tracker.replay import ReplayClock
 
 
 def test_utc_now_is_the_systems_time_in_utc() -> None:

@@ -1,5 +1,5 @@
-"""The Asterisk Manager Interface: wire format (`protocol`), event normalisation
-(`normalise`) and the live link (`link`)."""
+"""The Asterisk Manager Interface: wire format (`protocol`), frames to typed PBX events
+(`decode`) and the live link (`link`), which publishes those events on an `EventBus`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The live AMI link: a thin asyncio adapter around the sans-I/O core.
 
-It connects, logs in (the secret is never logged), resynchronises the tracker from
-`CoreShowChannels` and `QueueStatus`, then reads events, stamps them with their arrival time
-and feeds them to the `CallTracker`; the call events it emits go to subscribers.
+It connects, logs in (the secret is never logged), lists what the PBX has up
+(`CoreShowChannels`, `QueueStatus`), then reads events, stamps them with their arrival time,
+decodes them and publishes them on an `EventBus`. It knows nothing of who consumes them.
 
 Why not panoramisk: its `Manager` neither escapes CR/LF in action values nor checks the Pong
 of its own ping, and its reconnect cannot resync before events flow again. The protocol core
@@ -16,24 +16,16 @@ the stream with events, so during a burst the Pong sits behind megabytes of even
 Pong while bytes still arrive (or while we hold the read, below) is excused, only silence
 kills the link; reconnecting mid-burst would lose everything the socket held.
 
-Subscribers: `subscribe(callback)`, where callback is `async (CallEvent) -> None`. Each one
-gets its own queue and task, and one of two policies when it falls `subscriber_queue` events
-behind:
-- shedding (the default; screen-pops): new events for it are dropped and counted
-  (`crm_bridge_ami_dropped_call_events_total`), so a slow browser fan-out never stalls the
-  link. One warning when an episode starts, one line when the subscriber has caught up.
-- `lossless=True` (the call-record writer): nothing is dropped. The reader stops reading the
-  socket until the subscriber is back under its bound, so the burst waits in the kernel's
-  TCP buffers and then in Asterisk's own per-session queue, never in ours. A 12,000-call
-  burst once lost 1,981 records to the shedding policy. One warning per pause episode;
-  `crm_bridge_ami_backpressure_pauses_total` counts them. While paused a missing Pong is not
-  a dead link (we are the ones not reading), so keepalive waits instead of reconnecting.
-`batch=True` hands the callback a list of everything queued (up to `MAX_BATCH`) instead of
-one event: the record writer then spools a burst with one fsync instead of one per call.
+Backpressure: the link publishes every decoded event on an `EventBus` (the tracker feed,
+the record writer, ... take them from there). Before each socket read it waits while a
+lossless subscriber of the bus (the call-record writer) is over its bound, so a burst waits
+in the kernel's TCP buffers and then in Asterisk's own per-session queue, never in ours. One
+warning per pause episode; `crm_bridge_ami_backpressure_pauses_total` counts them. While
+paused a missing Pong is not a dead link (we are the ones not reading), so keepalive waits
+instead of reconnecting.
 
-Observers: `observe(callback)`, where callback is `(list[CallEvent]) -> None`, runs inline
-right after the tracker emitted them, before it is fed again, so it may read the tracker's
-state as of those events (the pop hub routes this way, in PBX order). It must not wait.
+Resync: at each login the `CoreShowChannels` and `QueueStatus` listings are published as one
+`PbxSnapshot`; events that arrived meanwhile are held back and published after it, one by one.
 """
 
 from __future__ import annotations
@@ -45,30 +37,26 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.ami import metrics
-from bridge.ami.normalise import AmiEvent, ChannelListed, QueueEntryListed, normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser, Frame, encode_action
+from bridge.bus import EventBus
 from bridge.component import Health, State
 from bridge.config import AmiConfig
 from bridge.errors import AmiProtocolError, AuthError, LinkDown
-from bridge.models import CallEvent
+from bridge.pbx_events import ChannelListed, PbxEvent, PbxSnapshot, QueueEntryListed
 from bridge.tasks import Backoff, cancel_and_wait
-from bridge.tracker.tracker import CallTracker
 
-__all__ = ["AmiLink", "LinkState", "Subscriber"]
+__all__ = ["AmiLink", "LinkState"]
 
 log = logging.getLogger(__name__)
 
-Subscriber = Callable[[CallEvent], Awaitable[None]]
-
 MAX_RESYNC_BUFFER = 100_000  # events held back while a resync listing is in flight
-MAX_BATCH = 1_000  # events handed at once to a `batch=True` subscriber
-LOSSLESS_STOP_STALL_S = 5.0  # stop() gives up on a lossless subscriber making no progress
 BACKOFF_BASE_S = 0.5
 
 
@@ -91,62 +79,42 @@ class _Pending:
     frames: list[Frame] = field(default_factory=list)
 
 
-@dataclass
-class _Subscription:
-    callback: Callable[[Any], Awaitable[None]]
-    queue: asyncio.Queue[Any]
-    types: tuple[type, ...] = ()  # raw AMI event subscriptions: the normalised types wanted
-    lossless: bool = False  # full: pause the reader instead of dropping
-    batch: bool = False  # the callback takes a list of events
-    task: asyncio.Task[None] | None = None
-    dropped: int = 0
-    shedding: bool = False  # inside a drop episode (one warning each)
-    room: asyncio.Event = field(default_factory=asyncio.Event)  # set: under the bound
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 class AmiLink:
-    """Component `ami`: the AMI connection feeding the call tracker."""
+    """Component `ami-link`: the AMI connection, publishing the PBX's events on `events`
+    (a bus of its own when none is given: a link used for actions only)."""
 
-    name = "ami"
+    name = "ami-link"
 
     def __init__(
         self,
         config: AmiConfig,
-        tracker: CallTracker,
+        events: EventBus | None = None,
         *,
         clock: Callable[[], datetime] = _utc_now,
         pong_timeout_s: float | None = None,
         connect_timeout_s: float = 5.0,
         action_timeout_s: float = 10.0,
-        tick_s: float = 1.0,
-        subscriber_queue: int = 10_000,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
-        self.tracker = tracker
+        self.events = events if events is not None else EventBus()
         self._clock = clock
         self._pong_timeout = pong_timeout_s if pong_timeout_s is not None else config.keepalive_s
         self._connect_timeout = connect_timeout_s
         self._action_timeout = action_timeout_s
-        self._tick_s = tick_s
-        self._queue_size = subscriber_queue
         self._reconnect_backoff = Backoff(BACKOFF_BASE_S, config.reconnect_max_s, rng=rng)
-        self._subs: list[_Subscription] = []  # call events
-        self._ami_subs: list[_Subscription] = []  # normalised AMI events (e.g. CdrRecord)
-        self._observers: list[Callable[[list[CallEvent]], None]] = []
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
         self._state = LinkState.DOWN
         self._started = False
         self._ever_connected = False
-        self._resync_buffer: list[AmiEvent] | None = None
+        self._resync_buffer: list[PbxEvent] | None = None
         self._run_task: asyncio.Task[None] | None = None
-        self._tick_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._connected_once_this_round = False
         self._changed = asyncio.Condition()
@@ -167,43 +135,17 @@ class AmiLink:
             return
         self._started = True
         self._stopping.clear()
-        for sub in (*self._subs, *self._ami_subs):
-            self._spawn_worker(sub)
         self._run_task = asyncio.create_task(self._run(), name="ami-link")
-        self._tick_task = asyncio.create_task(self._tick_loop(), name="ami-tick")
 
     async def stop(self) -> None:
-        """Close the link, end calls held for Cdrs, and let subscribers drain (bounded)."""
+        """Close the link; nothing is published after this returns."""
         if not self._started:
             return
         self._stopping.set()
-        await cancel_and_wait(self._run_task, self._tick_task)
-        self._run_task = self._tick_task = None
-        self._dispatch(self.tracker.flush())
-        for sub in (*self._subs, *self._ami_subs):
-            await self._drain(sub)
-            await cancel_and_wait(sub.task)
-            sub.task = None
+        await cancel_and_wait(self._run_task)
+        self._run_task = None
         self._started = False
         self._set_state(LinkState.DOWN)
-
-    async def _drain(self, sub: _Subscription) -> None:
-        """Let a subscriber finish its queue: 5 s for a shedding one; a lossless one as
-        long as it makes progress (what it holds exists nowhere else)."""
-        while sub.task is not None and not sub.task.done():
-            before = sub.queue.qsize()
-            try:
-                await asyncio.wait_for(sub.queue.join(), timeout=LOSSLESS_STOP_STALL_S)
-                return
-            except TimeoutError:
-                if not sub.lossless or sub.queue.qsize() >= before:
-                    if sub.queue.qsize():
-                        log.warning(
-                            "subscriber %r stopped with %d events undelivered",
-                            sub.callback,
-                            sub.queue.qsize(),
-                        )
-                    return
 
     def health(self) -> Health:
         state: State
@@ -222,7 +164,6 @@ class AmiLink:
                 "port": self.config.port,
                 "last_event_at": self.last_event_at.isoformat() if self.last_event_at else None,
                 "reconnects": self.reconnects,
-                "active_calls": self.tracker.active_calls,
             },
         )
 
@@ -247,138 +188,11 @@ class AmiLink:
                 lambda: self.sessions >= sessions and self._state is LinkState.CONNECTED
             )
 
-    # --- subscribers -----------------------------------------------------------------------
-
-    def subscribe(
-        self,
-        callback: Callable[[Any], Awaitable[None]],
-        *,
-        lossless: bool = False,
-        batch: bool = False,
-    ) -> Callable[[], None]:
-        """Deliver every call event to `callback`; returns a function that unsubscribes.
-
-        `lossless`: never drop, slow the AMI read down instead (see the module docstring);
-        `batch`: `callback` receives a list of events."""
-        return self._add(self._subs, self._subscription(callback, (), lossless, batch))
-
-    def observe(self, callback: Callable[[list[CallEvent]], None]) -> None:
-        """Call `callback(events)` inline with each batch the tracker emits (see module doc)."""
-        self._observers.append(callback)
-
-    def subscribe_events(
-        self,
-        callback: Callable[[Any], Awaitable[None]],
-        types: tuple[type, ...],
-        *,
-        lossless: bool = False,
-        batch: bool = False,
-    ) -> Callable[[], None]:
-        """Deliver normalised AMI events of `types` (e.g. `CdrRecord`) to `callback`, as they
-        arrive and before the tracker sees them; returns a function that unsubscribes."""
-        return self._add(self._ami_subs, self._subscription(callback, types, lossless, batch))
-
-    def _subscription(
-        self,
-        callback: Callable[[Any], Awaitable[None]],
-        types: tuple[type, ...],
-        lossless: bool,
-        batch: bool,
-    ) -> _Subscription:
-        # A lossless queue is unbounded: the reader, not put_nowait, enforces its bound.
-        queue: asyncio.Queue[Any] = asyncio.Queue(0 if lossless else self._queue_size)
-        sub = _Subscription(callback, queue, types=types, lossless=lossless, batch=batch)
-        sub.room.set()
-        return sub
-
-    def _add(self, subs: list[_Subscription], sub: _Subscription) -> Callable[[], None]:
-        subs.append(sub)
-        if self._started:
-            self._spawn_worker(sub)
-
-        def unsubscribe() -> None:
-            if sub in subs:
-                subs.remove(sub)
-            if sub.task is not None:
-                sub.task.cancel()
-            sub.room.set()  # never leave the reader waiting on a subscriber that left
-
-        return unsubscribe
-
-    def _spawn_worker(self, sub: _Subscription) -> None:
-        if sub.task is None or sub.task.done():
-            sub.task = asyncio.create_task(self._deliver(sub), name="ami-subscriber")
-
-    async def _deliver(self, sub: _Subscription) -> None:
-        while True:
-            events = [await sub.queue.get()]
-            if sub.batch:
-                while len(events) < MAX_BATCH and not sub.queue.empty():
-                    events.append(sub.queue.get_nowait())
-            try:
-                if sub.batch:
-                    await sub.callback(events)
-                else:
-                    await sub.callback(events[0])
-            except Exception:
-                log.exception("call event subscriber %r failed", sub.callback)
-            finally:
-                for _ in events:
-                    sub.queue.task_done()
-            backlog = sub.queue.qsize()
-            if backlog < self._queue_size:
-                sub.room.set()
-            if backlog == 0 and sub.shedding:
-                sub.shedding = False
-                log.info(
-                    "subscriber %r caught up; %d events dropped so far",
-                    sub.callback,
-                    sub.dropped,
-                )
-
-    def _dispatch(self, events: list[CallEvent]) -> None:
-        metrics.ACTIVE_CALLS.set(self.tracker.active_calls)
-        if events:
-            for observer in self._observers:
-                try:
-                    observer(events)
-                except Exception:
-                    log.exception("call event observer %r failed", observer)
-        for event in events:
-            metrics.CALL_EVENTS.labels(type(event).__name__).inc()
-            for sub in self._subs:
-                self._offer(sub, event)
-
-    def _track(self, event: AmiEvent) -> list[CallEvent]:
-        """Hand one AMI event to raw subscribers, then to the tracker."""
-        for sub in self._ami_subs:
-            if isinstance(event, sub.types):
-                self._offer(sub, event)
-        return self.tracker.feed(event)
-
-    def _offer(self, sub: _Subscription, event: Any) -> None:
-        try:
-            sub.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            sub.dropped += 1
-            metrics.DROPPED.inc()
-            if not sub.shedding:
-                sub.shedding = True
-                log.warning(
-                    "subscriber %r is %d events behind; dropping its events until it catches"
-                    " up (counted in crm_bridge_ami_dropped_call_events_total)",
-                    sub.callback,
-                    sub.queue.qsize(),
-                )
-            return
-        if sub.lossless and sub.queue.qsize() >= self._queue_size:
-            sub.room.clear()
+    # --- backpressure ----------------------------------------------------------------------
 
     async def _wait_for_room(self) -> None:
         """Backpressure: hold the socket read while a lossless subscriber is full."""
-        for sub in (*self._subs, *self._ami_subs):
-            if not sub.lossless or sub.room.is_set():
-                continue
+        while (sub := self.events.full_subscriber()) is not None:
             self._paused = True
             self.pauses += 1
             metrics.BACKPRESSURE_PAUSES.inc()
@@ -387,10 +201,10 @@ class AmiLink:
             log.warning(
                 "subscriber %r is %d events behind: AMI reads paused until it catches up",
                 sub.callback,
-                sub.queue.qsize(),
+                sub.backlog,
             )
             try:
-                await sub.room.wait()
+                await sub.room()
             finally:
                 self._paused = False
             log.info("AMI reads resumed after %.1fs", time.monotonic() - started)
@@ -556,18 +370,13 @@ class AmiLink:
             log.warning("AMI QueueStatus refused: %s", exc)
             queues = []
         now = self._clock()
-        channels = [e for f in listing if isinstance(e := normalise(f, now), ChannelListed)]
-        entries = [e for f in queues if isinstance(e := normalise(f, now), QueueEntryListed)]
-        self._dispatch(self.tracker.resync(channels, entries, now=now, complete=complete))
+        channels = [e for f in listing if isinstance(e := decode_event(f, now), ChannelListed)]
+        entries = [e for f in queues if isinstance(e := decode_event(f, now), QueueEntryListed)]
+        self.events.publish([PbxSnapshot(now, tuple(channels), tuple(entries), complete)])
         held, self._resync_buffer = self._resync_buffer or [], None
         for event in held:  # one batch per event, as live: observers see the state after each
-            self._dispatch(self._track(event))
-        log.info(
-            "AMI resync: %d channels, %d queue entries, %d calls tracked",
-            len(channels),
-            len(entries),
-            self.tracker.active_calls,
-        )
+            self.events.publish([event])
+        log.info("AMI resync: %d channels, %d queue entries", len(channels), len(entries))
 
     async def _keepalive(self) -> None:
         while True:
@@ -650,16 +459,11 @@ class AmiLink:
         metrics.EVENTS.inc()
         at = self._clock()
         self.last_event_at = at
-        event = normalise(frame, at)
+        event = decode_event(frame, at)
         if event is None:
             return
         if self._resync_buffer is not None:
             if len(self._resync_buffer) < MAX_RESYNC_BUFFER:
                 self._resync_buffer.append(event)
             return
-        self._dispatch(self._track(event))
-
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._tick_s)
-            self._dispatch(self.tracker.tick(self._clock()))
+        self.events.publish([event])

@@ -5,23 +5,15 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("crm_bridge_ami_events_total", "AMI events received")
-CALL_EVENTS = Counter(
-    "crm_bridge_ami_call_events_total", "Call events emitted by the tracker", ["kind"]
-)
 RECONNECTS = Counter("crm_bridge_ami_reconnects_total", "AMI connection attempts after the first")
 PROTOCOL_ERRORS = Counter(
     "crm_bridge_ami_protocol_errors_total", "AMI frames dropped as malformed or oversized"
-)
-DROPPED = Counter(
-    "crm_bridge_ami_dropped_call_events_total",
-    "Call events not delivered because a subscriber's queue was full",
 )
 BACKPRESSURE_PAUSES = Counter(
     "crm_bridge_ami_backpressure_pauses_total",
     "Times the AMI read was held because a lossless subscriber (call records) was full",
 )
 LINK_STATE = Gauge("crm_bridge_ami_link_state", "1 for the AMI link's current state", ["state"])
-ACTIVE_CALLS = Gauge("crm_bridge_ami_active_calls", "Calls the tracker is following")
 PONG_LATENCY = Histogram(
     "crm_bridge_ami_pong_latency_seconds",
     "Time from Ping to Pong on the AMI link",

@@ -15,10 +15,8 @@ import asyncio
 from bridge.ami.link import AmiLink
 from bridge.cli.common import config_from, database_pool
 from bridge.crm.agents import get_agent
-from bridge.devices import DevicePatterns
 from bridge.dial.service import Dialer, DialForbidden, NumberRefused
 from bridge.errors import LinkDown, NotFound, UsageError
-from bridge.tracker import CallTracker
 
 CONNECT_S = 10.0
 
@@ -40,7 +38,7 @@ def _dial(args: argparse.Namespace) -> int:
                 raise NotFound(f"no agent {args.agent[:64]!r}")
             # Several PBXs: the agent's own (an agent on none may not dial: the Dialer says so).
             site = next((p for p in config.pbxs if p.name == agent.pbx), config.pbxs[0])
-            link = AmiLink(site.ami, CallTracker(DevicePatterns.parse(site.pbx.device_pattern)))
+            link = AmiLink(site.ami)  # actions only: its events go nowhere
             await link.start()
             try:
                 try:

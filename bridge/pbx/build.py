@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.agi.route import Router
-from bridge.ami.link import AmiLink
-from bridge.ami.normalise import CdrRecord
+from bridge.ami_pipeline import AmiPipeline
 from bridge.ari import build_ari_app
 from bridge.ari.app import AriApp
 from bridge.config import Config, PbxSite
 from bridge.devices import DeviceMatcher, DevicePatterns
-from bridge.models import CallEvent, Decision, InboundCall
+from bridge.models import CALL_EVENT_TYPES, CallEvent, Decision, InboundCall
 from bridge.pbx.cdrs import NamespacedSource
 from bridge.pbx.namespace import NamespacedTracker, QualifiedDevices, namespace_event
+from bridge.pbx_events import CdrRecord
 from bridge.sync.periodic import Reconciler, build_reconciler
 from bridge.sync.reconcile import AlertSink
 from bridge.sync.sources import CdrSource, build_cdr_source
@@ -43,7 +43,7 @@ class PbxParts:
     site: PbxSite
     devices: DeviceMatcher  # the PBX's device pattern, qualified when namespaced
     tracker: CallTracker
-    link: AmiLink | None  # None: `[ami] enabled = false`
+    link: AmiPipeline | None  # None: `[ami] enabled = false`
     queues: AmiQueues | None
     reconciler: Reconciler | None  # None: `reconcile_s = 0`
 
@@ -73,14 +73,14 @@ def build_pbx(
     patterns = DevicePatterns.parse(site.pbx.device_pattern)
     if not site.namespaced:
         tracker = CallTracker(patterns, max_call_s=site.pbx.max_call_s, is_agent=is_agent)
-        link = AmiLink(site.ami, tracker) if site.ami.enabled else None
-        queues = AmiQueues(link, patterns) if link is not None else None
+        link = AmiPipeline.build(site.ami, tracker) if site.ami.enabled else None
+        queues = AmiQueues(link.link, patterns) if link is not None else None
         reconciler = build_reconciler(config.for_pbx(site), pool, alerts)
         return PbxParts(site, patterns, tracker, link, queues, reconciler)
     devices = site_devices(site)
     tracker = NamespacedTracker(site, devices, max_call_s=site.pbx.max_call_s, is_agent=is_agent)
-    link = AmiLink(site.ami, tracker) if site.ami.enabled else None
-    queues = AmiQueues(link, devices) if link is not None else None
+    link = AmiPipeline.build(site.ami, tracker) if site.ami.enabled else None
+    queues = AmiQueues(link.link, devices) if link is not None else None
     return PbxParts(site, devices, tracker, link, queues, _reconciler(site, devices, pool, alerts))
 
 
@@ -130,17 +130,17 @@ def wire_pbx(
     """Feed one PBX's link into the shared consumers: the pop hub (inline, in PBX order),
     the wallboard, then the lossless participants and call records; Cdrs go to the records
     too (kept for `sync run`), in the PBX's namespace like everything else."""
-    link = parts.link
-    if link is None:
+    if parts.link is None:
         return
-    link.observe(pops)
-    link.observe(board)
+    events = parts.link.events
+    events.observe(pops, CALL_EVENT_TYPES)
+    events.observe(board, CALL_EVENT_TYPES)
     # Who talked and the records are lossless: a full subscriber pauses the AMI read.
-    link.subscribe(participants, lossless=True)
-    link.subscribe(records, lossless=True, batch=True)
+    events.subscribe(participants, CALL_EVENT_TYPES, lossless=True)
+    events.subscribe(records, CALL_EVENT_TYPES, lossless=True, batch=True)
     prefix = parts.site.prefix
 
     async def cdrs(events: list[Any]) -> None:
         await records([namespace_event(event, prefix) for event in events])
 
-    link.subscribe_events(cdrs if prefix else records, (CdrRecord,), lossless=True, batch=True)
+    events.subscribe(cdrs if prefix else records, (CdrRecord,), lossless=True, batch=True)

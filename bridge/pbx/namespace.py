@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from bridge.ami import normalise as ev
+from bridge import pbx_events as ev
 from bridge.config import PbxSite
 from bridge.crm.phones import normalise
 from bridge.devices import DeviceMatcher
@@ -106,7 +106,7 @@ class NamespacedTracker(CallTracker):
     def _own(self, event: E) -> E:
         return caller_e164(namespace_event(event, self.prefix), self.region)
 
-    def feed(self, event: ev.AmiEvent) -> list[CallEvent]:
+    def feed(self, event: ev.PbxEvent) -> list[CallEvent]:
         return super().feed(self._own(event))
 
     def resync(

@@ -1,14 +1,14 @@
-"""Screen-pops: the websocket hub, what agents may see of a customer, dispositions."""
+"""Screen-pops: the websocket hub, what agents may see of a customer, dispositions.
+The card type itself is `bridge.models.CustomerCard`."""
 
 from __future__ import annotations
 
-from bridge.pops.card import CustomerCard, load_card
+from bridge.pops.card import load_card
 from bridge.pops.disposition import NotYourCall, save_disposition
 from bridge.pops.hub import PopHub
 from bridge.pops.permissions import visible_card
 
 __all__ = [
-    "CustomerCard",
     "NotYourCall",
     "PopHub",
     "load_card",

@@ -1,4 +1,4 @@
-"""The customer card a screen-pop carries, loaded from the built-in CRM in one query.
+"""The customer card of the built-in CRM (`bridge.models.CustomerCard`), loaded in one query.
 
 Bounded: the newest `MAX_ROWS` orders, contracts, marketing events and service-history rows.
 Values come back as JSON-ready data (numbers, ISO-8601 strings), so the hub encodes a card
@@ -8,30 +8,16 @@ once per call; what each agent may see of it is `bridge.pops.permissions`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from bridge.db.errors import map_db_errors
+from bridge.models import CustomerCard
 
-__all__ = ["MAX_ROWS", "CustomerCard", "load_card"]
+__all__ = ["MAX_ROWS", "load_card"]
 
 MAX_ROWS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerCard:
-    id: str
-    name: str
-    tags: tuple[str, ...] = ()
-    owner: str | None = None  # agent id owning the customer
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    orders: tuple[Mapping[str, Any], ...] = ()
-    contracts: tuple[Mapping[str, Any], ...] = ()
-    marketing: tuple[Mapping[str, Any], ...] = ()
-    history: tuple[Mapping[str, Any], ...] = ()
-    last_outcome: Mapping[str, Any] | None = None  # the newest service-history row, short
 
 
 # json_agg keeps ORDER BY of the sub-select; timestamps come out as ISO-8601 text.

@@ -3,8 +3,8 @@
 Wire protocol and close codes: `bridge.pops.protocol`. Who gets what: `bridge.pops.router`.
 Who an agent is, and whether its session is still valid: `bridge.crm.roster`.
 
-Order: `dispatch(events)` runs synchronously where the tracker emits (the AMI link calls it
-right after each event batch), routes each event and puts its messages on the recipients'
+Order: `dispatch(events)` runs synchronously where the tracker emits (an event-bus observer,
+right after each tracker batch), routes each event and puts its messages on the recipients'
 queues at once. Each page has one FIFO queue and one writer task, so an agent's pops leave in
 the order the PBX events arrived, across calls. A `call.ringing` waits in that queue for its
 customer card: the card of a call is looked up once, when its first ringing is delivered,
@@ -53,11 +53,10 @@ from websockets.http11 import Request, Response
 from bridge.component import Health
 from bridge.crm.agents import Agent
 from bridge.errors import BridgeError, ConfigError
-from bridge.models import CallEnded, CallEvent
+from bridge.models import CallEnded, CallEvent, CustomerCard
 from bridge.netguard import ConnectionGuard
 from bridge.netguard.ws import guarded_connection
 from bridge.pops import metrics
-from bridge.pops.card import CustomerCard
 from bridge.pops.origins import origin_allowed
 from bridge.pops.permissions import FULL_ROLES, visible_card
 from bridge.pops.protocol import (

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.config import CARD_SECTIONS, PermissionsConfig
-from bridge.pops.card import CustomerCard
+from bridge.models import CustomerCard
 
 __all__ = [
     "DEFAULT_POLICY",

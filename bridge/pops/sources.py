@@ -16,7 +16,8 @@ from bridge.crm.directory import CustomerDirectory
 from bridge.crm.phones import normalise
 from bridge.crm.roster import AgentRoster
 from bridge.db.errors import map_db_errors
-from bridge.pops.card import CustomerCard, load_card
+from bridge.models import CustomerCard
+from bridge.pops.card import load_card
 from bridge.pops.hub import CardForCaller, CardSink, LiveCalls, PopHub
 from bridge.pops.origins import default_origins
 from bridge.pops.permissions import policy_from_config, visible_card

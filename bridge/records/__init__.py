@@ -2,8 +2,8 @@
 
 Public API (what other parts call):
 - `RecordWriter(pool, Spool(dir))` - a Component (`name = "records"`).
-  `await on_event(event)`: subscriber for the tracker's call events *and* the AMI link's
-  normalised events; keeps `CallEnded` (-> record) and `CdrRecord` (-> `pbx_cdrs`).
+  `await on_event(event)`: subscriber for the tracker's call events *and* the decoded PBX
+  events (`bridge.pbx_events`); keeps `CallEnded` (-> record) and `CdrRecord` (-> `pbx_cdrs`).
   `await submit(CallEnded)`, `await store_cdr(PbxCdr)`: same, explicitly. Each returns once
   the item is fsync'd in the local spool; the database write follows (and survives outages).
 - `PbxCdr.from_fields(headers)` / `PbxCdr.from_event(CdrRecord)`: a Cdr from raw AMI

@@ -92,7 +92,7 @@ class PbxCdr:
 
     @classmethod
     def from_event(cls, event: Any, zone: tzinfo = UTC) -> PbxCdr:
-        """From the tracker's normalised `bridge.ami.normalise.CdrRecord`."""
+        """From a decoded `bridge.pbx_events.CdrRecord`."""
         return cls(
             uniqueid=_text(event.uniqueid, 150),
             channel=_text(event.channel),

@@ -42,7 +42,7 @@ async def write_participants(pool: asyncpg.Pool[Any], rows: Sequence[Participant
 
 
 class ParticipantRecorder:
-    """Component `participants`: `on_event` is an AMI link subscriber."""
+    """Component `participants`: `on_event` is an event-bus subscriber of call events."""
 
     name = "participants"
 

@@ -3,10 +3,11 @@
     parts = build_records(config, pool, directory=crm_directory)
     for component in parts.components():      # start in this order, stop in reverse
         await stack.enter_async_context(running(component))
-    # lossless: a full writer pauses the AMI read instead of dropping an end event;
-    # batch: one fsync per burst. CallEnded from the tracker, Cdrs kept for sync.
-    link.subscribe(parts.writer.on_events, lossless=True, batch=True)
-    link.subscribe_events(parts.writer.on_events, (CdrRecord,), lossless=True, batch=True)
+    # On the AMI pipeline's event bus. lossless: a full writer pauses the AMI read instead
+    # of dropping an end event; batch: one fsync per burst. CallEnded from the tracker,
+    # Cdrs kept for sync.
+    events.subscribe(parts.writer.on_events, CALL_EVENT_TYPES, lossless=True, batch=True)
+    events.subscribe(parts.writer.on_events, (CdrRecord,), lossless=True, batch=True)
     route_directory = parts.connector  # with [crm] connector = "rest", lookups go there too
 
 The writer wakes the outbox after each commit, so delivery starts at once; the outbox also

@@ -37,6 +37,7 @@ from bridge.component import Health
 from bridge.db.errors import is_outage
 from bridge.errors import ValidationError
 from bridge.models import CallEnded
+from bridge.pbx_events import CdrRecord
 from bridge.records import metrics
 from bridge.records.cdr import PbxCdr
 from bridge.records.codec import decode_ended, ended_to_dict
@@ -142,14 +143,14 @@ class RecordWriter:
 
     async def on_event(self, event: Any) -> None:
         """Subscriber for tracker call events and AMI events alike: keeps what matters here
-        (`CallEnded`, `bridge.ami.normalise.CdrRecord`), ignores the rest."""
+        (`CallEnded`, `CdrRecord`), ignores the rest."""
         if isinstance(event, CallEnded):
             await self.submit(event)
-        elif type(event).__name__ == "CdrRecord":
+        elif isinstance(event, CdrRecord):
             await self.store_cdr(PbxCdr.from_event(event))
 
     async def on_events(self, events: list[Any]) -> None:
-        """`on_event` for a batch (the AMI link's `batch=True` delivery): everything kept
+        """`on_event` for a batch (the event bus's `batch=True` delivery): everything kept
         is spooled with one fsync, so a burst of 20,000 call ends costs a few hundred fsyncs,
         not 20,000. Returns once the batch is durable, like `submit`."""
         items: list[tuple[str, dict[str, Any]]] = []
@@ -158,7 +159,7 @@ class RecordWriter:
             if isinstance(event, CallEnded):
                 items.append(("ended", ended_to_dict(event)))
                 sync = True
-            elif type(event).__name__ == "CdrRecord":
+            elif isinstance(event, CdrRecord):
                 cdr = PbxCdr.from_event(event)
                 if cdr.uniqueid:
                     items.append(("cdr", cdr.to_dict()))

@@ -1,8 +1,11 @@
-"""Call tracking: AMI events in, call events (ringing, answered, ...) out."""
+"""Call tracking: PBX events in, call events (ringing, answered, ...) out.
+
+Pure of the AMI: the tracker reads `bridge.pbx_events`; replaying recorded AMI bytes through
+it is `bridge.ami_replay`."""
 
 from __future__ import annotations
 
-from bridge.tracker.replay import ReplayClock, replay, replay_frames
+from bridge.tracker.feed import TrackerFeed
 from bridge.tracker.tracker import CallTracker, LiveCall, LiveLeg
 
-__all__ = ["CallTracker", "LiveCall", "LiveLeg", "ReplayClock", "replay", "replay_frames"]
+__all__ = ["CallTracker", "LiveCall", "LiveLeg", "TrackerFeed"]

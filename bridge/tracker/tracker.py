@@ -1,4 +1,4 @@
-"""The call tracker: normalised AMI events in, call events out. Pure, no I/O, no clock.
+"""The call tracker: PBX events (`bridge.pbx_events`) in, call events out. Pure, no I/O, no clock.
 
 A call is everything sharing one Asterisk Linkedid. Within it we know:
 - the *root* channel (Uniqueid == Linkedid: the trunk leg on a real PBX), which gives the
@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from bridge.ami import normalise as ev
+from bridge import pbx_events as ev
 from bridge.devices import DeviceMatcher
 from bridge.models import (
     AgentLeg,
@@ -209,7 +209,7 @@ class _Call:
 
 
 class CallTracker:
-    """A state machine keyed by Linkedid. `feed` one normalised event, get call events back."""
+    """A state machine keyed by Linkedid. `feed` one PBX event, get call events back."""
 
     def __init__(
         self,
@@ -255,7 +255,7 @@ class CallTracker:
             return None
         return ext
 
-    def feed(self, event: ev.AmiEvent) -> list[CallEvent]:
+    def feed(self, event: ev.PbxEvent) -> list[CallEvent]:
         handler = _DISPATCH.get(type(event))
         if handler is None:
             return []

@@ -34,7 +34,6 @@ from bridge.routing.service import RouteService
 from bridge.routing.store import RuleStore
 from bridge.sim import AmiServer, AmiUser, SimConfig, SimPbx
 from bridge.sync.reconcile import backfill
-from bridge.tracker import CallTracker
 from tests.alerts.conftest import Channels
 from tests.flood import wait_until
 from tests.records.factory import make_ended
@@ -60,10 +59,7 @@ async def test_ami_link_down_past_link_down_s_alerts_then_resolves(channels: Cha
     server = AmiServer(pbx)
     await server.start()
     port = server.port
-    link = AmiLink(
-        AmiConfig(port=port, username="bridge", secret="s3cret", reconnect_max_s=0.2),
-        CallTracker(re.compile(DEFAULT_DEVICE_PATTERN)),
-    )
+    link = AmiLink(AmiConfig(port=port, username="bridge", secret="s3cret", reconnect_max_s=0.2))
     clock = Clock()
     monitor = Monitor(
         channels.alerter, [Watch("ami_down", link_probe("AMI", link), 10)], clock=clock

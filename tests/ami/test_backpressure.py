@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.ami.link import AmiLink
+from bridge.ami_pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN
-from bridge.models import CallEnded
+from bridge.models import CALL_EVENT_TYPES, CallEnded
 from bridge.records import RecordWriter, Spool
 from bridge.tracker import CallTracker
 from tests.ami.fake_ami import FakeAmi, Session, encode
@@ -49,15 +49,15 @@ def burst(calls: int, first: int = 1_795_000_000) -> bytes:
     return b"".join(out)
 
 
-def make_link(port: int, queue: int, **kw: Any) -> AmiLink:
+def make_ami(port: int, queue: int, **kw: Any) -> AmiPipeline:
     tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), cdr_grace_s=0.5)
-    return AmiLink(config(port, **kw), tracker, tick_s=0.05, subscriber_queue=queue)
+    return AmiPipeline.build(config(port, **kw), tracker, tick_s=0.05, subscriber_queue=queue)
 
 
 async def test_a_full_lossless_subscriber_pauses_the_read_and_a_slow_shedding_one_drops(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bridge.ami.link")
+    caplog.set_level(logging.INFO, logger="bridge")
     gate = asyncio.Event()
     kept: list[str] = []
     all_kept = asyncio.Event()
@@ -74,23 +74,23 @@ async def test_a_full_lossless_subscriber_pauses_the_read_and_a_slow_shedding_on
     # keepalive far shorter than the pause: a Pong unread behind our own backpressure must
     # not count as a dead link.
     async with FakeAmi([Session(play=burst(300))], secret=SECRET) as pbx:
-        link = make_link(pbx.port, 20, keepalive_s=0.05)
-        link.subscribe(pops)
-        link.subscribe(records, lossless=True, batch=True)
-        await link.start()
+        ami = make_ami(pbx.port, 20, keepalive_s=0.05)
+        ami.events.subscribe(pops, CALL_EVENT_TYPES)
+        ami.events.subscribe(records, CALL_EVENT_TYPES, lossless=True, batch=True)
+        await ami.start()
         try:
-            await asyncio.wait_for(link.wait_until(lambda: link.excused_pongs >= 3), WAIT)
+            await asyncio.wait_for(ami.link.wait_until(lambda: ami.link.excused_pongs >= 3), WAIT)
             gate.set()
             await asyncio.wait_for(all_kept.wait(), WAIT)
-            assert link.sessions == 1 and link.reconnects == 0
+            assert ami.link.sessions == 1 and ami.link.reconnects == 0
         finally:
-            await link.stop()
+            await ami.stop()
     assert sorted(kept) == sorted(f"{1_795_000_000 + n}.{n}" for n in range(300))
-    assert link.pauses >= 1
+    assert ami.link.pauses >= 1
     drops = [r for r in caplog.records if "dropping its events" in r.getMessage()]
     pauses = [r for r in caplog.records if "AMI reads paused" in r.getMessage()]
     assert len(drops) == 1  # one warning for the episode, however many were dropped
-    assert len(pauses) == link.pauses
+    assert len(pauses) == ami.link.pauses
 
 
 @pytest.mark.slow
@@ -103,21 +103,21 @@ async def test_a_20000_call_burst_gives_20000_rows(pool: asyncpg.Pool[Any], tmp_
     await writer.start()
     play = Session(play=burst(calls), max_piece=1 << 16)
     async with FakeAmi([play], secret=SECRET) as pbx:
-        link = make_link(pbx.port, 10_000)
+        ami = make_ami(pbx.port, 10_000)
         slow_pops = asyncio.Event()  # a screen-pop fan-out that never keeps up
 
         async def pops(_event: Any) -> None:
             await slow_pops.wait()
 
-        link.subscribe(pops)
-        link.subscribe(writer.on_events, lossless=True, batch=True)
-        await link.start()
+        ami.events.subscribe(pops, CALL_EVENT_TYPES)
+        ami.events.subscribe(writer.on_events, CALL_EVENT_TYPES, lossless=True, batch=True)
+        await ami.start()
         try:
             await asyncio.wait_for(all_written.wait(), BURST_WAIT)
-            assert link.sessions == 1 and link.reconnects == 0
+            assert ami.link.sessions == 1 and ami.link.reconnects == 0
         finally:
             slow_pops.set()
-            await link.stop()
+            await ami.stop()
             await writer.stop()
     assert await pool.fetchval("SELECT count(*) FROM call_records") == calls
     assert await pool.fetchval("SELECT count(DISTINCT call_id) FROM call_records") == calls

@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from bridge.ami.link import AmiLink
-from bridge.ami.normalise import CdrRecord
+from bridge.ami_pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.errors import LinkDown, UnsafeValueError
-from bridge.models import CallEnded, CallEvent
+from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent
+from bridge.pbx_events import CdrRecord, Hangup
 from bridge.tracker import CallTracker
 from tests.ami.fake_ami import FakeAmi, Session, alive_channels
 from tests.conftest import TRACES
@@ -36,9 +36,11 @@ def config(port: int, **kw: object) -> AmiConfig:
     return AmiConfig(**values)  # type: ignore[arg-type]
 
 
-def make_link(port: int, *, pong_timeout_s: float | None = None, **kw: object) -> AmiLink:
+def make_ami(port: int, *, pong_timeout_s: float | None = None, **kw: object) -> AmiPipeline:
     tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), cdr_grace_s=0.5)
-    return AmiLink(config(port, **kw), tracker, tick_s=0.05, pong_timeout_s=pong_timeout_s)
+    return AmiPipeline.build(
+        config(port, **kw), tracker, tick_s=0.05, pong_timeout_s=pong_timeout_s
+    )
 
 
 class Collector:
@@ -63,18 +65,18 @@ def split_after(data: bytes, marker: bytes, occurrence: int = 1) -> int:
 async def test_events_reach_a_subscriber(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     async with FakeAmi([Session(play=VIP)], secret=SECRET) as pbx:
-        link = make_link(pbx.port)
+        ami = make_ami(pbx.port)
         got = Collector()
-        link.subscribe(got)
-        await link.start()
+        ami.events.subscribe(got, CALL_EVENT_TYPES)
+        await ami.start()
         try:
             await asyncio.wait_for(got.ended.wait(), WAIT)
-            health = link.health()
+            health = ami.health()
             assert health.state == "up"
             assert health.detail["reconnects"] == 0
             assert health.detail["last_event_at"] is not None
         finally:
-            await link.stop()
+            await ami.stop()
     assert describe(got.events) == EXPECTED["vip-answered"]
     login = next(a for a in pbx.actions if a.get("Action") == "Login")
     assert login.get("Secret") == SECRET and login.get("Username") == "bridge"
@@ -84,23 +86,23 @@ async def test_events_reach_a_subscriber(caplog: pytest.LogCaptureFixture) -> No
         "QueueStatus",
     ]
     assert SECRET not in caplog.text
-    assert link.health().state == "down"
+    assert ami.health().state == "down"
 
 
 async def test_a_link_that_stops_answering_ping_is_declared_dead_and_reconnected() -> None:
     sessions = [Session(answer_ping=False), Session(answer_ping=True)]
     async with FakeAmi(sessions, secret=SECRET) as pbx:
-        link = make_link(pbx.port, keepalive_s=0.05, pong_timeout_s=0.2)
-        await link.start()
+        ami = make_ami(pbx.port, keepalive_s=0.05, pong_timeout_s=0.2)
+        await ami.start()
         try:
-            await asyncio.wait_for(link.connected(sessions=2), WAIT)
-            assert link.reconnects >= 1
+            await asyncio.wait_for(ami.link.connected(sessions=2), WAIT)
+            assert ami.link.reconnects >= 1
             assert [await pbx.logins.get(), await pbx.logins.get()] == [0, 1]
-            pong = await asyncio.wait_for(link.action("Ping"), WAIT)
+            pong = await asyncio.wait_for(ami.link.action("Ping"), WAIT)
             assert pong.get("Ping") == "Pong"
-            assert link.health().state == "up"
+            assert ami.health().state == "up"
         finally:
-            await link.stop()
+            await ami.stop()
 
 
 async def test_link_dropped_mid_call_resyncs_and_ends_the_call_once() -> None:
@@ -113,15 +115,15 @@ async def test_link_dropped_mid_call_resyncs_and_ends_the_call_once() -> None:
         Session(channels=alive_channels(VIP[:second_cut]), play=VIP[second_cut:], seed=4),
     ]
     async with FakeAmi(sessions, secret=SECRET) as pbx:
-        link = make_link(pbx.port)
+        ami = make_ami(pbx.port)
         got = Collector()
-        link.subscribe(got)
-        await link.start()
+        ami.events.subscribe(got, CALL_EVENT_TYPES)
+        await ami.start()
         try:
             await asyncio.wait_for(got.ended.wait(), WAIT)
-            assert link.sessions == 2
+            assert ami.link.sessions == 2
         finally:
-            await link.stop()
+            await ami.stop()
     assert describe(got.events) == EXPECTED["vip-answered"]
     (ended,) = [e for e in got.events if isinstance(e, CallEnded)]
     assert ended.summary.inferred == ()
@@ -139,15 +141,15 @@ async def test_a_refused_channel_listing_keeps_the_calls_in_progress(
         Session(refuse_listings=True, play=VIP[first_cut:], seed=4),
     ]
     async with FakeAmi(sessions, secret=SECRET) as pbx:
-        link = make_link(pbx.port)
+        ami = make_ami(pbx.port)
         got = Collector()
-        link.subscribe(got)
-        await link.start()
+        ami.events.subscribe(got, CALL_EVENT_TYPES)
+        await ami.start()
         try:
             await asyncio.wait_for(got.ended.wait(), WAIT)
-            assert link.sessions == 2
+            assert ami.link.sessions == 2
         finally:
-            await link.stop()
+            await ami.stop()
     assert describe(got.events) == EXPECTED["vip-answered"]
     (ended,) = [e for e in got.events if isinstance(e, CallEnded)]
     assert ended.summary.inferred == ()
@@ -161,14 +163,14 @@ async def test_a_call_that_ended_while_the_link_was_down_is_ended_by_resync() ->
         Session(channels=[]),  # nothing is up any more
     ]
     async with FakeAmi(sessions, secret=SECRET) as pbx:
-        link = make_link(pbx.port)
+        ami = make_ami(pbx.port)
         got = Collector()
-        link.subscribe(got)
-        await link.start()
+        ami.events.subscribe(got, CALL_EVENT_TYPES)
+        await ami.start()
         try:
             await asyncio.wait_for(got.ended.wait(), WAIT)
         finally:
-            await link.stop()
+            await ami.stop()
     (ended,) = [e for e in got.events if isinstance(e, CallEnded)]
     assert ended.call_id == "1795464246.0"
     assert ended.summary.outcome == "answered"
@@ -178,27 +180,27 @@ async def test_a_call_that_ended_while_the_link_was_down_is_ended_by_resync() ->
 
 async def test_actions_refuse_injection_and_nothing_reaches_the_wire() -> None:
     async with FakeAmi([Session()], secret=SECRET) as pbx:
-        link = make_link(pbx.port)
-        await link.start()
+        ami = make_ami(pbx.port)
+        await ami.start()
         try:
-            await asyncio.wait_for(link.connected(), WAIT)
+            await asyncio.wait_for(ami.link.connected(), WAIT)
             with pytest.raises(UnsafeValueError):
-                await link.action(
+                await ami.link.action(
                     "Redirect", {"Channel": "PJSIP/1001-1\r\nAction: Originate\r\nChannel: x"}
                 )
-            answer = await asyncio.wait_for(link.action("Ping"), WAIT)
+            answer = await asyncio.wait_for(ami.link.action("Ping"), WAIT)
             assert answer.get("Ping") == "Pong"
         finally:
-            await link.stop()
+            await ami.stop()
     names = [a.get("Action") for a in pbx.actions]
     assert "Originate" not in names and "Redirect" not in names
     assert all(a.get("Channel") is None for a in pbx.actions)
 
 
 async def test_action_without_a_connection_is_link_down() -> None:
-    link = make_link(1)
+    ami = make_ami(1)
     with pytest.raises(LinkDown):
-        await link.action("Ping")
+        await ami.link.action("Ping")
 
 
 async def test_wrong_secret_keeps_retrying_and_never_logs_the_secret(
@@ -206,14 +208,14 @@ async def test_wrong_secret_keeps_retrying_and_never_logs_the_secret(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with FakeAmi([Session()], secret="other") as pbx:
-        link = make_link(pbx.port)
-        await link.start()
+        ami = make_ami(pbx.port)
+        await ami.start()
         try:
             for _ in range(2):
                 await asyncio.wait_for(pbx.attempts.get(), WAIT)
-            assert link.health().state == "starting"
+            assert ami.health().state == "starting"
         finally:
-            await link.stop()
+            await ami.stop()
     assert "Authentication failed" in caplog.text
     assert SECRET not in caplog.text
 
@@ -226,18 +228,18 @@ async def test_a_slow_subscriber_does_not_stall_the_others() -> None:
 
     async with FakeAmi([Session(play=VIP)], secret=SECRET) as pbx:
         tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
-        link = AmiLink(config(pbx.port), tracker, subscriber_queue=1)
-        link.subscribe(stuck)
+        ami = AmiPipeline.build(config(pbx.port), tracker, subscriber_queue=1)
+        ami.events.subscribe(stuck, CALL_EVENT_TYPES)
         fast = Collector()
-        link.subscribe(fast)
-        await link.start()
+        ami.events.subscribe(fast, CALL_EVENT_TYPES)
+        await ami.start()
         try:
             await asyncio.wait_for(fast.ended.wait(), WAIT)
         finally:
             release.set()
-            await link.stop()
+            await ami.stop()
     assert describe(fast.events) == EXPECTED["vip-answered"]
-    assert link._subs[0].dropped > 0
+    assert ami.events.subscriptions[0].dropped > 0
 
 
 async def test_raw_cdr_events_reach_an_event_subscriber() -> None:
@@ -250,13 +252,13 @@ async def test_raw_cdr_events_reach_an_event_subscriber() -> None:
             all_in.set()
 
     async with FakeAmi([Session(play=VIP)], secret=SECRET) as pbx:
-        link = make_link(pbx.port)
-        link.subscribe_events(on_cdr, (CdrRecord,))
-        await link.start()
+        ami = make_ami(pbx.port)
+        ami.events.subscribe(on_cdr, (CdrRecord,))
+        await ami.start()
         try:
             await asyncio.wait_for(all_in.wait(), WAIT)
         finally:
-            await link.stop()
+            await ami.stop()
     assert {c.uniqueid for c in cdrs} == {
         "1795464246.0",
         "1795464246.1",
@@ -265,3 +267,38 @@ async def test_raw_cdr_events_reach_an_event_subscriber() -> None:
     }
     talk = [c for c in cdrs if c.destination_channel == "Local/2001@phones-00000001;1"]
     assert [(c.billable_s, c.disposition) for c in talk] == [(2, "ANSWERED")]
+
+
+async def test_stop_ends_a_call_held_for_its_cdrs_before_the_subscribers_drain() -> None:
+    """The pipeline stops link, tracker feed, bus in that order: a call whose end still waits
+    for its Cdrs when the bridge stops is ended by the feed and reaches a lossless subscriber
+    (the record writer) before the bus lets its subscribers go."""
+    trace = (TRACES / "direct-inward" / "ami.log").read_bytes()
+    hangups = trace.count(b"Event: Hangup\r\n")
+    cut = split_after(trace, b"Event: Hangup\r\n", hangups)  # before the caller's Cdrs
+    assert b"Event: Cdr\r\n" in trace[cut:]
+    ended: list[CallEnded] = []
+    all_hung_up = asyncio.Event()
+    seen: list[Hangup] = []
+
+    def count_hangups(events: list[Hangup]) -> None:
+        seen.extend(events)
+        if len(seen) == hangups:
+            all_hung_up.set()
+
+    async def record(batch: list[CallEvent]) -> None:
+        ended.extend(e for e in batch if isinstance(e, CallEnded))
+
+    async with FakeAmi([Session(play=trace[:cut])], secret=SECRET) as pbx:
+        tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN), cdr_grace_s=3600)
+        ami = AmiPipeline.build(config(pbx.port), tracker, tick_s=3600)
+        ami.events.observe(count_hangups, (Hangup,))
+        ami.events.subscribe(record, CALL_EVENT_TYPES, lossless=True, batch=True)
+        await ami.start()
+        try:
+            await asyncio.wait_for(all_hung_up.wait(), WAIT)
+            assert ended == [] and tracker.active_calls == 1  # held for its Cdrs
+        finally:
+            await ami.stop()
+    (call,) = ended
+    assert call.call_id == "1796193854.126"

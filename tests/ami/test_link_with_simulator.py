@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bridge.ami.link import AmiLink
+from bridge.ami_pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
-from bridge.models import CallEnded, CallEvent, CallRinging
+from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent, CallRinging
 from bridge.sim import AmiServer, AmiUser, Clock, FastClock, SimPbx, lab_config
 from bridge.tracker import CallTracker
 from tests.sim.conftest import LateClock, ScriptedAgi
@@ -68,15 +68,16 @@ async def run_live(name: str, technology: str, clock: Clock | None = None) -> li
         )
         async with AmiServer(pbx) as ami:
             tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
-            link = AmiLink(AmiConfig(port=ami.port, username=user, secret=secret), tracker)
-            link.subscribe(collect)
-            await link.start()
+            config = AmiConfig(port=ami.port, username=user, secret=secret)
+            pipeline = AmiPipeline.build(config, tracker)
+            pipeline.events.subscribe(collect, CALL_EVENT_TYPES)
+            await pipeline.start()
             try:
-                await asyncio.wait_for(link.connected(), 10)
+                await asyncio.wait_for(pipeline.link.connected(), 10)
                 await asyncio.wait_for(pbx.run_scenario(name), 20)
                 await asyncio.wait_for(ended.wait(), 10)
             finally:
-                await link.stop()
+                await pipeline.stop()
     finally:
         agi.server.close()
         await agi.server.wait_closed()

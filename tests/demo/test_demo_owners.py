@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.crm.agents import Agent
 from bridge.demo.data import AGENTS, QUEUES, RULES, customers, demo_queue
-from bridge.models import Customer, InboundCall
-from bridge.pops.card import CustomerCard
+from bridge.models import Customer, CustomerCard, InboundCall
 from bridge.pops.permissions import DEFAULT_POLICY, visible_card
 from bridge.routing.decide import decide
 from bridge.routing.rules import Rule, parse_attr

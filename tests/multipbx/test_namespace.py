@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bridge.agi.protocol import AgiEnv
-from bridge.ami.normalise import AttendedTransfer, CdrRecord, Hangup, NewChannel
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock, replay, replay_frames
 from bridge.component import State
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig, PbxSite
 from bridge.devices import DevicePatterns, device_of
@@ -27,7 +27,8 @@ from bridge.pbx.namespace import (
     caller_e164,
     namespace_event,
 )
-from bridge.tracker import CallTracker, ReplayClock, replay, replay_frames
+from bridge.pbx_events import AttendedTransfer, CdrRecord, Hangup, NewChannel
+from bridge.tracker import CallTracker
 from bridge.wallboard.ami import PauseFailed
 from bridge.wallboard.stats import Member
 

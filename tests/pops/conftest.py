@@ -14,15 +14,15 @@ import asyncpg
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock, replay
 from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.roster import AgentRoster
 from bridge.models import CallEvent
 from bridge.pops.hub import PopHub
 from bridge.pops.sources import build_pop_hub
-from bridge.tracker.replay import ReplayClock, replay
 from bridge.tracker.tracker import CallTracker
 from tests.conftest import running_roster
 from tests.crm.fixture_crm import load_trace_crm
@@ -85,7 +85,7 @@ class Player:
         return self.emitted[start:]
 
     def _feed(self, frame: Any) -> None:
-        event = normalise(frame, self.clock())
+        event = decode_event(frame, self.clock())
         if event is not None:
             batch = self.env.tracker.feed(event)
             self.env.hub.dispatch(batch)

@@ -1,12 +1,13 @@
-"""End to end over loopback: the PBX simulator's AMI → AmiLink → CallTracker → PopHub.dispatch →
-agents' websocket clients, with the traces' CRM in the real database."""
+"""End to end over loopback: the PBX simulator's AMI → AmiLink → EventBus → CallTracker →
+PopHub.dispatch → agents' websocket clients, with the traces' CRM in the real database."""
 
 from __future__ import annotations
 
 import asyncio
 
-from bridge.ami.link import AmiLink
+from bridge.ami_pipeline import AmiPipeline
 from bridge.config import AmiConfig
+from bridge.models import CALL_EVENT_TYPES
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from tests.crm.fixture_crm import ALICE
 from tests.pops.conftest import recv_json
@@ -27,16 +28,16 @@ async def test_a_live_simulated_ringall_pops_both_agents_and_retracts_the_loser(
         )
         async with AmiServer(pbx) as ami:
             config = AmiConfig(port=ami.port, username="bridge", secret="s3cret")
-            link = AmiLink(config, env.tracker)
-            link.observe(env.hub.dispatch)
-            await link.start()
+            pipeline = AmiPipeline.build(config, env.tracker)
+            pipeline.events.observe(env.hub.dispatch, CALL_EVENT_TYPES)
+            await pipeline.start()
             try:
-                await asyncio.wait_for(link.connected(), 10)
+                await asyncio.wait_for(pipeline.link.connected(), 10)
                 await asyncio.wait_for(pbx.run_scenario("vip-answered"), 20)
                 got = [await recv_json(winner) for _ in range(3)]
                 lost = [await recv_json(loser) for _ in range(2)]
             finally:
-                await link.stop()
+                await pipeline.stop()
     finally:
         agi.server.close()
         await agi.server.wait_closed()

@@ -5,7 +5,7 @@ import pytest
 from bridge.config import build_config
 from bridge.crm.agents import Agent
 from bridge.errors import ConfigError
-from bridge.pops.card import CustomerCard
+from bridge.models import CustomerCard
 from bridge.pops.permissions import (
     DEFAULT_POLICY,
     CardPolicy,

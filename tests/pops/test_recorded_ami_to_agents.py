@@ -1,4 +1,4 @@
-"""Recorded AMI bytes → the AMI link → tracker → pop hub → several agents' websockets.
+"""Recorded AMI bytes → the AMI link → event bus → tracker → pop hub → several agents' websockets.
 
 A fake manager on loopback plays three recorded calls back to back (the VIP ringall, the
 blind transfer, the UTF-8 caller name), cut at random points across writes so frames and
@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bridge.ami.link import AmiLink
+from bridge.ami_pipeline import AmiPipeline
 from bridge.config import AmiConfig
-from bridge.models import CallEnded, CallEvent
+from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent
 from tests.ami.fake_ami import FakeAmi, Session
 from tests.conftest import TRACES
 from tests.crm.fixture_crm import ALICE, BOB, ZHANG
@@ -50,14 +50,15 @@ async def test_each_agent_gets_its_own_pops_in_order(make_hub: Any, seed: int) -
                 all_ended.set()
 
     async with FakeAmi([Session(play=PLAY, seed=seed)], secret=SECRET) as pbx:
-        link = AmiLink(AmiConfig(port=pbx.port, username="bridge", secret=SECRET), env.tracker)
-        link.observe(env.hub.dispatch)  # as the composition root wires it
-        link.subscribe(count)
-        await link.start()
+        config = AmiConfig(port=pbx.port, username="bridge", secret=SECRET)
+        pipeline = AmiPipeline.build(config, env.tracker)
+        pipeline.events.observe(env.hub.dispatch, CALL_EVENT_TYPES)  # as the composition root
+        pipeline.events.subscribe(count, CALL_EVENT_TYPES)
+        await pipeline.start()
         try:
             await asyncio.wait_for(all_ended.wait(), 15)
         finally:
-            await link.stop()
+            await pipeline.stop()
     await env.hub.drain()
     got = {a: _calls(await recv_until_pong(ws)) for a, ws in agents.items()}
 

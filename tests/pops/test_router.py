@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import (
     AgentLeg,
@@ -23,7 +24,6 @@ from bridge.models import (
 )
 from bridge.pops.router import Pop, PopRouter
 from bridge.tracker import CallTracker
-from bridge.tracker.replay import ReplayClock
 from tests.conftest import TRACES
 from tests.tracker.pjsip import pjsip_bytes
 
@@ -57,7 +57,7 @@ def routed(scenario: str, *, pjsip: bool = False) -> list[tuple[Any, ...]]:
             out.extend(row(p) for p in router.route(event, tracker.view(event.call_id)))
 
     for frame in AmiParser().feed(data):
-        event = normalise(frame, clock())
+        event = decode_event(frame, clock())
         if event is not None:
             route(tracker.feed(event))
     route(tracker.flush())
@@ -253,7 +253,7 @@ def test_interleaved_calls_each_keep_their_own_addressees() -> None:
     got: dict[str, list[str]] = {}
     for i in range(max(map(len, frames))):
         for stream in frames:
-            if i < len(stream) and (event := normalise(stream[i], clock())) is not None:
+            if i < len(stream) and (event := decode_event(stream[i], clock())) is not None:
                 for e in tracker.feed(event):
                     for pop in router.route(e, tracker.view(e.call_id)):
                         got.setdefault(to(pop), []).append(pop.kind)
@@ -339,7 +339,7 @@ def test_catch_up_of_a_device_replays_ringing_then_answered() -> None:
     clock = ReplayClock()
     emitted = 0
     for frame in AmiParser().feed((TRACES / "vip-answered" / "ami.log").read_bytes()):
-        event = normalise(frame, clock())
+        event = decode_event(frame, clock())
         if event is not None:
             emitted += len(tracker.feed(event))
         if emitted >= 3:  # ringing 2001, ringing 2002, answered 2001

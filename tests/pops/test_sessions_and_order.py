@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from websockets.exceptions import ConnectionClosed
 
 from bridge.crm import agents
-from bridge.models import CallAnswered, CallRetracted, CallRinging
-from bridge.pops.card import CustomerCard
+from bridge.models import CallAnswered, CallRetracted, CallRinging, CustomerCard
 from tests.pops.conftest import recv_json, recv_until_pong
 
 AT = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bridge.ami_replay import replay
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded, CallEvent
-from bridge.tracker import CallTracker, replay
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 
 AMI_SCENARIOS = [

@@ -16,13 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.db.pool import create_pool
 from bridge.models import CallEnded
 from bridge.records import RecordWriter, Spool
-from bridge.tracker import CallTracker, ReplayClock
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 from tests.records.factory import make_ended
 from tests.records.helpers import ended_events, seed_crm, seed_decisions
@@ -287,7 +288,7 @@ async def test_ami_link_down_at_hangup_is_completed_by_resync_with_inferred(
     for frame in AmiParser().feed(data):
         if frame.get("Event") == "Hangup":
             break  # the link goes down here
-        event = normalise(frame, clock())
+        event = decode_event(frame, clock())
         if event is not None:
             for out in tracker.feed(event):
                 assert not isinstance(out, CallEnded)

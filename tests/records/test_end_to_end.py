@@ -12,9 +12,10 @@ from typing import Any
 
 import asyncpg
 
-from bridge.ami.normalise import CdrRecord, normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
 from bridge.config import DEFAULT_DEVICE_PATTERN, build_config
+from bridge.pbx_events import CdrRecord
 from bridge.records.wiring import build_records
 from bridge.tasks import Backoff
 from bridge.tracker import CallTracker
@@ -62,7 +63,7 @@ async def test_trace_to_external_crm_with_disposition(
                 stack.push_async_callback(component.stop)
             tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
             for frame in AmiParser().feed((TRACES / "unicode-name" / "ami.log").read_bytes()):
-                event = normalise(frame, datetime.now(UTC))
+                event = decode_event(frame, datetime.now(UTC))
                 if event is None:
                     continue
                 if isinstance(event, CdrRecord):

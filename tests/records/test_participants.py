@@ -6,9 +6,10 @@ from typing import Any
 
 import asyncpg
 
+from bridge.ami_replay import replay
 from bridge.crm.roster import AgentRoster
 from bridge.records.participants import ParticipantRecorder
-from bridge.tracker import CallTracker, replay
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 from tests.crm.fixture_crm import load_trace_crm
 from tests.pops.conftest import CONFIG, trace_events

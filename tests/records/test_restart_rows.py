@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.ami.link import AmiLink
+from bridge.ami_pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
-from bridge.models import CallEnded, CallEvent
+from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent
 from bridge.records import RecordWriter, Spool
 from bridge.sim import AmiServer, AmiUser, CallPlan, SimPbx, lab_config
 from bridge.tracker import CallTracker
@@ -61,11 +61,12 @@ async def test_call_in_progress_at_start_is_recorded_answered(
                 clock.release()
                 await clock.parked()  # talking
             tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
-            link = AmiLink(AmiConfig(port=ami.port, username="bridge", secret="s3cret"), tracker)
-            link.subscribe(record)
-            await link.start()
+            config = AmiConfig(port=ami.port, username="bridge", secret="s3cret")
+            pipeline = AmiPipeline.build(config, tracker)
+            pipeline.events.subscribe(record, CALL_EVENT_TYPES)
+            await pipeline.start()
             try:
-                await asyncio.wait_for(link.connected(), 10)  # logged in and resynced
+                await asyncio.wait_for(pipeline.link.connected(), 10)  # logged in and resynced
                 assert tracker.active_calls == 1
                 clock.release()  # the handset answers (ringing), or the talk ends
                 if moment == "ringing":
@@ -74,7 +75,7 @@ async def test_call_in_progress_at_start_is_recorded_answered(
                 assert (await asyncio.wait_for(call, 10)) is not None
                 await asyncio.wait_for(ended.wait(), 10)
             finally:
-                await link.stop()
+                await pipeline.stop()
     finally:
         await pbx.stop()
         agi.server.close()

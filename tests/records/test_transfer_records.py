@@ -12,10 +12,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.ami_replay import replay
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded
 from bridge.records import RecordWriter, Spool
-from bridge.tracker import CallTracker, replay
+from bridge.tracker import CallTracker
 from tests.records.helpers import ended_events, seed_crm, seed_decisions
 
 SYNTHETIC = Path(__file__).parents[1] / "fixtures" / "synthetic"

@@ -17,15 +17,17 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.ami.normalise import CdrRecord, normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import replay_frames
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.connectors import BuiltinConnector
 from bridge.models import CallEnded
+from bridge.pbx_events import CdrRecord
 from bridge.records import PbxCdr, RecordWriter, Spool
 from bridge.sync import run_sync
 from bridge.sync.cdrs import INFERRED_FROM_CDR, call_from_cdrs, group_cdrs, handset_index
-from bridge.tracker import CallTracker, replay_frames
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 from tests.connectors.crm_server import TOKEN, CrmServer
 from tests.records.helpers import (
@@ -40,11 +42,11 @@ PATTERN = re.compile(DEFAULT_DEVICE_PATTERN)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def trace_cdrs(scenario: str, *, normalised: bool = False) -> list[PbxCdr]:
-    """The trace's Cdrs from raw AMI headers, or through the link's normalised CdrRecord."""
+def trace_cdrs(scenario: str, *, decoded: bool = False) -> list[PbxCdr]:
+    """The trace's Cdrs from raw AMI headers, or through the decoder's CdrRecord."""
     frames = AmiParser().feed((TRACES / scenario / "ami.log").read_bytes())
-    if normalised:
-        events = [normalise(f, datetime.now(UTC)) for f in frames]
+    if decoded:
+        events = [decode_event(f, datetime.now(UTC)) for f in frames]
         return [PbxCdr.from_event(e) for e in events if isinstance(e, CdrRecord)]
     return [PbxCdr.from_fields(f) for f in frames if f.get("Event") == "Cdr"]
 
@@ -58,10 +60,10 @@ CDR_SCENARIOS = [
 ]
 
 
-@pytest.mark.parametrize("normalised", [False, True], ids=["headers", "normalised"])
+@pytest.mark.parametrize("decoded", [False, True], ids=["headers", "decoded"])
 @pytest.mark.parametrize("scenario", CDR_SCENARIOS)
-def test_cdrs_alone_rebuild_what_the_live_tracker_saw(scenario: str, normalised: bool) -> None:
-    cdrs = trace_cdrs(scenario, normalised=normalised)
+def test_cdrs_alone_rebuild_what_the_live_tracker_saw(scenario: str, decoded: bool) -> None:
+    cdrs = trace_cdrs(scenario, decoded=decoded)
     live = {e.call_id: e.summary for e in ended_events(scenario)}
     call_of = {u: cid for cid, s in live.items() for u in s.uniqueids}
     rebuilt = {}
@@ -218,8 +220,8 @@ async def test_calls_never_recorded_are_backfilled_from_kept_cdrs(
     for scenario in ("vip-answered", "blind-transfer", "abandoned", "concurrent-8"):
         frames = AmiParser().feed((TRACES / scenario / "ami.log").read_bytes())
         for frame in frames:
-            # What the AMI link's subscribe_events(writer.on_event, (CdrRecord,)) delivers.
-            event = normalise(frame, datetime.now(UTC))
+            # What the AMI link's link publishes: CdrRecord, as the writer subscribes to it.
+            event = decode_event(frame, datetime.now(UTC))
             if isinstance(event, CdrRecord):
                 await writer.on_event(event)
                 await writer.on_event(event)  # re-sent Cdrs are kept once

@@ -8,11 +8,12 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bridge.ami import normalise as n
+from bridge import pbx_events as n
 from bridge.ami.protocol import AmiParser, Frame
+from bridge.ami_replay import replay_frames
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded, CallEvent
-from bridge.tracker import CallTracker, replay_frames
+from bridge.tracker import CallTracker
 from tests.tracker.test_trace_replay import BOB, describe
 
 SYNTHETIC = Path(__file__).parents[1] / "fixtures" / "synthetic"

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from bridge.ami_replay import replay
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded
-from bridge.tracker import CallTracker, replay
+from bridge.tracker import CallTracker
 from tests.tracker.test_trace_replay import describe
 
 LAB = Path(__file__).parents[1] / "fixtures" / "lab-live"

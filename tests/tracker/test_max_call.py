@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from bridge.ami import normalise as n
+from bridge import pbx_events as n
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded
 from bridge.tracker import CallTracker

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 
+from bridge.ami_replay import replay
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded, CallRetracted
-from bridge.tracker import CallTracker, replay
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 
 ABANDONED = (TRACES / "abandoned" / "ami.log").read_bytes()

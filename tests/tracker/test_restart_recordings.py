@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from bridge.ami.normalise import ChannelListed, QueueEntryListed, normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser, Frame
+from bridge.ami_replay import ReplayClock, replay_frames
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded, CallEvent
-from bridge.tracker import CallTracker, ReplayClock, replay_frames
+from bridge.pbx_events import ChannelListed, QueueEntryListed
+from bridge.tracker import CallTracker
 from tests.conftest import TRACES
 from tests.tracker.test_trace_replay import describe
 
@@ -34,8 +36,8 @@ def frames(path: Path) -> list[Frame]:
 def restart_at(folder: str, moment: str) -> list[CallEvent]:
     """Resync a fresh tracker from the listings taken at `moment`, then feed what followed."""
     where = RESTART / folder
-    listed = [normalise(f, NOW) for f in frames(where / f"coreshowchannels-{moment}.ami.log")]
-    queued = [normalise(f, NOW) for f in frames(where / f"queuestatus-{moment}.ami.log")]
+    listed = [decode_event(f, NOW) for f in frames(where / f"coreshowchannels-{moment}.ami.log")]
+    queued = [decode_event(f, NOW) for f in frames(where / f"queuestatus-{moment}.ami.log")]
     tracker = CallTracker(re.compile(DEFAULT_DEVICE_PATTERN))
     out = tracker.resync(
         [c for c in listed if isinstance(c, ChannelListed)],

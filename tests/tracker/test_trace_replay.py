@@ -1,4 +1,4 @@
-"""Every recorded Asterisk scenario, replayed byte for byte through parser, normaliser and
+"""Every recorded Asterisk scenario, replayed byte for byte through parser, decoder and
 tracker, yields exactly the expected call events; so does the same call with PJSIP names."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bridge.ami_replay import replay
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import (
     CallAnswered,
@@ -20,7 +21,7 @@ from bridge.models import (
     CallRinging,
     CallTransferred,
 )
-from bridge.tracker import CallTracker, replay
+from bridge.tracker import CallTracker
 from tests.conftest import SCENARIOS, TRACES
 from tests.tracker.pjsip import pjsip_bytes
 

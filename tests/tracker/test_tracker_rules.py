@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from bridge.ami import normalise as n
+from bridge import pbx_events as n
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import (
     CallAnswered,
@@ -42,7 +42,7 @@ class Pbx:
         self.lid = linkedid
         self.out: list[CallEvent] = []
 
-    def feed(self, *events: n.AmiEvent) -> list[CallEvent]:
+    def feed(self, *events: n.PbxEvent) -> list[CallEvent]:
         got: list[CallEvent] = []
         for e in events:
             got.extend(self.t.feed(e))
@@ -57,7 +57,7 @@ class Pbx:
 
     def ring(self, s: float, uid: str, ext: str, queue: bool = True) -> list[CallEvent]:
         chan = f"PJSIP/{ext}-{uid}"
-        events: list[n.AmiEvent] = [n.NewChannel(at(s), uid, self.lid, chan, 0, "", "", ext, "x")]
+        events: list[n.PbxEvent] = [n.NewChannel(at(s), uid, self.lid, chan, 0, "", "", ext, "x")]
         if queue:
             events.append(
                 n.AgentCalled(

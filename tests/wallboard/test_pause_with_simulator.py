@@ -13,7 +13,6 @@ from bridge.ami.link import AmiLink
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.errors import UnsafeValueError
 from bridge.sim import AmiServer, AmiUser, SimConfig, SimPbx
-from bridge.tracker.tracker import CallTracker
 from bridge.wallboard.ami import AmiQueues, PauseFailed
 
 PATTERN = re.compile(DEFAULT_DEVICE_PATTERN)
@@ -33,10 +32,7 @@ class Pbx:
 async def _linked(user: str) -> AsyncIterator[Pbx]:
     pbx = SimPbx(SimConfig(ami_users=USERS))
     async with AmiServer(pbx) as ami:
-        link = AmiLink(
-            AmiConfig(port=ami.port, username=user, secret="s3cret"),
-            CallTracker(PATTERN),
-        )
+        link = AmiLink(AmiConfig(port=ami.port, username=user, secret="s3cret"))
         await link.start()
         try:
             await link.connected()

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.ami_replay import replay
 from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.roster import AgentRoster
@@ -18,7 +19,7 @@ from bridge.models import CallDialing
 from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder
-from bridge.tracker import CallTracker, replay
+from bridge.tracker import CallTracker
 from bridge.web import HttpServer, make_web_app
 from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.conftest import TRACES

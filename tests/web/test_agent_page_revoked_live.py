@@ -8,8 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.crm import agents
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.roster import AgentRoster
@@ -18,7 +19,6 @@ from bridge.pops.hub import PopHub
 from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
 from bridge.tracker import CallTracker
-from bridge.tracker.replay import ReplayClock
 from bridge.web import HttpServer, make_web_app
 from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.conftest import TRACES
@@ -32,7 +32,7 @@ def ring_first_agent(tracker: CallTracker, hub: PopHub) -> None:
     """Play the recorded VIP call through the tracker to the hub until 2001 rings."""
     clock = ReplayClock()
     for frame in AmiParser().feed((TRACES / "vip-answered" / "ami.log").read_bytes()):
-        event = normalise(frame, clock())
+        event = decode_event(frame, clock())
         if event is None:
             continue
         batch = tracker.feed(event)

@@ -19,9 +19,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.ami.decode import decode_event
 from bridge.ami.link import AmiLink
-from bridge.ami.normalise import normalise
 from bridge.ami.protocol import AmiParser
+from bridge.ami_replay import ReplayClock
 from bridge.config import AmiConfig, build_config
 from bridge.crm.agents import create_agent
 from bridge.crm.directory import PostgresDirectory
@@ -32,7 +33,6 @@ from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder
 from bridge.sim import AmiServer, AmiUser, SimConfig, SimPbx
-from bridge.tracker.replay import ReplayClock
 from bridge.tracker.tracker import CallTracker
 from bridge.wallboard.ami import AmiQueues
 from bridge.wallboard.board import WallBoard
@@ -150,7 +150,7 @@ class Feed:
     def until(self, frames: list[Any], stop: type | None) -> None:
         """Feed frames until (and including) the one whose batch holds a `stop` event."""
         while frames:
-            event = normalise(frames.pop(0), self.clock())
+            event = decode_event(frames.pop(0), self.clock())
             if event is None:
                 continue
             out = self.tracker.feed(event)
@@ -197,7 +197,7 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
     first = next(
         e
         for f in vip
-        if (ev := normalise(f, datetime.now(UTC))) is not None
+        if (ev := decode_event(f, datetime.now(UTC))) is not None
         for e in probe.feed(ev)
         if isinstance(e, CallRinging)
     )
@@ -225,10 +225,8 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
     pbx = SimPbx(SimConfig(ami_users=(AmiUser("bridge", "s3cret"),)))
     ami = AmiServer(pbx)
     await ami.start()
-    link = AmiLink(
-        AmiConfig(port=ami.port, username="bridge", secret="s3cret"),
-        CallTracker(config.device_regex),  # the simulator places no calls here
-    )
+    # Actions only (pauses): the simulator places no calls here, nothing consumes its events.
+    link = AmiLink(AmiConfig(port=ami.port, username="bridge", secret="s3cret"))
     board = WallBoard(
         tracker,
         control=AmiQueues(link, config.device_regex),

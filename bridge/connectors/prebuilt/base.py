@@ -34,8 +34,7 @@ from bridge.connectors.prebuilt.credentials import Credentials
 from bridge.connectors.prebuilt.http import Answer, VendorHttp
 from bridge.connectors.prebuilt.oauth import TokenCache
 from bridge.errors import BridgeError, CrmError, CrmRefused, DeliveryError
-from bridge.models import Customer
-from bridge.pops.card import CustomerCard
+from bridge.models import Customer, CustomerCard
 
 if TYPE_CHECKING:
     from bridge.crm.merge import MergeRecord

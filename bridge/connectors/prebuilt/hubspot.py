@@ -33,8 +33,7 @@ from bridge.connectors.prebuilt.base import MAX_ROWS, PrebuiltConnector, nationa
 from bridge.connectors.prebuilt.calls import CallSummary
 from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
 from bridge.errors import CrmError, CrmRefused
-from bridge.models import Customer
-from bridge.pops.card import CustomerCard
+from bridge.models import Customer, CustomerCard
 
 __all__ = ["HubSpotConnector", "call_properties"]
 

@@ -27,8 +27,7 @@ from bridge.connectors.prebuilt.calls import CallSummary
 from bridge.connectors.prebuilt.credentials import Credentials
 from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
 from bridge.errors import CrmError, CrmRefused
-from bridge.models import Customer
-from bridge.pops.card import CustomerCard
+from bridge.models import Customer, CustomerCard
 
 __all__ = ["OdooConnector", "note_body"]
 

@@ -33,8 +33,7 @@ from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
 from bridge.connectors.prebuilt.http import error_code
 from bridge.connectors.prebuilt.oauth import TokenCache
 from bridge.errors import CrmError, CrmRefused
-from bridge.models import Customer
-from bridge.pops.card import CustomerCard
+from bridge.models import Customer, CustomerCard
 
 __all__ = ["SalesforceConnector", "soql_quote", "sosl_escape", "task_fields"]
 

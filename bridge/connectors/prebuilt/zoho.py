@@ -30,8 +30,7 @@ from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
 from bridge.connectors.prebuilt.http import Answer, error_code
 from bridge.connectors.prebuilt.oauth import TokenCache
 from bridge.errors import CrmError, CrmRefused
-from bridge.models import Customer
-from bridge.pops.card import CustomerCard
+from bridge.models import Customer, CustomerCard
 
 __all__ = ["ZohoConnector", "call_fields", "criteria_value"]
 

@@ -1,6 +1,6 @@
-"""AMI frames to the small normalised events the call tracker understands. Pure.
+"""AMI frames decoded into the typed PBX events of `bridge.pbx_events`. Pure.
 
-`normalise(frame, at)` returns one event dataclass or None (events the tracker has no use for,
+`decode_event(frame, at)` returns one event dataclass or None (events the tracker has no use for,
 responses, and frames missing the fields that identify a channel). `at` is supplied by the
 caller: arrival time on a live link, a synthetic clock in replay (traces carry no timestamps).
 
@@ -12,37 +12,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from bridge.ami.protocol import Frame
+from bridge.pbx_events import (
+    AgentCalled,
+    AgentComplete,
+    AgentConnect,
+    AgentRingNoAnswer,
+    AttendedTransfer,
+    BlindTransfer,
+    BridgeEnter,
+    BridgeLeave,
+    CallerIdChanged,
+    CdrRecord,
+    ChannelListed,
+    ChannelStateChanged,
+    DialBegin,
+    DialEnd,
+    Hangup,
+    HangupRequested,
+    NewChannel,
+    PbxEvent,
+    QueueCallerAbandon,
+    QueueCallerJoin,
+    QueueCallerLeave,
+    QueueEntryListed,
+    QueueMemberListed,
+    RecordingSet,
+)
 
-__all__ = [
-    "AgentCalled",
-    "AgentComplete",
-    "AgentConnect",
-    "AgentRingNoAnswer",
-    "AmiEvent",
-    "AttendedTransfer",
-    "BlindTransfer",
-    "BridgeEnter",
-    "BridgeLeave",
-    "CallerIdChanged",
-    "CdrRecord",
-    "ChannelListed",
-    "ChannelStateChanged",
-    "DialBegin",
-    "DialEnd",
-    "Hangup",
-    "NewChannel",
-    "QueueCallerAbandon",
-    "QueueCallerJoin",
-    "QueueCallerLeave",
-    "QueueEntryListed",
-    "QueueMemberListed",
-    "RecordingSet",
-    "normalise",
-]
+__all__ = ["HANDLED_EVENTS", "clean", "decode_event"]
 
 MAX_TEXT = 256
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -86,339 +86,6 @@ def _hms(value: str | None) -> int:
     return min(seconds, 10**9)
 
 
-# --- events -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NewChannel:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    state: int
-    caller_num: str
-    caller_name: str
-    exten: str
-    context: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelStateChanged:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    state: int
-    caller_num: str = ""
-    caller_name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CallerIdChanged:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    caller_num: str
-    caller_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordingSet:
-    """`VarSet` of `MIXMONITOR_FILENAME`: the recording's path (needs the dialplan class)."""
-
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCallerJoin:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    queue: str
-    position: int
-    caller_num: str = ""
-    caller_name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCallerLeave:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    queue: str
-
-
-@dataclass(frozen=True, slots=True)
-class HangupRequested:
-    """`HangupRequest`: something asked this channel to hang up (a caller's BYE does).
-
-    Asterisk sends `QueueCallerAbandon` both when the caller hangs up in the queue and when
-    the queue times out with the caller still on the line (app_queue's record_abandoned);
-    only the first is preceded by a HangupRequest on the queued channel.
-    """
-
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCallerAbandon:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    queue: str
-
-
-@dataclass(frozen=True, slots=True)
-class AgentCalled:
-    at: datetime
-    uniqueid: str  # the caller's channel (the one waiting in the queue)
-    linkedid: str
-    channel: str
-    dest_channel: str
-    dest_uniqueid: str
-    queue: str
-    interface: str
-    member_name: str
-    caller_num: str = ""  # of the calling channel
-    caller_name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AgentConnect:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    dest_channel: str
-    dest_uniqueid: str
-    queue: str
-    interface: str
-    hold_s: int
-
-
-@dataclass(frozen=True, slots=True)
-class AgentComplete:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    dest_channel: str  # Asterisk sometimes omits it; then `interface` identifies the agent
-    dest_uniqueid: str
-    queue: str
-    interface: str
-    talk_s: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AgentRingNoAnswer:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    dest_channel: str
-    dest_uniqueid: str
-    queue: str
-    interface: str
-
-
-@dataclass(frozen=True, slots=True)
-class DialBegin:
-    at: datetime
-    uniqueid: str  # empty for an originate (no calling channel)
-    linkedid: str
-    channel: str
-    dest_channel: str
-    dest_uniqueid: str
-    dest_linkedid: str
-    caller_num: str = ""  # of the calling channel
-    caller_name: str = ""
-    exten: str = ""  # the calling channel's extension: the number it dialled
-
-
-@dataclass(frozen=True, slots=True)
-class DialEnd:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    dest_channel: str
-    dest_uniqueid: str
-    dest_linkedid: str
-    status: str  # ANSWER, CANCEL, NOANSWER, BUSY, CONGESTION, CHANUNAVAIL, ...
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeEnter:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    bridge_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeLeave:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    bridge_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class BlindTransfer:
-    at: datetime
-    success: bool
-    transferer_channel: str
-    transferer_uniqueid: str
-    transferer_linkedid: str
-    transferee_channel: str
-    transferee_uniqueid: str
-    transferee_linkedid: str
-    extension: str
-    context: str
-
-
-@dataclass(frozen=True, slots=True)
-class AttendedTransfer:
-    at: datetime
-    success: bool
-    orig_transferer_channel: str
-    orig_transferer_uniqueid: str
-    orig_transferer_linkedid: str
-    second_transferer_channel: str
-    second_transferer_uniqueid: str
-    second_transferer_linkedid: str
-    transferee_channel: str
-    transferee_uniqueid: str
-    transferee_linkedid: str
-    target_channel: str
-    target_uniqueid: str
-    target_linkedid: str
-    dest_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class Hangup:
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    cause: int
-    cause_txt: str
-
-
-@dataclass(frozen=True, slots=True)
-class CdrRecord:
-    """A `Cdr` event. It has `UniqueID` but no Linkedid: map it through the channel."""
-
-    at: datetime
-    uniqueid: str
-    channel: str
-    destination_channel: str
-    source: str
-    destination: str
-    disposition: str
-    billable_s: int
-    duration_s: int
-    start_time: str
-    answer_time: str
-    end_time: str
-    last_application: str = ""
-    last_data: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelListed:
-    """One `CoreShowChannel` entry of a `CoreShowChannels` listing (resync)."""
-
-    at: datetime
-    uniqueid: str
-    linkedid: str
-    channel: str
-    state: int
-    caller_num: str
-    caller_name: str
-    exten: str
-    context: str
-    application: str
-    bridge_id: str
-    duration_s: int
-    action_id: str
-    application_data: str = ""  # e.g. `support,t,,,30` for Queue, `(Outgoing Line)` for AppQueue
-
-
-@dataclass(frozen=True, slots=True)
-class QueueEntryListed:
-    """One `QueueEntry` of a `QueueStatus` listing: a caller waiting in a queue."""
-
-    at: datetime
-    queue: str
-    uniqueid: str
-    channel: str
-    position: int
-    wait_s: int
-    caller_num: str
-    caller_name: str
-    action_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueMemberListed:
-    """One `QueueMember` of a `QueueStatus` listing."""
-
-    at: datetime
-    queue: str
-    interface: str
-    name: str
-    status: int
-    paused: bool
-    in_call: bool
-    action_id: str
-
-
-AmiEvent = (
-    NewChannel
-    | ChannelStateChanged
-    | CallerIdChanged
-    | RecordingSet
-    | QueueCallerJoin
-    | QueueCallerLeave
-    | QueueCallerAbandon
-    | HangupRequested
-    | AgentCalled
-    | AgentConnect
-    | AgentComplete
-    | AgentRingNoAnswer
-    | DialBegin
-    | DialEnd
-    | BridgeEnter
-    | BridgeLeave
-    | BlindTransfer
-    | AttendedTransfer
-    | Hangup
-    | CdrRecord
-    | ChannelListed
-    | QueueEntryListed
-    | QueueMemberListed
-)
-
-
-# --- frame -> event -----------------------------------------------------------------------
-
-
 def _g(frame: Frame, key: str) -> str:
     return clean(frame.get(key))
 
@@ -430,7 +97,7 @@ def _chan(frame: Frame) -> tuple[str, str, str] | None:
     return uniqueid, _g(frame, "Linkedid") or uniqueid, _g(frame, "Channel")
 
 
-def _new_channel(f: Frame, at: datetime) -> AmiEvent | None:
+def _new_channel(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
@@ -445,21 +112,21 @@ def _new_channel(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _new_state(f: Frame, at: datetime) -> AmiEvent | None:
+def _new_state(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
     return ChannelStateChanged(at, *c, _int(f.get("ChannelState")), *_callerid(f))
 
 
-def _new_callerid(f: Frame, at: datetime) -> AmiEvent | None:
+def _new_callerid(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
     return CallerIdChanged(at, *c, _caller(f.get("CallerIDNum")), _caller(f.get("CallerIDName")))
 
 
-def _var_set(f: Frame, at: datetime) -> AmiEvent | None:
+def _var_set(f: Frame, at: datetime) -> PbxEvent | None:
     if (f.get("Variable") or "") != "MIXMONITOR_FILENAME":
         return None
     c = _chan(f)
@@ -469,29 +136,29 @@ def _var_set(f: Frame, at: datetime) -> AmiEvent | None:
     return RecordingSet(at, *c, path)
 
 
-def _queue_join(f: Frame, at: datetime) -> AmiEvent | None:
+def _queue_join(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
     return QueueCallerJoin(at, *c, _g(f, "Queue"), _int(f.get("Position")), *_callerid(f))
 
 
-def _queue_leave(f: Frame, at: datetime) -> AmiEvent | None:
+def _queue_leave(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     return None if c is None else QueueCallerLeave(at, *c, _g(f, "Queue"))
 
 
-def _hangup_request(f: Frame, at: datetime) -> AmiEvent | None:
+def _hangup_request(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     return None if c is None else HangupRequested(at, *c)
 
 
-def _queue_abandon(f: Frame, at: datetime) -> AmiEvent | None:
+def _queue_abandon(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     return None if c is None else QueueCallerAbandon(at, *c, _g(f, "Queue"))
 
 
-def _agent_called(f: Frame, at: datetime) -> AmiEvent | None:
+def _agent_called(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
@@ -508,7 +175,7 @@ def _agent_called(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _agent_connect(f: Frame, at: datetime) -> AmiEvent | None:
+def _agent_connect(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
@@ -523,7 +190,7 @@ def _agent_connect(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _agent_complete(f: Frame, at: datetime) -> AmiEvent | None:
+def _agent_complete(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
@@ -539,7 +206,7 @@ def _agent_complete(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _agent_noanswer(f: Frame, at: datetime) -> AmiEvent | None:
+def _agent_noanswer(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
@@ -553,7 +220,7 @@ def _agent_noanswer(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _dial_begin(f: Frame, at: datetime) -> AmiEvent | None:
+def _dial_begin(f: Frame, at: datetime) -> PbxEvent | None:
     dest = _g(f, "DestChannel")
     if not dest:
         return None
@@ -571,7 +238,7 @@ def _dial_begin(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _dial_end(f: Frame, at: datetime) -> AmiEvent | None:
+def _dial_end(f: Frame, at: datetime) -> PbxEvent | None:
     dest = _g(f, "DestChannel")
     if not dest:
         return None
@@ -587,17 +254,17 @@ def _dial_end(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _bridge_enter(f: Frame, at: datetime) -> AmiEvent | None:
+def _bridge_enter(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     return None if c is None else BridgeEnter(at, *c, _g(f, "BridgeUniqueid"))
 
 
-def _bridge_leave(f: Frame, at: datetime) -> AmiEvent | None:
+def _bridge_leave(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     return None if c is None else BridgeLeave(at, *c, _g(f, "BridgeUniqueid"))
 
 
-def _blind_transfer(f: Frame, at: datetime) -> AmiEvent | None:
+def _blind_transfer(f: Frame, at: datetime) -> PbxEvent | None:
     return BlindTransfer(
         at,
         success=(f.get("Result") or "").strip().lower() == "success",
@@ -612,7 +279,7 @@ def _blind_transfer(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _attended_transfer(f: Frame, at: datetime) -> AmiEvent | None:
+def _attended_transfer(f: Frame, at: datetime) -> PbxEvent | None:
     return AttendedTransfer(
         at,
         success=(f.get("Result") or "").strip().lower() == "success",
@@ -632,14 +299,14 @@ def _attended_transfer(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _hangup(f: Frame, at: datetime) -> AmiEvent | None:
+def _hangup(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
     return Hangup(at, *c, _int(f.get("Cause")), _g(f, "Cause-txt"))
 
 
-def _cdr(f: Frame, at: datetime) -> AmiEvent | None:
+def _cdr(f: Frame, at: datetime) -> PbxEvent | None:
     uniqueid = _g(f, "UniqueID")
     if not uniqueid:
         return None
@@ -661,7 +328,7 @@ def _cdr(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _core_show_channel(f: Frame, at: datetime) -> AmiEvent | None:
+def _core_show_channel(f: Frame, at: datetime) -> PbxEvent | None:
     c = _chan(f)
     if c is None:
         return None
@@ -681,7 +348,7 @@ def _core_show_channel(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _queue_entry(f: Frame, at: datetime) -> AmiEvent | None:
+def _queue_entry(f: Frame, at: datetime) -> PbxEvent | None:
     return QueueEntryListed(
         at,
         queue=_g(f, "Queue"),
@@ -695,7 +362,7 @@ def _queue_entry(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-def _queue_member(f: Frame, at: datetime) -> AmiEvent | None:
+def _queue_member(f: Frame, at: datetime) -> PbxEvent | None:
     return QueueMemberListed(
         at,
         queue=_g(f, "Queue"),
@@ -708,7 +375,7 @@ def _queue_member(f: Frame, at: datetime) -> AmiEvent | None:
     )
 
 
-_HANDLERS: dict[str, Callable[[Frame, datetime], AmiEvent | None]] = {
+_HANDLERS: dict[str, Callable[[Frame, datetime], PbxEvent | None]] = {
     "Newchannel": _new_channel,
     "Newstate": _new_state,
     "NewCallerid": _new_callerid,
@@ -737,8 +404,8 @@ _HANDLERS: dict[str, Callable[[Frame, datetime], AmiEvent | None]] = {
 HANDLED_EVENTS = frozenset(_HANDLERS)
 
 
-def normalise(frame: Frame, at: datetime) -> AmiEvent | None:
-    """The tracker's view of one frame, or None for frames it does not need."""
+def decode_event(frame: Frame, at: datetime) -> PbxEvent | None:
+    """The typed event of one frame, or None for frames nobody here needs."""
     name = frame.event
     if name is None:
         return None

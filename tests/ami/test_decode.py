@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bridge.ami import normalise as n
+from bridge import pbx_events as n
+from bridge.ami import decode
 from bridge.ami.protocol import AmiParser, Frame
 from tests.conftest import TRACES
 
@@ -17,7 +18,7 @@ def frame(text: str) -> Frame:
 
 
 def test_newchannel() -> None:
-    e = n.normalise(
+    e = decode.decode_event(
         frame(
             "Event: Newchannel\nChannel: PJSIP/trunk-0000000e\nChannelState: 4\n"
             "CallerIDNum: <unknown>\nCallerIDName: Bob\nContext: inbound\nExten: 18005550100\n"
@@ -31,7 +32,7 @@ def test_newchannel() -> None:
 
 
 def test_cdr_has_uniqueid_but_no_linkedid() -> None:
-    e = n.normalise(
+    e = decode.decode_event(
         frame(
             "Event: Cdr\nChannel: PJSIP/trunk-1\nUniqueID: 1.29\nDestinationChannel: PJSIP/2001-2"
             "\nBillableSeconds: 4\nDuration: 5\nDisposition: ANSWERED\nStartTime: x"
@@ -49,8 +50,8 @@ def test_cdr_has_uniqueid_but_no_linkedid() -> None:
 
 def test_only_the_mixmonitor_varset_matters() -> None:
     base = "Event: VarSet\nChannel: C\nUniqueid: 1.1\nLinkedid: 1.0\n"
-    assert n.normalise(frame(base + "Variable: QUEUE\nValue: x"), AT) is None
-    e = n.normalise(frame(base + "Variable: MIXMONITOR_FILENAME\nValue: /r/1.1.wav"), AT)
+    assert decode.decode_event(frame(base + "Variable: QUEUE\nValue: x"), AT) is None
+    e = decode.decode_event(frame(base + "Variable: MIXMONITOR_FILENAME\nValue: /r/1.1.wav"), AT)
     assert e == n.RecordingSet(AT, "1.1", "1.0", "C", "/r/1.1.wav")
 
 
@@ -65,21 +66,21 @@ def test_hostile_text_is_cleaned_and_capped() -> None:
             ("CallerIDName", "<script>\r\n" + "x" * 5000),
         ]
     )
-    e = n.normalise(f, AT)
+    e = decode.decode_event(f, AT)
     assert isinstance(e, n.CallerIdChanged)
     assert e.caller_num == "+1555[31m"
-    assert e.caller_name.startswith("<script>x") and len(e.caller_name) == n.MAX_TEXT
+    assert e.caller_name.startswith("<script>x") and len(e.caller_name) == decode.MAX_TEXT
 
 
 def test_missing_identity_or_unknown_events_are_ignored() -> None:
-    assert n.normalise(frame("Event: Hangup\nChannel: X"), AT) is None
-    assert n.normalise(frame("Event: DeviceStateChange\nDevice: PJSIP/1001"), AT) is None
-    assert n.normalise(frame("Response: Success\nPing: Pong"), AT) is None
-    assert n.normalise(frame("Event: Cdr\nChannel: X"), AT) is None
+    assert decode.decode_event(frame("Event: Hangup\nChannel: X"), AT) is None
+    assert decode.decode_event(frame("Event: DeviceStateChange\nDevice: PJSIP/1001"), AT) is None
+    assert decode.decode_event(frame("Response: Success\nPing: Pong"), AT) is None
+    assert decode.decode_event(frame("Event: Cdr\nChannel: X"), AT) is None
 
 
 def test_bad_numbers_default_to_zero() -> None:
-    e = n.normalise(
+    e = decode.decode_event(
         frame("Event: Hangup\nUniqueid: 1.1\nLinkedid: 1.0\nChannel: C\nCause: 1e99\nCause-txt: ?"),
         AT,
     )
@@ -87,7 +88,7 @@ def test_bad_numbers_default_to_zero() -> None:
 
 
 def test_resync_listings() -> None:
-    ch = n.normalise(
+    ch = decode.decode_event(
         frame(
             "Event: CoreShowChannel\nActionID: r1\nChannel: PJSIP/2001-5\nUniqueid: 1.3\n"
             "Linkedid: 1.0\nChannelState: 6\nApplication: AppQueue\nDuration: 01:02:03\n"
@@ -97,7 +98,7 @@ def test_resync_listings() -> None:
     )
     assert isinstance(ch, n.ChannelListed)
     assert (ch.duration_s, ch.application, ch.state, ch.action_id) == (3723, "AppQueue", 6, "r1")
-    qe = n.normalise(
+    qe = decode.decode_event(
         frame(
             "Event: QueueEntry\nQueue: support\nPosition: 2\nChannel: PJSIP/trunk-1\n"
             "Uniqueid: 1.0\nCallerIDNum: +1555\nCallerIDName: Bob\nWait: 12"
@@ -107,7 +108,7 @@ def test_resync_listings() -> None:
     assert qe == n.QueueEntryListed(
         AT, "support", "1.0", "PJSIP/trunk-1", 2, 12, "+1555", "Bob", ""
     )
-    qm = n.normalise(
+    qm = decode.decode_event(
         frame(
             "Event: QueueMember\nQueue: support\nName: Agent 1001\nLocation: PJSIP/1001\n"
             "Status: 1\nPaused: 0\nInCall: 1"
@@ -117,11 +118,11 @@ def test_resync_listings() -> None:
     assert qm == n.QueueMemberListed(AT, "support", "PJSIP/1001", "Agent 1001", 1, False, True, "")
 
 
-def test_every_trace_frame_normalises_without_error() -> None:
+def test_every_trace_frame_decodes_without_error() -> None:
     seen: set[str] = set()
     for log in TRACES.glob("*/ami.log"):
         for f in AmiParser().feed(log.read_bytes()):
-            e = n.normalise(f, AT)
+            e = decode.decode_event(f, AT)
             if e is not None:
                 seen.add(type(e).__name__)
     assert {

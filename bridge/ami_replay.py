@@ -1,5 +1,8 @@
 """Drive a tracker from recorded AMI bytes, exactly as the live link does from a socket.
 
+Beside the AMI package and the tracker, not in either: it is the one place (with the live
+`bridge.ami_pipeline`) where AMI decoding and call tracking meet, so neither imports the other.
+
 Traces carry no timestamps, so replay stamps events with a synthetic clock: a fixed start and
 a fixed step per frame. Durations computed from it are therefore not meaningful in replay;
 talk times come from Asterisk's own figures (`AgentComplete`, `Cdr`) either way.
@@ -11,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bridge.ami.normalise import normalise
+from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser, Frame
 from bridge.models import CallEvent
-from bridge.tracker.tracker import CallTracker
+from bridge.tracker import CallTracker
 
 __all__ = ["ReplayClock", "replay", "replay_frames"]
 
@@ -43,7 +46,7 @@ def replay_frames(
     clock = clock or ReplayClock()
     out: list[CallEvent] = []
     for frame in frames:
-        event = normalise(frame, clock())
+        event = decode_event(frame, clock())
         if event is not None:
             out.extend(tracker.feed(event))
     if flush:
