@@ -54,7 +54,7 @@ from bridge.db.pool import create_pool
 from bridge.models import InboundCall
 from bridge.pops.card import CustomerCard, load_card
 from bridge.pops.hub import PopHub
-from bridge.pops.sources import build_pop_hub
+from bridge.pops.sources import PostgresCards, build_pop_hub
 from bridge.routing.rules import Rule
 from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.tracker.tracker import CallTracker
@@ -297,15 +297,17 @@ async def run(agents: int, calls: int, customers: int, rounds: int) -> None:
         directory = PostgresDirectory(pool)
         roster = AgentRoster(pool, directory.listener)  # shares the directory's LISTEN
         route = RouteService(directory, NoRules(), config, decisions=PostgresDecisionLog(pool))
-        hub = build_pop_hub(pool, config, directory, roster)
+        cards = PostgresCards(pool, directory, config.pbx.default_region)  # as bridge/app.py
+        route.on_routed(cards.routed)
+        hub = build_pop_hub(pool, config, directory, roster, cards=cards)
         await directory.start()  # LISTEN, so the caller lookup is cached as in production
         await roster.start()
         await hub.start()
-        cards: dict[str, CustomerCard] = {}
+        preloaded_cards: dict[str, CustomerCard] = {}
         for i in range(customers):
             card = await load_card(pool, f"cust-{i}")
             assert card is not None
-            cards[caller_of(i)] = card
+            preloaded_cards[caller_of(i)] = card
         bench = Bench(hub, route, config, sorted(tokens), customers)
 
         async def reader(ws: ClientConnection) -> None:
@@ -333,7 +335,7 @@ async def run(agents: int, calls: int, customers: int, rounds: int) -> None:
                 if path == "real":
                     seq, burst = await bench.sequential(calls), await bench.burst()
                 else:
-                    with preloaded(hub, cards):
+                    with preloaded(hub, preloaded_cards):
                         seq, burst = await bench.sequential(calls), await bench.burst()
                 results.setdefault((path, "sequential"), []).extend(seq)
                 results.setdefault((path, "burst"), []).extend(burst)

@@ -7,8 +7,9 @@ Order: `dispatch(events)` runs synchronously where the tracker emits (the AMI li
 right after each event batch), routes each event and puts its messages on the recipients'
 queues at once. Each page has one FIFO queue and one writer task, so an agent's pops leave in
 the order the PBX events arrived, across calls. A `call.ringing` waits in that queue for its
-customer card: the card of a call is looked up once, when its first ringing is delivered,
-and concurrently with other calls' lookups, but a slow lookup only delays the pops queued
+customer card: the card of a call is looked up once, when its first ringing is delivered
+(`card_for_call` answers from memory when routing handed the call over), concurrently
+with other calls' lookups, but a slow lookup only delays the pops queued
 behind it for the same pages, never reorders them.
 
 Never blocking: a page that cannot keep up, more than `[pops] client_queue` messages behind
@@ -81,9 +82,11 @@ from bridge.tracker.tracker import LiveCall
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Board", "CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
+__all__ = ["Board", "CardForCall", "CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
 
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
+# (call id, caller) -> the card: a source that knows the call (routing handed it over)
+CardForCall = Callable[[str, str], Awaitable[CustomerCard | None]]
 # call id -> why the call came here ({"rule", "queue", "priority", "degraded"}), if known
 RouteForCall = Callable[[str], Awaitable[dict[str, Any] | None]]
 _Looked = tuple[CustomerCard | None, dict[str, Any] | None]
@@ -198,11 +201,15 @@ class PopHub:
         card_seen: CardSink | None = None,
         route_for_call: RouteForCall | None = None,
         view_card: Callable[[Agent, CustomerCard | None], dict[str, Any] | None] = visible_card,
+        card_for_call: CardForCall | None = None,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._sessions = sessions
         self._card_for_caller = card_for_caller
+        self._card_for_call = card_for_call  # preferred over card_for_caller when given
+        self._on_stop = on_stop  # the card sources' own shutdown
         self._route_for_call = route_for_call
         self._live = live
         self._router = PopRouter(sessions.agent_id_of)
@@ -299,6 +306,8 @@ class PopHub:
         self._guard.close()
         await cancel_and_wait(*self._tasks, *(card.task for card in self._cards.values()))
         self._cards.clear()
+        if self._on_stop is not None:
+            await self._on_stop()
         self._clients.clear()
         self._by_device.clear()
         self._subscribers.clear()
@@ -404,8 +413,12 @@ class PopHub:
         return card
 
     async def _load_card(self, call_id: str, caller: str) -> _Looked:
+        if self._card_for_call is not None:
+            found = self._card_for_call(call_id, caller)
+        else:
+            found = self._card_for_caller(caller)
         card, route = await asyncio.gather(
-            self._lookup("customer card", call_id, self._card_for_caller(caller)),
+            self._lookup("customer card", call_id, found),
             self._lookup("route", call_id, self._load_route(call_id)),
         )
         return card, route
