@@ -144,20 +144,38 @@ class Spool:
         with self._lock:
             if self._file is None or not numbers:
                 return
-            lines = [
-                json.dumps({"n": n, "k": "ack"}, separators=(",", ":")).encode() + b"\n"
-                for n in numbers
-                if n in self._pending
-            ]
-            for n in numbers:
-                self._pending.pop(n, None)
-            if lines:
-                self._file.write(b"".join(lines))
-                self._file.flush()
+            self._ack(numbers)
             if self._file.tell() >= self._compact_at:
                 self._compact()
                 # A large backlog must not be rewritten on every ack: wait for growth.
                 self._compact_at = max(self.compact_bytes, 2 * self._file.tell())
+
+    def try_ack(self, numbers: list[int]) -> bool:
+        """`ack` without waiting or fsyncing, for the event loop: False (nothing done) when
+        another thread holds the spool or the file is due for compaction; then `ack`."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._file is not None and self._file.tell() >= self._compact_at:
+                return False
+            self._ack(numbers)
+            return True
+        finally:
+            self._lock.release()
+
+    def _ack(self, numbers: list[int]) -> None:
+        if self._file is None or not numbers:
+            return
+        lines = [
+            json.dumps({"n": n, "k": "ack"}, separators=(",", ":")).encode() + b"\n"
+            for n in numbers
+            if n in self._pending
+        ]
+        for n in numbers:
+            self._pending.pop(n, None)
+        if lines:
+            self._file.write(b"".join(lines))
+            self._file.flush()
 
     def _compact(self) -> None:
         tmp = self.path.with_suffix(".tmp")

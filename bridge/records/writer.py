@@ -333,7 +333,9 @@ class RecordWriter:
                 await self._reject(entry, rejected[entry.n])
             else:
                 self._committed(entry)
-        await asyncio.to_thread(self._spool.ack, [e.n for e in batch])
+        numbers = [e.n for e in batch]
+        if not self._spool.try_ack(numbers):  # on the loop unless busy or compacting
+            await asyncio.to_thread(self._spool.ack, numbers)
         self._update_gauge()
 
     async def _apply(self, conn: Any, entries: list[SpoolEntry]) -> None:
