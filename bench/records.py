@@ -1,12 +1,17 @@
-"""Benchmark: call records written per second, and the lag from end event to committed row
-(and to delivery) at a steady 100 calls/s, with the builtin connector and with the REST
-connector posting to a local aiohttp CRM. Real PostgreSQL, real fsync'd spool.
+"""Benchmark: what a call record costs, beside its floor; then records written per second and
+the lag from end event to committed row (and to delivery) with the builtin connector and with
+the REST connector posting to a local aiohttp CRM. Real PostgreSQL, real fsync'd spool.
 
     .venv/bin/python bench/records.py [--calls-per-s 100] [--seconds 10] [--burst 3000]
-                                      [--cdrs-per-call 5]
+                                      [--cdrs-per-call 5] [--rounds 3] [--floor-only]
 
-Each steady call also brings `--cdrs-per-call` Asterisk Cdrs (a queue call with one agent
-produces about five), kept through the same spool, as the live AMI link delivers them.
+1. Cost per call, `--rounds` interleaved rounds of `--calls-per-s` calls/s for `--seconds`:
+   the `RecordWriter` fed as the live AMI link feeds it (`on_events`: each call's
+   `--cdrs-per-call` Asterisk Cdrs, then its end, a queue call with one agent produces about
+   five), beside the floor of that work: per call one fsync'd spool line and one INSERT. Prints
+   the process CPU per call and the p99 end event → committed row of both, their ratios and
+   the load average.
+2. Each steady call also brings its Cdrs, kept through the same spool.
 
 Uses a throw-away database on $CRM_BRIDGE_TEST_PG (default postgres@127.0.0.1:5432).
 Prints figures measured in this one run; nothing is asserted.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
@@ -27,6 +33,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from bridge.ami.normalise import CdrRecord
 
 from bridge.config import build_config
 from bridge.connectors import BuiltinConnector, RestConnector
@@ -34,12 +41,13 @@ from bridge.db.migrate import migrate
 from bridge.db.pool import create_pool
 from bridge.models import AgentLeg, CallEnded, CallSummary
 from bridge.records import PbxCdr, RecordWriter, Spool
+from bridge.records.codec import ended_to_dict
 from bridge.records.outbox import OutboxWorker
 
 ADMIN = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def ended(call_id: str, now: datetime) -> CallEnded:
+def ended(call_id: str, now: datetime, cdrs: int = 1) -> CallEnded:
     start = now - timedelta(seconds=40)
     answered = start + timedelta(seconds=8)
     summary = CallSummary(
@@ -56,7 +64,7 @@ def ended(call_id: str, now: datetime) -> CallEnded:
         outcome="answered",
         agents=(AgentLeg("1001", answered, 32),),
         recording_path=f"/var/spool/asterisk/monitor/{call_id}.wav",
-        uniqueids=(call_id, call_id + "1"),
+        uniqueids=(call_id, *(f"{call_id}{k}" for k in range(1, cdrs))),
     )
     return CallEnded(call_id, now, summary)
 
@@ -112,6 +120,145 @@ def cdrs_for(call_id: str, now: datetime, count: int) -> list[PbxCdr]:
         )
         for k in range(count)
     ]
+
+
+def cdr_events(call_id: str, now: datetime, count: int) -> list[CdrRecord]:
+    """The AMI `Cdr` events of one call, one per channel (uniqueids as in `ended`)."""
+    start = (now - timedelta(seconds=40)).strftime("%Y-%m-%d %H:%M:%S")
+    return [
+        CdrRecord(
+            at=now,
+            uniqueid=call_id if k == 0 else f"{call_id}{k}",
+            channel=f"PJSIP/trunk-{k:08x}",
+            destination_channel="PJSIP/1001-0000000a" if k == 0 else "",
+            source="+15551230002",
+            destination="18005550100",
+            disposition="ANSWERED",
+            billable_s=32,
+            duration_s=40,
+            start_time=start,
+            answer_time=start,
+            end_time=now.strftime("%Y-%m-%d %H:%M:%S"),
+            last_application="Queue" if k == 0 else "Wait",
+            last_data="support,t,,,30",
+        )
+        for k in range(count)
+    ]
+
+
+async def paced(rate: float, seconds: float) -> Any:
+    """Yield call numbers at `rate` per second."""
+    n = int(rate * seconds)
+    t0 = time.perf_counter()
+    for i in range(n):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i
+
+
+async def writer_round(
+    pool: asyncpg.Pool[Any], tag: str, rate: float, seconds: float, cdrs: int
+) -> tuple[float, list[float]]:
+    """The writer fed like the AMI link feeds it: CPU ms per call, end → committed lags (s)."""
+    with tempfile.TemporaryDirectory() as spool_dir:
+        writer = RecordWriter(pool, Spool(Path(spool_dir)))
+        submitted: dict[str, float] = {}
+        lags: list[float] = []
+
+        def committed(kind: str, key: str, at: datetime) -> None:
+            if kind == "ended" and key in submitted:
+                lags.append(time.perf_counter() - submitted.pop(key))
+
+        writer.on_committed(committed)
+        await writer.start()
+        calls = 0
+        cpu = time.process_time()
+        async for i in paced(rate, seconds):
+            call_id = f"{tag}.{i}"
+            now = datetime.now(UTC)
+            for cdr in cdr_events(call_id, now, cdrs):
+                await writer.on_events([cdr])
+            event = ended(call_id, now, cdrs)
+            submitted[call_id] = time.perf_counter()
+            await writer.on_events([event])
+            calls += 1
+        await writer.wait_idle()
+        cpu = time.process_time() - cpu
+        await writer.stop()
+    return cpu / calls * 1000, lags
+
+
+async def floor_round(
+    pool: asyncpg.Pool[Any], tag: str, rate: float, seconds: float, cdrs: int
+) -> tuple[float, list[float]]:
+    """The floor: per call, the end event's line fsync'd to a file and one INSERT."""
+    lags: list[float] = []
+    calls = 0
+    with tempfile.TemporaryDirectory() as spool_dir:
+        f = await asyncio.to_thread(open, Path(spool_dir) / "floor.jsonl", "ab")
+        with f:
+
+            def append(line: bytes) -> None:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+            cpu = time.process_time()
+            async for i in paced(rate, seconds):
+                call_id = f"{tag}.{i}"
+                now = datetime.now(UTC)
+                cdr_events(call_id, now, cdrs)  # built as for the writer, not kept
+                event = ended(call_id, now, cdrs)
+                t0 = time.perf_counter()
+                body = json.dumps(ended_to_dict(event), separators=(",", ":"))
+                await asyncio.to_thread(append, body.encode() + b"\n")
+                await pool.execute(
+                    "INSERT INTO bench_floor (call_id, body) VALUES ($1, $2)", call_id, body
+                )
+                lags.append(time.perf_counter() - t0)
+                calls += 1
+            cpu = time.process_time() - cpu
+    return cpu / calls * 1000, lags
+
+
+async def cost_per_call(url: str, rate: float, seconds: float, cdrs: int, rounds: int) -> None:
+    pool = await create_pool(url, min_size=2, max_size=10)
+    await pool.execute(
+        "CREATE TABLE IF NOT EXISTS bench_floor (call_id text PRIMARY KEY, body text)"
+    )
+    print(f"load average at start: {load()}")
+    cpu: dict[str, list[float]] = {"writer": [], "floor": []}
+    lags: dict[str, list[float]] = {"writer": [], "floor": []}
+    try:
+        for r in range(rounds):
+            order = ("writer", "floor") if r % 2 == 0 else ("floor", "writer")
+            for path in order:
+                run = writer_round if path == "writer" else floor_round
+                per_call, lag = await run(pool, f"{path}-{r}", rate, seconds, cdrs)
+                cpu[path].append(per_call)
+                lags[path].extend(lag)
+                print(
+                    f"round {r + 1} {path:<6}: CPU {per_call:.2f} ms/call,"
+                    f" end->committed p99 {pct(lag, 99) * 1000:.2f} ms   (load {load()})"
+                )
+    finally:
+        await pool.close()
+    print(f"cost per call at {rate:.0f} calls/s (+{cdrs} Cdrs each), {rounds} interleaved rounds:")
+    for path in ("writer", "floor"):
+        print(
+            f"  {path:<6} CPU {statistics.median(cpu[path]):.2f} ms/call (median of rounds),"
+            f" end->committed p50 {pct(lags[path], 50) * 1000:.2f} ms"
+            f" p99 {pct(lags[path], 99) * 1000:.2f} ms"
+        )
+    cpu_ratio = statistics.median(cpu["writer"]) / statistics.median(cpu["floor"])
+    lag_ratio = pct(lags["writer"], 99) / pct(lags["floor"], 99)
+    print(f"  ratio writer/floor: CPU x{cpu_ratio:.2f}, end->committed p99 x{lag_ratio:.2f}")
+    print(f"load average at end: {load()}")
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 async def run_case(
@@ -241,6 +388,8 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--burst", type=int, default=3000)
     parser.add_argument("--cdrs-per-call", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--floor-only", action="store_true", help="only the cost per call")
     args = parser.parse_args()
     name = f"crmbridge_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(ADMIN)
@@ -248,6 +397,9 @@ async def main() -> None:
     url = ADMIN.rpartition("/")[0] + "/" + name
     try:
         await migrate(url)
+        await cost_per_call(url, args.calls_per_s, args.seconds, args.cdrs_per_call, args.rounds)
+        if args.floor_only:
+            return
         results = []
         for label, rest in (("builtin", False), ("rest", True)):
             results.append(

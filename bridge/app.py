@@ -42,7 +42,7 @@ from bridge.pbx.build import PbxParts, build_pbx, build_pbx_ari, wire_pbx
 from bridge.pbx.group import PbxGroup
 from bridge.pbx.live import PbxCalls, PbxQueues
 from bridge.pops.hub import CardForCaller, PopHub
-from bridge.pops.sources import build_pop_hub
+from bridge.pops.sources import PostgresCards, build_pop_hub
 from bridge.records.participants import ParticipantRecorder
 from bridge.records.wiring import RecordsParts, build_records
 from bridge.routing.service import RouteService
@@ -174,6 +174,13 @@ def _route(rt: Runtime) -> Component:
 def _pops(rt: Runtime) -> Component:
     roster: AgentRoster = rt.get("roster")
     audit: CardViewAudit = rt.get("card_views")
+    # Card hand-off (issue 14): routing tells the pops each call's customer and reason, and
+    # the cards are cached by customer under the directory's change notices. Only when
+    # routing looks callers up in the built-in CRM: its customer ids are the cards' ids.
+    cards = PostgresCards(rt.pool, rt.get("directory"), rt.config.pbx.default_region)
+    if rt.config.crm.connector == "builtin":
+        route: RouteService = rt.get("route")
+        route.on_routed(cards.routed)
     return build_pop_hub(
         rt.pool,
         rt.config,
@@ -182,6 +189,7 @@ def _pops(rt: Runtime) -> Component:
         live=_tracker(rt),
         card_seen=audit.note,
         card_for_caller=_external_cards(rt),
+        cards=cards,
     )
 
 

@@ -7,6 +7,11 @@ cached misses (the change may have given one of them a phone). An empty or unkno
 a lost listener connection, or a re-listen drop everything. While the listener is not
 listening the directory still answers, straight from the database, but caches nothing.
 A lookup that started before an invalidation never stores its (possibly stale) answer.
+
+Others caching what a customer shows (the pop hub's cards) follow the same notices through
+`on_change(callback)`: `callback(customer_id)` for each customer named on
+`crm_customer_changed` or on `crm_card_changed` (orders, contracts, marketing, service
+history: it leaves this cache alone), `callback(None)` whenever everything is dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import asyncpg
@@ -28,6 +34,8 @@ from bridge.routing import metrics
 log = logging.getLogger(__name__)
 
 CHANNEL = "crm_customer_changed"
+CARD_CHANNEL = "crm_card_changed"  # the rest of a customer card changed (sql/112_card_notify)
+ChangeObserver = Callable[[str | None], None]  # customer id; None: anything may have changed
 _E164 = re.compile(r"\+[1-9][0-9]{5,14}")
 
 # One indexed query: phone (primary key) → customer (primary key) + tags + owner.
@@ -85,7 +93,20 @@ class PostgresDirectory:
             pool, keepalive_s=keepalive_s, name="crm-directory-listener"
         )
         self.listener.subscribe(CHANNEL, self._on_notify, self.clear)
+        self.listener.subscribe(CARD_CHANNEL, self._on_card_notify, self.clear)
+        self._observers: list[ChangeObserver] = []
         self._last_error = ""
+
+    def on_change(self, observer: ChangeObserver) -> None:
+        """`observer(customer_id)` on each change notice, `observer(None)` on each drop."""
+        self._observers.append(observer)
+
+    def _tell(self, customer_id: str | None) -> None:
+        for observer in self._observers:
+            try:
+                observer(customer_id)
+            except Exception:
+                log.exception("directory change observer failed")
 
     # --- Component ---------------------------------------------------------------------
 
@@ -157,6 +178,7 @@ class PostgresDirectory:
         self._cache.clear()
         self._by_customer.clear()
         self._misses.clear()
+        self._tell(None)
 
     def invalidate(self, customer_id: str) -> None:
         """Drop what is cached for this customer, and all cached misses."""
@@ -166,12 +188,16 @@ class PostgresDirectory:
         for key in self._misses:
             self._cache.pop(key, None)
         self._misses.clear()
+        self._tell(customer_id)
 
     def _on_notify(self, payload: str) -> None:
         if payload:
             self.invalidate(payload)
         else:
             self.clear()
+
+    def _on_card_notify(self, payload: str) -> None:
+        self._tell(payload or None)
 
     def is_cached(self, e164: str) -> bool:
         return e164 in self._cache

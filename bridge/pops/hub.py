@@ -7,8 +7,9 @@ Order: `dispatch(events)` runs synchronously where the tracker emits (an event-b
 right after each tracker batch), routes each event and puts its messages on the recipients'
 queues at once. Each page has one FIFO queue and one writer task, so an agent's pops leave in
 the order the PBX events arrived, across calls. A `call.ringing` waits in that queue for its
-customer card: the card of a call is looked up once, when its first ringing is delivered,
-and concurrently with other calls' lookups, but a slow lookup only delays the pops queued
+customer card: the card of a call is looked up once, when its first ringing is delivered
+(`card_for_call` answers from memory when routing handed the call over), concurrently
+with other calls' lookups, but a slow lookup only delays the pops queued
 behind it for the same pages, never reorders them.
 
 Never blocking: a page that cannot keep up, more than `[pops] client_queue` messages behind
@@ -42,7 +43,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -80,9 +81,11 @@ from bridge.tracker.tracker import LiveCall
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Board", "CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
+__all__ = ["Board", "CardForCall", "CardForCaller", "CardSink", "LiveCalls", "PopHub", "Sessions"]
 
 CardForCaller = Callable[[str], Awaitable[CustomerCard | None]]
+# (call id, caller) -> the card: a source that knows the call (routing handed it over)
+CardForCall = Callable[[str, str], Awaitable[CustomerCard | None]]
 # call id -> why the call came here ({"rule", "queue", "priority", "degraded"}), if known
 RouteForCall = Callable[[str], Awaitable[dict[str, Any] | None]]
 _Looked = tuple[CustomerCard | None, dict[str, Any] | None]
@@ -160,16 +163,19 @@ class _Out:
     started: float | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Client:
+    """One page. An idle page holds no task and no buffers: its writer runs only while it
+    has messages to send (a thousand idle agents cost little more than their sockets)."""
+
     ws: ServerConnection
     agent: Agent
     digest: str
-    pending: deque[_Out] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pending: deque[_Out] | None = None  # made for the first message, dropped once sent
     sending: bool = False  # the writer waits on the socket, not on a card
-    queues: set[str] = field(default_factory=set)
-    writer: asyncio.Task[None] | None = None
+    queues: set[str] | None = None  # followed queues (supervisors and admins)
+    writer: asyncio.Task[None] | None = None  # only while `pending` is being sent
+    live: bool = False  # registered: its writer may run
     closing: bool = False
 
 
@@ -197,11 +203,15 @@ class PopHub:
         card_seen: CardSink | None = None,
         route_for_call: RouteForCall | None = None,
         view_card: Callable[[Agent, CustomerCard | None], dict[str, Any] | None] = visible_card,
+        card_for_call: CardForCall | None = None,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._sessions = sessions
         self._card_for_caller = card_for_caller
+        self._card_for_call = card_for_call  # preferred over card_for_caller when given
+        self._on_stop = on_stop  # the card sources' own shutdown
         self._route_for_call = route_for_call
         self._live = live
         self._router = PopRouter(sessions.agent_id_of)
@@ -298,6 +308,8 @@ class PopHub:
         self._guard.close()
         await cancel_and_wait(*self._tasks, *(card.task for card in self._cards.values()))
         self._cards.clear()
+        if self._on_stop is not None:
+            await self._on_stop()
         self._clients.clear()
         self._by_device.clear()
         self._subscribers.clear()
@@ -403,8 +415,12 @@ class PopHub:
         return card
 
     async def _load_card(self, call_id: str, caller: str) -> _Looked:
+        if self._card_for_call is not None:
+            found = self._card_for_call(call_id, caller)
+        else:
+            found = self._card_for_caller(caller)
         card, route = await asyncio.gather(
-            self._lookup("customer card", call_id, self._card_for_caller(caller)),
+            self._lookup("customer card", call_id, found),
             self._lookup("route", call_id, self._load_route(call_id)),
         )
         return card, route
@@ -448,26 +464,35 @@ class PopHub:
     def _send(self, client: _Client, out: _Out) -> None:
         if client.closing:
             return
-        behind = len(client.pending)
+        pending = client.pending
+        if pending is None:
+            pending = client.pending = deque()
+        behind = len(pending)
         if (behind >= self._client_queue and client.sending) or behind >= MAX_PENDING:
             self._drop(client, CLOSE_SLOW, "too slow: send queue full")
             return
-        client.pending.append(out)
-        client.wake.set()
+        pending.append(out)
+        self._pump(client)
+
+    def _pump(self, client: _Client) -> None:
+        """Start the page's writer unless it runs already."""
+        if client.writer is None and client.live and client.pending and not client.closing:
+            client.writer = asyncio.create_task(self._writer(client))
 
     def _say(self, client: _Client, kind: str, message: dict[str, Any]) -> None:
         self._send(client, _Out(kind, "", encode(message)))
 
-    def _drop(self, client: _Client, code: int, reason: str) -> None:
+    def _drop(self, client: _Client, code: int, reason: str) -> asyncio.Task[Any] | None:
+        """Close the page with `code`; the closing task (None: the page was closing)."""
         if client.closing:
-            return
+            return None
         client.closing = True
         metrics.DROPPED.labels(_CLOSE_REASONS.get(code, str(code))).inc()
         log.info("dropping pop client of agent %s: %s", client.agent.id, reason)
         self._unregister(client)
         if client.writer is not None:
             client.writer.cancel()
-        self._spawn(self._close(client.ws, code, reason))
+        return self._spawn(self._close(client.ws, code, reason))
 
     async def _close(self, ws: ServerConnection, code: int, reason: str) -> None:
         try:
@@ -480,12 +505,17 @@ class PopHub:
             ws.transport.abort()
 
     async def _writer(self, client: _Client) -> None:
-        while True:
+        """Send the page's queue in order, then end (`_pump` starts it again)."""
+        try:
+            await self._write_pending(client)
+        finally:
+            client.writer = None
             if not client.pending:
-                client.wake.clear()
-                await client.wake.wait()
-                continue
-            out = client.pending.popleft()
+                client.pending = None
+
+    async def _write_pending(self, client: _Client) -> None:
+        while client.pending:
+            out = client.pending.popleft()  # a deque while anything is queued
             text = out.text
             if out.card is not None and out.message is not None:
                 card, route = await out.card.get()
@@ -508,10 +538,11 @@ class PopHub:
             if out.started is not None and out.kind == "call.ringing":
                 metrics.LATENCY.observe(time.perf_counter() - out.started)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _index_device(self, client: _Client, *, remove: bool = False) -> None:
         device = client.agent.device
@@ -538,13 +569,13 @@ class PopHub:
                 del self._clients[client.agent.id]
             self._index_device(client, remove=True)
             metrics.CONNECTED.dec()
-        for queue in client.queues:
+        for queue in client.queues or ():
             subs = self._subscribers.get(queue)
             if subs is not None:
                 subs.discard(client)
                 if not subs:
                     del self._subscribers[queue]
-        client.queues.clear()
+        client.queues = None
         self._notify()
 
     def _allowed_origins(self) -> Sequence[str]:
@@ -617,13 +648,16 @@ class PopHub:
         if client.closing:
             return
         self._register(client)
-        client.writer = asyncio.create_task(self._writer(client))
+        client.live = True
+        self._pump(client)
         try:
             async for raw in ws:
                 try:
                     msg = parse_client_message(raw)
                 except PopProtocolError as exc:
-                    self._drop(client, exc.code, exc.reason)
+                    closing = self._drop(client, exc.code, exc.reason)
+                    if closing is not None:  # before returning: websockets would say 1000
+                        await closing
                     break
                 self._on_client_message(client, msg)
         except ConnectionClosed:
@@ -644,6 +678,8 @@ class PopHub:
                 reason = "only supervisors and admins follow queues"
                 self._say(client, "error", _error("forbidden", reason))
                 return
+            if client.queues is None:
+                client.queues = set()
             if msg.queue not in client.queues:
                 client.queues.add(msg.queue)
                 self._subscribers.setdefault(msg.queue, set()).add(client)
@@ -669,7 +705,8 @@ class PopHub:
             self._status_busy[agent_id] = None
             self._spawn(self._run_status(client, msg))
         elif isinstance(msg, Unsubscribe):
-            client.queues.discard(msg.queue)
+            if client.queues is not None:
+                client.queues.discard(msg.queue)
             subs = self._subscribers.get(msg.queue)
             if subs is not None:
                 subs.discard(client)

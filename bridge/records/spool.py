@@ -105,45 +105,77 @@ class Spool:
         being killed; `sync` (default) also fsyncs, which survives the machine going down.
         An fsync covers every earlier unsynced line too."""
         with self._lock:
-            if self._file is None:
-                raise RuntimeError("spool is not open")
-            entries: list[SpoolEntry] = []
-            lines: list[bytes] = []
-            for kind, value in items:
-                entry = SpoolEntry(self._next, kind, value)
-                self._next += 1
-                line = json.dumps(
-                    {"n": entry.n, "k": kind, "v": value}, ensure_ascii=True, separators=(",", ":")
-                )
-                lines.append(line.encode("ascii") + b"\n")
-                entries.append(entry)
-            self._file.write(b"".join(lines))
-            self._file.flush()
-            if sync:
-                os.fsync(self._file.fileno())
-            for entry in entries:
-                self._pending[entry.n] = entry
-            return entries
+            return self._append(items, sync=sync)
+
+    def try_append_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[SpoolEntry] | None:
+        """`append_many(items, sync=False)` if nobody holds the spool right now, else None
+        at once: cheap enough for the event loop, but never waits behind another
+        thread's fsync."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._append(items, sync=False)
+        finally:
+            self._lock.release()
+
+    def _append(self, items: list[tuple[str, dict[str, Any]]], *, sync: bool) -> list[SpoolEntry]:
+        if self._file is None:
+            raise RuntimeError("spool is not open")
+        entries: list[SpoolEntry] = []
+        lines: list[bytes] = []
+        for kind, value in items:
+            entry = SpoolEntry(self._next, kind, value)
+            self._next += 1
+            line = json.dumps(
+                {"n": entry.n, "k": kind, "v": value}, ensure_ascii=True, separators=(",", ":")
+            )
+            lines.append(line.encode("ascii") + b"\n")
+            entries.append(entry)
+        self._file.write(b"".join(lines))
+        self._file.flush()
+        if sync:
+            os.fsync(self._file.fileno())
+        for entry in entries:
+            self._pending[entry.n] = entry
+        return entries
 
     def ack(self, numbers: list[int]) -> None:
         """Mark entries committed; compacts the file when nothing is pending."""
         with self._lock:
             if self._file is None or not numbers:
                 return
-            lines = [
-                json.dumps({"n": n, "k": "ack"}, separators=(",", ":")).encode() + b"\n"
-                for n in numbers
-                if n in self._pending
-            ]
-            for n in numbers:
-                self._pending.pop(n, None)
-            if lines:
-                self._file.write(b"".join(lines))
-                self._file.flush()
+            self._ack(numbers)
             if self._file.tell() >= self._compact_at:
                 self._compact()
                 # A large backlog must not be rewritten on every ack: wait for growth.
                 self._compact_at = max(self.compact_bytes, 2 * self._file.tell())
+
+    def try_ack(self, numbers: list[int]) -> bool:
+        """`ack` without waiting or fsyncing, for the event loop: False (nothing done) when
+        another thread holds the spool or the file is due for compaction; then `ack`."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._file is not None and self._file.tell() >= self._compact_at:
+                return False
+            self._ack(numbers)
+            return True
+        finally:
+            self._lock.release()
+
+    def _ack(self, numbers: list[int]) -> None:
+        if self._file is None or not numbers:
+            return
+        lines = [
+            json.dumps({"n": n, "k": "ack"}, separators=(",", ":")).encode() + b"\n"
+            for n in numbers
+            if n in self._pending
+        ]
+        for n in numbers:
+            self._pending.pop(n, None)
+        if lines:
+            self._file.write(b"".join(lines))
+            self._file.flush()
 
     def _compact(self) -> None:
         tmp = self.path.with_suffix(".tmp")

@@ -7,7 +7,12 @@ Durability, in order:
 2. A background task writes spooled entries to PostgreSQL, up to `batch` per transaction
    and in a constant number of round trips per batch (`bridge.records.store.write_ended_many`:
    call_records upsert by call_id, its channels, the customers' service_history rows; the
-   outbox rows by trigger; `store_cdrs`), then acks them in the spool.
+   outbox rows by trigger; `store_cdrs`), then acks them in the spool. Cdrs ride along with
+   the next end event: a call's Cdrs come just before its end, and writing each on its own
+   would cost a transaction apiece. So a Cdr is spooled at once (on the event loop when the
+   spool is free, no thread hop) but written with the next end event's batch, or after
+   `cdr_hold_s` when no end comes; one arriving after its call's end (its uniqueid is one
+   of a recent end's) is written at once.
 3. While PostgreSQL is unreachable (restart, network cut, backend terminated) the task keeps
    the entries and retries with a jittered backoff capped at `retry_max_s`; `health()` says
    "degraded" with the spool backlog. On start, whatever the spool still holds is written
@@ -25,7 +30,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -50,6 +55,7 @@ __all__ = ["RecordWriter"]
 log = logging.getLogger(__name__)
 
 Committed = Callable[[str, str, datetime], None]  # (kind, key, committed_at)
+MAX_ENDED = 20_000  # uniqueids of recent call ends remembered, to tell a late Cdr
 
 
 class RecordWriter:
@@ -66,6 +72,7 @@ class RecordWriter:
         drain_s: float = 5.0,
         region: str = "US",
         clock: WallClock = utc_now,
+        cdr_hold_s: float = 1.0,
     ) -> None:
         self._pool = pool
         self._spool = spool
@@ -84,6 +91,10 @@ class RecordWriter:
         self._outage = asyncio.Event()
         self._listeners: list[Committed] = []
         self.written = 0
+        self._cdr_hold = cdr_hold_s
+        self._urgent = False  # an end event (or a late Cdr) waits: write now
+        self._held_since: float | None = None  # loop time of the oldest Cdr waiting alone
+        self._ended: OrderedDict[str, None] = OrderedDict()  # uniqueids of recent ends
 
     # --- component -------------------------------------------------------------------------
 
@@ -93,6 +104,7 @@ class RecordWriter:
             log.info("replaying %d spooled call-record entries", len(pending))
         self._queue.extend(pending)
         self._update_gauge()
+        self._urgent = bool(pending)
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="record-writer")
         self._kick()
@@ -100,6 +112,7 @@ class RecordWriter:
     async def stop(self) -> None:
         """Write what can be written within `drain_s`; the rest stays in the spool."""
         self._stopping = True
+        self._wake.set()  # held Cdrs go now
         if self._task is not None:
             if self._queue and self._last_error is None:
                 with contextlib.suppress(TimeoutError):
@@ -135,7 +148,8 @@ class RecordWriter:
 
         Spooled and flushed to the kernel, so a killed bridge keeps it, but not fsync'd on
         its own: Cdrs are the fallback of the fallback and come five per call; the next
-        end event's fsync makes them durable against power loss too."""
+        end event's fsync makes them durable against power loss too, and its transaction
+        writes them (see the module docstring)."""
         if not cdr.uniqueid:
             log.debug("Cdr without UniqueID ignored")
             return
@@ -167,14 +181,47 @@ class RecordWriter:
             await self._accept(items, sync=sync)
 
     async def _accept(self, items: list[tuple[str, dict[str, Any]]], *, sync: bool = True) -> None:
-        # In a thread even without fsync: the spool lock may be held by another append's fsync.
-        entries = await asyncio.to_thread(self._spool.append_many, items, sync=sync)
+        # Without fsync, on the loop unless another append's fsync holds the spool.
+        entries = None if sync else self._spool.try_append_many(items)
+        if entries is None:
+            entries = await asyncio.to_thread(self._spool.append_many, items, sync=sync)
         self._queue.extend(entries)
         self._update_gauge()
+        if self._ends_a_call(items):
+            self._urgent = True
+        elif self._held_since is None:
+            self._held_since = asyncio.get_running_loop().time()
+        else:
+            return  # the loop's timer already runs for an older held Cdr
         self._kick()
 
+    def _ends_a_call(self, items: list[tuple[str, dict[str, Any]]]) -> bool:
+        """True when `items` hold an end event, or a Cdr of a call that already ended."""
+        urgent = False
+        for kind, value in items:
+            if kind == "ended":
+                urgent = True
+                summary = value.get("summary")
+                uniqueids = summary.get("uniqueids") if isinstance(summary, dict) else None
+                for uniqueid in uniqueids if isinstance(uniqueids, list) else ():
+                    self._ended[str(uniqueid)] = None
+                while len(self._ended) > MAX_ENDED:
+                    self._ended.popitem(last=False)
+            elif value.get("uniqueid") in self._ended:
+                urgent = True
+        return urgent
+
+    def _due(self) -> bool:
+        if self._urgent or self._stopping or self._held_since is None:
+            return True
+        return asyncio.get_running_loop().time() >= self._held_since + self._cdr_hold
+
     async def wait_idle(self) -> None:
-        """Until every accepted entry is committed (tests, benchmarks, shutdown)."""
+        """Until every accepted entry is committed (tests, benchmarks, shutdown); held Cdrs
+        are written now."""
+        if self._queue:
+            self._urgent = True
+            self._kick()
         while self._queue:
             self._idle.clear()
             await self._idle.wait()
@@ -210,9 +257,19 @@ class RecordWriter:
     async def _run(self) -> None:
         while True:
             if not self._queue:
+                self._urgent = False
+                self._held_since = None
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
+                continue
+            if not self._due():
+                assert self._held_since is not None
+                self._wake.clear()
+                left = self._held_since + self._cdr_hold - asyncio.get_running_loop().time()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._wake.wait()
                 continue
             try:
                 await self._write_some()
@@ -263,7 +320,9 @@ class RecordWriter:
                 await self._reject(entry, rejected[entry.n])
             else:
                 self._committed(entry)
-        await asyncio.to_thread(self._spool.ack, [e.n for e in batch])
+        numbers = [e.n for e in batch]
+        if not self._spool.try_ack(numbers):  # on the loop unless busy or compacting
+            await asyncio.to_thread(self._spool.ack, numbers)
         self._update_gauge()
 
     async def _apply(self, conn: Any, entries: list[SpoolEntry]) -> None:

@@ -118,10 +118,16 @@ class RouteService:
         self.degraded_count = 0
         self.dropped_records = 0
         self._observers: list[Callable[[Decision], None]] = []
+        self._routed: list[Callable[[InboundCall, Decision], None]] = []
 
     def on_decision(self, observer: Callable[[Decision], None]) -> None:
         """`observer(decision)` after every route (the monitor's degraded share)."""
         self._observers.append(observer)
+
+    def on_routed(self, hook: Callable[[InboundCall, Decision], None]) -> None:
+        """`hook(call, decision)` when a decision is recorded, the call's uniqueid and linkedid
+        known (the pop hub's hand-off: it pops the card without asking the CRM again)."""
+        self._routed.append(hook)
 
     # --- Component -------------------------------------------------------------------
 
@@ -220,6 +226,11 @@ class RouteService:
 
     async def record(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
         """Persist the decision in the background; returns at once. Never raises."""
+        for hook in self._routed:
+            try:
+                hook(call, decision)
+            except Exception:
+                log.exception("route hand-off failed")
         if self._decisions is None:
             return
         if len(self._pending) >= self._max_pending:

@@ -257,3 +257,34 @@ async def test_half_open_listener_connection_is_noticed_by_the_keepalive(
         await directory.stop()
         await via_proxy.close()
         await proxy.close()
+
+
+async def test_change_observers_hear_customer_and_card_notices_and_drops(
+    pool: asyncpg.Pool[Any], directory: PostgresDirectory
+) -> None:
+    heard: list[str | None] = []
+    arrived = asyncio.Event()
+
+    def observer(customer_id: str | None) -> None:
+        heard.append(customer_id)
+        arrived.set()
+
+    directory.on_change(observer)
+    assert await directory.lookup(ALICE_PHONE) is not None
+    assert await directory.lookup("+15550000000") is None
+    # An order is on the card only: observers hear it, the lookup cache keeps its entries.
+    await pool.execute(
+        "INSERT INTO orders (customer_id, reference, product, amount) VALUES ($1, 'o', 'p', 1)",
+        ALICE,
+    )
+    async with asyncio.timeout(5):
+        await arrived.wait()
+    assert heard == [ALICE]
+    assert directory.is_cached(ALICE_PHONE) and directory.is_cached("+15550000000")
+    arrived.clear()
+    await pool.execute("UPDATE customers SET name = 'Alice Wong' WHERE id = $1", ALICE)
+    async with asyncio.timeout(5):
+        await arrived.wait()
+    assert heard == [ALICE, ALICE] and not directory.is_cached(ALICE_PHONE)
+    directory.clear()
+    assert heard == [ALICE, ALICE, None]

@@ -66,3 +66,33 @@ def test_hostile_text_survives_the_round_trip(tmp_path: Path) -> None:
     assert raw.count(b"\n") == 1 and raw.isascii()
     (entry,) = reopen(tmp_path)
     assert decode_ended(entry.value) == event
+
+
+def test_an_ack_on_the_event_loop_never_waits_nor_compacts(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, compact_bytes=1 << 20)
+    spool.open()
+    first, second = spool.append_many([("cdr", {"uniqueid": "1"}), ("cdr", {"uniqueid": "2"})])
+    assert spool.try_ack([first.n])
+    with spool._lock:  # another thread's fsync holds the spool: nothing done, no wait
+        assert not spool.try_ack([second.n])
+    assert spool.pending == 1
+    spool.compact_bytes = spool._compact_at = 1  # compaction due: left to `ack`, in a thread
+    assert not spool.try_ack([second.n])
+    spool.ack([second.n])
+    spool.close()
+    assert tmp_path.joinpath("records.jsonl").read_bytes() == b""  # compacted: none pending
+    reopened = Spool(tmp_path)
+    assert reopened.open() == []
+    reopened.close()
+
+
+def test_an_append_on_the_event_loop_never_waits(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.open()
+    with spool._lock:
+        assert spool.try_append_many([("cdr", {"uniqueid": "1"})]) is None
+    (entry,) = spool.try_append_many([("cdr", {"uniqueid": "1"})]) or []
+    spool.close()
+    reopened = Spool(tmp_path)
+    assert reopened.open() == [entry]
+    reopened.close()

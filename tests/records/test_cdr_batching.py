@@ -1,0 +1,176 @@
+"""A call's Cdrs ride along with its end: one transaction for all of them, none on its own,
+and still nothing lost to a SIGKILL (they are spooled as they come)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from bridge.ami.normalise import CdrRecord
+
+from bridge.records import RecordWriter, Spool
+from tests.records.factory import make_ended
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 23, 20, 4, tzinfo=UTC)
+
+
+def cdr_events(call_id: str, uniqueids: tuple[str, ...] | None = None) -> list[CdrRecord]:
+    """One `Cdr` per channel of the call, as the AMI link delivers them."""
+    start = (NOW - timedelta(seconds=40)).strftime("%Y-%m-%d %H:%M:%S")
+    return [
+        CdrRecord(
+            at=NOW,
+            uniqueid=uniqueid,
+            channel=f"PJSIP/trunk-{k:08x}",
+            destination_channel="PJSIP/1001-0000000a" if k == 0 else "",
+            source="+15551230002",
+            destination="18005550100",
+            disposition="ANSWERED",
+            billable_s=32,
+            duration_s=40,
+            start_time=start,
+            answer_time=start,
+            end_time=NOW.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        for k, uniqueid in enumerate(uniqueids or (call_id, *(f"{call_id}.{k}" for k in range(4))))
+    ]
+
+
+class CountingPool:
+    """The real pool, counting the connections the writer takes (one per transaction)."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        self.acquired = 0
+
+    def acquire(self) -> Any:
+        self.acquired += 1
+        return self._pool.acquire()
+
+
+class Commits:
+    def __init__(self, writer: RecordWriter) -> None:
+        self.keys: list[tuple[str, str]] = []
+        self._changed = asyncio.Event()
+        writer.on_committed(self._on_committed)
+
+    def _on_committed(self, kind: str, key: str, at: datetime) -> None:
+        self.keys.append((kind, key))
+        self._changed.set()
+
+    async def wait_for(self, kind: str, key: str) -> None:
+        async with asyncio.timeout(10):
+            while (kind, key) not in self.keys:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@asynccontextmanager
+async def running(pool: Any, spool_dir: Path, **options: Any) -> AsyncIterator[RecordWriter]:
+    writer = RecordWriter(pool, Spool(spool_dir), **options)
+    await writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.stop()
+
+
+async def test_a_calls_cdrs_are_written_with_its_end_in_one_transaction(
+    pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    counting = CountingPool(pool)
+    async with running(counting, tmp_path / "spool", cdr_hold_s=3600) as writer:
+        commits = Commits(writer)
+        cdrs = cdr_events("call.1")
+        for cdr in cdrs:  # one at a time, as the AMI link delivers them
+            await writer.on_events([cdr])
+        assert writer.pending == len(cdrs)
+        end = make_ended("call.1")
+        end = replace(end, summary=replace(end.summary, uniqueids=tuple(c.uniqueid for c in cdrs)))
+        await writer.on_events([end])
+        await commits.wait_for("ended", "call.1")
+        assert counting.acquired == 1
+        assert [k for k, _ in commits.keys] == ["cdr"] * len(cdrs) + ["ended"]
+    assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == len(cdrs)
+    assert await pool.fetchval("SELECT count(*) FROM call_records") == 1
+
+
+async def test_a_cdr_after_its_calls_end_is_written_at_once(
+    pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    async with running(pool, tmp_path / "spool", cdr_hold_s=3600) as writer:
+        commits = Commits(writer)
+        end = make_ended("call.2")  # its channels: call.2 and call.2-b
+        await writer.on_events([end])
+        await commits.wait_for("ended", "call.2")
+        (late,) = cdr_events("call.2", ("call.2-b",))
+        await writer.on_events([late])
+        await commits.wait_for("cdr", "call.2-b")
+    assert await pool.fetchval("SELECT uniqueid FROM pbx_cdrs") == "call.2-b"
+
+
+async def test_cdrs_whose_end_never_comes_are_written_after_the_hold(
+    pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    async with running(pool, tmp_path / "spool", cdr_hold_s=0.05) as writer:
+        commits = Commits(writer)
+        cdrs = cdr_events("call.3")
+        await writer.on_events(cdrs)
+        for cdr in cdrs:
+            await commits.wait_for("cdr", cdr.uniqueid)
+    assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == len(cdrs)
+
+
+async def test_held_cdrs_are_written_by_wait_idle_and_by_stop(
+    pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    async with running(pool, tmp_path / "spool", cdr_hold_s=3600) as writer:
+        await writer.on_events(cdr_events("call.4"))
+        await writer.wait_idle()
+        assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == 5
+        await writer.on_events(cdr_events("call.5"))
+    assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == 10
+
+
+async def test_sigkill_with_cdrs_held_for_their_end_loses_none(
+    pool: asyncpg.Pool[Any], database_url: str, tmp_path: Path
+) -> None:
+    """Accepted Cdrs are in the spool before the end comes: a bridge killed meanwhile writes
+    them on its next start."""
+    spool_dir = tmp_path / "spool"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.records.cdr_child",
+        database_url,
+        str(spool_dir),
+        "call.6",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    acked: list[str] = []
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            while (line := (await proc.stdout.readline()).decode().split()) != ["DONE"]:
+                assert line, "child exited early"
+                acked.append(line[1])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert len(acked) == 5
+    assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == 0  # held for the end
+
+    async with running(pool, spool_dir) as writer:
+        await writer.wait_idle()
+    rows = await pool.fetch("SELECT uniqueid FROM pbx_cdrs")
+    assert sorted(r["uniqueid"] for r in rows) == sorted(acked)
