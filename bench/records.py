@@ -146,7 +146,7 @@ async def run_case(
         connector = BuiltinConnector()
     await connector.start()
     with tempfile.TemporaryDirectory() as spool_dir:
-        writer = RecordWriter(pool, Spool(Path(spool_dir)))
+        writer = RecordWriter(pool, Spool(Path(spool_dir)), region="US")
         worker = OutboxWorker(pool, connector, poll_s=0.05)
         submitted: dict[str, float] = {}
         commit_lag: list[float] = []

@@ -76,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
                         pool,
                         connector,
                         config.device_regex,
+                        region=config.pbx.default_region,
                         since=since,
                         max_attempts=config.crm.max_attempts,
                         source=source,

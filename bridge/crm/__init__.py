@@ -1,6 +1,6 @@
 """The built-in CRM store.
 
-- `phones.normalise(raw, default_region) -> str | None`: caller ID → E.164.
+- `phones.to_e164(raw, region) -> str | None`: a caller ID or dialled number → E.164.
 - `directory.PostgresDirectory(pool)`: `lookup(e164) -> Customer | None`, cached, kept honest
   by NOTIFY `crm_customer_changed` (Component: start/stop/health).
 - `listener.PgListener(pool)`: the one LISTEN connection implementation; pass one instance

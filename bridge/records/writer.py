@@ -74,7 +74,7 @@ class RecordWriter:
         retry_max_s: float = 5.0,
         batch: int = 500,
         drain_s: float = 5.0,
-        region: str = "US",
+        region: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool

@@ -128,12 +128,14 @@ async def backfill(
     device_pattern: DeviceMatcher,
     since: datetime | None,
     *,
+    region: str,
     source: CdrSource | None = None,
     max_call_s: float = DEFAULT_MAX_CALL_S,
     alerts: AlertSink | None = None,
     now: datetime | None = None,
 ) -> Backfill:
-    """Rebuild every call with a CDR or a routing decision but no record."""
+    """Rebuild every call with a CDR or a routing decision but no record. `region`
+    ([pbx] default_region) reads the rebuilt calls' numbers written without a country code."""
     now = now or datetime.now(UTC)
     problems: tuple[str, ...] = ()
     problem_count = 0
@@ -207,7 +209,9 @@ async def backfill(
                 continue
             try:
                 async with conn.transaction():
-                    written = await write_ended(conn, event, only_missing=True, source="reconciled")
+                    written = await write_ended(
+                        conn, event, only_missing=True, source="reconciled", region=region
+                    )
             except ValidationError as exc:
                 failures[call_id] = f"rejected: {exc}"
                 continue
@@ -280,6 +284,7 @@ async def run_sync(
     connector: CrmConnector,
     device_pattern: DeviceMatcher,
     *,
+    region: str,
     since: datetime | None = None,
     max_attempts: int = 5,
     source: CdrSource | None = None,
@@ -287,7 +292,13 @@ async def run_sync(
     alerts: AlertSink | None = None,
 ) -> SyncSummary:
     found = await backfill(
-        pool, device_pattern, since, source=source, max_call_s=max_call_s, alerts=alerts
+        pool,
+        device_pattern,
+        since,
+        region=region,
+        source=source,
+        max_call_s=max_call_s,
+        alerts=alerts,
     )
     resent = await resend(pool, since)
     outcomes: dict[str, int] = {"delivered": 0, "dead": 0, "retry": 0}

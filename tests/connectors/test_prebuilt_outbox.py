@@ -20,7 +20,7 @@ from tests.records.test_outbox import Outcomes
 
 @pytest.fixture
 async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
+    w = RecordWriter(pool, Spool(tmp_path / "spool"), region="US")
     await w.start()
     try:
         yield w

@@ -28,7 +28,7 @@ def frame(n: int) -> datetime:
 
 @pytest.fixture
 async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
+    w = RecordWriter(pool, Spool(tmp_path / "spool"), region="US")
     await w.start()
     try:
         yield w
