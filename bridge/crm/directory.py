@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import asyncpg
 
 from bridge.component import Health
+from bridge.crm import metrics
 from bridge.crm.listener import PgListener
 from bridge.errors import CrmUnavailable
 from bridge.models import Customer
-from bridge.routing import metrics
 
 log = logging.getLogger(__name__)
 
