@@ -18,15 +18,19 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.config import PbxConfig
 from bridge.crm.listener import PgListener
 from bridge.crm.roster import AgentRoster
 from bridge.db.migrate import apply_migrations
 from bridge.db.pool import connect, create_pool
+from bridge.records.spool import Spool
+from bridge.records.writer import RecordWriter
 
 TRACES = Path(__file__).parent / "fixtures" / "asterisk-traces"
 SCENARIOS = sorted(
     p.name for p in TRACES.iterdir() if p.is_dir() and (p / "scenario.json").exists()
 )
+DEFAULT_REGION = PbxConfig().default_region  # "US"
 ADMIN_URL = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -102,6 +106,18 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
         yield p
     finally:
         await p.close()
+
+
+@pytest.fixture
+async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
+    """A running call-record writer on `pool`, spooling under `tmp_path`, in the default
+    `[pbx] default_region`."""
+    w = RecordWriter(pool, Spool(tmp_path / "spool"), region=DEFAULT_REGION)
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()
 
 
 @pytest.fixture

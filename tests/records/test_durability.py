@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,16 +28,6 @@ from tests.records.helpers import ended_events, seed_crm, seed_decisions
 from tests.records.proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"), region="US")
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 async def file_disposition(pool: asyncpg.Pool[Any], call_id: str, value: str, notes: str) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from bridge.ami.protocol import AmiParser
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.connectors import BuiltinConnector
 from bridge.models import CallEnded
-from bridge.records import PbxCdr, RecordWriter, Spool
+from bridge.records import PbxCdr, RecordWriter
 from bridge.sync import run_sync
 from bridge.sync.cdrs import INFERRED_FROM_CDR, call_from_cdrs, group_cdrs, handset_index
 from bridge.tracker import CallTracker, replay_frames
@@ -194,16 +193,6 @@ def test_an_attended_transfer_whose_local_pair_stays_is_rebuilt_with_both_agents
 def test_an_agent_handset_cdr_alone_is_not_a_call() -> None:
     (handset,) = [c for c in trace_cdrs("regular-answered") if c.channel.startswith("Local/1001")]
     assert call_from_cdrs(handset.uniqueid, [handset], PATTERN) is None
-
-
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"), region="US")
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 async def test_calls_never_recorded_are_backfilled_from_kept_cdrs(
