@@ -33,13 +33,13 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
-from bridge.ami.normalise import CdrRecord
 
 from bridge.config import build_config
 from bridge.connectors import BuiltinConnector, RestConnector
 from bridge.db.migrate import migrate
 from bridge.db.pool import create_pool
 from bridge.models import AgentLeg, CallEnded, CallSummary
+from bridge.pbx_events import CdrRecord
 from bridge.records import PbxCdr, RecordWriter, Spool
 from bridge.records.codec import ended_to_dict
 from bridge.records.outbox import OutboxWorker
@@ -162,7 +162,7 @@ async def writer_round(
 ) -> tuple[float, list[float]]:
     """The writer fed like the AMI link feeds it: CPU ms per call, end → committed lags (s)."""
     with tempfile.TemporaryDirectory() as spool_dir:
-        writer = RecordWriter(pool, Spool(Path(spool_dir)))
+        writer = RecordWriter(pool, Spool(Path(spool_dir)), region="US")
         submitted: dict[str, float] = {}
         lags: list[float] = []
 
@@ -293,7 +293,7 @@ async def run_case(
         connector = BuiltinConnector()
     await connector.start()
     with tempfile.TemporaryDirectory() as spool_dir:
-        writer = RecordWriter(pool, Spool(Path(spool_dir)))
+        writer = RecordWriter(pool, Spool(Path(spool_dir)), region="US")
         worker = OutboxWorker(pool, connector, poll_s=0.05)
         submitted: dict[str, float] = {}
         commit_lag: list[float] = []

@@ -29,7 +29,7 @@ from bridge.connectors.prebuilt import PrebuiltConnector
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.listener import PgListener
 from bridge.crm.merge_notice import MergeNotifier
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.crm.roster import AgentRoster
 from bridge.db.embedded import database_url
 from bridge.db.health import DatabaseHealth
@@ -201,7 +201,7 @@ def _external_cards(rt: Runtime) -> CardForCaller | None:
     region = rt.config.pbx.default_region
 
     async def card_for_caller(caller: str) -> CustomerCard | None:
-        e164 = normalise(caller, region)
+        e164 = to_e164(caller, region)
         customer = await connector.lookup(e164) if e164 is not None else None
         return None if customer is None else await connector.card(customer.id)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.errors import DuplicatePhone, ValidationError
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def tags(value: Any, field: str = "tags") -> list[str]:
 def phone(value: Any, region: str, field: str = "phone") -> str:
     if not isinstance(value, str):
         raise ValidationError(field, "must be a phone number as text")
-    e164 = normalise(value, region)
+    e164 = to_e164(value, region)
     if e164 is None:
         raise ValidationError(field, f"not a valid phone number: {value[:40]!r}")
     return e164

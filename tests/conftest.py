@@ -2,7 +2,10 @@
 
 The run creates its own database on the server named by `CRM_BRIDGE_TEST_PG`
 (default postgresql://postgres@127.0.0.1:5432/postgres), migrates it once, and drops it at
-the end. Each test that takes `pool` starts from empty tables.
+the end. Each test that takes `pool` starts from empty tables. The run may hold at most
+`pg_guard.LIMIT` (20) connections to that server at once: a `ConnectionWatch`
+(tests/pg_guard.py) samples them from session start, a test during which more were open
+fails, so does the session, and the peak is printed at the end.
 """
 
 from __future__ import annotations
@@ -18,21 +21,91 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.config import PbxConfig
 from bridge.crm.listener import PgListener
 from bridge.crm.roster import AgentRoster
 from bridge.db.migrate import apply_migrations
 from bridge.db.pool import connect, create_pool
+from bridge.records.spool import Spool
+from bridge.records.writer import RecordWriter
+from tests.pg_guard import ConnectionWatch, limit
 
 TRACES = Path(__file__).parent / "fixtures" / "asterisk-traces"
 SCENARIOS = sorted(
     p.name for p in TRACES.iterdir() if p.is_dir() and (p / "scenario.json").exists()
 )
+DEFAULT_REGION = PbxConfig().default_region  # "US"
 ADMIN_URL = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _with_database(url: str, name: str) -> str:
     base, _, _ = url.rpartition("/")
     return f"{base}/{name}"
+
+
+_WATCH: ConnectionWatch | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Watch, from the start, how many PostgreSQL connections the run holds."""
+    global _WATCH
+    _WATCH = ConnectionWatch(ADMIN_URL)
+    _WATCH.start()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    if _WATCH is not None:
+        _WATCH.begin_test(item.nodeid)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        if _WATCH is not None:
+            _WATCH.sample_now()  # the test's fixtures (pools, listeners, bridges) still open
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    watch = _WATCH  # its `test` peak covers this item, from setup to teardown
+    if report.when == "teardown" and report.passed and watch and watch.test.held > limit():
+        report.outcome = "failed"
+        report.longrepr = (
+            f"this test held {watch.test.held} PostgreSQL connections at once"
+            f" (test database {watch.test.database}, this run {watch.test.run});"
+            f" the suite may hold at most {limit()}: see tests/pg_guard.py"
+        )
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that went over the limit fails, even if every test's own check passed."""
+    if _WATCH is None:
+        return
+    _WATCH.stop()
+    if _WATCH.session.held > limit() and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    watch = _WATCH
+    if watch is None:
+        return
+    peak = watch.session
+    verdict = "over the limit" if peak.held > limit() else "within the limit"
+    terminalreporter.write_line(
+        f"PostgreSQL connections held at once: peak {peak.held} {verdict} of {limit()}"
+        f" (test database {peak.database}, this run on the server {peak.run})"
+        + (f", during {peak.during}" if peak.during else "")
+        + (f"; {watch.error}" if watch.error else "")
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -72,6 +145,8 @@ def database_url() -> Iterator[str]:
             await admin.close()
 
     asyncio.run(create())
+    if _WATCH is not None:
+        _WATCH.database = name
     try:
         yield _with_database(ADMIN_URL, name)
     finally:
@@ -102,6 +177,18 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
         yield p
     finally:
         await p.close()
+
+
+@pytest.fixture
+async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
+    """A running call-record writer on `pool`, spooling under `tmp_path`, in the default
+    `[pbx] default_region`."""
+    w = RecordWriter(pool, Spool(tmp_path / "spool"), region=DEFAULT_REGION)
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()
 
 
 @pytest.fixture

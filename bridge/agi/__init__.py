@@ -2,7 +2,7 @@
 
 - `protocol`: pure wire code. `EnvParser` / `parse_env(bytes) -> AgiEnv`,
   `encode_set_variable(name, value)`, `encode_get_variable(name)`, `encode_verbose`,
-  `safe_value`, `ReplyParser` / `parse_reply_line(line) -> Reply`.
+  `argument_text`, `ReplyParser` / `parse_reply_line(line) -> Reply`.
 - `server.AgiServer(handlers, *, host, port, read_timeout_s, write_timeout_s, max_sessions,
   allow, first_byte_timeout_s, max_pending)`: Component (start/stop/health, `port`, `guard`);
   a handler is `async (AgiSession) -> None`.

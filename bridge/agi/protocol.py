@@ -149,8 +149,9 @@ def parse_env(data: bytes) -> AgiEnv:
 # --- commands --------------------------------------------------------------------------
 
 
-def safe_value(value: str, limit: int = MAX_VALUE_CHARS) -> str:
-    """`value` as text a channel variable may hold: no control characters, capped."""
+def argument_text(value: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """`value` as one AGI command argument may carry it: CR, LF, NUL and the other control
+    characters but TAB → spaces (a newline would end the command), capped at `limit`."""
     return _CONTROL.sub(" ", value)[:limit]
 
 
@@ -176,7 +177,7 @@ def _command(text: str) -> bytes:
 
 def encode_set_variable(name: str, value: str) -> bytes:
     """`SET VARIABLE NAME "value"\\n`, the value made safe (control characters → space)."""
-    return _command(f"SET VARIABLE {check_variable(name)} {quote(safe_value(value))}")
+    return _command(f"SET VARIABLE {check_variable(name)} {quote(argument_text(value))}")
 
 
 def encode_get_variable(name: str) -> bytes:
@@ -185,7 +186,7 @@ def encode_get_variable(name: str) -> bytes:
 
 
 def encode_verbose(message: str, level: int = 1) -> bytes:
-    return _command(f"VERBOSE {quote(safe_value(message, 256))} {max(1, min(level, 4))}")
+    return _command(f"VERBOSE {quote(argument_text(message, 256))} {max(1, min(level, 4))}")
 
 
 # --- replies ---------------------------------------------------------------------------

@@ -29,10 +29,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bridge.agi import metrics
-from bridge.agi.protocol import AgiEnv, encode_get_variable, encode_set_variable, safe_value
+from bridge.agi.protocol import AgiEnv, argument_text, encode_get_variable, encode_set_variable
 from bridge.agi.server import AgiSession
 from bridge.config import Config
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.models import Decision, InboundCall
 from bridge.pbx.attribution import site_for_request
 from bridge.pbx.namespace import namespace_event
@@ -53,7 +53,7 @@ class Router(Protocol):
 
 
 def _text(value: str, limit: int) -> str:
-    return safe_value(value, limit).strip()
+    return argument_text(value, limit).strip()
 
 
 def inbound_call(env: AgiEnv, *, default_region: str, at: datetime) -> InboundCall:
@@ -67,7 +67,7 @@ def inbound_call(env: AgiEnv, *, default_region: str, at: datetime) -> InboundCa
     name = _text(env.get("calleridname"), 256)
     return InboundCall(
         raw_caller=raw_caller,
-        caller=normalise(raw_caller, default_region) if raw_caller else None,
+        caller=to_e164(raw_caller, default_region) if raw_caller else None,
         caller_name="" if name.lower() == "unknown" else name,
         did=did,
         at=at,

@@ -47,10 +47,10 @@ from bridge.ari.protocol import (
 )
 from bridge.component import Health
 from bridge.config import Config
-from bridge.crm.phones import normalise as normalise_phone
+from bridge.crm.phones import to_e164
 from bridge.errors import AriProtocolError, AuthError, BridgeError, LinkDown, NotFound
 from bridge.models import Decision, InboundCall
-from bridge.routing.variables import contract_variables, recording_name, safe_value
+from bridge.routing.variables import contract_variables, plain_text, recording_name
 from bridge.tasks import Backoff, equal_jitter
 
 __all__ = ["AriApp", "AriLink", "EventSource", "Router"]
@@ -386,14 +386,14 @@ class AriApp:
         return True
 
     def _inbound_call(self, channel: AriChannel) -> InboundCall:
-        raw = safe_value(channel.caller_number, 256)
+        raw = plain_text(channel.caller_number, 256)
         return InboundCall(
             raw_caller=raw,
-            caller=normalise_phone(raw, self._config.pbx.default_region),
-            caller_name=safe_value(channel.caller_name, 256),
-            did=safe_value(channel.exten, 256),
+            caller=to_e164(raw, self._config.pbx.default_region),
+            caller_name=plain_text(channel.caller_name, 256),
+            did=plain_text(channel.exten, 256),
             at=self._clock(),
-            channel=safe_value(channel.name, 256),
+            channel=plain_text(channel.name, 256),
             uniqueid=channel.id,
             linkedid=channel.linkedid,
         )

@@ -31,7 +31,7 @@ from bridge.cli.common import config_from
 from bridge.config import DEFAULT_FILE, config_path
 from bridge.connectors.prebuilt import PREBUILT, PrebuiltConnector, build_prebuilt
 from bridge.connectors.prebuilt.credentials import ENV_PREFIX
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.errors import CrmError, CrmRateLimited, CrmRefused, UsageError
 
 DEFAULT_SECRETS = "crm-bridge.secrets"
@@ -186,7 +186,7 @@ def run_check(args: argparse.Namespace) -> int:
         )
     number = "+15550000000"
     if args.number:
-        e164 = normalise(args.number, config.pbx.default_region)
+        e164 = to_e164(args.number, config.pbx.default_region)
         if e164 is None:
             raise UsageError(f"{args.number[:40]!r} is not a phone number")
         number = e164

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from bridge.cli.common import config_from, database_pool
 from bridge.config import Config
 from bridge.crm.directory import PostgresDirectory
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.errors import UsageError
 from bridge.models import Customer, Decision, InboundCall
 from bridge.routing.decide import decide
@@ -159,7 +159,7 @@ def _test(args: argparse.Namespace) -> int:
     if not args.number:
         raise UsageError("rules test needs a NUMBER (or --replay N)")
     at = _parse_at(args.at, tz)
-    caller = normalise(args.number, config.pbx.default_region)
+    caller = to_e164(args.number, config.pbx.default_region)
     call = InboundCall(raw_caller=args.number, caller=caller, caller_name="", did=args.did, at=at)
 
     async def go() -> Decision:

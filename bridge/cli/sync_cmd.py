@@ -110,6 +110,7 @@ async def _sync_pbx(
                 site_devices(site),
                 since=since,
                 max_attempts=config.crm.max_attempts,
+                region=site.pbx.default_region,
                 source=site_cdr_source(site),
                 max_call_s=float(site.pbx.max_call_s),
                 alerts=alerter,

@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 
 _PHONE_KEY = re.compile(r"phone|mobile|cell|tel|fax|whatsapp", re.IGNORECASE)
 _EMAIL_KEY = re.compile(r"^e?-?mail(_?address)?$|email", re.IGNORECASE)
@@ -64,7 +64,7 @@ def _other_numbers(record: Record, region: str) -> set[str]:
     for key, value in record.attributes.items():
         if _PHONE_KEY.search(key) and isinstance(value, (str, int)):
             for part in str(value).split(";"):
-                e164 = normalise(part.strip(), region)
+                e164 = to_e164(part.strip(), region)
                 if e164:
                     found.add(e164)
     derived = _DERIVED_ID.fullmatch(record.id)

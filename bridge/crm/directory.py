@@ -25,11 +25,11 @@ from typing import Any, Protocol
 import asyncpg
 
 from bridge.component import Health
+from bridge.crm import metrics
 from bridge.crm.listener import PgListener
 from bridge.db.errors import DB_ERRORS
 from bridge.errors import CrmUnavailable
 from bridge.models import Customer
-from bridge.routing import metrics
 
 log = logging.getLogger(__name__)
 

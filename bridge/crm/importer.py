@@ -48,7 +48,7 @@ from typing import Any, Literal
 import asyncpg
 
 from bridge import audit, customers
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.db.errors import map_db_errors
 from bridge.errors import DuplicatePhone, UsageError, ValidationError
 
@@ -309,7 +309,7 @@ def check_row(
     phone_cell = _cell(row, columns.index.get("phones"))
     phones: list[str] = []
     for raw in filter(None, (p.strip() for p in phone_cell.split(";"))):
-        e164 = normalise(raw, region)
+        e164 = to_e164(raw, region)
         if e164 is None:
             raise Rejected(f"phone {raw[:40]!r} is not a valid number")
         if e164 not in phones:

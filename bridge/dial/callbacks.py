@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.db.errors import map_db_errors
 
 __all__ = ["Callback", "pending_callbacks"]
@@ -99,7 +99,7 @@ async def pending_callbacks(
     out = []
     for row in rows:
         values = dict(row)
-        values["caller"] = normalise(values["caller"], region) or values["caller"]
+        values["caller"] = to_e164(values["caller"], region) or values["caller"]
         out.append(Callback(**values))
     return out
 

@@ -93,6 +93,7 @@ def _reconciler(
     return Reconciler(
         pool,
         devices,
+        region=site.pbx.default_region,
         period_s=site.pbx.reconcile_s,
         source=site_cdr_source(site),
         max_call_s=float(site.pbx.max_call_s),

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from bridge import pbx_events as ev
 from bridge.config import PbxSite
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.devices import DeviceMatcher
 from bridge.models import CallEvent
 from bridge.tracker.tracker import CallTracker
@@ -61,7 +61,7 @@ def namespace_event(event: E, prefix: str) -> E:
 
 @functools.lru_cache(maxsize=4096)
 def _e164(number: str, region: str) -> str:
-    return normalise(number, region) or number
+    return to_e164(number, region) or number
 
 
 def caller_e164(event: E, region: str) -> E:

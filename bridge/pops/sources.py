@@ -16,7 +16,7 @@ import asyncpg
 
 from bridge.config import Config
 from bridge.crm.directory import CustomerDirectory, PostgresDirectory
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.crm.roster import AgentRoster
 from bridge.db.errors import map_db_errors
 from bridge.models import CustomerCard, Decision, InboundCall
@@ -67,7 +67,7 @@ class PostgresCards:
 
     async def card_for_caller(self, caller: str) -> CustomerCard | None:
         """The card of the customer owning the caller's number (directory cache first)."""
-        e164 = normalise(caller, self.region)
+        e164 = to_e164(caller, self.region)
         if e164 is None:
             return None
         customer = await self.directory.lookup(e164)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.errors import ValidationError
 from bridge.models import CallEnded
 from bridge.records.cdr import PbxCdr
@@ -43,16 +43,6 @@ def clean(value: str | None, limit: int = MAX_TEXT) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _e164(caller: str, *, dialled: bool = False, region: str = "US") -> str | None:
-    """The caller as E.164 when it is written internationally (+...); a national number
-    would need the PBX's region, which only the routing decision had. An outbound call's
-    number is what the agent dialled (no routing decision): read in the PBX's region."""
-    caller = caller.strip()
-    if dialled:
-        return normalise(caller, region)
-    return normalise(caller, "US") if caller.startswith("+") else None
 
 
 async def lock_call(conn: Any, call_id: str) -> None:
@@ -217,10 +207,7 @@ def _prepare(event: CallEnded, region: str) -> _Call:
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
     # `<pbx>:<device>` with several PBXs (sql/100_agents_pbx.sql): 16 + 1 + 64 characters.
     devices = [clean(a.device, 81) for a in s.agents]
-    dialled = s.direction == "outbound"
-    return _Call(
-        event, call_id, uniqueids, devices, _e164(s.caller, dialled=dialled, region=region)
-    )
+    return _Call(event, call_id, uniqueids, devices, to_e164(s.caller.strip(), region))
 
 
 async def write_ended(
@@ -229,7 +216,7 @@ async def write_ended(
     *,
     only_missing: bool = False,
     source: str = "live",
-    region: str = "US",
+    region: str,
 ) -> bool:
     """Upsert the record of one finished call (see `write_ended_many`). Returns whether a
     row was written."""
@@ -245,7 +232,7 @@ async def write_ended_many(
     *,
     only_missing: bool = False,
     source: str = "live",
-    region: str = "US",
+    region: str,
 ) -> set[str]:
     """Upsert the records of finished calls in three round trips (lock, look up, upsert).
     Run inside a transaction.
@@ -256,10 +243,10 @@ async def write_ended_many(
     meanwhile lands in the record. `only_missing` (backfill from Cdrs): never replace a
     finished record, only fill a missing one (or one holding just a disposition) or a
     `PROVISIONAL` one. `source`: 'live' (the AMI link's end event) or 'reconciled' (rebuilt
-    from CDRs). `region` ([pbx] default_region) reads the number an agent dialled without a
-    country code. Returns the call ids written. A `ValidationError` (a call id no row may
-    hold) fails the whole batch: the writer then retries entry by entry and sets that one
-    aside."""
+    from CDRs). `region` ([pbx] default_region) reads a caller's or dialled number written
+    without a country code (`bridge.crm.phones.to_e164`). Returns the call ids written. A
+    `ValidationError` (a call id no row may hold) fails the whole batch: the writer then
+    retries entry by entry and sets that one aside."""
     if source not in {"live", "reconciled"}:
         raise ValidationError("source", "live or reconciled")
     calls = list({c.call_id: c for c in (_prepare(e, region) for e in events)}.values())

@@ -70,7 +70,7 @@ class RecordWriter:
         retry_max_s: float = 5.0,
         batch: int = 500,
         drain_s: float = 5.0,
-        region: str = "US",
+        region: str,
         clock: WallClock = utc_now,
         cdr_hold_s: float = 1.0,
     ) -> None:

@@ -14,7 +14,6 @@ LOOKUP_SECONDS = Histogram(
     "Caller lookup latency (cache hits included)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5),
 )
-CACHE = Counter("crm_bridge_route_cache", "Caller lookup cache results", ["result"])
 RECORD_ERRORS = Counter(
     "crm_bridge_route_record_errors", "route_decisions rows that could not be written"
 )

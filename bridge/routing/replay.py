@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bridge.crm.directory import PostgresDirectory
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.db.errors import map_db_errors
 from bridge.models import Decision, InboundCall
 from bridge.routing.decide import decide
@@ -67,7 +67,7 @@ async def replay(
         directory = PostgresDirectory(pool)
         out = []
         for row in rows:
-            caller = normalise(row["caller"], region)
+            caller = to_e164(row["caller"], region)
             customer = await directory.lookup(caller) if caller else None
             call = InboundCall(
                 raw_caller=row["caller"],

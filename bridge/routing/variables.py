@@ -16,8 +16,8 @@ __all__ = [
     "MAX_VALUE_CHARS",
     "VARIABLE_NAMES",
     "contract_variables",
+    "plain_text",
     "recording_name",
-    "safe_value",
 ]
 
 MAX_VALUE_CHARS = 1024
@@ -38,8 +38,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
-def safe_value(text: str, limit: int = MAX_VALUE_CHARS) -> str:
-    """Control characters → spaces, lone surrogates dropped, at most `limit` characters."""
+def plain_text(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """Every control character (TAB too) → a space, lone surrogates dropped, at most `limit`
+    characters: what a channel variable the bridge sets (over AGI or ARI) may hold, and how
+    the ARI app keeps what the PBX reports about a channel. Compare
+    `bridge.agi.protocol.argument_text`, which keeps TAB for the AGI wire."""
     text = _CONTROL.sub(" ", text)
     text = text.encode("utf-8", "ignore").decode("utf-8")
     return text[:limit]
@@ -53,7 +56,7 @@ def recording_name(template: str, *, linkedid: str, uniqueid: str) -> str:
     """
     unique = uniqueid if _SAFE_ID.fullmatch(uniqueid) else "unknown"
     linked = linkedid if _SAFE_ID.fullmatch(linkedid) else unique
-    return safe_value(template.replace("${linkedid}", linked).replace("${uniqueid}", unique))
+    return plain_text(template.replace("${linkedid}", linked).replace("${uniqueid}", unique))
 
 
 def contract_variables(decision: Decision, recording: str) -> list[tuple[str, str]]:
@@ -61,7 +64,7 @@ def contract_variables(decision: Decision, recording: str) -> list[tuple[str, st
     customer = decision.customer
     tags = (
         ",".join(
-            t for t in (safe_value(tag).replace(",", " ").strip() for tag in customer.tags) if t
+            t for t in (plain_text(tag).replace(",", " ").strip() for tag in customer.tags) if t
         )
         if customer
         else ""
@@ -76,4 +79,4 @@ def contract_variables(decision: Decision, recording: str) -> list[tuple[str, st
         "1" if decision.degraded else "0",
         recording,
     )
-    return [(name, safe_value(value)) for name, value in zip(VARIABLE_NAMES, values, strict=True)]
+    return [(name, plain_text(value)) for name, value in zip(VARIABLE_NAMES, values, strict=True)]

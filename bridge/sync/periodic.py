@@ -39,6 +39,7 @@ class Reconciler:
         pool: Any,
         device_pattern: DeviceMatcher,
         *,
+        region: str,
         period_s: float,
         source: CdrSource | None = None,
         max_call_s: float = DEFAULT_MAX_CALL_S,
@@ -52,6 +53,7 @@ class Reconciler:
         self._lock = SYNC_LOCK if not scope else scope_lock(scope)
         self._pattern = device_pattern
         self._period = period_s
+        self._region = region  # [pbx] default_region
         self._source = source
         self._max_call_s = max_call_s
         self._alerts = alerts
@@ -99,6 +101,7 @@ class Reconciler:
                     conn,
                     self._pattern,
                     since,
+                    region=self._region,
                     source=self._source,
                     max_call_s=self._max_call_s,
                     alerts=self._alerts,
@@ -147,6 +150,7 @@ def build_reconciler(config: Config, pool: Any, alerts: AlertSink | None) -> Rec
     return Reconciler(
         pool,
         config.device_regex,
+        region=config.pbx.default_region,
         period_s=config.pbx.reconcile_s,
         source=build_cdr_source(config.pbx.cdr_source, zone),
         max_call_s=float(getattr(config.pbx, "max_call_s", DEFAULT_MAX_CALL_S)),

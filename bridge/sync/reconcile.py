@@ -130,6 +130,7 @@ async def backfill(
     device_pattern: DeviceMatcher,
     since: datetime | None,
     *,
+    region: str,
     source: CdrSource | None = None,
     max_call_s: float = DEFAULT_MAX_CALL_S,
     alerts: AlertSink | None = None,
@@ -137,7 +138,8 @@ async def backfill(
     scope: str = "",
 ) -> Backfill:
     """Rebuild every call with a CDR or a routing decision but no record (on one pooled
-    connection: see `backfill_on`).
+    connection: see `backfill_on`). `region` ([pbx] default_region) reads the rebuilt
+    calls' numbers written without a country code.
 
     `scope`: one of several PBXs' call id prefix (`east:`); only its kept Cdrs and routing
     decisions are looked at (its `source` must give CDRs in that namespace too)."""
@@ -148,6 +150,7 @@ async def backfill(
             since,
             source=source,
             max_call_s=max_call_s,
+            region=region,
             alerts=alerts,
             now=now,
             scope=scope,
@@ -159,6 +162,7 @@ async def backfill_on(
     device_pattern: DeviceMatcher,
     since: datetime | None,
     *,
+    region: str,
     source: CdrSource | None = None,
     max_call_s: float = DEFAULT_MAX_CALL_S,
     alerts: AlertSink | None = None,
@@ -240,7 +244,9 @@ async def backfill_on(
             continue
         try:
             async with conn.transaction():
-                written = await write_ended(conn, event, only_missing=True, source="reconciled")
+                written = await write_ended(
+                    conn, event, only_missing=True, source="reconciled", region=region
+                )
         except ValidationError as exc:
             failures[call_id] = f"rejected: {exc}"
             continue
@@ -313,6 +319,7 @@ async def run_sync(
     connector: CrmConnector,
     device_pattern: DeviceMatcher,
     *,
+    region: str,
     since: datetime | None = None,
     max_attempts: int = 5,
     source: CdrSource | None = None,
@@ -326,6 +333,7 @@ async def run_sync(
         device_pattern,
         since,
         source=source,
+        region=region,
         max_call_s=max_call_s,
         alerts=alerts,
         scope=scope,

@@ -64,7 +64,7 @@ from aiohttp import web
 from bridge import audit, customers
 from bridge.config import Config
 from bridge.crm.agents import Agent, authenticate, hash_token, validate_agent
-from bridge.crm.phones import normalise
+from bridge.crm.phones import to_e164
 from bridge.errors import CrmUnavailable, NotFound, ValidationError
 from bridge.records import query as call_query
 from bridge.routing.rules import Rule, make_rule
@@ -540,7 +540,7 @@ async def search_customers(request: web.Request) -> web.Response:
     _only_params(query, _CUSTOMER_PARAMS)
     region = deps.config.pbx.default_region
     if "phone" in query:
-        e164 = normalise(query["phone"], region)
+        e164 = to_e164(query["phone"], region)
         if e164 is None:
             raise invalid("phone", "not a valid phone number")
         cid = await customers.find_by_phone(deps.pool, e164)
@@ -553,7 +553,7 @@ async def search_customers(request: web.Request) -> web.Response:
         if not text or not _PLAIN.fullmatch(text):
             raise invalid("q", "1-200 characters of text, without control characters")
         page = await customers.search(
-            deps.pool, text, normalise(text, region), after=after, limit=limit
+            deps.pool, text, to_e164(text, region), after=after, limit=limit
         )
     else:
         page = await customers.page(deps.pool, after=after, limit=limit)

@@ -93,7 +93,7 @@ async def test_ami_link_down_past_link_down_s_alerts_then_resolves(channels: Cha
 async def test_call_records_locked_past_the_threshold_alert_then_resolve(
     pool: asyncpg.Pool[Any], tmp_path: Path, channels: Channels
 ) -> None:
-    writer = RecordWriter(pool, Spool(tmp_path / "spool"))
+    writer = RecordWriter(pool, Spool(tmp_path / "spool"), region="US")
     await writer.start()
     now = [datetime.now(UTC)]
     monitor = Monitor(
@@ -177,7 +177,12 @@ async def test_a_decision_without_a_record_after_reconciliation_is_data_loss(
         " VALUES ('lost.1', 'lost.1', 'support', 'default', now() - interval '2 days')"
     )
     result = await backfill(
-        pool, re.compile(DEFAULT_DEVICE_PATTERN), None, max_call_s=3600, alerts=channels.alerter
+        pool,
+        re.compile(DEFAULT_DEVICE_PATTERN),
+        None,
+        max_call_s=3600,
+        alerts=channels.alerter,
+        region="US",
     )
     assert [call_id for call_id, _ in result.unrebuildable] == ["lost.1"]
     assert await settle(channels) == [("firing", "data_loss")]

@@ -96,7 +96,7 @@ async def test_a_full_lossless_subscriber_pauses_the_read_and_a_slow_shedding_on
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_a_20000_call_burst_gives_20000_rows(pool: asyncpg.Pool[Any], tmp_path: Path) -> None:
-    writer = RecordWriter(pool, Spool(tmp_path / "spool"))
+    writer = RecordWriter(pool, Spool(tmp_path / "spool"), region="US")
     calls = int(os.environ.get("BURST_CALLS", "20000"))
     all_written = asyncio.Event()
     writer.on_committed(lambda *_: writer.written >= calls and all_written.set())  # type: ignore[func-returns-value]

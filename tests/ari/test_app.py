@@ -413,6 +413,8 @@ async def test_an_oversized_event_costs_a_reconnect_not_the_calls(
         await app.wait_connected()
         await fake.wait_for(lambda: "big.1" in fake.continued())  # found by the resync
         await app.idle()
+        assert fake.connections == 2, "one reconnect"
+        assert fake.continued().count("big.1") == 1, "the parked call continued once"
 
 
 def test_the_composition_root_gets_a_component_only_when_enabled(fake: FakeAri) -> None:

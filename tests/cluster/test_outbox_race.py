@@ -49,7 +49,7 @@ async def second_pool(database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
 
 
 async def write_calls(pool: asyncpg.Pool[Any], tmp_path: Path, count: int) -> list[str]:
-    writer = RecordWriter(pool, Spool(tmp_path / "spool"))
+    writer = RecordWriter(pool, Spool(tmp_path / "spool"), region="US")
     await writer.start()
     try:
         for i in range(count):

@@ -57,7 +57,7 @@ async def waiting_on_a_lock(pool: asyncpg.Pool[Any], count: int) -> None:
 
 async def write(conn: Any, event: CallEnded) -> set[str]:
     async with conn.transaction():
-        return await write_ended_many(conn, [event])
+        return await write_ended_many(conn, [event], region="US")
 
 
 async def race(
@@ -68,7 +68,7 @@ async def race(
     tx = one.transaction()
     await tx.start()
     try:
-        await write_ended_many(one, [first])
+        await write_ended_many(one, [first], region="US")
         late = asyncio.ensure_future(write(two, second))
         await waiting_on_a_lock(pool, 1)
         assert not late.done()
@@ -126,7 +126,7 @@ async def test_a_disposition_filed_between_the_two_writes_is_kept(
     tx = one.transaction()
     await tx.start()
     try:
-        await write_ended_many(one, [WHOLE])
+        await write_ended_many(one, [WHOLE], region="US")
         filing = asyncio.ensure_future(
             save_disposition(pool, CALL, agent, "follow_up", "call back Monday")
         )

@@ -3,29 +3,17 @@ failures are retried, and the record lands once, linked to the caller's contact.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from bridge.records import RecordWriter, Spool
+from bridge.records import RecordWriter
 from bridge.records.outbox import OutboxWorker
 from tests.connectors.prebuilt_fixtures import KNOWN, vendor
 from tests.connectors.test_prebuilt_connectors import CONTACT_ID, written
 from tests.records.factory import make_ended
 from tests.records.test_outbox import Outcomes
-
-
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 @pytest.mark.parametrize("name", ["salesforce", "odoo"])

@@ -80,10 +80,16 @@ async def test_second_lookup_is_served_from_the_cache(
 
 
 async def _sees(directory: PostgresDirectory, phone: str, test: Callable[[Any], bool]) -> None:
+    """Assert that the directory's answer for `phone` comes to pass `test` (a notification
+    has to arrive first)."""
+
     async def check() -> bool:
         return test(await directory.lookup(phone))
 
-    await eventually(check)
+    try:
+        await eventually(check)
+    except TimeoutError:
+        pytest.fail(f"the directory's answer for {phone} never changed as expected")
 
 
 async def test_tag_change_in_db_invalidates_cached_customer(
@@ -165,11 +171,13 @@ async def test_listener_killed_twice_in_a_row_still_recovers(
     pool: asyncpg.Pool[Any], directory: PostgresDirectory
 ) -> None:
     listener = directory.listener
+    first = listener.generation
     for _ in range(2):
         generation = listener.generation
         await pool.fetchval("SELECT pg_terminate_backend($1)", listener.backend_pid)
         async with asyncio.timeout(10):
             await listener.wait_listening(generation)
+    assert listener.listening and listener.generation >= first + 2
     await directory.lookup(BOB_PHONE)
     await pool.execute("UPDATE customers SET name = 'After' WHERE id = $1", BOB)
     await _sees(directory, BOB_PHONE, lambda c: c.name == "After")
@@ -250,6 +258,7 @@ async def test_half_open_listener_connection_is_noticed_by_the_keepalive(
         proxy.freeze_existing()  # the listener's socket stays open but goes silent
         async with asyncio.timeout(15):
             await directory.listener.wait_listening(generation)
+        assert directory.listener.generation > generation, "the listener reconnected"
         await directory.lookup(BOB_PHONE)
         await pool.execute("UPDATE customers SET name = 'Seen' WHERE id = $1", BOB)
         await _sees(directory, BOB_PHONE, lambda c: c.name == "Seen")

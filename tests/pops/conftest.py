@@ -7,7 +7,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,10 +23,9 @@ from bridge.models import CallEvent
 from bridge.pops.hub import PopHub
 from bridge.pops.sources import build_pop_hub
 from bridge.tracker.tracker import CallTracker
-from tests.conftest import running_roster
+from tests.conftest import TRACES, running_roster
 from tests.crm.fixture_crm import load_trace_crm
 
-TRACES = Path(__file__).parents[1] / "fixtures" / "asterisk-traces"
 CONFIG = build_config({"pops": {"port": 0}, "http": {"port": 0}}, {}, runtime=False)
 
 

@@ -54,7 +54,7 @@ async def _write_record(pool: asyncpg.Pool[Any], call_id: str, devices: tuple[st
     )
     summary = dataclasses.replace(ended.summary, agents=legs)
     async with pool.acquire() as conn, conn.transaction():
-        assert await write_ended(conn, dataclasses.replace(ended, summary=summary))
+        assert await write_ended(conn, dataclasses.replace(ended, summary=summary), region="US")
 
 
 async def _record(pool: asyncpg.Pool[Any], call_id: str) -> dict[str, Any]:
@@ -223,7 +223,7 @@ async def test_a_filing_racing_the_record_writer_is_not_lost(crm) -> None:
     async with crm.acquire() as conn:
         writing = conn.transaction()
         await writing.start()
-        assert await write_ended(conn, ended)
+        assert await write_ended(conn, ended, region="US")
         filing = asyncio.ensure_future(save_disposition(crm, LIVE, A1001, "complaint", "late"))
 
         async def waits_for_the_lock() -> bool:

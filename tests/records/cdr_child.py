@@ -15,7 +15,7 @@ from tests.records.test_cdr_batching import cdr_events
 
 async def main(url: str, spool_dir: str, call_id: str) -> None:
     pool = await create_pool(url, min_size=0, max_size=2)
-    writer = RecordWriter(pool, Spool(Path(spool_dir)), cdr_hold_s=3600)
+    writer = RecordWriter(pool, Spool(Path(spool_dir)), region="US", cdr_hold_s=3600)
     await writer.start()
     for event in cdr_events(call_id):
         await writer.on_events([event])

@@ -14,7 +14,7 @@ from tests.records.helpers import ended_events
 
 async def main(url: str, spool_dir: str, scenario: str) -> None:
     pool = await create_pool(url, min_size=0, max_size=2)
-    writer = RecordWriter(pool, Spool(Path(spool_dir)), retry_max_s=0.2)
+    writer = RecordWriter(pool, Spool(Path(spool_dir)), retry_max_s=0.2, region="US")
     await writer.start()
     for event in ended_events(scenario):
         await writer.submit(event)

@@ -75,7 +75,7 @@ async def test_a_batch_lands_as_the_same_events_one_by_one_in_three_round_trips(
         await _seed(conn)
         async with conn.transaction():
             for event in events:
-                assert await write_ended(conn, event)
+                assert await write_ended(conn, event, region="US")
     one_by_one = await _snapshot(pool)
 
     async with pool.acquire() as conn:
@@ -83,7 +83,7 @@ async def test_a_batch_lands_as_the_same_events_one_by_one_in_three_round_trips(
         await _seed(conn)
         counting = CountingConn(conn)
         async with conn.transaction():
-            written = await write_ended_many(counting, events)  # type: ignore[arg-type]
+            written = await write_ended_many(counting, events, region="US")  # type: ignore[arg-type]
         assert counting.round_trips == 3  # the calls' locks, the look-up, the upsert
     assert written == {e.call_id for e in events}
     assert await _snapshot(pool) == one_by_one
@@ -96,7 +96,7 @@ async def test_the_same_call_twice_in_a_batch_is_one_row_as_its_last_event_says(
     last = make_ended("twice.1", talk_s=40)
     async with pool.acquire() as conn, conn.transaction():
         await seed_crm(conn)
-        assert await write_ended_many(conn, [first, make_ended("other.1"), last]) == {
+        assert await write_ended_many(conn, [first, make_ended("other.1"), last], region="US") == {
             "twice.1",
             "other.1",
         }
@@ -112,11 +112,11 @@ async def test_replaying_a_batch_changes_nothing_and_queues_nothing_new(
     async with pool.acquire() as conn:
         await seed_crm(conn)
         async with conn.transaction():
-            await write_ended_many(conn, events)
+            await write_ended_many(conn, events, region="US")
         await conn.execute("UPDATE call_outbox SET state = 'delivered'")
         before = await _snapshot(pool)
         async with conn.transaction():
-            await write_ended_many(conn, events)  # the spool replayed after a crash
+            await write_ended_many(conn, events, region="US")  # the spool replayed after a crash
     assert await _snapshot(pool) == before
     assert await pool.fetchval("SELECT count(*) FROM call_outbox WHERE state <> 'delivered'") == 0
 
@@ -125,12 +125,13 @@ async def test_only_missing_never_replaces_a_finished_record(pool: asyncpg.Pool[
     live = make_ended("kept.1", talk_s=30)
     rebuilt = replace(live, summary=replace(live.summary, talk_s=99))
     async with pool.acquire() as conn, conn.transaction():
-        await write_ended_many(conn, [live])
+        await write_ended_many(conn, [live], region="US")
         written = await write_ended_many(
             conn,
             [rebuilt, make_ended("gap.1")],
             only_missing=True,
             source="reconciled",
+            region="US",
         )
     assert written == {"gap.1"}
     found = await pool.fetch("SELECT call_id, talk_s, source FROM call_records")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from bridge.ami.normalise import CdrRecord
 
+from bridge.pbx_events import CdrRecord
 from bridge.records import RecordWriter, Spool
 from tests.records.factory import make_ended
 
@@ -76,7 +76,7 @@ class Commits:
 
 @asynccontextmanager
 async def running(pool: Any, spool_dir: Path, **options: Any) -> AsyncIterator[RecordWriter]:
-    writer = RecordWriter(pool, Spool(spool_dir), **options)
+    writer = RecordWriter(pool, Spool(spool_dir), region="US", **options)
     await writer.start()
     try:
         yield writer

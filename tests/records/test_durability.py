@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,6 @@ from tests.records.helpers import ended_events, seed_crm, seed_decisions
 from tests.records.proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 async def file_disposition(pool: asyncpg.Pool[Any], call_id: str, value: str, notes: str) -> None:
@@ -143,7 +132,7 @@ async def test_malformed_spool_entry_is_set_aside_not_blocking(
         f'{{"n":2,"k":"ended","v":{encode_ended(good)}}}\n'
         '{"n":3,"k":"ended","v":{"call_id":'  # torn last line: a SIGKILL mid-write
     )
-    w = RecordWriter(pool, Spool(spool_dir))
+    w = RecordWriter(pool, Spool(spool_dir), region="US")
     await w.start()
     try:
         await w.wait_idle()
@@ -199,7 +188,7 @@ async def test_sigkill_after_acknowledge_loses_no_record(
     assert len(acked) == 8
     assert await pool.fetchval("SELECT count(*) FROM call_records") == 0
 
-    w = RecordWriter(pool, Spool(spool_dir))
+    w = RecordWriter(pool, Spool(spool_dir), region="US")
     await w.start()
     try:
         await w.wait_idle()
@@ -223,7 +212,7 @@ async def test_postgres_going_away_mid_stream_loses_nothing(
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     via = await create_pool(_url_at(database_url, proxy.port), min_size=0, max_size=3)
-    w = RecordWriter(via, Spool(tmp_path / "spool"), retry_max_s=0.1)
+    w = RecordWriter(via, Spool(tmp_path / "spool"), retry_max_s=0.1, region="US")
     await w.start()
     try:
         events = [make_ended(f"1700000100.{i}") for i in range(60)]
@@ -255,7 +244,7 @@ async def test_backends_terminated_repeatedly_lose_nothing(
     pool: asyncpg.Pool[Any], database_url: str, tmp_path: Path
 ) -> None:
     own = await create_pool(database_url, min_size=0, max_size=3)
-    w = RecordWriter(own, Spool(tmp_path / "spool"), retry_max_s=0.05)
+    w = RecordWriter(own, Spool(tmp_path / "spool"), retry_max_s=0.05, region="US")
     await w.start()
     killer = await asyncpg.connect(database_url)
     killed = 0
@@ -314,7 +303,7 @@ async def test_stop_during_an_outage_is_prompt_and_keeps_the_records(
 ) -> None:
     dead = _dead_port()
     down = await create_pool(_url_at(database_url, dead.getsockname()[1]), min_size=0)
-    w = RecordWriter(down, Spool(tmp_path / "spool"), retry_max_s=0.05, drain_s=0.2)
+    w = RecordWriter(down, Spool(tmp_path / "spool"), retry_max_s=0.05, drain_s=0.2, region="US")
     await w.start()
     await w.submit_many([make_ended(f"1700000300.{i}") for i in range(5)])
     await _wait_degraded(w)
@@ -322,7 +311,7 @@ async def test_stop_during_an_outage_is_prompt_and_keeps_the_records(
         await w.stop()
     await down.close()
     dead.close()
-    again = RecordWriter(pool, Spool(tmp_path / "spool"))
+    again = RecordWriter(pool, Spool(tmp_path / "spool"), region="US")
     await again.start()
     try:
         await again.wait_idle()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,21 +14,11 @@ from bridge.alerts import Alerter
 from bridge.config import build_config
 from bridge.connectors import BuiltinConnector, RestConnector
 from bridge.errors import CrmUnavailable
-from bridge.records import RecordWriter, Spool
+from bridge.records import RecordWriter
 from bridge.records.outbox import OutboxWorker
 from tests.alerts.receivers import WebhookReceiver
 from tests.connectors.crm_server import FIELD_MAP, TOKEN, CrmServer
 from tests.records.factory import make_ended
-
-
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 @pytest.fixture

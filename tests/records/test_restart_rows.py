@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,23 +14,13 @@ import pytest
 from bridge.ami_pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent
-from bridge.records import RecordWriter, Spool
+from bridge.records import RecordWriter
 from bridge.sim import AmiServer, AmiUser, CallPlan, SimPbx, lab_config
 from bridge.tracker import CallTracker
 from tests.records.helpers import seed_crm
 from tests.sim.conftest import GatedClock, ScriptedAgi
 
 USERS = (AmiUser("bridge", "s3cret"),)
-
-
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 @pytest.mark.parametrize("technology", ["Local", "PJSIP"])

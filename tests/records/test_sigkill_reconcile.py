@@ -182,7 +182,7 @@ async def write_cdr_store(kind: str, tmp_path: Path, pool: asyncpg.Pool[Any], ur
 
 def write_config(path: Path, database_url: str, ami_port: int, cdr_source: str) -> Path:
     path.write_text(
-        f'[database]\nurl = "{database_url}"\n'
+        f'[database]\nurl = "{database_url}"\npool_size = 4\n'
         f'[ami]\nenabled = true\nhost = "127.0.0.1"\nport = {ami_port}\n'
         f'username = "bridge"\nsecret = "{SECRET}"\nreconnect_max_s = 0.2\n'
         '[agi]\nhost = "127.0.0.1"\nport = 0\n'

@@ -4,14 +4,12 @@ as its scenario.json says: queue, customer, agents in order, talk time, outcome,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from bridge.records import RecordWriter, Spool
+from bridge.records import RecordWriter
 from tests.conftest import TRACES
 from tests.records.helpers import (
     AGENTS,
@@ -21,16 +19,6 @@ from tests.records.helpers import (
     seed_crm,
     seed_decisions,
 )
-
-
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 @pytest.mark.parametrize("scenario", AMI_SCENARIOS)

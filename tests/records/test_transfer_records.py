@@ -4,18 +4,16 @@ talk time; a call nobody answered points at no recording (MixMonitor left an emp
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from bridge.ami_replay import replay
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CallEnded
-from bridge.records import RecordWriter, Spool
+from bridge.records import RecordWriter
 from bridge.tracker import CallTracker
 from tests.records.helpers import ended_events, seed_crm, seed_decisions
 
@@ -25,16 +23,6 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)  # the replay clock: 10 ms per AMI frame
 
 def frame(n: int) -> datetime:
     return T0 + timedelta(milliseconds=10 * n)
-
-
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 async def write(writer: RecordWriter, ended: list[CallEnded]) -> None:

@@ -39,7 +39,7 @@ def lookalike() -> Any:
 async def test_only_the_real_cdr_type_is_spooled(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     spool.open()
-    writer = RecordWriter(None, spool)  # type: ignore[arg-type]  # never started: no database
+    writer = RecordWriter(None, spool, region="US")  # type: ignore[arg-type]  # never started: no database
     try:
         fake = lookalike()
         assert type(fake).__name__ == "CdrRecord" and not isinstance(fake, CdrRecord)

@@ -130,7 +130,9 @@ async def test_store_survives_listener_death(pool: asyncpg.Pool[Any], store: Rul
     await pool.fetchval("SELECT pg_terminate_backend($1)", store.listener.backend_pid)
     async with asyncio.timeout(10):
         await store.listener.wait_listening(generation)
+    assert store.listener.generation > generation, "the listener reconnected"
     await pool.execute("UPDATE routing_rules SET queue = 'q2'")
     async with asyncio.timeout(5):
         while (await store.current())[0].queue != "q2":  # noqa: ASYNC110 - bounded poll
             await asyncio.sleep(0.01)
+    assert [(r.name, r.queue) for r in await store.current()] == [("a", "q2")]

@@ -9,8 +9,8 @@ from bridge.routing.variables import (
     MAX_VALUE_CHARS,
     VARIABLE_NAMES,
     contract_variables,
+    plain_text,
     recording_name,
-    safe_value,
 )
 
 
@@ -56,8 +56,8 @@ def test_utf8_names_survive() -> None:
     assert values["BRIDGE_TAGS"] == "vip,complaint-risk"
 
 
-def test_safe_value_drops_lone_surrogates() -> None:
-    assert safe_value("a\udcffb") == "ab"
+def test_plain_text_drops_lone_surrogates() -> None:
+    assert plain_text("a\udcffb") == "ab"
 
 
 @pytest.mark.parametrize(

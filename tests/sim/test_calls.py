@@ -6,14 +6,12 @@ import asyncio
 import calendar
 import re
 import time
-from pathlib import Path
 
 from bridge.sim import AmiServer, CallPlan, FastClock, SimConfig, SimPbx, SimQueue, Transfer
 from bridge.sim.wire import split_agi_args
+from tests.conftest import TRACES
 from tests.sim.conftest import LateClock
 from tests.sim.roles import parse_frames
-
-TRACES = Path(__file__).parents[1] / "fixtures" / "asterisk-traces"
 
 
 def recorded_env_keys() -> list[str]:

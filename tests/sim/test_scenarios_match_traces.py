@@ -13,15 +13,14 @@ import asyncio
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
+from tests.conftest import TRACES
 from tests.sim.conftest import AmiClient
 from tests.sim.roles import cdr_sets, header_names, parse_frames, role_sequences
 
-TRACES = Path(__file__).parents[1] / "fixtures" / "asterisk-traces"
 SINGLE = [
     "regular-answered",
     "vip-answered",

@@ -169,12 +169,13 @@ async def test_sync_rebuilds_calls_from_master_csv(pool: asyncpg.Pool[Any], tmp_
         since=None,
         source=CsvCdrSource(path, UTC),
         alerts=alerts,
+        region="US",
     )
     assert (summary.checked, summary.backfilled, summary.unrebuildable) == (11, 11, ())
     await _check_rebuilt(pool)
     assert alerts.sent == []
     again = await run_sync(
-        pool, BuiltinConnector(), PATTERN, since=None, source=CsvCdrSource(path, UTC)
+        pool, BuiltinConnector(), PATTERN, since=None, source=CsvCdrSource(path, UTC), region="US"
     )
     assert (again.checked, again.backfilled) == (11, 0)
 
@@ -189,7 +190,7 @@ async def test_calls_the_bridge_never_routed_are_rebuilt_under_their_linkedid(
     path = tmp_path / "Master.csv"
     path.write_bytes(master_csv())
     summary = await run_sync(
-        pool, BuiltinConnector(), PATTERN, since=None, source=CsvCdrSource(path, UTC)
+        pool, BuiltinConnector(), PATTERN, since=None, source=CsvCdrSource(path, UTC), region="US"
     )
     assert (summary.checked, summary.backfilled, summary.unrebuildable) == (11, 11, ())
     await _check_rebuilt(pool)
@@ -230,7 +231,9 @@ async def test_sync_rebuilds_calls_from_a_cdr_pgsql_table(
                     call_of.get(c.uniqueid, c.uniqueid),
                 )
     source = build_cdr_source(f"{database_url}?table=asterisk.cdr", UTC)
-    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None, source=source)
+    summary = await run_sync(
+        pool, BuiltinConnector(), PATTERN, since=None, source=source, region="US"
+    )
     assert (summary.backfilled, summary.unrebuildable, summary.source_problems) == (11, (), ())
     await _check_rebuilt(pool)
 
@@ -247,7 +250,7 @@ async def test_a_call_that_cannot_be_rebuilt_is_listed_counted_and_alerted_once(
     from bridge.sync.reconcile import backfill
 
     found = await backfill(
-        pool, PATTERN, None, source=CsvCdrSource(path, UTC), alerts=alerts, now=later
+        pool, PATTERN, None, source=CsvCdrSource(path, UTC), alerts=alerts, now=later, region="US"
     )
     lost = {call_id for call_id, _ in found.unrebuildable}
     assert found.backfilled == 1 and len(lost) == 10
@@ -255,7 +258,9 @@ async def test_a_call_that_cannot_be_rebuilt_is_listed_counted_and_alerted_once(
     assert sync_metrics.UNREBUILDABLE._value.get() == before + 10
     assert sorted(k for kind, k in alerts.sent if kind == "data_loss") == sorted(lost)
     # Listed in the database for the operator, not counted twice by the next run.
-    again = await backfill(pool, PATTERN, None, source=CsvCdrSource(path, UTC), now=later)
+    again = await backfill(
+        pool, PATTERN, None, source=CsvCdrSource(path, UTC), now=later, region="US"
+    )
     assert len(again.unrebuildable) == 10
     assert sync_metrics.UNREBUILDABLE._value.get() == before + 10
     assert (
@@ -265,5 +270,5 @@ async def test_a_call_that_cannot_be_rebuilt_is_listed_counted_and_alerted_once(
         == 10
     )
     # Not yet due: a decision younger than max_call_s may be a call still in progress.
-    fresh = await backfill(pool, PATTERN, None, source=CsvCdrSource(path, UTC))
+    fresh = await backfill(pool, PATTERN, None, source=CsvCdrSource(path, UTC), region="US")
     assert fresh.unrebuildable == ()

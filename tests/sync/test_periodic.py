@@ -57,7 +57,7 @@ async def _calls_missed_while_down(pool: asyncpg.Pool[Any]) -> set[str]:
 
 
 def _reconciler(pool: asyncpg.Pool[Any], source: Source, period_s: float) -> Reconciler:
-    return Reconciler(pool, PATTERN, period_s=period_s, source=source)
+    return Reconciler(pool, PATTERN, period_s=period_s, source=source, region="US")
 
 
 async def test_it_runs_every_period_and_rebuilds_what_the_bridge_missed(
@@ -150,7 +150,11 @@ async def test_an_unreadable_master_csv_is_reported_not_raised(
     pool: asyncpg.Pool[Any], tmp_path: Path
 ) -> None:
     reconciler = Reconciler(
-        pool, PATTERN, period_s=3600, source=CsvCdrSource(tmp_path / "missing.csv", UTC)
+        pool,
+        PATTERN,
+        period_s=3600,
+        source=CsvCdrSource(tmp_path / "missing.csv", UTC),
+        region="US",
     )
     await reconciler.start()
     try:

@@ -88,10 +88,10 @@ async def _check(pool: asyncpg.Pool[Any]) -> None:
 async def test_the_lab_calls_are_rebuilt_from_master_csv(pool: asyncpg.Pool[Any]) -> None:
     await _routed_while_bridge_was_down(pool)
     source = CsvCdrSource(FIXTURES / "Master.csv", UTC)
-    found = await backfill(pool, PATTERN, None, source=source)
+    found = await backfill(pool, PATTERN, None, source=source, region="US")
     assert (found.backfilled, found.unrebuildable, found.source_problems) == (4, (), ())
     await _check(pool)
-    again = await backfill(pool, PATTERN, None, source=source)
+    again = await backfill(pool, PATTERN, None, source=source, region="US")
     assert again.backfilled == 0
 
 
@@ -121,6 +121,6 @@ async def test_the_lab_calls_are_rebuilt_from_the_cdr_pgsql_table(
             columns=columns,
         )
     source = build_cdr_source(f"{database_url}?table=cdr", UTC)
-    found = await backfill(pool, PATTERN, None, source=source)
+    found = await backfill(pool, PATTERN, None, source=source, region="US")
     assert (found.backfilled, found.unrebuildable, found.source_problems) == (4, (), ())
     await _check(pool)

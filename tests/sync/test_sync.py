@@ -9,7 +9,6 @@ import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.connectors import BuiltinConnector
 from bridge.models import CallEnded
 from bridge.pbx_events import CdrRecord
-from bridge.records import PbxCdr, RecordWriter, Spool
+from bridge.records import PbxCdr, RecordWriter
 from bridge.sync import run_sync
 from bridge.sync.cdrs import INFERRED_FROM_CDR, call_from_cdrs, group_cdrs, handset_index
 from bridge.tracker import CallTracker
@@ -198,16 +197,6 @@ def test_an_agent_handset_cdr_alone_is_not_a_call() -> None:
     assert call_from_cdrs(handset.uniqueid, [handset], PATTERN) is None
 
 
-@pytest.fixture
-async def writer(pool: asyncpg.Pool[Any], tmp_path: Path) -> AsyncIterator[RecordWriter]:
-    w = RecordWriter(pool, Spool(tmp_path / "spool"))
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
-
-
 async def test_calls_never_recorded_are_backfilled_from_kept_cdrs(
     pool: asyncpg.Pool[Any], writer: RecordWriter
 ) -> None:
@@ -233,7 +222,7 @@ async def test_calls_never_recorded_are_backfilled_from_kept_cdrs(
         " VALUES ('1795464246.0', 'resolved', 'kept')"
     )
 
-    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None, region="US")
     assert (summary.checked, summary.backfilled) == (11, 11)
     assert summary.resent == 11 and summary.delivered == 11 and summary.dead_lettered == 0
 
@@ -256,7 +245,7 @@ async def test_calls_never_recorded_are_backfilled_from_kept_cdrs(
     assert abandoned["outcome"] == "abandoned" and abandoned["agents"] == []
     assert await pool.fetchval("SELECT count(*) FROM service_history") == 3  # Alice, Bob x2
 
-    again = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    again = await run_sync(pool, BuiltinConnector(), PATTERN, since=None, region="US")
     assert (again.checked, again.backfilled, again.resent) == (11, 0, 0)
 
 
@@ -271,7 +260,7 @@ async def test_live_records_are_checked_not_rewritten(
     for cdr in trace_cdrs("concurrent-8"):
         await writer.store_cdr(cdr)
     await writer.wait_idle()
-    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None, region="US")
     assert (summary.checked, summary.backfilled) == (8, 0)
     assert await pool.fetchval("SELECT count(*) FROM call_records WHERE inferred <> '{}'") == 0
 
@@ -307,10 +296,10 @@ async def test_sync_resends_what_the_crm_never_acknowledged(
     connector = RestConnector(config.crm, retries=0)
     await connector.start()
     try:
-        summary = await run_sync(pool, connector, PATTERN, since=None)
+        summary = await run_sync(pool, connector, PATTERN, since=None, region="US")
         crm.always_fail = True
         await pool.execute("UPDATE call_outbox SET state = 'pending'")
-        failing = await run_sync(pool, connector, PATTERN, since=None, max_attempts=1)
+        failing = await run_sync(pool, connector, PATTERN, since=None, max_attempts=1, region="US")
     finally:
         await connector.stop()
         await crm.close()
@@ -376,12 +365,12 @@ async def test_a_call_closed_after_max_call_s_is_rebuilt_from_its_cdrs(
     provisional = await pool.fetchrow("SELECT ended_at, talk_s FROM call_records")
     assert provisional["ended_at"] == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
 
-    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    summary = await run_sync(pool, BuiltinConnector(), PATTERN, since=None, region="US")
     assert (summary.checked, summary.backfilled) == (1, 1)
     row = await pool.fetchrow("SELECT * FROM call_records")
     assert row["call_id"] == closed.call_id and row["ended_at"] != provisional["ended_at"]
     assert (row["outcome"], row["talk_s"]) == ("answered", 2)
     assert [(a["agent"], a["talk_s"]) for a in row["agents"]] == [("ann", 2)]
     assert set(INFERRED_FROM_CDR) <= set(row["inferred"])
-    again = await run_sync(pool, BuiltinConnector(), PATTERN, since=None)
+    again = await run_sync(pool, BuiltinConnector(), PATTERN, since=None, region="US")
     assert (again.checked, again.backfilled) == (1, 0)

@@ -39,8 +39,8 @@ from bridge.wallboard.board import WallBoard
 from bridge.web import HttpServer, make_web_app
 from bridge.web.admin import AdminDeps, setup_admin_routes
 from bridge.web.agent import AgentDeps, setup_agent_routes
+from tests.conftest import TRACES
 from tests.crm.fixture_crm import ALICE, load_trace_crm
-from tests.pops.conftest import TRACES
 from tests.web.test_agent_browser import ARGS, CHROMIUM
 
 SCREENS = Path("/tmp/screens/desk")
