@@ -181,6 +181,7 @@ class CrmConfig:
     cache_ttl_s: float = 3600.0
     cache_size: int = 10000  # entries per cache (numbers, cards), least recently used out
     webhook_max_bytes: int = 1048576  # POST /webhooks/crm/{name}: a larger body is 413
+    webhook_url: str = ""  # that URL as registered in the CRM (HubSpot signs it); "": as received
     # HubSpot/Salesforce/SuiteCRM: the contact field that takes the desk's tags on "create
     # customer" (a custom property made beforehand, e.g. bridge_tags, Tags__c, tags_c);
     # empty: tags stay in the bridge. Zoho (Tag API) and Odoo (category_id) need none.
@@ -506,6 +507,8 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("crm.cache_ttl_s", "seconds a cached lookup or card lives (0 to 86400]")
     if not 1 <= config.crm.cache_size <= 1_000_000:
         raise ConfigError("crm.cache_size", "entries per cache (1 to 1000000)")
+    if config.crm.webhook_url and not config.crm.webhook_url.startswith(("http://", "https://")):
+        raise ConfigError("crm.webhook_url", "must be an http:// or https:// URL")
     if not 1024 <= config.crm.webhook_max_bytes <= 16 << 20:
         raise ConfigError("crm.webhook_max_bytes", "bytes (1024 to 16777216)")
     if config.crm.tags_field and not re.fullmatch(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,7 +41,7 @@ from bridge.pops.card import CustomerCard
 if TYPE_CHECKING:
     from bridge.crm.merge import MergeRecord
 
-__all__ = ["MAX_ROWS", "PrebuiltConnector", "national_digits"]
+__all__ = ["MAX_ROWS", "PrebuiltConnector", "WebhookRefused", "national_digits", "webhook_json"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +56,23 @@ def national_digits(e164: str) -> str:
         return "".join(c for c in e164 if c.isdigit())
 
 
+class WebhookRefused(Exception):
+    """A webhook request not taken: `status` is the HTTP answer, `reason` says why (no secret)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def webhook_json(body: bytes) -> Any:
+    """A webhook body as JSON, or 400 (invalid UTF-8, NUL, malformed, too deep)."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WebhookRefused(400, "the body is not JSON") from exc
+
+
 class PrebuiltConnector(ABC):
     name = "crm"
     vendor: ClassVar[str]
@@ -63,6 +81,10 @@ class PrebuiltConnector(ABC):
     needs: ClassVar[tuple[str, ...]] = ()  # credential names
     preset: ClassVar[dict[str, str]] = {}  # our card field -> theirs, shown by `crm setup`
     no_merge_api: ClassVar[str] = "offers no documented API to merge records"
+    # How the CRM pushes its changes to POST /webhooks/crm/{vendor}; "" = it does not (or
+    # not usably), `polling_only` says why, and the change feed polls.
+    webhook: ClassVar[str] = ""
+    polling_only: ClassVar[str] = "has no built-in outbound webhook"
 
     def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
         for secret in self.needs:
@@ -165,6 +187,21 @@ class PrebuiltConnector(ABC):
     async def changes_since(self, since: datetime) -> tuple[list[Customer], datetime]:
         """Customers changed after `since` and the cursor for the next poll."""
         return await self._guarded(lambda: self._changes(since))
+
+    def webhook_changes(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, now: float
+    ) -> list[str]:
+        """The customer ids a verified webhook request says changed, or `WebhookRefused`.
+        Pure: no I/O; `url` is the URL the CRM posted to, `now` the wall clock in seconds."""
+        raise WebhookRefused(404, f"{self.label} {self.polling_only}: its changes are polled")
+
+    def _webhook_secret(self) -> str:
+        secret = self.credentials.get("webhook_secret")
+        if not secret:
+            raise WebhookRefused(
+                404, f"{self.label} webhooks are off: no webhook_secret is configured"
+            )
+        return secret
 
     # --- shared machinery ----------------------------------------------------------------------
 

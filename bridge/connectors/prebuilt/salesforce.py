@@ -89,6 +89,14 @@ class SalesforceConnector(PrebuiltConnector):
     )
     label = "Salesforce"
     needs = ("client_id", "client_secret")
+    # Outbound Messages are SOAP posts set up per org in a Flow or workflow rule, not signed
+    # (only the org id in the envelope and Salesforce's client certificate vouch for them);
+    # Change Data Capture needs a streaming (CometD / Pub/Sub gRPC) client. Polling
+    # `LastModifiedDate` every `[crm] poll_s` is one SOQL query and needs nothing set up.
+    polling_only = (
+        "Outbound Messages are unsigned SOAP set up per org, Change Data Capture needs a"
+        " streaming client"
+    )
     preset: ClassVar[dict[str, str]] = {
         "id": "Contact.Id",
         "name": "Contact.Name",

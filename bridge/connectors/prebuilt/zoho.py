@@ -10,6 +10,13 @@ Follows Zoho CRM's REST API v2 reference (zoho.com/crm/developer/docs/api/v2/, r
 answered per record with `{"code": "SUCCESS" | "INVALID_DATA", "details", "status"}`.
 Errors: 401 `INVALID_TOKEN`, 403 `OAUTH_SCOPE_MISMATCH`, 429 over the API credit limit.
 
+Notifications (zoho.com/crm/developer/docs/api/v2/notifications/enable.html and
+.../notifications/overview.html, read 2026-12): subscribed with `POST /crm/v2/actions/watch`
+(`channel_id`, `events: ["Contacts.all"]`, `notify_url`, and a `token` of at most 50
+characters), Zoho posts `{"server_time", "module", "resource_uri", "ids", "operation",
+"channel_id", "token", ...}` to the notify URL. Zoho signs nothing: the token sent back in
+the body is the only proof, compared here in constant time with `webhook_secret`.
+
 A repeated delivery finds its call by `Subject` (the call's marker) and updates it.
 The accounts server is regional: set `[crm] token_url` (e.g. accounts.zoho.eu) with
 `base_url` (www.zohoapis.eu) outside the US data centre.
@@ -18,12 +25,18 @@ The accounts server is regional: set `[crm] token_url` (e.g. accounts.zoho.eu) w
 from __future__ import annotations
 
 import contextlib
+import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from bridge.config import CrmConfig
-from bridge.connectors.prebuilt.base import MAX_ROWS, PrebuiltConnector
+from bridge.connectors.prebuilt.base import (
+    MAX_ROWS,
+    PrebuiltConnector,
+    WebhookRefused,
+    webhook_json,
+)
 from bridge.connectors.prebuilt.calls import CallSummary
 from bridge.connectors.prebuilt.credentials import Credentials
 from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
@@ -33,7 +46,7 @@ from bridge.errors import CrmError, CrmRefused
 from bridge.models import Customer
 from bridge.pops.card import CustomerCard
 
-__all__ = ["ZohoConnector", "call_fields", "criteria_value"]
+__all__ = ["ZohoConnector", "call_fields", "criteria_value", "notification_ids"]
 
 ACCOUNTS = "https://accounts.zoho.com/oauth/v2/token"
 MAX_PAGES = 20
@@ -60,6 +73,27 @@ def call_fields(call: CallSummary, contact_id: str) -> dict[str, Any]:
     return fields
 
 
+MAX_IDS = 1000
+
+
+def notification_ids(payload: Any, token: str) -> list[str]:
+    """The Contacts ids of a Zoho notification carrying `token`, or `WebhookRefused`."""
+    if not isinstance(payload, dict):
+        raise WebhookRefused(400, "a Zoho notification is a JSON object")
+    given = payload.get("token")
+    if not isinstance(given, str) or not hmac.compare_digest(
+        given.encode("utf-8", "replace"), token.encode()
+    ):
+        raise WebhookRefused(401, "bad or missing notification token")
+    ids = payload.get("ids")
+    if not isinstance(ids, list) or len(ids) > MAX_IDS:
+        raise WebhookRefused(400, "a Zoho notification carries a list of ids")
+    if payload.get("module") != "Contacts":
+        return []
+    found = [str(i) for i in ids if isinstance(i, str | int) and not isinstance(i, bool)]
+    return [i for i in dict.fromkeys(found) if i.isascii() and i.isdigit() and len(i) <= 40]
+
+
 class ZohoConnector(PrebuiltConnector):
     vendor = "zoho"
     # Not sent yet: Zoho's Merge Records API (`POST /crm/v6/Contacts/{master}/actions/merge`,
@@ -83,9 +117,17 @@ class ZohoConnector(PrebuiltConnector):
         "Call_Result, Description, Who_Id (the contact)",
     }
 
+    webhook = "notification API (actions/watch on Contacts), with the token set when subscribing"
+
     def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
         super().__init__(config, credentials)
         self.tokens = TokenCache(self._fetch_token)
+
+    def webhook_changes(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, now: float
+    ) -> list[str]:
+        token = self._webhook_secret()
+        return notification_ids(webhook_json(body), token)
 
     async def _fetch_token(self) -> tuple[str, float | None]:
         form = {
