@@ -41,7 +41,14 @@ from bridge.pops.card import CustomerCard
 if TYPE_CHECKING:
     from bridge.crm.merge import MergeRecord
 
-__all__ = ["MAX_ROWS", "PrebuiltConnector", "WebhookRefused", "national_digits", "webhook_json"]
+__all__ = [
+    "MAX_ROWS",
+    "PrebuiltConnector",
+    "WebhookRefused",
+    "national_digits",
+    "tag_names",
+    "webhook_json",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +70,20 @@ class WebhookRefused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+MAX_TAGS = 20
+
+
+def tag_names(tags: Sequence[str]) -> list[str]:
+    """The desk's tags as every CRM takes them: one line each, no `;` or `,` (the vendors'
+    list separators), at most 64 characters, no duplicates, at most 20."""
+    out: list[str] = []
+    for tag in tags:
+        clean = " ".join(str(tag).replace(";", " ").replace(",", " ").split())[:64]
+        if clean and clean.isprintable() and clean not in out:
+            out.append(clean)
+    return out[:MAX_TAGS]
 
 
 def webhook_json(body: bytes) -> Any:
@@ -100,6 +121,7 @@ class PrebuiltConnector(ABC):
         self._refresher: asyncio.Task[None] | None = None
         self._last_error: str | None = None
         self._said_no_merge_api = False
+        self._said_no_tags_field = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -164,13 +186,15 @@ class PrebuiltConnector(ABC):
     async def create_customer(
         self, name: str, e164: str, tags: Sequence[str] = (), *, actor: str = ""
     ) -> Customer:
-        """ "Create customer" from the desk: a contact with this name and phone. Tags stay in
-        the bridge's audit only: the five vendors' tag models (HubSpot properties, Odoo
-        categories, Zoho tag API) need ids created beforehand."""
+        """ "Create customer" from the desk: a contact with this name, phone and tags. Tags
+        go where the preset maps them: Zoho's Tag API, Odoo's `category_id`, and for HubSpot,
+        Salesforce and SuiteCRM the contact field `[crm] tags_field` names (none: the tags
+        stay in the bridge's audit only, said once in the log)."""
         name = " ".join(name.split())[:200]
         if not name:
             raise CrmRefused("request", "a customer needs a name")
-        return await self._guarded(lambda: self._create(name, e164))
+        clean = tag_names(tags)
+        return await self._guarded(lambda: self._create(name, e164, clean))
 
     async def update_customer(
         self,
@@ -257,7 +281,18 @@ class PrebuiltConnector(ABC):
     async def _write_call(self, call: CallSummary, contact_id: str) -> None: ...
 
     @abstractmethod
-    async def _create(self, name: str, e164: str) -> Customer: ...
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer: ...
+
+    def _tags_value(self, tags: Sequence[str]) -> dict[str, str]:
+        """`{tags_field: "a;b"}` for the vendors that keep tags in one contact field."""
+        field = self.config.tags_field
+        if tags and not field and not self._said_no_tags_field:
+            self._said_no_tags_field = True
+            log.warning(
+                "%s: tags from the desk stay in the bridge: set [crm] tags_field to send them",
+                self.label,
+            )
+        return {field: ";".join(tags)} if tags and field else {}
 
     @abstractmethod
     async def _changes(self, since: datetime) -> tuple[list[Customer], datetime]: ...

@@ -35,7 +35,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -49,6 +49,7 @@ from bridge.connectors.prebuilt.base import (
 )
 from bridge.connectors.prebuilt.calls import CallSummary
 from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
+from bridge.connectors.prebuilt.http import error_code
 from bridge.errors import CrmError, CrmRefused
 from bridge.models import Customer
 from bridge.pops.card import CustomerCard
@@ -189,7 +190,8 @@ class HubSpotConnector(PrebuiltConnector):
     preset: ClassVar[dict[str, str]] = {
         "id": "contact id",
         "name": "firstname + lastname (else email, company)",
-        "tags": "lifecyclestage, hs_lead_status",
+        "tags": "lifecyclestage, hs_lead_status; sent on create: [crm] tags_field (a custom "
+        "property, values joined by ;)",
         "owner": "hubspot_owner_id",
         "attributes": "email, company, phone, mobilephone",
         "orders": "associated deals: dealname, amount, dealstage, closedate",
@@ -384,14 +386,19 @@ class HubSpotConnector(PrebuiltConnector):
             raise self._unexpected("contact read", answer)
         return text(as_map(answer.payload).get("id"), 64) or None
 
-    async def _create(self, name: str, e164: str) -> Customer:
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
         first, _, last = name.partition(" ")
-        props = {"firstname": first, "lastname": last, "phone": e164}
+        props = {"firstname": first, "lastname": last, "phone": e164, **self._tags_value(tags)}
         answer = await self._api(
             "POST", "/crm/v3/objects/contacts", json_body={"properties": props}
         )
         if answer.status == 409:
             raise CrmRefused("request", "HubSpot already has this contact")
+        if answer.status == 400:
+            raise CrmRefused(
+                "field",
+                f"HubSpot refused the new contact's properties ({error_code(answer.payload)})",
+            )
         if answer.status != 201:
             raise self._unexpected("contact create", answer)
         return self._customer(answer.payload)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -59,7 +59,7 @@ class OdooConnector(PrebuiltConnector):
     preset: ClassVar[dict[str, str]] = {
         "id": "res.partner id",
         "name": "name",
-        "tags": "category_id (res.partner.category names)",
+        "tags": "category_id (res.partner.category names; on create, missing ones are made)",
         "owner": "user_id (salesperson)",
         "attributes": "email, phone, mobile",
         "orders": "sale.order: name, amount_total, state, date_order (when Sales is installed)",
@@ -262,13 +262,42 @@ class OdooConnector(PrebuiltConnector):
             {"body": body, "message_type": "comment", "subtype_xmlid": "mail.mt_note"},
         )
 
-    async def _create(self, name: str, e164: str) -> Customer:
-        new_id = await self._kw("res.partner", "create", [{"name": name, "phone": e164}])
+    async def _category_ids(self, tags: Sequence[str]) -> list[int]:
+        """The `res.partner.category` ids of these names, creating the missing ones."""
+        found = as_list(
+            await self._kw(
+                "res.partner.category",
+                "search_read",
+                [[["name", "in", list(tags)]]],
+                {"fields": ["name"]},
+            ),
+            "category search",
+        )
+        ids: dict[str, int] = {}
+        for item in found:
+            cid, cname = as_map(item).get("id"), text(as_map(item).get("name"), 64)
+            if isinstance(cid, int) and not isinstance(cid, bool):
+                ids.setdefault(cname, cid)
+        for tag in tags:
+            if tag not in ids:
+                new = await self._kw("res.partner.category", "create", [{"name": tag}])
+                if isinstance(new, list) and new:
+                    new = new[0]
+                if not isinstance(new, int) or isinstance(new, bool):
+                    raise CrmError("Odoo category create answered no id")
+                ids[tag] = new
+        return [ids[t] for t in tags]
+
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
+        values: dict[str, Any] = {"name": name, "phone": e164}
+        if tags:  # many2many command 6: replace the links with exactly these ids
+            values["category_id"] = [[6, 0, await self._category_ids(tags)]]
+        new_id = await self._kw("res.partner", "create", [values])
         if isinstance(new_id, list) and new_id:
             new_id = new_id[0]
         if not isinstance(new_id, int) or isinstance(new_id, bool):
             raise CrmError("Odoo create answered no id")
-        return Customer(id=str(new_id), name=name, attributes={"phone": e164})
+        return Customer(id=str(new_id), name=name, tags=tuple(tags), attributes={"phone": e164})
 
     async def _changes(self, since: datetime) -> tuple[list[Customer], datetime]:
         stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")  # Odoo datetimes: UTC

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -48,6 +49,7 @@ from bridge.pops.card import CustomerCard
 
 __all__ = ["ZohoConnector", "call_fields", "criteria_value", "notification_ids"]
 
+log = logging.getLogger(__name__)
 ACCOUNTS = "https://accounts.zoho.com/oauth/v2/token"
 MAX_PAGES = 20
 
@@ -108,7 +110,7 @@ class ZohoConnector(PrebuiltConnector):
     preset: ClassVar[dict[str, str]] = {
         "id": "Contacts id",
         "name": "Full_Name",
-        "tags": "Tag names",
+        "tags": "Tag names (sent on create with the Add Tags API)",
         "owner": "Owner.name",
         "attributes": "Email, Phone, Mobile, Account_Name",
         "orders": "related Deals: Deal_Name, Amount, Stage, Closing_Date",
@@ -265,13 +267,33 @@ class ZohoConnector(PrebuiltConnector):
             answer = await self._api("POST", "/crm/v2/Calls", json_body={"data": [fields]})
         self._written(answer, "call")
 
-    async def _create(self, name: str, e164: str) -> Customer:
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
         first, _, last = name.rpartition(" ")
         body = {"data": [{"First_Name": first, "Last_Name": last or name, "Phone": e164}]}
         new_id = self._written(
             await self._api("POST", "/crm/v2/Contacts", json_body=body), "new contact"
         )
-        return Customer(id=new_id, name=name, attributes={"phone": e164})
+        if not new_id.isdigit():
+            raise CrmError("Zoho answered a new contact without a numeric id")
+        tagged = await self._add_tags(new_id, tags) if tags else ()
+        return Customer(id=new_id, name=name, tags=tagged, attributes={"phone": e164})
+
+    async def _add_tags(self, record_id: str, tags: Sequence[str]) -> tuple[str, ...]:
+        """Zoho's Add Tags API (`POST /crm/v2/Contacts/{id}/actions/add_tags?tag_names=`,
+        zoho.com/crm/developer/docs/api/v2/add-tags.html): a missing tag is created. The
+        contact exists by now, so a refusal here is logged, not raised (a retry of the
+        create would make a second contact)."""
+        answer = await self._api(
+            "POST",
+            f"/crm/v2/Contacts/{record_id}/actions/add_tags",
+            params={"tag_names": ",".join(tags)},
+        )
+        try:
+            self._written(answer, "tags")
+        except CrmError as exc:
+            log.warning("Zoho CRM: contact %s created without its tags: %s", record_id, exc)
+            return ()
+        return tuple(tags)
 
     async def _changes(self, since: datetime) -> tuple[list[Customer], datetime]:
         stamp = since.astimezone(UTC).replace(microsecond=0).isoformat()

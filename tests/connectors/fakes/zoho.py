@@ -46,6 +46,7 @@ class FakeZoho(FakeVendor):
         self.cases: dict[str, list[dict[str, Any]]] = {}
         self.calls: dict[str, dict[str, Any]] = {}
         self.per_page = 1
+        self.refuse_tags = False
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/oauth/v2/token", self._token)
@@ -54,6 +55,7 @@ class FakeZoho(FakeVendor):
         router.add_post("/crm/v2/Contacts", self._insert_contacts)
         router.add_get("/crm/v2/Contacts/{id}", self._get_contact)
         router.add_get("/crm/v2/Contacts/{id}/{related}", self._related)
+        router.add_post("/crm/v2/Contacts/{id}/actions/add_tags", self._add_tags)
         router.add_get("/crm/v2/Calls/search", self._search_calls)
         router.add_post("/crm/v2/Calls", self._insert_calls)
         router.add_put("/crm/v2/Calls", self._update_calls)
@@ -149,6 +151,40 @@ class FakeZoho(FakeVendor):
         if rel is None:
             return web.json_response({"code": "INVALID_DATA", "status": "error"}, status=400)
         return self._page(rel.get(request.match_info["id"], []))
+
+    async def _add_tags(self, request: web.Request) -> web.Response:
+        """Add Tags to Records (v2): `tag_names` comma-separated; missing tags are created."""
+        if (refused := self._auth(request)) is not None:
+            return refused
+        record = self.contacts.get(request.match_info["id"])
+        names = [n for n in request.query.get("tag_names", "").split(",") if n]
+        if not names:
+            return self.violation("add_tags needs tag_names")
+        if record is None:
+            return web.json_response(
+                {"data": [{"code": "INVALID_DATA", "details": {"api_name": "id"}}]}, status=400
+            )
+        if self.refuse_tags:
+            return web.json_response(
+                {"data": [{"code": "INVALID_DATA", "details": {"api_name": "tag_names"}}]},
+                status=400,
+            )
+        tags = record.setdefault("Tag", [])
+        for name in names:
+            if name not in {t["name"] for t in tags}:
+                tags.append({"name": name, "id": str(next(self.n))})
+        return web.json_response(
+            {
+                "data": [
+                    {
+                        "code": "SUCCESS",
+                        "details": {"id": record["id"], "tags": [t["name"] for t in tags]},
+                        "message": "tags updated successfully",
+                        "status": "success",
+                    }
+                ]
+            }
+        )
 
     async def _search_calls(self, request: web.Request) -> web.Response:
         if (refused := self._auth(request)) is not None:
