@@ -17,6 +17,13 @@ characters), Zoho posts `{"server_time", "module", "resource_uri", "ids", "opera
 "channel_id", "token", ...}` to the notify URL. Zoho signs nothing: the token sent back in
 the body is the only proof, compared here in constant time with `webhook_secret`.
 
+Merges use the Merge Records API, which Zoho documents from API v6 on (zoho.com/crm/developer/
+docs/api/v6/merge-records.html, read 2026-12): `POST /crm/v6/Contacts/{master}/actions/merge`
+with `{"merge": [{"data": [{"id": child}, ...]}]}`, at most two children per request, answered
+`{"merge": [{"code": "SUCCESS" | "SCHEDULED", "details": {"job_id"}, ...}]}` (SCHEDULED: Zoho
+finishes it as a job). Only this call uses v6; the rest stays on v2. Idempotent: each child
+is read first, and one Zoho no longer has (HTTP 204) was merged already.
+
 A repeated delivery finds its call by `Subject` (the call's marker) and updates it.
 The accounts server is regional: set `[crm] token_url` (e.g. accounts.zoho.eu) with
 `base_url` (www.zohoapis.eu) outside the US data centre.
@@ -76,6 +83,11 @@ def call_fields(call: CallSummary, contact_id: str) -> dict[str, Any]:
 
 
 MAX_IDS = 1000
+MERGE_CHILDREN = 2  # the Merge Records API: one master and up to two children per request
+
+
+def _record_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 40
 
 
 def notification_ids(payload: Any, token: str) -> list[str]:
@@ -98,12 +110,6 @@ def notification_ids(payload: Any, token: str) -> list[str]:
 
 class ZohoConnector(PrebuiltConnector):
     vendor = "zoho"
-    # Not sent yet: Zoho's Merge Records API (`POST /crm/v6/Contacts/{master}/actions/merge`,
-    # up to two children, run as a job) is newer than the v2 API this connector follows.
-    no_merge_api = (
-        "documents a Merge Records API only from API v6, which this connector (API v2)"
-        " does not use yet"
-    )
     label = "Zoho CRM"
     default_base_url = "https://www.zohoapis.com"
     needs = ("client_id", "client_secret", "refresh_token")
@@ -266,6 +272,43 @@ class ZohoConnector(PrebuiltConnector):
         else:
             answer = await self._api("POST", "/crm/v2/Calls", json_body={"data": [fields]})
         self._written(answer, "call")
+
+    async def _exists(self, record_id: str) -> bool:
+        answer = await self._api("GET", f"/crm/v2/Contacts/{record_id}")
+        return bool(self._records(answer, "contact"))
+
+    async def _merge(self, survivor_id: str, merged_ids: list[str]) -> None:
+        if not _record_id(survivor_id):
+            log.warning("Zoho CRM: merge into %r not sent: not a Zoho record id", survivor_id[:64])
+            return
+        children: list[str] = []
+        for other in dict.fromkeys(merged_ids):
+            if other == survivor_id:
+                continue
+            if not _record_id(other):
+                log.warning("Zoho CRM: %r not merged there: not a Zoho record id", other[:64])
+            elif await self._exists(other):
+                children.append(other)  # else merged already (a repeated delivery) or absent
+        if children and not await self._exists(survivor_id):
+            log.warning("Zoho CRM: contact %s is not there: merge not sent", survivor_id)
+            return
+        for start in range(0, len(children), MERGE_CHILDREN):
+            batch = children[start : start + MERGE_CHILDREN]
+            answer = await self._api(
+                "POST",
+                f"/crm/v6/Contacts/{survivor_id}/actions/merge",
+                json_body={"merge": [{"data": [{"id": c} for c in batch]}]},
+            )
+            items = as_list(as_map(answer.payload).get("merge"))
+            code = text(as_map(items[0]).get("code"), 40) if items else ""
+            if answer.status in (200, 201, 202) and code in ("SUCCESS", "SCHEDULED"):
+                continue
+            code = code or error_code(answer.payload)
+            if answer.status == 400:
+                raise CrmRefused(
+                    "request", f"Zoho refused to merge {batch} into {survivor_id}: {code}"
+                )
+            raise CrmError(f"Zoho did not take the merge: {code or answer.status}")
 
     async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
         first, _, last = name.rpartition(" ")
