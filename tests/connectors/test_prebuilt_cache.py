@@ -85,6 +85,7 @@ async def test_an_edit_in_the_crm_reaches_the_cache_after_one_poll(name: str) ->
         after_poll = v.fake.api_requests
         renamed = await cache.lookup(KNOWN)
         assert renamed is not None and renamed.name == "Alicia Chen"
+        assert renamed.tags == first.tags and renamed.owner == first.owner  # routing's keys
         assert v.fake.api_requests == after_poll  # the feed brought the new value
         card = await cache.card(CONTACT_ID[name])
         assert card is not None and card.name == "Alicia Chen"

@@ -144,20 +144,39 @@ class OdooConnector(PrebuiltConnector):
             return []
         return as_list(rows)
 
-    async def _customer(self, item: Any, *, with_tags: bool = True) -> Customer:
+    async def _category_names(self, category_ids: list[int]) -> dict[int, str]:
+        if not category_ids:
+            return {}
+        cats = as_list(
+            await self._kw(
+                "res.partner.category", "read", [category_ids[:500]], {"fields": ["name"]}
+            )
+        )
+        names: dict[int, str] = {}
+        for cat in cats:
+            cid, cname = as_map(cat).get("id"), text(as_map(cat).get("name"), 64)
+            if isinstance(cid, int) and not isinstance(cid, bool) and cname:
+                names[cid] = cname
+        return names
+
+    @staticmethod
+    def _category_ids_of(item: Mapping[str, Any]) -> list[int]:
+        return [
+            c
+            for c in as_list(item.get("category_id"))
+            if isinstance(c, int) and not isinstance(c, bool)
+        ][:50]
+
+    async def _customer(self, item: Any, *, names: Mapping[int, str] | None = None) -> Customer:
+        """`names`: category names read beforehand (the feed reads them once per poll)."""
         item = as_map(item, "an Odoo partner")
         pid = item.get("id")
         if not isinstance(pid, int) or isinstance(pid, bool):
             raise CrmError("Odoo partner without id")
-        tags: tuple[str, ...] = ()
-        category_ids = [c for c in as_list(item.get("category_id")) if isinstance(c, int)]
-        if with_tags and category_ids:
-            cats = as_list(
-                await self._kw(
-                    "res.partner.category", "read", [category_ids[:50]], {"fields": ["name"]}
-                )
-            )
-            tags = tuple(t for t in (text(as_map(c).get("name"), 64) for c in cats) if t)
+        category_ids = self._category_ids_of(item)
+        if names is None:
+            names = await self._category_names(category_ids)
+        tags = tuple(names[c] for c in category_ids if c in names)
         user = as_list(item.get("user_id"))
         attrs = {
             k: text(item.get(k))
@@ -312,8 +331,10 @@ class OdooConnector(PrebuiltConnector):
         )
         cursor = since
         changed = []
+        wanted = {c for item in rows for c in self._category_ids_of(as_map(item))}
+        names = await self._category_names(sorted(wanted))
         for item in rows:
-            changed.append(await self._customer(item, with_tags=False))
+            changed.append(await self._customer(item, names=names))
             try:
                 written = datetime.strptime(
                     text(as_map(item).get("write_date"), 30), "%Y-%m-%d %H:%M:%S"
