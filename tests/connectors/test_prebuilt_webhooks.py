@@ -18,6 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import build_config
+from bridge.connectors.prebuilt.base import WebhookRefused
+from bridge.connectors.prebuilt.hubspot import contact_ids, verify_signature_v3
 from bridge.connectors.prebuilt.webhook import crm_webhook_handler
 from bridge.connectors.prebuilt.wiring import CrmFeed, build_crm_feed
 from tests.connectors.prebuilt_fixtures import (
@@ -259,3 +261,19 @@ async def test_polling_only_crms_answer_404_and_say_why(name: str) -> None:
     ):
         answer = await r.json()
         assert r.status == 404 and "polled" in answer["error"]
+
+
+def test_hubspot_signs_the_uri_with_the_guides_escapes_decoded() -> None:
+    url = "https://bridge.example/webhooks/crm/hubspot?portal=62515&at=a%3Ab%2Fc%40d"
+    stamp = str(int(NOW * 1000))
+    body = events(101)
+    decoded = "https://bridge.example/webhooks/crm/hubspot?portal=62515&at=a:b/c@d"
+    headers = {
+        "X-HubSpot-Signature-v3": hubspot_signature(SECRET, "POST", decoded, body, stamp),
+        "X-HubSpot-Request-Timestamp": stamp,
+    }
+    verify_signature_v3(SECRET, "POST", url, headers, body, NOW)
+    assert contact_ids(json.loads(body)) == ["101"]
+    with pytest.raises(WebhookRefused) as refused:
+        verify_signature_v3(SECRET, "POST", url, headers, body + b" ", NOW)
+    assert refused.value.status == 401

@@ -15,7 +15,8 @@ Notifications (zoho.com/crm/developer/docs/api/v2/notifications/enable.html and
 (`channel_id`, `events: ["Contacts.all"]`, `notify_url`, and a `token` of at most 50
 characters), Zoho posts `{"server_time", "module", "resource_uri", "ids", "operation",
 "channel_id", "token", ...}` to the notify URL. Zoho signs nothing: the token sent back in
-the body is the only proof, compared here in constant time with `webhook_secret`.
+the body is the only proof, compared here in constant time with `webhook_secret`. There is
+no timestamp to check: a replayed notification can only make the bridge read a contact again.
 
 Merges use the Merge Records API, which Zoho documents from API v6 on (zoho.com/crm/developer/
 docs/api/v6/merge-records.html, read 2026-12): `POST /crm/v6/Contacts/{master}/actions/merge`
