@@ -4,15 +4,18 @@ cache serves the last good answer; webhooks' ids invalidate; the bounds hold."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from bridge.config import build_config
+from bridge.connectors.prebuilt.cache import PrebuiltDirectory
 from bridge.connectors.prebuilt.wiring import CrmFeed, build_crm_feed
 from bridge.crm.merge import MergeRecord
 from bridge.errors import CrmError
+from bridge.models import Customer
 from tests.connectors.prebuilt_fixtures import (
     KNOWN,
     SF_CONTACT,
@@ -168,3 +171,32 @@ async def test_the_cache_is_bounded_least_recently_used_out() -> None:
 async def test_not_built_for_the_builtin_or_rest_connectors() -> None:
     config = build_config({}, {}, runtime=False)
     assert build_crm_feed(config, object()) is None
+
+
+class GatedConnector:
+    """A connector whose lookup waits for the test's go, to interleave a change with it."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+        self.name = "Alice Chen"
+
+    async def lookup(self, e164: str) -> Customer | None:
+        self.started.set()
+        await self.go.wait()
+        return Customer(id="101", name=self.name, attributes={"phone": e164})
+
+
+async def test_an_answer_read_across_a_change_is_not_stored() -> None:
+    crm = GatedConnector()
+    cache = PrebuiltDirectory(crm, ttl_s=60, max_entries=10)  # type: ignore[arg-type]
+    pending = asyncio.create_task(cache.lookup(KNOWN))
+    await crm.started.wait()
+    cache.invalidate(["101"])  # the webhook arrives while the CRM answers the old value
+    crm.go.set()
+    assert (await pending) is not None
+    assert KNOWN not in cache.lookups.items
+    crm.name = "Alicia Chen"
+    again = await cache.lookup(KNOWN)
+    assert again is not None and again.name == "Alicia Chen"
+    assert KNOWN in cache.lookups.items

@@ -11,6 +11,9 @@ goes to the caller as before.
 
 "Unknown number" answers are cached too, and dropped on every change the feed or a webhook
 reports (a created contact may own any of them).
+
+An answer read while a change arrived is returned but not stored (`epoch`): it may predate
+the change, and storing it would undo the invalidation until the TTL.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class PrebuiltDirectory:
         self.cards: _Lru[CustomerCard | None] = _Lru(max_entries)
         self.hits = 0
         self.stale_served = 0
+        self.epoch = 0  # bumped by every refresh and invalidation
 
     def _fresh(self, entry: _Entry[Any]) -> bool:
         return self.clock() - entry.stored_at < self.ttl_s
@@ -94,6 +98,7 @@ class PrebuiltDirectory:
         if entry is not None and self._fresh(entry):
             self.hits += 1
             return entry.value
+        epoch = self.epoch
         try:
             found = await self.connector.lookup(e164)
         except CrmError:
@@ -101,7 +106,8 @@ class PrebuiltDirectory:
                 raise
             self.stale_served += 1
             return entry.value
-        self.lookups.put(e164, found, self.clock())
+        if epoch == self.epoch:
+            self.lookups.put(e164, found, self.clock())
         return found
 
     async def card(self, customer_id: str) -> CustomerCard | None:
@@ -109,6 +115,7 @@ class PrebuiltDirectory:
         if entry is not None and self._fresh(entry):
             self.hits += 1
             return entry.value
+        epoch = self.epoch
         try:
             card = await self.connector.card(customer_id)
         except CrmError:
@@ -116,13 +123,15 @@ class PrebuiltDirectory:
                 raise
             self.stale_served += 1
             return entry.value
-        self.cards.put(customer_id, card, self.clock())
+        if epoch == self.epoch:
+            self.cards.put(customer_id, card, self.clock())
         return card
 
     async def refresh(self, changed: Sequence[Customer]) -> None:
         """The feed's sink: cached numbers of these customers get their new values (or are
         dropped when the number is no longer theirs); their cards are read again on demand."""
         by_id = {c.id: c for c in changed}
+        self.epoch += 1
         now = self.clock()
         for e164, entry in list(self.lookups.items.items()):
             old = entry.value
@@ -140,6 +149,7 @@ class PrebuiltDirectory:
     def invalidate(self, customer_ids: Iterable[str]) -> int:
         """A webhook's ids: their numbers and cards are read from the CRM again next time."""
         ids = set(customer_ids)
+        self.epoch += 1
         dropped = 0
         for e164, entry in list(self.lookups.items.items()):
             if entry.value is None or entry.value.id in ids:
@@ -157,6 +167,7 @@ class PrebuiltDirectory:
         self, name: str, e164: str, tags: Sequence[str] = (), *, actor: str = ""
     ) -> Customer:
         created = await self.connector.create_customer(name, e164, tags, actor=actor)
+        self.epoch += 1
         self.lookups.drop(e164)  # an "unknown" answer for it is wrong now
         return created
 
