@@ -10,6 +10,10 @@ Customer merges (`merged`): a vendor with a documented merge API overrides `_mer
 others acknowledge the merge without sending anything, and say so once
 in the log: a retry could never succeed, and the merge stays recorded in the bridge.
 
+Webhooks: a vendor whose CRM posts its changes overrides `webhook_changes`, a pure verifier
+and parser (method, URL, headers, body -> the changed customer ids, or `WebhookRefused` with
+the HTTP status); `webhook.py` serves it. The others say why they are polled instead.
+
 The route service bounds `lookup` by `[agi] budget_ms`; nothing here waits longer than
 `[crm] timeout_ms` per request, and a rate-limited CRM fails a lookup at once.
 """
