@@ -206,6 +206,16 @@ class CrmConfig:
     token_url: str = ""  # OAuth token endpoint override (Zoho's regional accounts server)
     database: str = ""  # odoo: the database name
     poll_s: float = 300.0  # change feed: seconds between `updated since` polls; 0: off
+    # Prebuilt lookups and cards are cached (bridge/connectors/prebuilt/cache.py): the feed
+    # and webhooks keep them fresh, the TTL is a safety net; a CRM down serves the last answer.
+    cache_ttl_s: float = 3600.0
+    cache_size: int = 10000  # entries per cache (numbers, cards), least recently used out
+    webhook_max_bytes: int = 1048576  # POST /webhooks/crm/{name}: a larger body is 413
+    webhook_url: str = ""  # that URL as registered in the CRM (HubSpot signs it); "": as received
+    # HubSpot/Salesforce/SuiteCRM: the contact field that takes the desk's tags on "create
+    # customer" (a custom property made beforehand, e.g. bridge_tags, Tags__c, tags_c);
+    # empty: tags stay in the bridge. Zoho (Tag API) and Odoo (category_id) need none.
+    tags_field: str = ""
     # Customer merges told to the CRM (bridge/crm/merge_notice.py): `rest` posts them here
     # (empty: acknowledged without sending); pending ones are retried this often.
     merge_url: str = ""
@@ -533,6 +543,18 @@ def _validate(config: Config, *, runtime: bool) -> None:
         raise ConfigError("crm.database", "required when [crm] connector = 'odoo'")
     if not 0 <= config.crm.poll_s <= 86400:
         raise ConfigError("crm.poll_s", "seconds between polls (0 to 86400), 0 turns it off")
+    if not 0 < config.crm.cache_ttl_s <= 86400:
+        raise ConfigError("crm.cache_ttl_s", "seconds a cached lookup or card lives (0 to 86400]")
+    if not 1 <= config.crm.cache_size <= 1_000_000:
+        raise ConfigError("crm.cache_size", "entries per cache (1 to 1000000)")
+    if config.crm.webhook_url and not config.crm.webhook_url.startswith(("http://", "https://")):
+        raise ConfigError("crm.webhook_url", "must be an http:// or https:// URL")
+    if not 1024 <= config.crm.webhook_max_bytes <= 16 << 20:
+        raise ConfigError("crm.webhook_max_bytes", "bytes (1024 to 16777216)")
+    if config.crm.tags_field and not re.fullmatch(
+        r"[A-Za-z][A-Za-z0-9_]{0,79}", config.crm.tags_field
+    ):
+        raise ConfigError("crm.tags_field", "a field's API name: letters, digits and _")
     if config.crm.connector == "rest" and not config.crm.lookup_url:
         raise ConfigError("crm.lookup_url", "required when [crm] connector = 'rest'")
     if config.crm.timeout_ms <= 0:

@@ -54,6 +54,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     setup.add_argument("--customer-url", default="", help="'open in CRM' link with {id}")
     setup.add_argument("--database", default="", help="odoo: the database name")
     setup.add_argument("--token-url", default="", help="OAuth token endpoint override")
+    setup.add_argument(
+        "--tags-field",
+        default="",
+        help="hubspot/salesforce/suitecrm: the contact field that takes the desk's tags",
+    )
     setup.add_argument("--credentials-file", default=DEFAULT_SECRETS, metavar="PATH")
     setup.set_defaults(handler=run_setup)
     check = crm_sub.add_parser("check", help="authenticate, look a number up, show the card")
@@ -107,6 +112,9 @@ def run_setup(args: argparse.Namespace) -> int:
     if args.connector == "odoo" and not args.database:
         raise UsageError("--database is required for odoo")
     secrets = {name: _ask(name, cls.label) for name in cls.needs}
+    hook_env = ENV_PREFIX + "WEBHOOK_SECRET"
+    if cls.webhook and os.environ.get(hook_env):  # optional: only taken from the environment
+        secrets["webhook_secret"] = os.environ[hook_env]
     for name, value in secrets.items():
         if not value or any(c in value for c in "\r\n\x00"):
             raise UsageError(f"{name}: an empty or multi-line value")
@@ -119,6 +127,7 @@ def run_setup(args: argparse.Namespace) -> int:
         "credentials_file": str(secrets_path),
         "token_url": args.token_url,
         "database": args.database,
+        "tags_field": args.tags_field,
     }
     body = "[crm]\n" + "".join(f"{k} = {_toml_string(v)}\n" for k, v in values.items() if v)
     path = config_path(getattr(args, "config", None)) or Path(DEFAULT_FILE)
@@ -128,6 +137,13 @@ def run_setup(args: argparse.Namespace) -> int:
     print(f"{cls.label}: preset field mapping (our card <- {cls.label})")
     for ours, theirs in cls.preset.items():
         print(f"  {ours:<12} <- {theirs}")
+    if cls.webhook:
+        feed = f"webhook at POST /webhooks/crm/{args.connector}: {cls.webhook}; and polling"
+        if "webhook_secret" not in secrets:
+            feed += f" (webhook off: set ${hook_env} and run setup again)"
+    else:
+        feed = f"polling every [crm] poll_s ({cls.label} {cls.polling_only})"
+    print(f"  {'changes':<12} <- {feed}")
     print(f"wrote [crm] to {path} and credentials to {secrets_path} (mode 0600)")
     print("next: crm-bridge crm check +NUMBER")
     return 0

@@ -158,3 +158,35 @@ def test_replace_section_keeps_the_other_tables() -> None:
     out = replace_section(doc, "crm", '[crm]\nconnector = "odoo"\n')
     assert tomllib.loads(out)["a"] == {"x": 1} and tomllib.loads(out)["b"] == {"y": 2}
     assert replace_section("", "crm", "[crm]\n") == "[crm]\n"
+
+
+def test_setup_takes_the_tags_field_and_says_how_changes_arrive(
+    cli_env: Path,
+    salesforce: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    creds = credentials_for("salesforce")
+    lines = [creds["client_id"], creds["client_secret"]]
+    assert _setup(monkeypatch, salesforce.url, lines, "--tags-field", "Tags__c") == 0
+    out = capsys.readouterr().out
+    assert "polling every [crm] poll_s" in out and "Outbound Messages" in out
+    config = tomllib.loads((cli_env / "crm-bridge.toml").read_text())
+    assert config["crm"]["tags_field"] == "Tags__c"
+    assert _setup(monkeypatch, salesforce.url, lines, "--tags-field", "bad field") == 2
+
+
+def test_setup_stores_a_webhook_secret_given_in_the_environment(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("pat-na1-token\n"))
+    assert main(["crm", "setup", "hubspot"]) == 0
+    assert "webhook off: set $CRM_BRIDGE_CRM_WEBHOOK_SECRET" in capsys.readouterr().out
+    monkeypatch.setenv("CRM_BRIDGE_CRM_WEBHOOK_SECRET", "app-client-secret")
+    monkeypatch.setattr("sys.stdin", io.StringIO("pat-na1-token\n"))
+    assert main(["crm", "setup", "hubspot"]) == 0
+    out = capsys.readouterr().out
+    assert "X-HubSpot" not in out and "app-client-secret" not in out
+    assert "webhook at POST /webhooks/crm/hubspot" in out and "webhook off" not in out
+    secrets = tomllib.loads((cli_env / "crm-bridge.secrets").read_text())
+    assert secrets == {"token": "pat-na1-token", "webhook_secret": "app-client-secret"}

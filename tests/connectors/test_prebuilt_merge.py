@@ -1,5 +1,6 @@
-"""Customer merges reach the prebuilt connectors: HubSpot's documented contacts merge,
-against its fake; vendors without a documented merge API acknowledge without sending."""
+"""Customer merges reach the prebuilt connectors: HubSpot's contacts merge and Zoho's Merge
+Records API (v6), against their fakes; vendors without a documented merge API acknowledge
+without sending."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from bridge.crm.merge import MergeRecord
 from bridge.errors import DeliveryError
-from tests.connectors.prebuilt_fixtures import VENDORS, vendor
+from tests.connectors.prebuilt_fixtures import VENDORS, ZOHO_CONTACT, vendor
 
 
 def record(survivor: str, *others: str, merge_id: int = 7) -> MergeRecord:
@@ -58,7 +59,50 @@ async def test_hubspot_failing_is_a_delivery_error_to_retry() -> None:
         assert "102" not in v.fake.contacts and v.connector.health().state == "up"
 
 
-@pytest.mark.parametrize("name", [n for n in VENDORS if n != "hubspot"])
+ZOHO_BOB = "4150868000000100002"
+
+
+def zoho_contact(cid: str, name: str) -> dict[str, object]:
+    return {"id": cid, "Full_Name": name, "Modified_Time": "2026-12-02T03:00:00+00:00"}
+
+
+async def test_zoho_merges_two_children_per_request_once() -> None:
+    async with vendor("zoho") as v:
+        others = [ZOHO_BOB, *(f"41508680000001000{i:02d}" for i in range(10, 13))]
+        for i, cid in enumerate(others[1:]):
+            v.fake.contacts[cid] = zoho_contact(cid, f"Dup {i}")
+        await v.connector.merged(record(ZOHO_CONTACT, *others, ZOHO_CONTACT))
+        assert v.fake.merge_requests == [(ZOHO_CONTACT, others[:2]), (ZOHO_CONTACT, others[2:])]
+        assert set(v.fake.contacts) == {ZOHO_CONTACT}
+        kept = v.fake.contacts[ZOHO_CONTACT]
+        assert kept["Full_Name"] == "Alice Chen" and kept["Mobile"] == "+15551230002"
+        await v.connector.merged(record(ZOHO_CONTACT, *others))  # a repeated delivery
+        assert len(v.fake.merge_requests) == 2 and v.fake.violations == []
+
+
+async def test_zoho_skips_ids_that_cannot_be_its_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with vendor("zoho") as v:
+        await v.connector.merged(record(ZOHO_CONTACT, "../1?x", "12\r\nX: y"))
+        await v.connector.merged(record("'; DROP --", ZOHO_BOB))
+        assert v.fake.merge_requests == [] and "not a Zoho record id" in caplog.text
+        await v.connector.merged(record("4150868000000999999", ZOHO_BOB))  # no such master
+        assert v.fake.merge_requests == [] and ZOHO_BOB in v.fake.contacts
+        assert v.fake.violations == []
+
+
+async def test_zoho_failing_is_a_delivery_error_to_retry() -> None:
+    async with vendor("zoho") as v:
+        v.fake.hostile = "500"
+        with pytest.raises(DeliveryError, match="merge 7"):
+            await v.connector.merged(record(ZOHO_CONTACT, ZOHO_BOB))
+        v.fake.hostile = ""
+        await v.connector.merged(record(ZOHO_CONTACT, ZOHO_BOB))
+        assert ZOHO_BOB not in v.fake.contacts and v.connector.health().state == "up"
+
+
+@pytest.mark.parametrize("name", [n for n in VENDORS if n not in ("hubspot", "zoho")])
 async def test_vendors_without_a_merge_api_acknowledge_and_say_so_once(
     name: str, caplog: pytest.LogCaptureFixture
 ) -> None:

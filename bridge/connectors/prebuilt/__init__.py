@@ -1,8 +1,9 @@
 """Prebuilt connectors for well-known CRMs, behind the same `CrmConnector` interface.
 
 `build_prebuilt(config)` builds the one `[crm] connector` names, with credentials read from
-the environment or `[crm] credentials_file`. Each vendor module documents which published
-API document and version it follows.
+the environment or `[crm] credentials_file`; `build_crm_feed(config, connector)` its cache and
+change feed, `crm_webhook_handler(connector, feed)` the `POST /webhooks/crm/{name}` handler.
+Each vendor module documents which published API document and version it follows.
 """
 
 from __future__ import annotations
@@ -17,9 +18,20 @@ from bridge.connectors.prebuilt.hubspot import HubSpotConnector
 from bridge.connectors.prebuilt.odoo import OdooConnector
 from bridge.connectors.prebuilt.salesforce import SalesforceConnector
 from bridge.connectors.prebuilt.suitecrm import SuiteCrmConnector
+from bridge.connectors.prebuilt.webhook import crm_webhook_handler
+from bridge.connectors.prebuilt.wiring import CrmFeed, build_crm_feed
 from bridge.connectors.prebuilt.zoho import ZohoConnector
 
-__all__ = ["PREBUILT", "ChangeFeed", "Credentials", "PrebuiltConnector", "build_prebuilt"]
+__all__ = [
+    "PREBUILT",
+    "ChangeFeed",
+    "Credentials",
+    "CrmFeed",
+    "PrebuiltConnector",
+    "build_crm_feed",
+    "build_prebuilt",
+    "crm_webhook_handler",
+]
 
 PREBUILT: dict[str, type[PrebuiltConnector]] = {
     "hubspot": HubSpotConnector,

@@ -10,6 +10,10 @@ Customer merges (`merged`): a vendor with a documented merge API overrides `_mer
 others acknowledge the merge without sending anything, and say so once
 in the log: a retry could never succeed, and the merge stays recorded in the bridge.
 
+Webhooks: a vendor whose CRM posts its changes overrides `webhook_changes`, a pure verifier
+and parser (method, URL, headers, body -> the changed customer ids, or `WebhookRefused` with
+the HTTP status); `webhook.py` serves it. The others say why they are polled instead.
+
 The route service bounds `lookup` by `[agi] budget_ms`; nothing here waits longer than
 `[crm] timeout_ms` per request, and a rate-limited CRM fails a lookup at once.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -39,7 +44,14 @@ from bridge.models import Customer, CustomerCard
 if TYPE_CHECKING:
     from bridge.crm.merge import MergeRecord
 
-__all__ = ["MAX_ROWS", "PrebuiltConnector", "national_digits"]
+__all__ = [
+    "MAX_ROWS",
+    "PrebuiltConnector",
+    "WebhookRefused",
+    "national_digits",
+    "tag_names",
+    "webhook_json",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,6 +66,37 @@ def national_digits(e164: str) -> str:
         return "".join(c for c in e164 if c.isdigit())
 
 
+class WebhookRefused(Exception):
+    """A webhook request not taken: `status` is the HTTP answer, `reason` says why (no secret)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+MAX_TAGS = 20
+
+
+def tag_names(tags: Sequence[str]) -> list[str]:
+    """The desk's tags as every CRM takes them: one line each, no `;` or `,` (the vendors'
+    list separators), at most 64 characters, no duplicates, at most 20."""
+    out: list[str] = []
+    for tag in tags:
+        clean = " ".join(str(tag).replace(";", " ").replace(",", " ").split())[:64]
+        if clean and clean.isprintable() and clean not in out:
+            out.append(clean)
+    return out[:MAX_TAGS]
+
+
+def webhook_json(body: bytes) -> Any:
+    """A webhook body as JSON, or 400 (invalid UTF-8, NUL, malformed, too deep)."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WebhookRefused(400, "the body is not JSON") from exc
+
+
 class PrebuiltConnector(ABC):
     name = "crm"
     vendor: ClassVar[str]
@@ -62,6 +105,10 @@ class PrebuiltConnector(ABC):
     needs: ClassVar[tuple[str, ...]] = ()  # credential names
     preset: ClassVar[dict[str, str]] = {}  # our card field -> theirs, shown by `crm setup`
     no_merge_api: ClassVar[str] = "offers no documented API to merge records"
+    # How the CRM pushes its changes to POST /webhooks/crm/{vendor}; "" = it does not (or
+    # not usably), `polling_only` says why, and the change feed polls.
+    webhook: ClassVar[str] = ""
+    polling_only: ClassVar[str] = "has no built-in outbound webhook"
 
     def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
         for secret in self.needs:
@@ -77,6 +124,7 @@ class PrebuiltConnector(ABC):
         self._refresher: asyncio.Task[None] | None = None
         self._last_error: str | None = None
         self._said_no_merge_api = False
+        self._said_no_tags_field = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -141,13 +189,15 @@ class PrebuiltConnector(ABC):
     async def create_customer(
         self, name: str, e164: str, tags: Sequence[str] = (), *, actor: str = ""
     ) -> Customer:
-        """ "Create customer" from the desk: a contact with this name and phone. Tags stay in
-        the bridge's audit only: the five vendors' tag models (HubSpot properties, Odoo
-        categories, Zoho tag API) need ids created beforehand."""
+        """ "Create customer" from the desk: a contact with this name, phone and tags. Tags
+        go where the preset maps them: Zoho's Tag API, Odoo's `category_id`, and for HubSpot,
+        Salesforce and SuiteCRM the contact field `[crm] tags_field` names (none: the tags
+        stay in the bridge's audit only, said once in the log)."""
         name = " ".join(name.split())[:200]
         if not name:
             raise CrmRefused("request", "a customer needs a name")
-        return await self._guarded(lambda: self._create(name, e164))
+        clean = tag_names(tags)
+        return await self._guarded(lambda: self._create(name, e164, clean))
 
     async def update_customer(
         self,
@@ -164,6 +214,21 @@ class PrebuiltConnector(ABC):
     async def changes_since(self, since: datetime) -> tuple[list[Customer], datetime]:
         """Customers changed after `since` and the cursor for the next poll."""
         return await self._guarded(lambda: self._changes(since))
+
+    def webhook_changes(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, now: float
+    ) -> list[str]:
+        """The customer ids a verified webhook request says changed, or `WebhookRefused`.
+        Pure: no I/O; `url` is the URL the CRM posted to, `now` the wall clock in seconds."""
+        raise WebhookRefused(404, f"{self.label} {self.polling_only}: its changes are polled")
+
+    def _webhook_secret(self) -> str:
+        secret = self.credentials.get("webhook_secret")
+        if not secret:
+            raise WebhookRefused(
+                404, f"{self.label} webhooks are off: no webhook_secret is configured"
+            )
+        return secret
 
     # --- shared machinery ----------------------------------------------------------------------
 
@@ -219,7 +284,18 @@ class PrebuiltConnector(ABC):
     async def _write_call(self, call: CallSummary, contact_id: str) -> None: ...
 
     @abstractmethod
-    async def _create(self, name: str, e164: str) -> Customer: ...
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer: ...
+
+    def _tags_value(self, tags: Sequence[str]) -> dict[str, str]:
+        """`{tags_field: "a;b"}` for the vendors that keep tags in one contact field."""
+        field = self.config.tags_field
+        if tags and not field and not self._said_no_tags_field:
+            self._said_no_tags_field = True
+            log.warning(
+                "%s: tags from the desk stay in the bridge: set [crm] tags_field to send them",
+                self.label,
+            )
+        return {field: ";".join(tags)} if tags and field else {}
 
     @abstractmethod
     async def _changes(self, since: datetime) -> tuple[list[Customer], datetime]: ...

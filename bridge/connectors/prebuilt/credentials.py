@@ -19,7 +19,15 @@ from bridge.errors import ConfigError
 
 __all__ = ["NAMES", "Credentials", "load_credentials"]
 
-NAMES = ("token", "client_id", "client_secret", "refresh_token", "username", "password")
+NAMES = (
+    "token",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "username",
+    "password",
+    "webhook_secret",  # HubSpot: the app's client secret; Zoho: the notification token
+)
 ENV_PREFIX = "CRM_BRIDGE_CRM_"
 MAX_VALUE = 8192
 

@@ -1,10 +1,11 @@
 """The change feed: CRM edits reach the bridge's cache without waiting for a call.
 
-None of the prebuilt connectors needs a public endpoint on the bridge for this: every
-`[crm] poll_s` seconds the component asks the CRM for customers changed since the last
-cursor (`changes_since`) and hands them to `sink` (the directory cache's refresh). The
-cursor starts at start-up, so a restart re-reads nothing older; a failed poll keeps the
-cursor and tries again next time.
+Every `[crm] poll_s` seconds the component asks the CRM for customers changed since the last
+cursor (`changes_since`) and hands them to `sink` (`PrebuiltDirectory.refresh`, see
+`wiring.py`). This works for every prebuilt connector and needs no public endpoint; where a
+CRM offers webhooks they only make it sooner (`webhook.py`). The cursor starts at start-up,
+so a restart re-reads nothing older; a failed poll keeps the cursor and tries again next
+time.
 """
 
 from __future__ import annotations

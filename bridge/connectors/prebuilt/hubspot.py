@@ -15,6 +15,14 @@ repeated delivery updates the engagement. HubSpot's search index lags writes by 
 seconds, so two deliveries within that window could still create two: the outbox spaces
 its retries further apart than that.
 
+Webhooks (developers.hubspot.com/docs/api/webhooks and /docs/api/webhooks/validating-requests,
+"Validate the v3 request signature", read 2026-12): a public app subscribed to `contact.*`
+events posts a JSON array of events (`subscriptionType`, `objectId`, for merges
+`primaryObjectId`/`mergedObjectIds`/`newObjectId`; at most 100 per request) with
+`X-HubSpot-Signature-v3` = base64(HMAC-SHA256(app client secret, method + URI + body +
+timestamp)) and `X-HubSpot-Request-Timestamp` (ms); a timestamp older than 5 minutes is
+rejected. The URI is the URL HubSpot called, with the characters the guide lists decoded.
+
 A merge is made idempotent by reading each contact to merge first: HubSpot answers a merged
 id with the contact it now belongs to, so a different id (or 404) means there is nothing
 left to merge. Ids that cannot be HubSpot contact ids (not digits) are skipped, logged.
@@ -22,20 +30,30 @@ left to merge. Ids that cannot be HubSpot contact ids (not digits) are skipped, 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from bridge.connectors.prebuilt.base import MAX_ROWS, PrebuiltConnector, national_digits
+from bridge.connectors.prebuilt.base import (
+    MAX_ROWS,
+    PrebuiltConnector,
+    WebhookRefused,
+    national_digits,
+    webhook_json,
+)
 from bridge.connectors.prebuilt.calls import CallSummary
 from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
+from bridge.connectors.prebuilt.http import error_code
 from bridge.errors import CrmError, CrmRefused
 from bridge.models import Customer, CustomerCard
 
-__all__ = ["HubSpotConnector", "call_properties"]
+__all__ = ["HubSpotConnector", "call_properties", "contact_ids", "verify_signature_v3"]
 
 log = logging.getLogger(__name__)
 _OBJECT_ID = re.compile(r"[0-9]{1,20}")
@@ -61,6 +79,77 @@ OUTCOMES = {
 }
 STATUS = {"answered": "COMPLETED", "unanswered": "NO_ANSWER", "abandoned": "NO_ANSWER"}
 MAX_PAGES = 20
+SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
+TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
+MAX_SKEW_MS = 5 * 60 * 1000
+# The percent-escapes the validation guide decodes in the URI before signing.
+_URI_DECODE = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+_ESCAPE = re.compile("|".join(_URI_DECODE), re.IGNORECASE)
+MAX_EVENTS = 1000
+
+
+def signed_uri(url: str) -> str:
+    return _ESCAPE.sub(lambda m: _URI_DECODE[m.group(0).upper()], url)
+
+
+def signature_v3(secret: str, method: str, url: str, body: bytes, timestamp: str) -> str:
+    """What HubSpot puts in `X-HubSpot-Signature-v3` for this request."""
+    source = method.upper().encode() + signed_uri(url).encode() + body + timestamp.encode()
+    digest = hmac.new(secret.encode(), source, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify_signature_v3(
+    secret: str, method: str, url: str, headers: Mapping[str, str], body: bytes, now: float
+) -> None:
+    """Raise `WebhookRefused(401)` unless this request is HubSpot's, signed < 5 min ago."""
+    given = headers.get(SIGNATURE_HEADER, "")
+    stamp = headers.get(TIMESTAMP_HEADER, "")
+    if not given or not stamp.isascii() or not stamp.isdigit() or len(stamp) > 16:
+        raise WebhookRefused(401, f"{SIGNATURE_HEADER} and {TIMESTAMP_HEADER} are required")
+    if abs(now * 1000 - int(stamp)) > MAX_SKEW_MS:
+        raise WebhookRefused(401, "the request timestamp is more than 5 minutes off")
+    expected = signature_v3(secret, method, url, body, stamp)
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
+        raise WebhookRefused(401, "bad signature")
+
+
+def contact_ids(events: Any) -> list[str]:
+    """The contacts a HubSpot webhook batch touches (other objects' events are ignored)."""
+    if not isinstance(events, list) or len(events) > MAX_EVENTS:
+        raise WebhookRefused(400, "a HubSpot webhook body is a list of events")
+    ids: list[str] = []
+    for event in events:
+        if not isinstance(event, dict):
+            raise WebhookRefused(400, "a HubSpot event is an object")
+        kind = event.get("subscriptionType")
+        if not isinstance(kind, str) or not kind.startswith("contact."):
+            continue
+        merged = event.get("mergedObjectIds")
+        candidates = [
+            event.get("objectId"),
+            event.get("primaryObjectId"),
+            event.get("newObjectId"),
+            *(merged if isinstance(merged, list) else []),
+        ]
+        for value in candidates:
+            cid = str(value) if isinstance(value, int) and not isinstance(value, bool) else ""
+            if _OBJECT_ID.fullmatch(cid) and cid not in ids:
+                ids.append(cid)
+    return ids
 
 
 def call_properties(call: CallSummary) -> dict[str, Any]:
@@ -100,7 +189,8 @@ class HubSpotConnector(PrebuiltConnector):
     preset: ClassVar[dict[str, str]] = {
         "id": "contact id",
         "name": "firstname + lastname (else email, company)",
-        "tags": "lifecyclestage, hs_lead_status",
+        "tags": "lifecyclestage, hs_lead_status; sent on create: [crm] tags_field (a custom "
+        "property, values joined by ;)",
         "owner": "hubspot_owner_id",
         "attributes": "email, company, phone, mobilephone",
         "orders": "associated deals: dealname, amount, dealstage, closedate",
@@ -110,8 +200,16 @@ class HubSpotConnector(PrebuiltConnector):
         "hs_call_recording_url, association to the contact",
     }
 
+    webhook = "webhooks v3 (contact.* subscriptions), signed with the app's client secret"
+
     async def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credentials.get('token')}"}
+
+    def webhook_changes(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, now: float
+    ) -> list[str]:
+        verify_signature_v3(self._webhook_secret(), method, url, headers, body, now)
+        return contact_ids(webhook_json(body))
 
     async def _search(self, obj: str, body: dict[str, Any]) -> Mapping[str, Any]:
         answer = await self._api("POST", f"/crm/v3/objects/{obj}/search", json_body=body)
@@ -287,14 +385,19 @@ class HubSpotConnector(PrebuiltConnector):
             raise self._unexpected("contact read", answer)
         return text(as_map(answer.payload).get("id"), 64) or None
 
-    async def _create(self, name: str, e164: str) -> Customer:
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
         first, _, last = name.partition(" ")
-        props = {"firstname": first, "lastname": last, "phone": e164}
+        props = {"firstname": first, "lastname": last, "phone": e164, **self._tags_value(tags)}
         answer = await self._api(
             "POST", "/crm/v3/objects/contacts", json_body={"properties": props}
         )
         if answer.status == 409:
             raise CrmRefused("request", "HubSpot already has this contact")
+        if answer.status == 400:
+            raise CrmRefused(
+                "field",
+                f"HubSpot refused the new contact's properties ({error_code(answer.payload)})",
+            )
         if answer.status != 201:
             raise self._unexpected("contact create", answer)
         return self._customer(answer.payload)

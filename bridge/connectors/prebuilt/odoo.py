@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -58,7 +58,7 @@ class OdooConnector(PrebuiltConnector):
     preset: ClassVar[dict[str, str]] = {
         "id": "res.partner id",
         "name": "name",
-        "tags": "category_id (res.partner.category names)",
+        "tags": "category_id (res.partner.category names; on create, missing ones are made)",
         "owner": "user_id (salesperson)",
         "attributes": "email, phone, mobile",
         "orders": "sale.order: name, amount_total, state, date_order (when Sales is installed)",
@@ -143,20 +143,39 @@ class OdooConnector(PrebuiltConnector):
             return []
         return as_list(rows)
 
-    async def _customer(self, item: Any, *, with_tags: bool = True) -> Customer:
+    async def _category_names(self, category_ids: list[int]) -> dict[int, str]:
+        if not category_ids:
+            return {}
+        cats = as_list(
+            await self._kw(
+                "res.partner.category", "read", [category_ids[:500]], {"fields": ["name"]}
+            )
+        )
+        names: dict[int, str] = {}
+        for cat in cats:
+            cid, cname = as_map(cat).get("id"), text(as_map(cat).get("name"), 64)
+            if isinstance(cid, int) and not isinstance(cid, bool) and cname:
+                names[cid] = cname
+        return names
+
+    @staticmethod
+    def _category_ids_of(item: Mapping[str, Any]) -> list[int]:
+        return [
+            c
+            for c in as_list(item.get("category_id"))
+            if isinstance(c, int) and not isinstance(c, bool)
+        ][:50]
+
+    async def _customer(self, item: Any, *, names: Mapping[int, str] | None = None) -> Customer:
+        """`names`: category names read beforehand (the feed reads them once per poll)."""
         item = as_map(item, "an Odoo partner")
         pid = item.get("id")
         if not isinstance(pid, int) or isinstance(pid, bool):
             raise CrmError("Odoo partner without id")
-        tags: tuple[str, ...] = ()
-        category_ids = [c for c in as_list(item.get("category_id")) if isinstance(c, int)]
-        if with_tags and category_ids:
-            cats = as_list(
-                await self._kw(
-                    "res.partner.category", "read", [category_ids[:50]], {"fields": ["name"]}
-                )
-            )
-            tags = tuple(t for t in (text(as_map(c).get("name"), 64) for c in cats) if t)
+        category_ids = self._category_ids_of(item)
+        if names is None:
+            names = await self._category_names(category_ids)
+        tags = tuple(names[c] for c in category_ids if c in names)
         user = as_list(item.get("user_id"))
         attrs = {
             k: text(item.get(k))
@@ -261,13 +280,42 @@ class OdooConnector(PrebuiltConnector):
             {"body": body, "message_type": "comment", "subtype_xmlid": "mail.mt_note"},
         )
 
-    async def _create(self, name: str, e164: str) -> Customer:
-        new_id = await self._kw("res.partner", "create", [{"name": name, "phone": e164}])
+    async def _category_ids(self, tags: Sequence[str]) -> list[int]:
+        """The `res.partner.category` ids of these names, creating the missing ones."""
+        found = as_list(
+            await self._kw(
+                "res.partner.category",
+                "search_read",
+                [[["name", "in", list(tags)]]],
+                {"fields": ["name"]},
+            ),
+            "category search",
+        )
+        ids: dict[str, int] = {}
+        for item in found:
+            cid, cname = as_map(item).get("id"), text(as_map(item).get("name"), 64)
+            if isinstance(cid, int) and not isinstance(cid, bool):
+                ids.setdefault(cname, cid)
+        for tag in tags:
+            if tag not in ids:
+                new = await self._kw("res.partner.category", "create", [{"name": tag}])
+                if isinstance(new, list) and new:
+                    new = new[0]
+                if not isinstance(new, int) or isinstance(new, bool):
+                    raise CrmError("Odoo category create answered no id")
+                ids[tag] = new
+        return [ids[t] for t in tags]
+
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
+        values: dict[str, Any] = {"name": name, "phone": e164}
+        if tags:  # many2many command 6: replace the links with exactly these ids
+            values["category_id"] = [[6, 0, await self._category_ids(tags)]]
+        new_id = await self._kw("res.partner", "create", [values])
         if isinstance(new_id, list) and new_id:
             new_id = new_id[0]
         if not isinstance(new_id, int) or isinstance(new_id, bool):
             raise CrmError("Odoo create answered no id")
-        return Customer(id=str(new_id), name=name, attributes={"phone": e164})
+        return Customer(id=str(new_id), name=name, tags=tuple(tags), attributes={"phone": e164})
 
     async def _changes(self, since: datetime) -> tuple[list[Customer], datetime]:
         stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")  # Odoo datetimes: UTC
@@ -282,8 +330,10 @@ class OdooConnector(PrebuiltConnector):
         )
         cursor = since
         changed = []
+        wanted = {c for item in rows for c in self._category_ids_of(as_map(item))}
+        names = await self._category_names(sorted(wanted))
         for item in rows:
-            changed.append(await self._customer(item, with_tags=False))
+            changed.append(await self._customer(item, names=names))
             try:
                 written = datetime.strptime(
                     text(as_map(item).get("write_date"), 30), "%Y-%m-%d %H:%M:%S"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -88,9 +88,18 @@ class SalesforceConnector(PrebuiltConnector):
     )
     label = "Salesforce"
     needs = ("client_id", "client_secret")
+    # Outbound Messages are SOAP posts set up per org in a Flow or workflow rule, not signed
+    # (only the org id in the envelope and Salesforce's client certificate vouch for them);
+    # Change Data Capture needs a streaming (CometD / Pub/Sub gRPC) client. Polling
+    # `LastModifiedDate` every `[crm] poll_s` is one SOQL query and needs nothing set up.
+    polling_only = (
+        "Outbound Messages are unsigned SOAP set up per org, Change Data Capture needs a"
+        " streaming client"
+    )
     preset: ClassVar[dict[str, str]] = {
         "id": "Contact.Id",
         "name": "Contact.Name",
+        "tags": "sent on create: [crm] tags_field (a custom field, e.g. Tags__c, joined by ;)",
         "owner": "Contact.Owner.Name",
         "attributes": "Email, Phone, MobilePhone, Account.Name, AccountId",
         "orders": "Opportunities of the contact's account: Name, Amount, StageName, CloseDate",
@@ -233,9 +242,10 @@ class SalesforceConnector(PrebuiltConnector):
             answer = await self._api("POST", f"{API}/sobjects/Task", json_body=fields)
         self._raise_for(answer, "Task")
 
-    async def _create(self, name: str, e164: str) -> Customer:
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
         first, _, last = name.rpartition(" ")
         body = {"FirstName": first, "LastName": last or name, "Phone": e164}
+        body |= self._tags_value(tags)
         answer = await self._api("POST", f"{API}/sobjects/Contact", json_body=body)
         self._raise_for(answer, "new Contact")
         new_id = _checked_id(text(as_map(answer.payload).get("id"), 18))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -76,6 +76,7 @@ class SuiteCrmConnector(PrebuiltConnector):
     preset: ClassVar[dict[str, str]] = {
         "id": "Contacts id",
         "name": "first_name + last_name",
+        "tags": "sent on create: [crm] tags_field (a custom field, e.g. tags_c, joined by ;)",
         "owner": "assigned_user_name",
         "attributes": "email1, phone_work, phone_mobile, phone_home, account_name",
         "orders": "related opportunities: name, amount, sales_stage, date_closed",
@@ -248,12 +249,10 @@ class SuiteCrmConnector(PrebuiltConnector):
             )
         self._data(answer, "call")
 
-    async def _create(self, name: str, e164: str) -> Customer:
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
         first, _, last = name.rpartition(" ")
-        data = {
-            "type": "Contacts",
-            "attributes": {"first_name": first, "last_name": last or name, "phone_work": e164},
-        }
+        attributes = {"first_name": first, "last_name": last or name, "phone_work": e164}
+        data = {"type": "Contacts", "attributes": attributes | self._tags_value(tags)}
         answer = await self._api(
             "POST", f"{API}/V8/module", json_body={"data": data}, headers={"Content-Type": JSONAPI}
         )

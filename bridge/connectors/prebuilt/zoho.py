@@ -10,6 +10,21 @@ Follows Zoho CRM's REST API v2 reference (zoho.com/crm/developer/docs/api/v2/, r
 answered per record with `{"code": "SUCCESS" | "INVALID_DATA", "details", "status"}`.
 Errors: 401 `INVALID_TOKEN`, 403 `OAUTH_SCOPE_MISMATCH`, 429 over the API credit limit.
 
+Notifications (zoho.com/crm/developer/docs/api/v2/notifications/enable.html and
+.../notifications/overview.html, read 2026-12): subscribed with `POST /crm/v2/actions/watch`
+(`channel_id`, `events: ["Contacts.all"]`, `notify_url`, and a `token` of at most 50
+characters), Zoho posts `{"server_time", "module", "resource_uri", "ids", "operation",
+"channel_id", "token", ...}` to the notify URL. Zoho signs nothing: the token sent back in
+the body is the only proof, compared here in constant time with `webhook_secret`. There is
+no timestamp to check: a replayed notification can only make the bridge read a contact again.
+
+Merges use the Merge Records API, which Zoho documents from API v6 on (zoho.com/crm/developer/
+docs/api/v6/merge-records.html, read 2026-12): `POST /crm/v6/Contacts/{master}/actions/merge`
+with `{"merge": [{"data": [{"id": child}, ...]}]}`, at most two children per request, answered
+`{"merge": [{"code": "SUCCESS" | "SCHEDULED", "details": {"job_id"}, ...}]}` (SCHEDULED: Zoho
+finishes it as a job). Only this call uses v6; the rest stays on v2. Idempotent: each child
+is read first, and one Zoho no longer has (HTTP 204) was merged already.
+
 A repeated delivery finds its call by `Subject` (the call's marker) and updates it.
 The accounts server is regional: set `[crm] token_url` (e.g. accounts.zoho.eu) with
 `base_url` (www.zohoapis.eu) outside the US data centre.
@@ -18,12 +33,19 @@ The accounts server is regional: set `[crm] token_url` (e.g. accounts.zoho.eu) w
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import hmac
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from bridge.config import CrmConfig
-from bridge.connectors.prebuilt.base import MAX_ROWS, PrebuiltConnector
+from bridge.connectors.prebuilt.base import (
+    MAX_ROWS,
+    PrebuiltConnector,
+    WebhookRefused,
+    webhook_json,
+)
 from bridge.connectors.prebuilt.calls import CallSummary
 from bridge.connectors.prebuilt.credentials import Credentials
 from bridge.connectors.prebuilt.fields import as_list, as_map, row, text
@@ -32,8 +54,9 @@ from bridge.connectors.prebuilt.oauth import TokenCache
 from bridge.errors import CrmError, CrmRefused
 from bridge.models import Customer, CustomerCard
 
-__all__ = ["ZohoConnector", "call_fields", "criteria_value"]
+__all__ = ["ZohoConnector", "call_fields", "criteria_value", "notification_ids"]
 
+log = logging.getLogger(__name__)
 ACCOUNTS = "https://accounts.zoho.com/oauth/v2/token"
 MAX_PAGES = 20
 
@@ -59,21 +82,41 @@ def call_fields(call: CallSummary, contact_id: str) -> dict[str, Any]:
     return fields
 
 
+MAX_IDS = 1000
+MERGE_CHILDREN = 2  # the Merge Records API: one master and up to two children per request
+
+
+def _record_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 40
+
+
+def notification_ids(payload: Any, token: str) -> list[str]:
+    """The Contacts ids of a Zoho notification carrying `token`, or `WebhookRefused`."""
+    if not isinstance(payload, dict):
+        raise WebhookRefused(400, "a Zoho notification is a JSON object")
+    given = payload.get("token")
+    if not isinstance(given, str) or not hmac.compare_digest(
+        given.encode("utf-8", "replace"), token.encode()
+    ):
+        raise WebhookRefused(401, "bad or missing notification token")
+    ids = payload.get("ids")
+    if not isinstance(ids, list) or len(ids) > MAX_IDS:
+        raise WebhookRefused(400, "a Zoho notification carries a list of ids")
+    if payload.get("module") != "Contacts":
+        return []
+    found = [str(i) for i in ids if isinstance(i, str | int) and not isinstance(i, bool)]
+    return [i for i in dict.fromkeys(found) if i.isascii() and i.isdigit() and len(i) <= 40]
+
+
 class ZohoConnector(PrebuiltConnector):
     vendor = "zoho"
-    # Not sent yet: Zoho's Merge Records API (`POST /crm/v6/Contacts/{master}/actions/merge`,
-    # up to two children, run as a job) is newer than the v2 API this connector follows.
-    no_merge_api = (
-        "documents a Merge Records API only from API v6, which this connector (API v2)"
-        " does not use yet"
-    )
     label = "Zoho CRM"
     default_base_url = "https://www.zohoapis.com"
     needs = ("client_id", "client_secret", "refresh_token")
     preset: ClassVar[dict[str, str]] = {
         "id": "Contacts id",
         "name": "Full_Name",
-        "tags": "Tag names",
+        "tags": "Tag names (sent on create with the Add Tags API)",
         "owner": "Owner.name",
         "attributes": "Email, Phone, Mobile, Account_Name",
         "orders": "related Deals: Deal_Name, Amount, Stage, Closing_Date",
@@ -82,9 +125,17 @@ class ZohoConnector(PrebuiltConnector):
         "Call_Result, Description, Who_Id (the contact)",
     }
 
+    webhook = "notification API (actions/watch on Contacts), with the token set when subscribing"
+
     def __init__(self, config: CrmConfig, credentials: Credentials) -> None:
         super().__init__(config, credentials)
         self.tokens = TokenCache(self._fetch_token)
+
+    def webhook_changes(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, now: float
+    ) -> list[str]:
+        token = self._webhook_secret()
+        return notification_ids(webhook_json(body), token)
 
     async def _fetch_token(self) -> tuple[str, float | None]:
         form = {
@@ -222,13 +273,70 @@ class ZohoConnector(PrebuiltConnector):
             answer = await self._api("POST", "/crm/v2/Calls", json_body={"data": [fields]})
         self._written(answer, "call")
 
-    async def _create(self, name: str, e164: str) -> Customer:
+    async def _exists(self, record_id: str) -> bool:
+        answer = await self._api("GET", f"/crm/v2/Contacts/{record_id}")
+        return bool(self._records(answer, "contact"))
+
+    async def _merge(self, survivor_id: str, merged_ids: list[str]) -> None:
+        if not _record_id(survivor_id):
+            log.warning("Zoho CRM: merge into %r not sent: not a Zoho record id", survivor_id[:64])
+            return
+        children: list[str] = []
+        for other in dict.fromkeys(merged_ids):
+            if other == survivor_id:
+                continue
+            if not _record_id(other):
+                log.warning("Zoho CRM: %r not merged there: not a Zoho record id", other[:64])
+            elif await self._exists(other):
+                children.append(other)  # else merged already (a repeated delivery) or absent
+        if children and not await self._exists(survivor_id):
+            log.warning("Zoho CRM: contact %s is not there: merge not sent", survivor_id)
+            return
+        for start in range(0, len(children), MERGE_CHILDREN):
+            batch = children[start : start + MERGE_CHILDREN]
+            answer = await self._api(
+                "POST",
+                f"/crm/v6/Contacts/{survivor_id}/actions/merge",
+                json_body={"merge": [{"data": [{"id": c} for c in batch]}]},
+            )
+            items = as_list(as_map(answer.payload).get("merge"))
+            code = text(as_map(items[0]).get("code"), 40) if items else ""
+            if answer.status in (200, 201, 202) and code in ("SUCCESS", "SCHEDULED"):
+                continue
+            code = code or error_code(answer.payload)
+            if answer.status == 400:
+                raise CrmRefused(
+                    "request", f"Zoho refused to merge {batch} into {survivor_id}: {code}"
+                )
+            raise CrmError(f"Zoho did not take the merge: {code or answer.status}")
+
+    async def _create(self, name: str, e164: str, tags: Sequence[str]) -> Customer:
         first, _, last = name.rpartition(" ")
         body = {"data": [{"First_Name": first, "Last_Name": last or name, "Phone": e164}]}
         new_id = self._written(
             await self._api("POST", "/crm/v2/Contacts", json_body=body), "new contact"
         )
-        return Customer(id=new_id, name=name, attributes={"phone": e164})
+        if not new_id.isdigit():
+            raise CrmError("Zoho answered a new contact without a numeric id")
+        tagged = await self._add_tags(new_id, tags) if tags else ()
+        return Customer(id=new_id, name=name, tags=tagged, attributes={"phone": e164})
+
+    async def _add_tags(self, record_id: str, tags: Sequence[str]) -> tuple[str, ...]:
+        """Zoho's Add Tags API (`POST /crm/v2/Contacts/{id}/actions/add_tags?tag_names=`,
+        zoho.com/crm/developer/docs/api/v2/add-tags.html): a missing tag is created. The
+        contact exists by now, so a refusal here is logged, not raised (a retry of the
+        create would make a second contact)."""
+        answer = await self._api(
+            "POST",
+            f"/crm/v2/Contacts/{record_id}/actions/add_tags",
+            params={"tag_names": ",".join(tags)},
+        )
+        try:
+            self._written(answer, "tags")
+        except CrmError as exc:
+            log.warning("Zoho CRM: contact %s created without its tags: %s", record_id, exc)
+            return ()
+        return tuple(tags)
 
     async def _changes(self, since: datetime) -> tuple[list[Customer], datetime]:
         stamp = since.astimezone(UTC).replace(microsecond=0).isoformat()

@@ -77,6 +77,8 @@ class FakeHubSpot(FakeVendor):
         self.call_links: dict[str, str] = {}
         self.merged_into: dict[str, str] = {}  # merged-away id -> the contact it went into
         self.merge_requests: list[dict[str, Any]] = []
+        # Properties the portal's admin created (Properties API), beside HubSpot's own.
+        self.custom_properties: set[str] = {"bridge_tags"}
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/crm/v3/objects/{obj}/search", self._search)
@@ -220,9 +222,20 @@ class FakeHubSpot(FakeVendor):
         if (refused := self._auth(request)) is not None:
             return refused
         props = (await request.json()).get("properties", {})
-        for key in props:
-            if key not in KNOWN["contacts"]:
-                return self.violation(f"unknown contact property {key}")
+        for key, value in props.items():
+            if key not in KNOWN["contacts"] | self.custom_properties:
+                # HubSpot's answer for a property the portal does not have.
+                return web.json_response(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": f'Property values were not valid: [{{"name":"{key}",'
+                        '"error":"PROPERTY_DOESNT_EXIST"}]',
+                    },
+                    status=400,
+                )
+            if not isinstance(value, str):
+                return self.violation(f"{key} must be a string")
         cid = str(next(self.ids))
         self.contacts[cid] = {"id": cid, "properties": props, "_modified_ms": "0"}
         return web.json_response(self._public(self.contacts[cid]), status=201)

@@ -113,6 +113,16 @@ class FakeOdoo(FakeVendor):
                     if i in self.partners
                 ]
             if meth == "create":
+                links = args[0].get("category_id", [])
+                if links:  # many2many commands: only (6, 0, ids) is expected here
+                    if not (
+                        isinstance(links, list)
+                        and len(links) == 1
+                        and links[0][:2] == [6, 0]
+                        and all(i in self.categories for i in links[0][2])
+                    ):
+                        raise ValueError(f"category_id {links!r}")
+                    args[0] = {**args[0], "category_id": list(links[0][2])}
                 pid = next(self.n)
                 self.partners[pid] = {
                     "id": pid,
@@ -135,6 +145,17 @@ class FakeOdoo(FakeVendor):
                 return mid
         if model == "res.partner.category" and meth == "read":
             return [{"id": i, "name": self.categories[i]} for i in args[0] if i in self.categories]
+        if model == "res.partner.category" and meth == "search_read":
+            names = [v for f, op, v in args[0] if f == "name" and op == "in"]
+            if len(names) != 1 or not isinstance(names[0], list):
+                raise ValueError("category search by name in [...]")
+            return [{"id": i, "name": n} for i, n in self.categories.items() if n in names[0]]
+        if model == "res.partner.category" and meth == "create":
+            if not isinstance(args[0].get("name"), str) or not args[0]["name"]:
+                raise ValueError("a category needs a name")
+            cid = next(self.n)
+            self.categories[cid] = args[0]["name"]
+            return cid
         if model == "mail.message":
             if meth == "search":
                 return [m["id"] for m in self.messages.values() if self._match(m, args[0])][

@@ -47,6 +47,7 @@ class FakeSalesforce(FakeVendor):
         self.cases: list[dict[str, Any]] = []
         self.tasks: dict[str, dict[str, Any]] = {}
         self.page_size = 2
+        self.contact_fields = {"FirstName", "LastName", "Phone", "Tags__c"}  # Tags__c: custom
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self.n):015d}"[:18]
@@ -211,6 +212,17 @@ class FakeSalesforce(FakeVendor):
         if (refused := self._auth(request)) is not None:
             return refused
         body = await request.json()
+        for key in body:
+            if key not in self.contact_fields:
+                return web.json_response(
+                    [
+                        {
+                            "message": f"No such column '{key}' on sobject of type Contact",
+                            "errorCode": "INVALID_FIELD",
+                        }
+                    ],
+                    status=400,
+                )
         if not body.get("LastName"):
             return web.json_response(
                 [
@@ -227,5 +239,6 @@ class FakeSalesforce(FakeVendor):
             "Name": f"{body.get('FirstName', '')} {body['LastName']}".strip(),
             "Phone": body.get("Phone"),
             "LastModifiedDate": "2026-12-02T00:00:00.000+0000",
+            **({"Tags__c": body["Tags__c"]} if "Tags__c" in body else {}),
         }
         return web.json_response({"id": cid, "success": True, "errors": []}, status=201)

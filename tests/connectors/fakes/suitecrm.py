@@ -15,6 +15,16 @@ from tests.connectors.fakes.base import FakeVendor
 CLIENT_ID = "6f0a1c2e-suite-client"
 CLIENT_SECRET = "suite-client-secret-xyz"
 API = "/legacy/Api"
+# Contacts fields a create may set; tags_c is a Studio-made custom field (the `_c` suffix).
+CONTACT_ATTRS = {
+    "first_name",
+    "last_name",
+    "phone_work",
+    "phone_mobile",
+    "phone_home",
+    "email1",
+    "tags_c",
+}
 CALL_ATTRS = {
     "name",
     "direction",
@@ -162,6 +172,10 @@ class FakeSuiteCrm(FakeVendor):
         data = body.get("data")
         if not isinstance(data, dict) or data.get("type") not in self.records:
             return self.violation("data.type")
+        if data["type"] == "Contacts":
+            for key in data.get("attributes", {}):
+                if key not in CONTACT_ATTRS:
+                    return _error(400, f"Property {key} in Contacts module is invalid")
         if data["type"] == "Calls":
             for key, value in data.get("attributes", {}).items():
                 if key not in CALL_ATTRS:

@@ -46,6 +46,8 @@ class FakeZoho(FakeVendor):
         self.cases: dict[str, list[dict[str, Any]]] = {}
         self.calls: dict[str, dict[str, Any]] = {}
         self.per_page = 1
+        self.refuse_tags = False
+        self.merge_requests: list[tuple[str, list[str]]] = []
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/oauth/v2/token", self._token)
@@ -54,6 +56,8 @@ class FakeZoho(FakeVendor):
         router.add_post("/crm/v2/Contacts", self._insert_contacts)
         router.add_get("/crm/v2/Contacts/{id}", self._get_contact)
         router.add_get("/crm/v2/Contacts/{id}/{related}", self._related)
+        router.add_post("/crm/v2/Contacts/{id}/actions/add_tags", self._add_tags)
+        router.add_post("/crm/v6/Contacts/{id}/actions/merge", self._merge)
         router.add_get("/crm/v2/Calls/search", self._search_calls)
         router.add_post("/crm/v2/Calls", self._insert_calls)
         router.add_put("/crm/v2/Calls", self._update_calls)
@@ -149,6 +153,83 @@ class FakeZoho(FakeVendor):
         if rel is None:
             return web.json_response({"code": "INVALID_DATA", "status": "error"}, status=400)
         return self._page(rel.get(request.match_info["id"], []))
+
+    async def _add_tags(self, request: web.Request) -> web.Response:
+        """Add Tags to Records (v2): `tag_names` comma-separated; missing tags are created."""
+        if (refused := self._auth(request)) is not None:
+            return refused
+        record = self.contacts.get(request.match_info["id"])
+        names = [n for n in request.query.get("tag_names", "").split(",") if n]
+        if not names:
+            return self.violation("add_tags needs tag_names")
+        if record is None:
+            return web.json_response(
+                {"data": [{"code": "INVALID_DATA", "details": {"api_name": "id"}}]}, status=400
+            )
+        if self.refuse_tags:
+            return web.json_response(
+                {"data": [{"code": "INVALID_DATA", "details": {"api_name": "tag_names"}}]},
+                status=400,
+            )
+        tags = record.setdefault("Tag", [])
+        for name in names:
+            if name not in {t["name"] for t in tags}:
+                tags.append({"name": name, "id": str(next(self.n))})
+        return web.json_response(
+            {
+                "data": [
+                    {
+                        "code": "SUCCESS",
+                        "details": {"id": record["id"], "tags": [t["name"] for t in tags]},
+                        "message": "tags updated successfully",
+                        "status": "success",
+                    }
+                ]
+            }
+        )
+
+    async def _merge(self, request: web.Request) -> web.Response:
+        """Merge Records (v6): one master, up to two children, each an existing record."""
+        if (refused := self._auth(request)) is not None:
+            return refused
+        master = request.match_info["id"]
+        body = await request.json()
+        merge = body.get("merge") if isinstance(body, dict) else None
+        if not isinstance(merge, list) or len(merge) != 1 or not isinstance(merge[0], dict):
+            return self.violation("merge: a list of one object")
+        data = merge[0].get("data")
+        if not isinstance(data, list) or not 1 <= len(data) <= 2:
+            return self.violation("merge[0].data: one or two children")
+        children = [d.get("id") if isinstance(d, dict) else None for d in data]
+        if master not in self.contacts or any(
+            c not in self.contacts or c == master for c in children
+        ):
+            return web.json_response(
+                {
+                    "code": "INVALID_DATA",
+                    "details": {"api_name": "id"},
+                    "message": "the id given seems to be invalid",
+                    "status": "error",
+                },
+                status=400,
+            )
+        kept = self.contacts[master]
+        for child in children:
+            for key, value in self.contacts.pop(child).items():
+                kept.setdefault(key, value)
+        self.merge_requests.append((master, [str(c) for c in children]))
+        return web.json_response(
+            {
+                "merge": [
+                    {
+                        "code": "SUCCESS",
+                        "details": {"job_id": str(next(self.n))},
+                        "message": "records merged successfully",
+                        "status": "success",
+                    }
+                ]
+            }
+        )
 
     async def _search_calls(self, request: web.Request) -> web.Response:
         if (refused := self._auth(request)) is not None:
