@@ -24,7 +24,7 @@ from bridge.alerts.wiring import build_monitor, change_lag
 from bridge.ami.link import AmiLink
 from bridge.ami.normalise import CdrRecord
 from bridge.ari import build_ari_app
-from bridge.audit import CardViewAudit
+from bridge.crm.audit import CardViewAudit
 from bridge.component import Component, Health
 from bridge.config import Config
 from bridge.connectors.prebuilt import PrebuiltConnector

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.errors import BridgeError, CrmUnavailable, DuplicatePhone, NotFound
 from bridge.models import Customer
 

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.crm.phones import normalise
 from bridge.errors import CrmUnavailable, DuplicatePhone, UsageError, ValidationError
 

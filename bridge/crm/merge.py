@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.errors import CrmUnavailable, MergeConflict, NotFound, UsageError
 
 UNSET: Any = object()

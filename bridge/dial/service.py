@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge import audit
+from bridge.crm import audit
 from bridge.ami.protocol import Frame
 from bridge.config import Config
 from bridge.crm.agents import Agent

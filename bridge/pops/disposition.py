@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge import audit
+from bridge.crm import audit
 from bridge.crm.agents import Agent
 from bridge.errors import BridgeError, CrmUnavailable, NotFound, ValidationError
 from bridge.pops.permissions import FULL_ROLES

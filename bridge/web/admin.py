@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiohttp import web
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.config import Config
 from bridge.crm.agents import Agent, authenticate, hash_token, validate_agent
 from bridge.crm.phones import normalise
@@ -82,7 +82,7 @@ from bridge.web.errors import ApiError, Handler, error_middleware, invalid, read
 from bridge.web.openapi import openapi_document
 
 if TYPE_CHECKING:
-    from bridge.customers import Conn
+    from bridge.crm.customers import Conn
 
 log = logging.getLogger(__name__)
 

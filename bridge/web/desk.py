@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from aiohttp import web
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.connectors.base import CrmConnector
 from bridge.connectors.builtin import BuiltinConnector
 from bridge.crm.customer_edits import EditRefused, edit_policy

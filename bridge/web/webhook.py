@@ -81,13 +81,13 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import Counter
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.config import Config
 from bridge.errors import CrmUnavailable, DuplicatePhone, ValidationError
 from bridge.web.errors import ApiError, error_middleware, invalid, parse_json_object, read_body
 
 if TYPE_CHECKING:
-    from bridge.customers import Conn
+    from bridge.crm.customers import Conn
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge import audit
-from bridge.audit import CardView, record_card_views
+from bridge.crm import audit
+from bridge.crm.audit import CardView, record_card_views
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
 from bridge.errors import CrmUnavailable

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.audit import CardViewAudit
+from bridge.crm.audit import CardViewAudit
 from bridge.config import build_config
 from tests.crm.fixture_crm import ALICE
 from tests.pops.conftest import recv_until_pong

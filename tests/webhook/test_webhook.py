@@ -91,7 +91,7 @@ T3 = "2027-01-15T07:10:00Z"
 
 
 async def _customer(pool: asyncpg.Pool[Any], cid: str) -> dict[str, Any] | None:
-    from bridge import customers
+    from bridge.crm import customers
 
     return await customers.get(pool, cid)
 

@@ -29,7 +29,7 @@ from bridge.errors import CrmUnavailable
 from bridge.pops.permissions import sections_shown
 
 if TYPE_CHECKING:
-    from bridge.customers import Conn
+    from bridge.crm.customers import Conn
 
 WEBHOOK_ACTOR = "crm-webhook"
 CLI_ACTOR = "cli"
