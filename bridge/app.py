@@ -24,7 +24,6 @@ from bridge.alerts.wiring import build_monitor, change_lag
 from bridge.ami.link import AmiLink
 from bridge.ami.normalise import CdrRecord
 from bridge.ari import build_ari_app
-from bridge.crm.audit import CardViewAudit
 from bridge.component import Component, Health
 from bridge.config import Config
 from bridge.connectors.prebuilt import PrebuiltConnector
@@ -40,6 +39,7 @@ from bridge.dial.routes import DialDeps, setup_dial_routes
 from bridge.dial.service import Dialer
 from bridge.netguard import raise_open_files_limit
 from bridge.pops.card import CustomerCard
+from bridge.pops.card_views import CardViewAudit
 from bridge.pops.hub import CardForCaller, PopHub
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder

@@ -18,15 +18,12 @@ import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
-from bridge.batching import BatchWriter
-from bridge.component import Health
 from bridge.errors import CrmUnavailable
-from bridge.pops.permissions import sections_shown
 
 if TYPE_CHECKING:
     from bridge.crm.customers import Conn
@@ -117,7 +114,8 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class CardView:
-    """One customer card delivered to one agent (`sections`: see `sections_shown`)."""
+    """One customer card delivered to one agent (`sections`: see
+    `bridge.pops.permissions.sections_shown`)."""
 
     at: datetime
     agent_id: str
@@ -297,32 +295,3 @@ def _entry(row: Any) -> dict[str, Any]:
         "before": row["before"],
         "after": row["after"],
     }
-
-
-class CardViewAudit:
-    """Component `card_views`: notes each card a page was shown and writes them in batches
-    (`bridge.batching`), so the pop path never waits on the audit."""
-
-    name = "card_views"
-
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
-        self._views: BatchWriter[CardView] = BatchWriter(
-            lambda views: record_card_views(pool, views), what="card views"
-        )
-
-    def note(self, agent_id: str, customer_id: str, call_id: str, card: Mapping[str, Any]) -> None:
-        self._views.add(
-            CardView(datetime.now(UTC), agent_id, customer_id, call_id, sections_shown(card))
-        )
-
-    async def drain(self) -> None:
-        await self._views.drain()
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        await self._views.drain(timeout_s=2.0)
-
-    def health(self) -> Health:
-        return Health("up", required=False)

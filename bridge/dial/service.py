@@ -20,9 +20,9 @@ from typing import Any
 
 import asyncpg
 
-from bridge.crm import audit
 from bridge.ami.protocol import Frame
 from bridge.config import Config
+from bridge.crm import audit
 from bridge.crm.agents import Agent
 from bridge.dial.originate import DEVICE, new_call_id, originate_fields
 from bridge.dial.safety import DialTarget, NumberRefused, check_number

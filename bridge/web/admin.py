@@ -61,8 +61,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiohttp import web
 
-from bridge.crm import audit, customers
 from bridge.config import Config
+from bridge.crm import audit, customers
 from bridge.crm.agents import Agent, authenticate, hash_token, validate_agent
 from bridge.crm.phones import normalise
 from bridge.errors import CrmUnavailable, NotFound, ValidationError

@@ -33,9 +33,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from aiohttp import web
 
-from bridge.crm import audit, customers
 from bridge.connectors.base import CrmConnector
 from bridge.connectors.builtin import BuiltinConnector
+from bridge.crm import audit, customers
 from bridge.crm.customer_edits import EditRefused, edit_policy
 from bridge.errors import (
     CrmError,

@@ -81,8 +81,8 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import Counter
 
-from bridge.crm import audit, customers
 from bridge.config import Config
+from bridge.crm import audit, customers
 from bridge.errors import CrmUnavailable, DuplicatePhone, ValidationError
 from bridge.web.errors import ApiError, error_middleware, invalid, parse_json_object, read_body
 

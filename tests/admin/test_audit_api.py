@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.crm import audit
-from bridge.crm.audit import CardView, record_card_views
 from bridge.config import build_config
+from bridge.crm import audit
 from bridge.crm.agents import create_agent
+from bridge.crm.audit import CardView, record_card_views
 from bridge.errors import CrmUnavailable
 from bridge.web.admin import AdminDeps, setup_admin_routes
 from bridge.web.openapi import openapi_document
