@@ -18,9 +18,9 @@ import aiohttp
 import asyncpg
 import websockets
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
+from bridge.runtime import Runtime, run_bridge
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 

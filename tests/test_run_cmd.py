@@ -14,9 +14,9 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from bridge.app import Factory, Runtime, run_bridge, start_components
 from bridge.component import Health
 from bridge.config import build_config
+from bridge.runtime import Factory, Runtime, run_bridge, start_components
 from tests.agi.client import header, play_asterisk
 from tests.crm.fixture_crm import load_trace_crm
 

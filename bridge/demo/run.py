@@ -2,7 +2,7 @@
 
 Order of start (and, reversed, of stop): the database (embedded PostgreSQL when no URL is
 set), migrations, the demo CRM, the simulated PBX's AMI server on an ephemeral loopback
-port, the bridge itself (bridge.app.run_bridge, in this process, its AMI link pointed at the
+port, the bridge itself (bridge.runtime.run_bridge, in this process, its AMI link pointed at the
 simulator), then the simulator starts placing calls into the bridge's FastAGI port. Ctrl-C
 (SIGINT) or SIGTERM sets `stop`: calls stop, the bridge stops, the AMI server closes and the
 embedded PostgreSQL is shut down, so no process is left behind.
@@ -154,7 +154,7 @@ async def _calls_ended(runtime: Any, *, timeout_s: float) -> None:
 
 
 def _load_run_bridge() -> RunBridge:
-    from bridge.app import run_bridge
+    from bridge.runtime import run_bridge
 
     return run_bridge
 

@@ -5,7 +5,7 @@ Features add routes with `setup_*(app, deps)` functions passed to `make_web_app(
 
 from __future__ import annotations
 
-from bridge.web.app import SECURITY_HEADERS, make_web_app
+from bridge.web.factory import SECURITY_HEADERS, make_web_app
 from bridge.web.server import HttpServer
 
 __all__ = ["SECURITY_HEADERS", "HttpServer", "make_web_app"]

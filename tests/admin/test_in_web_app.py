@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
 from bridge.web.admin import AdminDeps, setup_admin_routes
-from bridge.web.app import make_web_app
+from bridge.web.factory import make_web_app
 from bridge.web.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
 
 

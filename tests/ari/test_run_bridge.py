@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
+from bridge.runtime import Runtime, run_bridge
 from tests.ari.fake_ari import PASSWORD, USERNAME, FakeAri, channel_json, stasis_start
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 

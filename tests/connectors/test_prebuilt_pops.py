@@ -8,9 +8,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.app import Runtime, _external_cards
 from bridge.config import build_config
 from bridge.records.wiring import RecordsParts
+from bridge.runtime import Runtime, _external_cards
 from tests.connectors.prebuilt_fixtures import KNOWN, VENDORS, crm_values, vendor
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
+from bridge.runtime import Runtime, run_bridge
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from bridge.sim.originate import OriginateTiming
 from tests.crm.fixture_crm import load_trace_crm

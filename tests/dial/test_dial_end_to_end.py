@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
+from bridge.runtime import Runtime, run_bridge
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from tests.crm.fixture_crm import BOB, load_trace_crm
 from tests.test_end_to_end import free_port, hello, recv, wait_for_row

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 
 from bridge.ari import build_ari_app
-from bridge.ari.app import AriApp
+from bridge.ari.stasis import AriApp
 from bridge.config import build_config
 from bridge.errors import CrmUnavailable
 from tests.ari.conftest import RunApp, TableRouter, ari_config
