@@ -32,12 +32,14 @@ from bridge.crm.listener import PgListener
 from bridge.crm.merge_notice import MergeNotifier
 from bridge.crm.phones import normalise
 from bridge.crm.roster import AgentRoster
+from bridge.crm.webhook import WebhookDeps, setup_webhook_routes
 from bridge.db.embedded import database_url
 from bridge.db.health import DatabaseHealth
 from bridge.db.pool import create_pool
 from bridge.dial.routes import DialDeps, setup_dial_routes
 from bridge.dial.service import Dialer
 from bridge.netguard import raise_open_files_limit
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.pops.card import CustomerCard
 from bridge.pops.card_views import CardViewAudit
 from bridge.pops.hub import CardForCaller, PopHub
@@ -52,9 +54,7 @@ from bridge.wallboard.ami import AmiQueues
 from bridge.wallboard.board import WallBoard
 from bridge.web import make_web_app
 from bridge.web.admin import AdminDeps, setup_admin_routes
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from bridge.web.server import HttpServer
-from bridge.web.webhook import WebhookDeps, setup_webhook_routes
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from bridge.dial.service import (
     DialRateLimited,
     NumberRefused,
 )
+from bridge.pops.agent_routes import AGENT_DEPS, bearer_agent
 from bridge.web.errors import ApiError, invalid, read_json
 
 __all__ = ["DIAL_DEPS", "DialDeps", "admin_dial", "setup_dial_routes"]
@@ -109,8 +110,6 @@ async def _place(
 
 
 async def agent_dial(request: web.Request) -> web.Response:
-    from bridge.web.agent import AGENT_DEPS, bearer_agent
-
     agent = await bearer_agent(request, request.app[AGENT_DEPS])
     deps = _deps(request)
     body = await read_json(request, limit=4 * 1024)
@@ -139,8 +138,6 @@ async def admin_dial(request: web.Request, *, actor: str) -> web.Response:
 
 
 async def agent_callbacks(request: web.Request) -> web.Response:
-    from bridge.web.agent import AGENT_DEPS, bearer_agent
-
     agent = await bearer_agent(request, request.app[AGENT_DEPS])
     deps = _deps(request)
     queues = None if agent.role in ("supervisor", "admin") else deps.queues_of(agent.device)

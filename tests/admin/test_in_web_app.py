@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
+from bridge.crm.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
 from bridge.web.admin import AdminDeps, setup_admin_routes
 from bridge.web.factory import make_web_app
-from bridge.web.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from bridge.runtime import Runtime, run_bridge
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from bridge.sim.originate import OriginateTiming
 from tests.crm.fixture_crm import load_trace_crm
+from tests.pops.test_agent_browser import ARGS, CHROMIUM
 from tests.test_end_to_end import free_port
-from tests.web.test_agent_browser import ARGS, CHROMIUM
 
 SCREENS = Path("/tmp/screens/clicktocall")
 

@@ -27,6 +27,7 @@ from bridge.crm.agents import create_agent
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.roster import AgentRoster
 from bridge.models import CallEnded, CallEvent, CallRetracted, CallRinging
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.pops.hub import PopHub
 from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
@@ -38,10 +39,9 @@ from bridge.wallboard.ami import AmiQueues
 from bridge.wallboard.board import WallBoard
 from bridge.web import HttpServer, make_web_app
 from bridge.web.admin import AdminDeps, setup_admin_routes
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 from tests.pops.conftest import TRACES
-from tests.web.test_agent_browser import ARGS, CHROMIUM
+from tests.pops.test_agent_browser import ARGS, CHROMIUM
 
 SCREENS = Path("/tmp/screens/desk")
 VIP_GOLD = "rgb(184, 134, 11)"  # #b8860b

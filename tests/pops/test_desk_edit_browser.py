@@ -14,11 +14,11 @@ import asyncpg
 import pytest
 from websockets.asyncio.server import serve
 
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.web import HttpServer, make_web_app
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.crm.fixture_crm import ALICE, BOB, load_trace_crm
-from tests.web.test_agent_browser import ARGS, CHROMIUM
-from tests.web.test_agent_page_forgets import ScriptedPops, Site, card, sign_in
+from tests.pops.test_agent_browser import ARGS, CHROMIUM
+from tests.pops.test_agent_page_forgets import ScriptedPops, Site, card, sign_in
 
 SCREENS = Path("/tmp/screens/deskgaps")
 

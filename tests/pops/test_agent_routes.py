@@ -7,9 +7,9 @@ import aiohttp
 import asyncpg
 import pytest
 
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.records.participants import record_participant
 from bridge.web import HttpServer, make_web_app
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.crm.fixture_crm import load_trace_crm
 
 CALL = "1700000000.42"

@@ -21,11 +21,11 @@ import asyncpg
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.records.participants import record_participant
 from bridge.web import HttpServer, make_web_app
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.crm.fixture_crm import load_trace_crm
-from tests.web.test_agent_browser import ARGS, CHROMIUM
+from tests.pops.test_agent_browser import ARGS, CHROMIUM
 
 SCREENS = Path("/tmp/screens/authz")
 SECRET_NAME = "Zebulon Quartermaine-Secret"

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import build_config
-from bridge.web.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
+from bridge.crm.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
 from tests.admin.routing_probe import running_router
 from tests.crm.fixture_crm import ALICE, BOB, load_trace_crm
 

@@ -1,4 +1,5 @@
-"""The agent's desk and the supervisors' wallboard, beside the agent page (`bridge.web.agent`).
+"""The agent's desk and the supervisors' wallboard, beside the agent page
+(`bridge.pops.agent_routes`).
 
 GET  /wallboard                          the wallboard page (static; its data needs a
                                          supervisor or admin token: the pops websocket's
@@ -48,7 +49,7 @@ from bridge.errors import (
 from bridge.web.errors import ApiError, invalid, read_json
 
 if TYPE_CHECKING:
-    from bridge.web.agent import AgentDeps
+    from bridge.pops.agent_routes import AgentDeps
 
 __all__ = ["setup_desk_routes"]
 
@@ -83,7 +84,7 @@ async def wallboard_static(request: web.Request) -> web.Response:
 
 
 def _deps(request: web.Request) -> AgentDeps:
-    from bridge.web.agent import AGENT_DEPS
+    from bridge.pops.agent_routes import AGENT_DEPS
 
     return request.app[AGENT_DEPS]
 
@@ -130,7 +131,7 @@ def _body_fields(body: dict[str, Any], allowed: frozenset[str]) -> None:
 
 
 async def create_customer(request: web.Request) -> web.Response:
-    from bridge.web.agent import bearer_agent
+    from bridge.pops.agent_routes import bearer_agent
 
     deps = _deps(request)
     agent = await bearer_agent(request, deps)
@@ -159,7 +160,7 @@ async def create_customer(request: web.Request) -> web.Response:
 
 
 async def edit_customer(request: web.Request) -> web.Response:
-    from bridge.web.agent import bearer_agent
+    from bridge.pops.agent_routes import bearer_agent
 
     deps = _deps(request)
     agent = await bearer_agent(request, deps)
@@ -194,7 +195,7 @@ async def edit_customer(request: web.Request) -> web.Response:
 
 
 async def calls_today(request: web.Request) -> web.Response:
-    from bridge.web.agent import bearer_agent
+    from bridge.pops.agent_routes import bearer_agent
 
     deps = _deps(request)
     agent = await bearer_agent(request, deps)

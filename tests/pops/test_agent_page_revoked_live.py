@@ -14,18 +14,18 @@ from bridge.crm import agents
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.roster import AgentRoster
 from bridge.models import CallRinging
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.pops.hub import PopHub
 from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
 from bridge.tracker import CallTracker
 from bridge.tracker.replay import ReplayClock
 from bridge.web import HttpServer, make_web_app
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.conftest import TRACES
 from tests.crm.fixture_crm import load_trace_crm
 from tests.pops.conftest import CONFIG
-from tests.web.test_agent_browser import ARGS, CHROMIUM, pytestmark  # noqa: F401
-from tests.web.test_agent_page_forgets import SCREENS, heap_holds
+from tests.pops.test_agent_browser import ARGS, CHROMIUM, pytestmark  # noqa: F401
+from tests.pops.test_agent_page_forgets import SCREENS, heap_holds
 
 
 def ring_first_agent(tracker: CallTracker, hub: PopHub) -> None:

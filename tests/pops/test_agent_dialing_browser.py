@@ -15,15 +15,15 @@ from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.roster import AgentRoster
 from bridge.models import CallDialing
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder
 from bridge.tracker import CallTracker, replay
 from bridge.web import HttpServer, make_web_app
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.conftest import TRACES
 from tests.crm.fixture_crm import load_trace_crm
-from tests.web.test_agent_browser import ARGS, CHROMIUM
+from tests.pops.test_agent_browser import ARGS, CHROMIUM
 
 SCREENS = Path("/tmp/screens/realpbx")
 

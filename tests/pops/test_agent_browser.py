@@ -13,11 +13,11 @@ from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
 from bridge.crm.roster import AgentRoster
 from bridge.models import CallRinging
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.pops.origins import default_origins
 from bridge.pops.sources import build_pop_hub
 from bridge.records.participants import ParticipantRecorder
 from bridge.web import HttpServer, make_web_app
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 from tests.pops.conftest import trace_events
 

@@ -15,11 +15,11 @@ import pytest
 
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.tracker.tracker import CallTracker
 from bridge.wallboard.board import WallBoard
 from bridge.web import HttpServer, make_web_app
 from bridge.web.admin import AdminDeps, setup_admin_routes
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.crm.fixture_crm import load_trace_crm
 
 CONFIG = build_config({"http": {"port": 0}}, {}, runtime=False)

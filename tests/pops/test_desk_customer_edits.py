@@ -20,8 +20,8 @@ from bridge.connectors import build_connector
 from bridge.crm.agents import create_agent
 from bridge.crm.customer_edits import edit_policy
 from bridge.crm.directory import PostgresDirectory
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.web import HttpServer, make_web_app
-from bridge.web.agent import AgentDeps, setup_agent_routes
 from tests.connectors.crm_server import CrmServer
 from tests.connectors.prebuilt_fixtures import VENDORS, vendor
 from tests.connectors.test_rest_connector import config_for

@@ -16,7 +16,7 @@
 The page logs in with the agent's token (kept in sessionStorage), opens the pop websocket
 (`bridge.pops.protocol`) and renders every value as text; the app's Content-Security-Policy
 (script-src 'self') forbids inline script on top of that. The desk's other routes (create a
-customer, my calls today) and the wallboard page: `bridge.web.desk`.
+customer, my calls today) and the wallboard page: `bridge.pops.desk`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import asyncpg
 from aiohttp import web
 
 from bridge.crm.agents import Agent, authenticate
+from bridge.pops.desk import setup_desk_routes
 from bridge.pops.disposition import CallNotFound, Filed, NotYourCall, save_disposition
-from bridge.web.desk import setup_desk_routes
 from bridge.web.errors import ApiError, invalid, read_json
 
 __all__ = ["AgentDeps", "setup_agent_routes"]
