@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import build_config
 from bridge.crm.agents import authenticate, create_agent
-from bridge.web.admin import AdminDeps, setup_admin_routes
+from tests.admin.api import mount_admin_api
 from tests.admin.routing_probe import running_router
 from tests.crm.fixture_crm import BOB, load_trace_crm
 
@@ -64,7 +64,7 @@ async def tokens(pool: asyncpg.Pool[Any]) -> dict[str, str]:
 async def client(pool: asyncpg.Pool[Any]) -> AsyncIterator[TestClient[Any, Any]]:
     config = build_config({}, {}, runtime=False)
     app = web.Application()
-    setup_admin_routes(app, AdminDeps(pool=pool, config=config))
+    mount_admin_api(app, pool, config)
     c: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
     await c.start_server()
     try:
@@ -574,7 +574,7 @@ async def test_database_down_is_503_json(database_url: str) -> None:
     dead = await create_pool(database_url, min_size=1, max_size=2)
     await dead.close()
     app = web.Application()
-    setup_admin_routes(app, AdminDeps(pool=dead, config=build_config({}, {}, runtime=False)))
+    mount_admin_api(app, dead, build_config({}, {}, runtime=False))
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         resp = await client.get("/api/rules", headers={"Authorization": "Bearer " + "a" * 43})
         assert resp.status == 503

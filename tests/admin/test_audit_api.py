@@ -17,8 +17,8 @@ from bridge.crm import audit
 from bridge.crm.agents import create_agent
 from bridge.crm.audit import CardView, record_card_views
 from bridge.errors import CrmUnavailable
-from bridge.web.admin import AdminDeps, setup_admin_routes
 from bridge.web.openapi import openapi_document
+from tests.admin.api import mount_admin_api
 from tests.admin.test_admin_api import Api
 
 T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
@@ -36,7 +36,7 @@ async def tokens(pool: asyncpg.Pool[Any]) -> dict[str, str]:
 @pytest.fixture
 async def client(pool: asyncpg.Pool[Any]) -> AsyncIterator[TestClient[Any, Any]]:
     app = web.Application()
-    setup_admin_routes(app, AdminDeps(pool=pool, config=build_config({}, {}, runtime=False)))
+    mount_admin_api(app, pool, build_config({}, {}, runtime=False))
     c: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
     await c.start_server()
     try:

@@ -19,7 +19,7 @@ from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.tracker.tracker import CallTracker
 from bridge.wallboard.board import WallBoard
 from bridge.web import HttpServer, make_web_app
-from bridge.web.admin import AdminDeps, setup_admin_routes
+from tests.admin.api import mount_admin_api
 from tests.crm.fixture_crm import load_trace_crm
 
 CONFIG = build_config({"http": {"port": 0}}, {}, runtime=False)
@@ -42,7 +42,7 @@ async def site(pool: asyncpg.Pool[Any]) -> AsyncIterator[Site]:
     app = make_web_app(
         setups=[
             lambda app: setup_agent_routes(app, AgentDeps(pool, 8765)),
-            lambda app: setup_admin_routes(app, AdminDeps(pool, CONFIG, board)),
+            lambda app: mount_admin_api(app, pool, CONFIG, board),
         ]
     )
     server = HttpServer(app, "127.0.0.1", 0)

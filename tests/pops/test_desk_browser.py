@@ -38,7 +38,7 @@ from bridge.tracker.tracker import CallTracker
 from bridge.wallboard.ami import AmiQueues
 from bridge.wallboard.board import WallBoard
 from bridge.web import HttpServer, make_web_app
-from bridge.web.admin import AdminDeps, setup_admin_routes
+from tests.admin.api import mount_admin_api
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 from tests.pops.conftest import TRACES
 from tests.pops.test_agent_browser import ARGS, CHROMIUM
@@ -250,7 +250,7 @@ async def test_desk_and_wallboard_follow_a_replayed_call(
     app = make_web_app(
         setups=[
             lambda app: setup_agent_routes(app, deps),
-            lambda app: setup_admin_routes(app, AdminDeps(pool, config, board)),
+            lambda app: mount_admin_api(app, pool, config, board),
         ]
     )
     http = HttpServer(app, port=0)
