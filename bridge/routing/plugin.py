@@ -14,7 +14,7 @@ from bridge.crm.directory import CustomerDirectory
 from bridge.crm.plugin import CUSTOMER_DIRECTORY, PG_LISTENER
 from bridge.plugin import Context, Http, Key, Plugin
 from bridge.routing.rules_api import setup_rules_api
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 
 __all__ = ["ROUTE", "ROUTE_SERVICE", "RULES", "RULE_STORE"]
@@ -36,7 +36,9 @@ def _route(ctx: Context) -> RouteService:
     directory: CustomerDirectory = (
         ctx.need(CRM_CONNECTOR) if external else ctx.need(CUSTOMER_DIRECTORY)
     )
-    service = RouteService(directory, ctx.need(RULE_STORE), ctx.config)
+    # Decisions are recorded next to the rules, in the bridge's database.
+    decisions = PostgresDecisionLog(ctx.pool)
+    service = RouteService(directory, ctx.need(RULE_STORE), ctx.config, decisions=decisions)
     ctx.provide(ROUTE_SERVICE, service)
     ctx.provide(ROUTE_DECISIONS, service.on_decision)  # the monitor's degraded-routing watch
     return service

@@ -18,8 +18,7 @@ from bridge.config import build_config
 from bridge.crm.agents import Agent, create_agent
 from bridge.pops.disposition import save_disposition
 from bridge.records.participants import record_participant
-from tests.admin.api import mount_admin_api
-from tests.admin.test_admin_api import Api
+from tests.admin.api import Api, mount_admin_api
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

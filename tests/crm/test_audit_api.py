@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from bridge.config import build_config
 from bridge.crm import audit
-from bridge.crm.agents import create_agent
 from bridge.crm.audit import CardView, record_card_views
 from bridge.errors import CrmUnavailable
 from bridge.web.openapi import openapi_document
-from tests.admin.api import mount_admin_api
-from tests.admin.test_admin_api import Api
+from tests.admin.api import Api
 
 T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def tokens(pool: asyncpg.Pool[Any]) -> dict[str, str]:
-    return {
-        "admin": await create_agent(pool, "boss", "The Admin", "admin", "9000"),
-        "supervisor": await create_agent(pool, "sup", "Sue", "supervisor", "9001"),
-        "agent": await create_agent(pool, "3001", "Agent 3001", "agent", "3001"),
-    }
-
-
-@pytest.fixture
-async def client(pool: asyncpg.Pool[Any]) -> AsyncIterator[TestClient[Any, Any]]:
-    app = web.Application()
-    mount_admin_api(app, pool, build_config({}, {}, runtime=False))
-    c: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
-    await c.start_server()
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-@pytest.fixture
-def api(client: TestClient[Any, Any], tokens: dict[str, str]) -> Api:
-    return Api(client, tokens["admin"])
 
 
 def view(minutes: int, agent: str, customer: str, call: str = "", *sections: str) -> CardView:
