@@ -1,4 +1,4 @@
-"""The admin API and the webhook mounted on the bridge's own web app (bridge/web/app.py)."""
+"""The admin API and the webhook mounted on the bridge's own web app (bridge/web/factory.py)."""
 
 from __future__ import annotations
 
