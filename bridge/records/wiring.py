@@ -1,4 +1,5 @@
-"""How the composition root assembles call records, delivery and alerts.
+"""Call records, their delivery and alerts assembled outside the running bridge (the
+bridge's own plugins, `bridge.records.plugin`, use `build_delivery`):
 
     parts = build_records(config, pool, directory=crm_directory)
     for component in parts.components():      # start in this order, stop in reverse
