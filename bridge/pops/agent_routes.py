@@ -65,7 +65,7 @@ _DISPOSITION_FIELDS = frozenset({"agent", "disposition", "notes"})
 
 
 def _asset(name: str) -> bytes:
-    return resources.files("bridge.web").joinpath("static", name).read_bytes()
+    return resources.files("bridge.pops").joinpath("static", name).read_bytes()
 
 
 async def agent_page(request: web.Request) -> web.Response:

@@ -69,7 +69,7 @@ SELECT r.call_id, r.caller, c.name AS customer, r.started_at, r.talk_s, r.outcom
 
 
 def _asset(name: str) -> bytes:
-    return resources.files("bridge.web").joinpath("static", name).read_bytes()
+    return resources.files("bridge.pops").joinpath("static", name).read_bytes()
 
 
 async def wallboard_page(request: web.Request) -> web.Response:
