@@ -1,7 +1,7 @@
 """Drive a tracker from recorded AMI bytes, exactly as the live link does from a socket.
 
 Beside the AMI package and the tracker, not in either: it is the one place (with the live
-`bridge.ami_pipeline`) where AMI decoding and call tracking meet, so neither imports the other.
+`bridge.ami.pipeline`) where AMI decoding and call tracking meet, so neither imports the other.
 
 Traces carry no timestamps, so replay stamps events with a synthetic clock: a fixed start and
 a fixed step per frame. Durations computed from it are therefore not meaningful in replay;

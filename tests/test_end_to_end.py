@@ -18,9 +18,10 @@ import aiohttp
 import asyncpg
 import websockets
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
+from bridge.plugin import Context
+from bridge.runtime import run_bridge
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 
@@ -77,7 +78,7 @@ async def test_a_vip_call_is_routed_popped_recorded_and_dispositioned(
             {},
         )
         stop = asyncio.Event()
-        ready: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+        ready: asyncio.Future[Context] = asyncio.get_running_loop().create_future()
         bridge = asyncio.ensure_future(run_bridge(config, stop=stop, started=ready.set_result))
         try:
             async with asyncio.timeout(30):

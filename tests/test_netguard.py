@@ -17,7 +17,6 @@ from prometheus_client import REGISTRY
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from bridge.app import open_files_needed
 from bridge.config import build_config
 from bridge.errors import ConfigError
 from bridge.netguard import (
@@ -32,6 +31,7 @@ from bridge.netguard import (
     raise_open_files_limit,
 )
 from bridge.netguard.ws import guarded_connection
+from bridge.runtime import open_files_needed
 from tests.flood import close_sockets, open_sockets, wait_until
 
 # --- allow lists ------------------------------------------------------------------------

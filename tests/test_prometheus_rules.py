@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import bridge.app  # noqa: F401 - registers every feature's metrics
+import bridge.runtime  # noqa: F401 - registers every feature's metrics
 
 ROOT = Path(__file__).parents[1]
 RULES = ROOT / "docker" / "prometheus" / "alerts.yml"

@@ -14,9 +14,10 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from bridge.app import Factory, Runtime, run_bridge, start_components
 from bridge.component import Health
 from bridge.config import build_config
+from bridge.plugin import Context, Plugin
+from bridge.runtime import run_bridge, start_plugins
 from tests.agi.client import header, play_asterisk
 from tests.crm.fixture_crm import load_trace_crm
 
@@ -149,20 +150,21 @@ class Part:
         return Health("up")
 
 
-def bare_runtime() -> Runtime:
-    """A runtime whose factories need no database."""
-    return Runtime(build_config({}, {}, runtime=False), cast(Any, None))
+def bare_context(plugins: list[Plugin]) -> Context:
+    """A context whose plugins need no database."""
+    return Context(build_config({}, {}, runtime=False), cast(Any, None), plugins)
 
 
 async def test_components_start_in_order_and_stop_in_reverse() -> None:
     log: list[str] = []
-    registry: list[tuple[str, Factory]] = [
-        ("a", lambda rt: Part("a", log)),
-        ("off", lambda rt: None),  # a disabled feature
-        ("b", lambda rt: Part("b", log)),
+    plugins = [
+        Plugin("a", build=lambda ctx: Part("a", log)),
+        Plugin("off", build=lambda ctx: None),  # a disabled feature
+        Plugin("routes", routes=lambda http, ctx: None),  # routes only: no component
+        Plugin("b", build=lambda ctx: Part("b", log)),
     ]
     async with AsyncExitStack() as stack:
-        rt = await start_components(stack, bare_runtime(), registry)
+        rt = await start_plugins(stack, bare_context(plugins))
         assert list(rt.components) == ["a", "b"]
         assert {n: h.state for n, h in rt.health().items() if n in ("a", "b")} == {
             "a": "up",
@@ -173,14 +175,14 @@ async def test_components_start_in_order_and_stop_in_reverse() -> None:
 
 async def test_a_component_failing_to_start_stops_those_already_started() -> None:
     log: list[str] = []
-    registry: list[tuple[str, Factory]] = [
-        ("a", lambda rt: Part("a", log)),
-        ("b", lambda rt: Part("b", log, fail=True)),
-        ("c", lambda rt: Part("c", log)),
+    plugins = [
+        Plugin("a", build=lambda ctx: Part("a", log)),
+        Plugin("b", build=lambda ctx: Part("b", log, fail=True)),
+        Plugin("c", build=lambda ctx: Part("c", log)),
     ]
     with pytest.raises(RuntimeError, match="b cannot start"):
         async with AsyncExitStack() as stack:
-            await start_components(stack, bare_runtime(), registry)
+            await start_plugins(stack, bare_context(plugins))
     assert log == ["start a", "stop a"]
 
 
@@ -200,7 +202,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
         {},
     )
     stop = asyncio.Event()
-    ready: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+    ready: asyncio.Future[Context] = asyncio.get_running_loop().create_future()
     bridge = asyncio.ensure_future(run_bridge(config, stop=stop, started=ready.set_result))
     try:
         async with asyncio.timeout(30):

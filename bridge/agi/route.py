@@ -13,7 +13,7 @@ would stall a real Asterisk: res_agi reads commands with `fgets` on a buffered `
 waits for the next one by polling the raw descriptor, so commands already sitting in the
 stdio buffer are not seen until more bytes arrive.
 
-Several PBXs (`[[pbx]]`): the request is attributed to one (`bridge.pbx.attribution`), whose
+Several PBXs (`[[pbx]]`): the request is attributed to one (`bridge.agi.attribution`), whose
 region and recording template apply and whose namespace the recorded decision's Linkedid
 and Uniqueid take, so the decision joins that PBX's call record.
 """
@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bridge.agi import metrics
+from bridge.agi.attribution import site_for_request
 from bridge.agi.protocol import AgiEnv, argument_text, encode_get_variable, encode_set_variable
 from bridge.agi.server import AgiSession
 from bridge.config import Config
 from bridge.crm.phones import to_e164
 from bridge.models import Decision, InboundCall
-from bridge.pbx.attribution import site_for_request
 from bridge.pbx.namespace import namespace_event
 from bridge.routing.variables import contract_variables, recording_name
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from bridge import audit
 from bridge.cli.common import config_from, database_pool
+from bridge.crm import audit
 from bridge.crm.agents import ROLES, create_agent, hash_token, list_agents
 from bridge.db.errors import map_db_errors
 from bridge.errors import NotFound

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(config: Config) -> None:
-    from bridge.app import run_bridge
+    from bridge.runtime import run_bridge
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,8 +27,9 @@ from bridge.cli.common import config_from, database_pool
 from bridge.config import Config, PbxSite
 from bridge.connectors import CrmConnector, build_connector
 from bridge.errors import UsageError
-from bridge.pbx.build import site_cdr_source, site_devices
+from bridge.pbx.namespace import site_devices
 from bridge.sync import SyncSummary, run_sync
+from bridge.sync.namespaced import site_cdr_source
 from bridge.sync.periodic import SYNC_LOCK, scope_lock
 
 DEFAULT_LOOKBACK = timedelta(hours=48)

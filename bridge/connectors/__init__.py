@@ -8,6 +8,7 @@ from typing import Any
 from bridge.config import Config
 from bridge.connectors.base import CrmConnector
 from bridge.connectors.builtin import BuiltinConnector
+from bridge.connectors.prebuilt import build_prebuilt
 from bridge.connectors.rest import RestConnector
 
 __all__ = ["BuiltinConnector", "CrmConnector", "RestConnector", "build_connector"]
@@ -18,9 +19,5 @@ def build_connector(config: Config, directory: Any = None) -> CrmConnector:
     if config.crm.connector == "rest":
         return RestConnector(config.crm)
     if config.crm.connector != "builtin":
-        # Imported here: the prebuilt connectors build pop cards, and bridge.pops imports
-        # the records package, which imports this one.
-        from bridge.connectors.prebuilt import build_prebuilt
-
         return build_prebuilt(config.crm)
     return BuiltinConnector(directory)

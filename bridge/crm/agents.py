@@ -15,13 +15,18 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import asyncpg
 
 from bridge.config import PBX_NAME
 from bridge.db.errors import map_db_errors
 from bridge.errors import ValidationError
+
+if TYPE_CHECKING:
+    from bridge.crm.customers import Conn
+
+    Db: TypeAlias = Conn | asyncpg.Pool[Any]
 
 Role = Literal["agent", "supervisor", "admin"]
 ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
@@ -196,3 +201,66 @@ async def _fetchrow(pool: asyncpg.Pool[Any], sql: str, *args: Any) -> Any:
 async def _execute(pool: asyncpg.Pool[Any], sql: str, *args: Any) -> str:
     with map_db_errors("agent update failed"):
         return str(await pool.execute(sql, *args))
+
+
+# --- in the caller's transaction (the admin API) --------------------------------------------
+# These take a connection (or the pool) and let database errors through: the caller maps them
+# at its boundary, and the change and its audit row commit together.
+
+AGENT_COLUMNS = "id, name, role, device, active"
+
+
+async def agent_rows(conn: Db) -> list[Any]:
+    """Every agent (never tokens or hashes), by id."""
+    return list(await conn.fetch(f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY id"))
+
+
+async def agent_row(conn: Db, id: str, *, for_update: bool = False) -> Any:
+    """The agent's row, or None; `for_update` locks it until the transaction ends."""
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1{lock}", id)
+
+
+async def device_owner(conn: Db, device: str, *, other_than: str) -> str | None:
+    """The id of the agent other than `other_than` whose device is `device`, or None."""
+    owner = await conn.fetchval(
+        "SELECT id FROM agents WHERE device = $1 AND id <> $2", device, other_than
+    )
+    return None if owner is None else str(owner)
+
+
+async def insert_agent(
+    conn: Db, id: str, name: str, role: str, device: str, token_hash: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO agents (id, name, role, device, token_hash) VALUES ($1, $2, $3, $4, $5)",
+        id,
+        name,
+        role,
+        device,
+        token_hash,
+    )
+
+
+async def update_agent(
+    conn: Db, id: str, *, name: str, role: str, device: str, active: bool
+) -> None:
+    await conn.execute(
+        "UPDATE agents SET name = $2, role = $3, device = $4, active = $5, updated_at = now()"
+        " WHERE id = $1",
+        id,
+        name,
+        role,
+        device,
+        active,
+    )
+
+
+async def deactivate_agent(conn: Db, id: str) -> None:
+    await conn.execute("UPDATE agents SET active = false, updated_at = now() WHERE id = $1", id)
+
+
+async def set_token_hash(conn: Db, id: str, token_hash: str) -> None:
+    await conn.execute(
+        "UPDATE agents SET token_hash = $2, updated_at = now() WHERE id = $1", id, token_hash
+    )

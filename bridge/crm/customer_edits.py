@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.db.errors import map_db_errors
 from bridge.errors import BridgeError, DuplicatePhone, NotFound
 from bridge.models import Customer

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.crm.phones import to_e164
 from bridge.db.errors import map_db_errors
 from bridge.errors import DuplicatePhone, UsageError, ValidationError

@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeAlias
 
 import asyncpg
 
-from bridge import audit, customers
+from bridge.crm import audit, customers
 from bridge.db.errors import map_db_errors
 from bridge.errors import MergeConflict, NotFound, UsageError
 

@@ -2,7 +2,7 @@
 
 Order of start (and, reversed, of stop): the database (embedded PostgreSQL when no URL is
 set), migrations, the demo CRM, the simulated PBX's AMI server on an ephemeral loopback
-port, the bridge itself (bridge.app.run_bridge, in this process, its AMI link pointed at the
+port, the bridge itself (bridge.runtime.run_bridge, in this process, its AMI link pointed at the
 simulator), then the simulator starts placing calls into the bridge's FastAGI port. Ctrl-C
 (SIGINT) or SIGTERM sets `stop`: calls stop, the bridge stops, the AMI server closes and the
 embedded PostgreSQL is shut down, so no process is left behind.
@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import logging
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from bridge.config import Config
 from bridge.db.embedded import database_url
@@ -29,12 +28,20 @@ from bridge.db.pool import create_pool
 from bridge.demo.data import AGENTS, QUEUES, callers, customers
 from bridge.demo.seed import seed
 from bridge.errors import BridgeError
+from bridge.plugin import Context
 from bridge.sim import AmiServer, AmiUser, SimAgent, SimConfig, SimPbx, SimQueue
 
 log = logging.getLogger(__name__)
 
 DEMO_AMI_USER = "crm-bridge-demo"
-RunBridge = Callable[..., Awaitable[Any]]
+
+
+class RunBridge(Protocol):
+    """`bridge.runtime.run_bridge`'s shape: runs until `stop`, calls `started` once listening."""
+
+    def __call__(
+        self, config: Config, *, stop: asyncio.Event, started: Callable[[Context], None]
+    ) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,37 +101,6 @@ def simulator_config(config: Config, options: DemoOptions, ami_secret: str) -> S
     )
 
 
-async def _port_open(host: str, port: int) -> bool:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
-
-
-async def _wait_ready(config: Config, bridge: asyncio.Task[Any], timeout_s: float) -> None:
-    """Until the bridge's FastAGI and HTTP ports accept connections (or the bridge fails)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    wanted = [
-        (_display_host(config.agi.host), config.agi.port),
-        (_display_host(config.http.host), config.http.port),
-    ]
-    while wanted:
-        if bridge.done():
-            bridge.result()  # raises what stopped it
-            raise BridgeError("the bridge stopped during start-up")
-        if await _port_open(*wanted[0]):
-            wanted.pop(0)
-            continue
-        if loop.time() > deadline:
-            raise BridgeError(f"the bridge did not listen on {wanted[0][0]}:{wanted[0][1]} in time")
-        await asyncio.sleep(0.2)
-
-
 async def _wait_started(ready: asyncio.Event, bridge: asyncio.Task[Any], timeout_s: float) -> None:
     """Until run_bridge reports everything listening (or fails)."""
     waiter = asyncio.ensure_future(ready.wait())
@@ -139,7 +115,7 @@ async def _wait_started(ready: asyncio.Event, bridge: asyncio.Task[Any], timeout
         raise BridgeError(f"the bridge did not start within {timeout_s:g} s")
 
 
-async def _calls_ended(runtime: Any, *, timeout_s: float) -> None:
+async def _calls_ended(runtime: Context, *, timeout_s: float) -> None:
     """Give the bridge a moment to end (and record) the calls the simulator just hung up."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -154,7 +130,7 @@ async def _calls_ended(runtime: Any, *, timeout_s: float) -> None:
 
 
 def _load_run_bridge() -> RunBridge:
-    from bridge.app import run_bridge
+    from bridge.runtime import run_bridge
 
     return run_bridge
 
@@ -211,17 +187,15 @@ async def run_demo(
         )
         bridge_stop = asyncio.Event()
         ready = asyncio.Event()
-        kwargs: dict[str, Any] = {"stop": bridge_stop}
-        reports_start = "started" in inspect.signature(run_bridge).parameters
-        runtime: list[Any] = []
-        if reports_start:
+        runtime: list[Context] = []
 
-            def on_started(rt: Any) -> None:
-                runtime.append(rt)
-                ready.set()
+        def on_started(ctx: Context) -> None:
+            runtime.append(ctx)
+            ready.set()
 
-            kwargs["started"] = on_started
-        bridge = asyncio.ensure_future(run_bridge(bridge_config, **kwargs))
+        bridge = asyncio.ensure_future(
+            run_bridge(bridge_config, stop=bridge_stop, started=on_started)
+        )
 
         async def stop_bridge() -> None:
             bridge_stop.set()
@@ -235,10 +209,7 @@ async def run_demo(
                 log.exception("the bridge failed while stopping")
 
         stack.push_async_callback(stop_bridge)
-        if reports_start:
-            await _wait_started(ready, bridge, options.ready_timeout_s)
-        else:
-            await _wait_ready(bridge_config, bridge, options.ready_timeout_s)
+        await _wait_started(ready, bridge, options.ready_timeout_s)
 
         say(f"open the agent page: {agent_page_url(config)}")
         say(f"screen-pops (websocket): ws://{_display_host(config.pops.host)}:{config.pops.port}/")

@@ -4,7 +4,7 @@
          body {"number": "..."} or {"callback_of": "<call_id>"} (the missed call's number is
          dialled, and the new call is linked to it); "agent", if sent, must be the token's
          own agent: an agent dials only from its own device.
-    POST /api/dial              admin token (mounted by bridge.web.admin)
+    POST /api/dial              admin token (on the admin API: `setup_admin_dial`)
          body {"agent": "<id>", "number": "..."} (or "callback_of")
     GET  /agent/api/callbacks   agent token: the callers who gave up, oldest first, for the
          queues the agent's device is a member of (supervisors and admins: every queue)
@@ -34,9 +34,11 @@ from bridge.dial.service import (
     DialRateLimited,
     NumberRefused,
 )
+from bridge.pops.agent_routes import AGENT_DEPS, bearer_agent
+from bridge.web.auth import admin_actor
 from bridge.web.errors import ApiError, invalid, read_json
 
-__all__ = ["DIAL_DEPS", "DialDeps", "admin_dial", "setup_dial_routes"]
+__all__ = ["DIAL_DEPS", "DialDeps", "admin_dial", "setup_admin_dial", "setup_dial_routes"]
 
 _AGENT_FIELDS = frozenset({"number", "callback_of", "agent"})
 _CALL_ID_MAX = 150  # AST_MAX_UNIQUEID
@@ -109,8 +111,6 @@ async def _place(
 
 
 async def agent_dial(request: web.Request) -> web.Response:
-    from bridge.web.agent import AGENT_DEPS, bearer_agent
-
     agent = await bearer_agent(request, request.app[AGENT_DEPS])
     deps = _deps(request)
     body = await read_json(request, limit=4 * 1024)
@@ -139,8 +139,6 @@ async def admin_dial(request: web.Request, *, actor: str) -> web.Response:
 
 
 async def agent_callbacks(request: web.Request) -> web.Response:
-    from bridge.web.agent import AGENT_DEPS, bearer_agent
-
     agent = await bearer_agent(request, request.app[AGENT_DEPS])
     deps = _deps(request)
     queues = None if agent.role in ("supervisor", "admin") else deps.queues_of(bridge_device(agent))
@@ -157,3 +155,14 @@ def setup_dial_routes(app: web.Application, deps: DialDeps) -> web.Application:
     app.router.add_post("/agent/api/dial", agent_dial)
     app.router.add_get("/agent/api/callbacks", agent_callbacks)
     return app
+
+
+async def admin_dial_route(request: web.Request) -> web.Response:
+    """POST /api/dial, its actor the admin whose token the request carries."""
+    return await admin_dial(request, actor=admin_actor(request))
+
+
+def setup_admin_dial(api: web.Application) -> None:
+    """Mount POST /dial on the admin API (`bridge.web.admin_api`); it answers 503 unless
+    `setup_dial_routes` gave the root application its dial deps."""
+    api.router.add_post("/dial", admin_dial_route)

@@ -23,10 +23,10 @@ from typing import Any
 
 import asyncpg
 
-from bridge import audit
 from bridge.ami.protocol import Frame
 from bridge.clock import UnixClock
 from bridge.config import Config, PbxSite
+from bridge.crm import audit
 from bridge.crm.agents import Agent
 from bridge.db.errors import DB_ERRORS
 from bridge.dial.originate import DEVICE, new_call_id, originate_fields

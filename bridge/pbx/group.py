@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from bridge.component import Component, Health, State
 
-__all__ = ["PbxGroup", "aggregate_state"]
+__all__ = ["PbxGroup", "aggregate_state", "grouped"]
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +66,13 @@ class PbxGroup:
         """Until every link has logged in `sessions` times (tests)."""
         links = [link for link in self.links.values() if isinstance(link, _Connects)]
         await asyncio.gather(*(link.connected(sessions) for link in links))
+
+
+def grouped(name: str, parts: Sequence[tuple[str, Component | None]]) -> Component | None:
+    """`parts` are (PBX name, its component or None). A single PBX's component is returned
+    as it is (a legacy install's components are what they always were); several are grouped
+    under the CONTRACT's `name` (None: none enabled)."""
+    present = [(pbx, c) for pbx, c in parts if c is not None]
+    if len(parts) == 1:
+        return present[0][1] if present else None
+    return PbxGroup(name, present) if present else None

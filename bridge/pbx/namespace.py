@@ -29,11 +29,17 @@ from typing import Any, TypeVar
 from bridge import pbx_events as ev
 from bridge.config import PbxSite
 from bridge.crm.phones import to_e164
-from bridge.devices import DeviceMatcher
+from bridge.devices import DeviceMatcher, DevicePatterns
 from bridge.models import CallEvent
 from bridge.tracker.tracker import CallTracker
 
-__all__ = ["NamespacedTracker", "QualifiedDevices", "caller_e164", "namespace_event"]
+__all__ = [
+    "NamespacedTracker",
+    "QualifiedDevices",
+    "caller_e164",
+    "namespace_event",
+    "site_devices",
+]
 
 E = TypeVar("E")
 
@@ -123,3 +129,9 @@ class NamespacedTracker(CallTracker):
             now=now,
             complete=complete,
         )
+
+
+def site_devices(site: PbxSite) -> DeviceMatcher:
+    """The PBX's `device_pattern`, its extensions qualified when it is one of several."""
+    patterns = DevicePatterns.parse(site.pbx.device_pattern)
+    return QualifiedDevices(patterns, site.prefix) if site.namespaced else patterns

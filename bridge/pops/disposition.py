@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge import audit
+from bridge.crm import audit
 from bridge.crm.agents import Agent
 from bridge.db.errors import map_db_errors
 from bridge.errors import BridgeError, NotFound, ValidationError

@@ -1,4 +1,5 @@
-"""How the composition root assembles call records, delivery and alerts.
+"""Call records, their delivery and alerts assembled outside the running bridge (the
+bridge's own plugins, `bridge.records.plugin`, use `build_delivery`):
 
     parts = build_records(config, pool, directory=crm_directory)
     for component in parts.components():      # start in this order, stop in reverse
@@ -28,7 +29,7 @@ from bridge.records.outbox import OutboxWorker
 from bridge.records.spool import Spool, default_spool_dir
 from bridge.records.writer import RecordWriter
 
-__all__ = ["RecordsParts", "build_records"]
+__all__ = ["RecordsParts", "build_delivery", "build_records"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,22 @@ def build_records(
     `$CRM_BRIDGE_RECORDS_SPOOL_DIR` or `./.crm-bridge/spool`."""
     connector = connector or build_connector(config, directory)
     alerter = Alerter(config.alerts)
+    writer, outbox = build_delivery(
+        config, pool, connector=connector, alerts=alerter, spool_dir=spool_dir
+    )
+    return RecordsParts(writer, outbox, connector, alerter)
+
+
+def build_delivery(
+    config: Config,
+    pool: Any,
+    *,
+    connector: CrmConnector,
+    alerts: Alerter | None,
+    spool_dir: Path | None = None,
+) -> tuple[RecordWriter, OutboxWorker]:
+    """The record writer and the outbox delivering its records to `connector`, the writer
+    waking the outbox after each commit."""
     writer = RecordWriter(
         pool, Spool(spool_dir or default_spool_dir()), region=config.pbx.default_region
     )
@@ -62,8 +79,8 @@ def build_records(
         pool,
         connector,
         max_attempts=config.crm.max_attempts,
-        alerts=alerter,
+        alerts=alerts,
         lag_threshold_s=config.alerts.lag_threshold_s,
     )
     writer.on_committed(lambda _kind, _key, _at: outbox.wake())
-    return RecordsParts(writer, outbox, connector, alerter)
+    return writer, outbox

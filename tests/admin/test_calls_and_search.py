@@ -18,8 +18,7 @@ from bridge.config import build_config
 from bridge.crm.agents import Agent, create_agent
 from bridge.pops.disposition import save_disposition
 from bridge.records.participants import record_participant
-from bridge.web.admin import AdminDeps, setup_admin_routes
-from tests.admin.test_admin_api import Api
+from tests.admin.api import Api, mount_admin_api
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -35,7 +34,7 @@ async def tokens(pool: asyncpg.Pool[Any]) -> dict[str, str]:
 @pytest.fixture
 async def api(pool: asyncpg.Pool[Any], tokens: dict[str, str]) -> AsyncIterator[Api]:
     app = web.Application()
-    setup_admin_routes(app, AdminDeps(pool=pool, config=build_config({}, {}, runtime=False)))
+    mount_admin_api(app, pool, build_config({}, {}, runtime=False))
     client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
     await client.start_server()
     try:

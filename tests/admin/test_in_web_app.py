@@ -1,4 +1,4 @@
-"""The admin API and the webhook mounted on the bridge's own web app (bridge/web/app.py)."""
+"""The admin API and the webhook mounted on the bridge's own web app (bridge/web/factory.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
-from bridge.web.admin import AdminDeps, setup_admin_routes
-from bridge.web.app import make_web_app
-from bridge.web.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
+from bridge.crm.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
+from bridge.web.factory import make_web_app
+from tests.admin.api import mount_admin_api
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ async def client(pool: asyncpg.Pool[Any]) -> AsyncIterator[TestClient[Any, Any]]
     app = make_web_app(
         registry=CollectorRegistry(),
         setups=[
-            lambda app: setup_admin_routes(app, AdminDeps(pool=pool, config=config)),
+            lambda app: mount_admin_api(app, pool, config),
             lambda app: setup_webhook_routes(app, WebhookDeps(pool=pool, config=config)),
         ],
     )

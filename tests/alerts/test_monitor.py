@@ -132,9 +132,9 @@ async def test_a_crm_change_arriving_late_alerts_until_one_arrives_in_time(
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bridge.web.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
-    from tests.webhook.test_webhook import NOW, SECRET, upsert
-    from tests.webhook.test_webhook import Clock as WebClock
+    from bridge.crm.webhook import SIGNATURE_HEADER, WebhookDeps, setup_webhook_routes, sign
+    from tests.crm.test_webhook import NOW, SECRET, upsert
+    from tests.crm.test_webhook import Clock as WebClock
 
     meter = ChangeLag()
     config = build_config({"webhook": {"secret": SECRET}}, {}, runtime=False)

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.ami_pipeline import AmiPipeline
+from bridge.ami.pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN
 from bridge.models import CALL_EVENT_TYPES, CallEnded
 from bridge.records import RecordWriter, Spool

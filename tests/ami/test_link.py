@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from bridge.ami_pipeline import AmiPipeline
+from bridge.ami.pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.errors import LinkDown, UnsafeValueError
 from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bridge.ami_pipeline import AmiPipeline
+from bridge.ami.pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent, CallRinging
 from bridge.sim import AmiServer, AmiUser, Clock, FastClock, SimPbx, lab_config

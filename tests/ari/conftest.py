@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bridge.ari.app import AriApp, Router
+from bridge.ari.stasis import AriApp, Router
 from bridge.config import Config, build_config
 from bridge.models import Customer, Decision, InboundCall
 from tests.ari.fake_ari import PASSWORD, USERNAME, FakeAri

@@ -7,8 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
+from bridge.plugin import Context
+from bridge.runtime import run_bridge
 from tests.ari.fake_ari import PASSWORD, USERNAME, FakeAri, channel_json, stasis_start
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 
@@ -29,7 +30,7 @@ async def test_run_bridge_routes_a_stasis_call_and_stops_cleanly(
         environ={},
     )
     stop = asyncio.Event()
-    ready: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+    ready: asyncio.Future[Context] = asyncio.get_running_loop().create_future()
     runner = asyncio.create_task(run_bridge(config, stop=stop, started=ready.set_result))
     try:
         async with asyncio.timeout(20):

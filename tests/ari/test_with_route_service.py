@@ -16,7 +16,7 @@ from bridge.routing.service import RouteService
 from bridge.routing.store import RuleStore
 from tests.ari.conftest import RunApp, ari_config
 from tests.ari.fake_ari import FakeAri, channel_json, stasis_start
-from tests.ari.test_app import linkedid_in_ami_log, trace_lines
+from tests.ari.test_stasis import linkedid_in_ami_log, trace_lines
 from tests.crm.fixture_crm import ALICE, ZHANG, load_trace_crm
 
 

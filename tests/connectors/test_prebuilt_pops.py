@@ -1,4 +1,4 @@
-"""With a prebuilt connector, the composition root routes and pops from that CRM: the card an
+"""With a prebuilt connector, the pops plugin pops from that CRM: the card an
 agent's page shows is the vendor's (its deals or orders, open cases)."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.app import Runtime, _external_cards
 from bridge.config import build_config
-from bridge.records.wiring import RecordsParts
+from bridge.pops.plugin import external_cards
 from tests.connectors.prebuilt_fixtures import KNOWN, VENDORS, crm_values, vendor
 
 
@@ -20,9 +19,7 @@ async def test_pop_cards_come_from_the_prebuilt_connector(
 ) -> None:
     async with vendor(name) as v:
         config = build_config({"crm": crm_values(name, v.fake.url)}, {}, runtime=False)
-        rt = Runtime(config, pool)
-        rt.built["records"] = RecordsParts(None, None, v.connector, None)  # type: ignore[arg-type]
-        card_for_caller = _external_cards(rt)
+        card_for_caller = external_cards(v.connector, config.pbx.default_region)
         assert card_for_caller is not None
         card = await card_for_caller(KNOWN)
         assert card is not None and card.name == "Alice Chen"
@@ -35,6 +32,4 @@ async def test_the_builtin_crm_keeps_its_own_cards(pool: asyncpg.Pool[Any]) -> N
     from bridge.connectors import build_connector
 
     config = build_config({}, {}, runtime=False)
-    rt = Runtime(config, pool)
-    rt.built["records"] = RecordsParts(None, None, build_connector(config, None), None)  # type: ignore[arg-type]
-    assert _external_cards(rt) is None
+    assert external_cards(build_connector(config, None), config.pbx.default_region) is None

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge import customers
+from bridge.crm import customers
 from bridge.crm.merge import (
     MergePolicy,
     deliver_pending_merges,

@@ -11,6 +11,7 @@ import contextlib
 import io
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ class FakeBridge:
             self.first_session.set()
         writer.close()
 
-    async def __call__(self, config: Config, *, stop: asyncio.Event) -> None:
+    async def __call__(
+        self, config: Config, *, stop: asyncio.Event, started: Callable[[Any], None]
+    ) -> None:
         self.config = config
         agi = await asyncio.start_server(self.agi, config.agi.host, config.agi.port)
         http = await asyncio.start_server(
@@ -66,6 +69,7 @@ class FakeBridge:
         )
         await writer.drain()
         self.ami_frames.append(await reader.readuntil(b"\r\n\r\n"))
+        started(object())  # everything listens: report it, as run_bridge does
         try:
             await stop.wait()
         finally:
@@ -120,7 +124,7 @@ async def test_a_bridge_that_fails_to_start_ends_the_demo_with_its_error(
 ) -> None:
     monkeypatch.chdir(tmp_path)
 
-    async def broken(config: Config, *, stop: asyncio.Event) -> Any:
+    async def broken(config: Config, *, stop: asyncio.Event, started: Any) -> Any:
         raise OSError("address already in use")
 
     config = build_config({}, {"CRM_BRIDGE_AGI_PORT": str(free_port())}, runtime=False)
@@ -141,7 +145,7 @@ async def test_a_bridge_that_reports_its_start_is_waited_for_not_polled(
     monkeypatch.chdir(tmp_path)
     started_with: list[object] = []
 
-    async def reporting(config: Config, *, stop: asyncio.Event, started: Any = None) -> None:
+    async def reporting(config: Config, *, stop: asyncio.Event, started: Any) -> None:
         # listens on nothing: only the report says it is ready
         started_with.append(config)
         started(object())

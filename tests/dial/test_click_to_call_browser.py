@@ -14,14 +14,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
+from bridge.plugin import Context
+from bridge.runtime import run_bridge
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from bridge.sim.originate import OriginateTiming
 from tests.crm.fixture_crm import load_trace_crm
+from tests.pops.test_agent_browser import ARGS, CHROMIUM
 from tests.test_end_to_end import free_port
-from tests.web.test_agent_browser import ARGS, CHROMIUM
 
 SCREENS = Path("/tmp/screens/clicktocall")
 
@@ -84,7 +85,7 @@ async def test_clicking_a_number_and_a_call_back_dial_out_from_the_desk(
             {},
         )
         stop = asyncio.Event()
-        ready: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+        ready: asyncio.Future[Context] = asyncio.get_running_loop().create_future()
         bridge = asyncio.ensure_future(run_bridge(config, stop=stop, started=ready.set_result))
         try:
             async with asyncio.timeout(30):

@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
+from bridge.plugin import Context
+from bridge.runtime import run_bridge
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from tests.crm.fixture_crm import BOB, load_trace_crm
 from tests.test_end_to_end import free_port, hello, recv, wait_for_row
@@ -49,7 +50,7 @@ async def test_a_click_to_call_rings_the_agent_dials_out_pops_and_records_outbou
             {},
         )
         stop = asyncio.Event()
-        ready: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+        ready: asyncio.Future[Context] = asyncio.get_running_loop().create_future()
         bridge = asyncio.ensure_future(run_bridge(config, stop=stop, started=ready.set_result))
         try:
             async with asyncio.timeout(30):

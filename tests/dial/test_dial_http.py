@@ -19,9 +19,9 @@ from bridge.config import build_config
 from bridge.crm.agents import create_agent, set_active
 from bridge.dial.routes import DialDeps, setup_dial_routes
 from bridge.dial.service import Dialer
+from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.web import HttpServer, make_web_app
-from bridge.web.admin import AdminDeps, setup_admin_routes
-from bridge.web.agent import AgentDeps, setup_agent_routes
+from tests.admin.api import mount_admin_api
 from tests.crm.fixture_crm import load_trace_crm
 
 CONFIG = build_config(
@@ -68,7 +68,7 @@ async def site(pool: asyncpg.Pool[Any]) -> AsyncIterator[Site]:
         setups=[
             lambda app: setup_agent_routes(app, AgentDeps(pool, 8765)),
             lambda app: setup_dial_routes(app, deps),
-            lambda app: setup_admin_routes(app, AdminDeps(pool, CONFIG)),
+            lambda app: mount_admin_api(app, pool, CONFIG),
         ]
     )
     server = HttpServer(app, "127.0.0.1", 0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bridge.agi.attribution import pbx_argument, site_for_request
 from bridge.agi.protocol import AgiEnv
 from bridge.ami.protocol import AmiParser
 from bridge.ami_replay import ReplayClock, replay, replay_frames
@@ -18,9 +19,8 @@ from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig, PbxSite
 from bridge.devices import DevicePatterns, device_of
 from bridge.errors import LinkDown
 from bridge.models import CallEnded, CallRinging, InboundCall
-from bridge.pbx.attribution import pbx_argument, site_for_request
 from bridge.pbx.group import aggregate_state
-from bridge.pbx.live import PbxCalls, PbxQueues
+from bridge.pbx.live import PbxCalls
 from bridge.pbx.namespace import (
     NamespacedTracker,
     QualifiedDevices,
@@ -30,6 +30,7 @@ from bridge.pbx.namespace import (
 from bridge.pbx_events import AttendedTransfer, CdrRecord, Hangup, NewChannel
 from bridge.tracker import CallTracker
 from bridge.wallboard.ami import PauseFailed
+from bridge.wallboard.pbx_queues import PbxQueues
 from bridge.wallboard.stats import Member
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

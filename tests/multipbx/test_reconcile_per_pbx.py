@@ -10,7 +10,7 @@ import asyncpg
 
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
-from bridge.pbx.build import build_pbx
+from bridge.sync.namespaced import site_reconciler
 from tests.records.helpers import ended_events, seed_crm
 from tests.sync.test_cdr_store import SCENARIOS, master_csv
 
@@ -46,8 +46,7 @@ async def test_each_pbx_rebuilds_its_own_calls_from_its_own_cdrs(
         {},
         runtime=False,
     )
-    parts = [build_pbx(config, site, pool=pool, is_agent=None, alerts=None) for site in config.pbxs]
-    east, west = (p.reconciler for p in parts)
+    east, west = (site_reconciler(config, site, pool, None) for site in config.pbxs)
     assert east is not None and west is not None
 
     found = await east.run_once()

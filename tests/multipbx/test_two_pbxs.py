@@ -18,9 +18,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bridge.app import Runtime, run_bridge
 from bridge.config import build_config
 from bridge.crm.agents import create_agent
+from bridge.plugin import Context as Runtime
+from bridge.runtime import run_bridge
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 from tests.test_end_to_end import free_port, hello, recv, wait_for_row

@@ -118,7 +118,8 @@ async def make_hub(pool: asyncpg.Pool[Any]) -> AsyncIterator[Callable[..., Await
     async def make(**options: Any) -> HubEnv:
         directory = PostgresDirectory(pool)
         roster = await stack.enter_async_context(running_roster(pool))
-        # roster_agents: the tracker takes only the roster's devices for agents (as app.py).
+        # roster_agents: the tracker takes only the roster's devices for agents (as the AMI
+        # plugin does).
         is_agent = (
             (lambda ext: roster.agent_id_of(ext) is not None)
             if options.pop("roster_agents", False)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bridge.audit import CardViewAudit
 from bridge.config import build_config
+from bridge.pops.card_views import CardViewAudit
 from tests.crm.fixture_crm import ALICE
 from tests.pops.conftest import recv_until_pong
 

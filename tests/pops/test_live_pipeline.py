@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.ami_pipeline import AmiPipeline
+from bridge.ami.pipeline import AmiPipeline
 from bridge.config import AmiConfig
 from bridge.models import CALL_EVENT_TYPES
 from bridge.sim import AmiServer, AmiUser, FastClock, SimPbx, lab_config

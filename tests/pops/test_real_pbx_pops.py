@@ -1,6 +1,6 @@
 """Real-PBX shapes (issues 19, 20) through the tracker and a real pop hub to agents' pages.
 
-The tracker takes only the roster's devices for agents, as `app.py` wires it: a FreePBX
+The tracker takes only the roster's devices for agents, as the AMI plugin wires it: a FreePBX
 queue's `Local/<ext>@from-queue` hops reach the agent behind them, a ring group's hop
 (`Local/600@ringgroup`) pops nobody, an agent dialling out gets `call.dialing` with the card
 of the customer it dialled (never of its own caller ID), and agents calling each other see

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bridge.ami_pipeline import AmiPipeline
+from bridge.ami.pipeline import AmiPipeline
 from bridge.config import AmiConfig
 from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent
 from tests.ami.fake_ami import FakeAmi, Session

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bridge.ami_pipeline import AmiPipeline
+from bridge.ami.pipeline import AmiPipeline
 from bridge.config import DEFAULT_DEVICE_PATTERN, AmiConfig
 from bridge.models import CALL_EVENT_TYPES, CallEnded, CallEvent
 from bridge.records import RecordWriter

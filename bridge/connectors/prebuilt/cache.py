@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from bridge.component import Health
 from bridge.connectors.prebuilt.base import PrebuiltConnector
 from bridge.errors import CrmError
-from bridge.models import Customer
-from bridge.pops.card import CustomerCard
+from bridge.models import Customer, CustomerCard
 
 if TYPE_CHECKING:
     from bridge.crm.merge import MergeRecord

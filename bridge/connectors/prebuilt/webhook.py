@@ -19,7 +19,7 @@ from aiohttp import web
 from bridge.connectors.prebuilt.base import PrebuiltConnector, WebhookRefused
 from bridge.connectors.prebuilt.wiring import CrmFeed
 
-__all__ = ["crm_webhook_handler"]
+__all__ = ["crm_webhook_handler", "setup_crm_webhook"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,3 +63,8 @@ def crm_webhook_handler(
         return web.json_response({"changed": len(ids)})
 
     return handle
+
+
+def setup_crm_webhook(app: web.Application, feed: CrmFeed) -> None:
+    """Mount `POST /webhooks/crm/{name}` for the prebuilt connector behind `feed`."""
+    app.router.add_post("/webhooks/crm/{name}", crm_webhook_handler(feed.connector, feed))
