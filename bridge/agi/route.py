@@ -24,14 +24,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from bridge.agi import metrics
 from bridge.agi.attribution import site_for_request
 from bridge.agi.protocol import AgiEnv, argument_text, encode_get_variable, encode_set_variable
 from bridge.agi.server import AgiSession
+from bridge.clock import WallClock, utc_now
 from bridge.config import Config
 from bridge.crm.phones import to_e164
 from bridge.models import Decision, InboundCall
@@ -89,7 +89,7 @@ class RouteHandler:
         router: Router,
         config: Config,
         *,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: WallClock = utc_now,
     ) -> None:
         self._router = router
         self._config = config

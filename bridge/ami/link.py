@@ -39,13 +39,14 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bridge.ami import metrics
 from bridge.ami.decode import decode_event
 from bridge.ami.protocol import AmiParser, Frame, encode_action
 from bridge.bus import EventBus
+from bridge.clock import WallClock, utc_now
 from bridge.component import Health, State
 from bridge.config import AmiConfig
 from bridge.errors import AmiProtocolError, AuthError, LinkDown
@@ -79,10 +80,6 @@ class _Pending:
     frames: list[Frame] = field(default_factory=list)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class AmiLink:
     """Component `ami-link`: the AMI connection, publishing the PBX's events on `events`
     (a bus of its own when none is given: a link used for actions only)."""
@@ -94,7 +91,7 @@ class AmiLink:
         config: AmiConfig,
         events: EventBus | None = None,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: WallClock = utc_now,
         pong_timeout_s: float | None = None,
         connect_timeout_s: float = 5.0,
         action_timeout_s: float = 10.0,

@@ -9,22 +9,17 @@ record writer first of all). Any other order loses call ends at shutdown.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from bridge.ami.link import AmiLink
 from bridge.bus import EventBus
+from bridge.clock import WallClock, utc_now
 from bridge.component import Health
 from bridge.config import AmiConfig
 from bridge.tracker.feed import TrackerFeed
 from bridge.tracker.tracker import CallTracker
 
 __all__ = ["AmiPipeline"]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class AmiPipeline:
@@ -45,7 +40,7 @@ class AmiPipeline:
         config: AmiConfig,
         tracker: CallTracker,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: WallClock = utc_now,
         tick_s: float = 1.0,
         subscriber_queue: int = 10_000,
         **link_options: Any,

@@ -30,7 +30,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bridge.ari import metrics
@@ -45,6 +44,7 @@ from bridge.ari.protocol import (
     decode_event,
     in_app,
 )
+from bridge.clock import WallClock, utc_now
 from bridge.component import Health
 from bridge.config import Config
 from bridge.crm.phones import to_e164
@@ -94,10 +94,6 @@ class AriLink(Protocol):
     async def list_channels(self) -> list[AriChannel]: ...
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class AriApp:
     """Component: the Stasis app that routes inbound calls."""
 
@@ -113,7 +109,7 @@ class AriApp:
         backoff_initial_s: float = 0.5,
         continue_attempts: int = 3,
         retry_parked_s: float = 5.0,
-        clock: Callable[[], datetime] = _now,
+        clock: WallClock = utc_now,
     ) -> None:
         self._config = config
         self._router = router
@@ -303,7 +299,7 @@ class AriApp:
                 self._remember(event.channel.id)
         elif isinstance(event, ApplicationReplaced):
             metrics.REPLACED.inc()
-            self._replaced_at = _now().isoformat()
+            self._replaced_at = self._clock().isoformat()
             self._health_changed()
             log.error(
                 "ARI: app %r was taken over by another connection (ApplicationReplaced);"

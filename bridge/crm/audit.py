@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
+from bridge.db.errors import DB_ERRORS
 from bridge.errors import CrmUnavailable
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 WEBHOOK_ACTOR = "crm-webhook"
 CLI_ACTOR = "cli"
 KINDS = ("card_view", "change")
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +151,7 @@ async def record_card_views(pool: asyncpg.Pool[Any], views: Sequence[CardView]) 
             [_text(v.call_id, 150) for v in views],
             [json.dumps([_text(s, 200) for s in v.sections]) for v in views],
         )
-    except _DB_ERRORS as exc:
+    except DB_ERRORS as exc:
         raise CrmUnavailable(f"cannot record {len(views)} card views: {exc}") from exc
 
 
@@ -266,7 +266,7 @@ async def search(
             cursor.id if cursor else None,
             limit + 1,
         )
-    except _DB_ERRORS as exc:
+    except DB_ERRORS as exc:
         raise CrmUnavailable(f"cannot read the audit trail: {exc}") from exc
     page = [_entry(row) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None

@@ -81,8 +81,10 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import Counter
 
+from bridge.clock import UnixClock
 from bridge.config import Config
 from bridge.crm import audit, customers
+from bridge.db.errors import DB_ERRORS
 from bridge.errors import CrmUnavailable, DuplicatePhone, ValidationError
 from bridge.web.errors import ApiError, error_middleware, invalid, parse_json_object, read_body
 
@@ -470,7 +472,7 @@ async def apply_delivery(
 class WebhookDeps:
     pool: asyncpg.Pool[Any]
     config: Config
-    clock: Callable[[], float] = time.time  # Unix seconds; tests move it
+    clock: UnixClock = time.time  # tests move it
     # Told the lag of each applied change (now - its updated_at): the monitor's change lag.
     on_change_lag: Callable[[float], None] | None = None
 
@@ -525,7 +527,7 @@ async def _handle(request: web.Request) -> web.Response:
             now=datetime.fromtimestamp(now, UTC),
             keep_for=timedelta(seconds=2 * skew),
         )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DB_ERRORS as exc:
         raise CrmUnavailable(str(exc)) from exc
     for result in results:
         CHANGES.labels(result["status"]).inc()

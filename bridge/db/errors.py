@@ -28,9 +28,11 @@ import asyncpg
 
 from bridge.errors import CrmUnavailable
 
-__all__ = ["DB_ERRORS", "is_outage", "map_db_errors"]
+__all__ = ["DB_ERRORS", "DB_OUTAGE", "is_outage", "map_db_errors"]
 
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# The database cannot be reached now (whatever the query): the admin API answers 503.
+DB_OUTAGE = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
 @contextmanager
@@ -55,6 +57,4 @@ def is_outage(exc: BaseException) -> bool:
     ):
         state = getattr(exc, "sqlstate", "") or ""
         return not state.startswith(("22", "23", "42"))
-    return isinstance(
-        exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
-    )
+    return isinstance(exc, DB_OUTAGE)

@@ -31,13 +31,13 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
-import asyncpg
 from aiohttp import web
 
 from bridge.connectors.base import CrmConnector
 from bridge.connectors.builtin import BuiltinConnector
 from bridge.crm import audit, customers
 from bridge.crm.customer_edits import EditRefused, edit_policy
+from bridge.db.errors import DB_ERRORS
 from bridge.errors import (
     CrmError,
     CrmRefused,
@@ -56,7 +56,6 @@ __all__ = ["setup_desk_routes"]
 _STATIC = {"wallboard.js": "text/javascript", "wallboard.css": "text/css"}
 _CREATE_FIELDS = frozenset({"name", "phone", "tags"})
 _EDIT_FIELDS = frozenset({"name", "tags"})
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 _TODAY = """
 SELECT r.call_id, r.caller, c.name AS customer, r.started_at, r.talk_s, r.outcome,
@@ -120,7 +119,7 @@ async def _audit_external(
                 before=before,
                 after=after,
             )
-    except _DB_ERRORS as exc:
+    except DB_ERRORS as exc:
         raise CrmUnavailable(f"the CRM has it, but the audit row failed: {exc}") from exc
 
 
@@ -203,7 +202,7 @@ async def calls_today(request: web.Request) -> web.Response:
     midnight = datetime.combine(datetime.now(UTC).astimezone(zone).date(), time(0), tzinfo=zone)
     try:
         rows = await deps.pool.fetch(_TODAY, agent.id, midnight)
-    except _DB_ERRORS as exc:
+    except DB_ERRORS as exc:
         raise CrmUnavailable(f"cannot read today's calls: {exc}") from exc
     calls: list[dict[str, Any]] = [
         {

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.clock import MonotonicClock
 from bridge.models import Decision, InboundCall
 
 __all__ = ["CallHandoff", "Routed"]
@@ -36,7 +36,7 @@ class CallHandoff:
         *,
         max_calls: int = 50_000,
         ttl_s: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         self._max = max(1, max_calls)
         self._ttl = ttl_s

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from bridge.bus import EventBus
+from bridge.clock import WallClock, utc_now
 from bridge.component import Health
 from bridge.models import CallEvent
 from bridge.pbx_events import PBX_EVENT_TYPES, PbxSnapshot
@@ -29,10 +28,6 @@ __all__ = ["TrackerFeed"]
 log = logging.getLogger(__name__)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class TrackerFeed:
     """Component `tracker`: feeds `tracker` from `events` and publishes its call events there."""
 
@@ -43,7 +38,7 @@ class TrackerFeed:
         tracker: CallTracker,
         events: EventBus,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: WallClock = utc_now,
         tick_s: float = 1.0,
     ) -> None:
         self.tracker = tracker

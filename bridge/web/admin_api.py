@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
+from bridge.db.errors import DB_OUTAGE
 from bridge.errors import CrmUnavailable
 from bridge.web.auth import ADMIN_AUTH, AdminAuth, auth_middleware
 from bridge.web.errors import ApiError, Handler, error_middleware
@@ -22,7 +23,6 @@ from bridge.web.openapi import openapi_document
 __all__ = ["BODY_LIMIT", "make_admin_api"]
 
 BODY_LIMIT = 64 * 1024
-_DB_DOWN = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
 @web.middleware
@@ -30,7 +30,7 @@ async def db_errors_middleware(request: web.Request, handler: Handler) -> web.St
     """The database adapter boundary: a lost connection is 503, not a stack trace."""
     try:
         return await handler(request)
-    except _DB_DOWN as exc:
+    except DB_OUTAGE as exc:
         raise CrmUnavailable(str(exc)) from exc
     except asyncpg.IntegrityConstraintViolationError as exc:  # a race the checks did not see
         raise ApiError(409, "conflict", exc.detail or exc.message) from exc

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from bridge.clock import MonotonicClock
 from bridge.component import Health
 from bridge.connectors.prebuilt.base import PrebuiltConnector
 from bridge.errors import CrmError
@@ -78,7 +79,7 @@ class PrebuiltDirectory:
         *,
         ttl_s: float,
         max_entries: int,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         self.connector = connector
         self.ttl_s = ttl_s

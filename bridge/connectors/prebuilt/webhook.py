@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bridge.clock import UnixClock
 from bridge.connectors.prebuilt.base import PrebuiltConnector, WebhookRefused
 from bridge.connectors.prebuilt.wiring import CrmFeed
 
@@ -42,7 +43,7 @@ def crm_webhook_handler(
     connector: PrebuiltConnector,
     feed: CrmFeed,
     *,
-    clock: Callable[[], float] = time.time,
+    clock: UnixClock = time.time,
 ) -> Handler:
     """The aiohttp handler for `POST /webhooks/crm/{name}`; `[crm] webhook_url` is the URL
     registered in the CRM when a proxy in front of the bridge changes it (HubSpot signs it)."""
