@@ -24,6 +24,7 @@ from bridge.cluster.plugin import CLUSTER
 from bridge.component import Component
 from bridge.config import Config
 from bridge.connectors.plugin import CONNECTOR, CRM_FEED, MERGE_NOTICE
+from bridge.crm.off_pbx import log_agents_off_pbx
 from bridge.crm.plugin import CRM_API, DIRECTORY, LISTENER, ROSTER, WEBHOOK
 from bridge.db.embedded import database_url
 from bridge.db.plugin import DATABASE
@@ -135,6 +136,7 @@ async def run_bridge(
         pool = await create_pool(url, min_size=1, max_size=max(2, config.database.pool_size))
         stack.push_async_callback(pool.close)
         ctx = await start_plugins(stack, Context(config, pool, plugins, database_url=url))
+        await log_agents_off_pbx(pool, config)  # with [[pbx]]: agents matching no device
         if started is not None:
             started(ctx)
         log.info("crm-bridge running: %s", ", ".join(ctx.components))

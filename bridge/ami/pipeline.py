@@ -43,13 +43,16 @@ class AmiPipeline:
         clock: WallClock = utc_now,
         tick_s: float = 1.0,
         subscriber_queue: int = 10_000,
+        pbx: str = "",
         **link_options: Any,
     ) -> AmiPipeline:
         """A bus, a link publishing on it and a feed of `tracker` from it, sharing `clock`.
+        `pbx` names the PBX in the feed's metrics ("" for a legacy single PBX);
         `link_options` go to `AmiLink` (timeouts, `rng`)."""
         events = EventBus(queue_size=subscriber_queue)
         link = AmiLink(config, events, clock=clock, **link_options)
-        return cls(link, TrackerFeed(tracker, events, clock=clock, tick_s=tick_s))
+        feed = TrackerFeed(tracker, events, clock=clock, tick_s=tick_s, pbx=pbx)
+        return cls(link, feed)
 
     @property
     def tracker(self) -> CallTracker:

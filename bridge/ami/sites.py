@@ -66,5 +66,6 @@ def build_site(site: PbxSite, *, is_agent: Callable[[str], bool] | None) -> Site
     else:
         devices = DevicePatterns.parse(site.pbx.device_pattern)
         tracker = CallTracker(devices, max_call_s=site.pbx.max_call_s, is_agent=is_agent)
-    pipeline = AmiPipeline.build(site.ami, tracker) if site.ami.enabled else None
+    pbx = site.name if site.namespaced else ""  # its `pbx` label in the metrics
+    pipeline = AmiPipeline.build(site.ami, tracker, pbx=pbx) if site.ami.enabled else None
     return SiteLink(site, devices, tracker, pipeline)

@@ -207,7 +207,7 @@ async def _execute(pool: asyncpg.Pool[Any], sql: str, *args: Any) -> str:
 # These take a connection (or the pool) and let database errors through: the caller maps them
 # at its boundary, and the change and its audit row commit together.
 
-AGENT_COLUMNS = "id, name, role, device, active"
+AGENT_COLUMNS = "id, name, role, device, active, pbx"
 
 
 async def agent_rows(conn: Db) -> list[Any]:
@@ -221,38 +221,45 @@ async def agent_row(conn: Db, id: str, *, for_update: bool = False) -> Any:
     return await conn.fetchrow(f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1{lock}", id)
 
 
-async def device_owner(conn: Db, device: str, *, other_than: str) -> str | None:
-    """The id of the agent other than `other_than` whose device is `device`, or None."""
+async def device_owner(conn: Db, pbx: str, device: str, *, other_than: str) -> str | None:
+    """The id of the agent other than `other_than` whose device is `device` on the PBX
+    `pbx` ('' with a single PBX), or None: `1001` on east and on west are two devices."""
     owner = await conn.fetchval(
-        "SELECT id FROM agents WHERE device = $1 AND id <> $2", device, other_than
+        "SELECT id FROM agents WHERE pbx = $1 AND device = $2 AND id <> $3",
+        pbx,
+        device,
+        other_than,
     )
     return None if owner is None else str(owner)
 
 
 async def insert_agent(
-    conn: Db, id: str, name: str, role: str, device: str, token_hash: str
+    conn: Db, id: str, name: str, role: str, device: str, token_hash: str, pbx: str = ""
 ) -> None:
     await conn.execute(
-        "INSERT INTO agents (id, name, role, device, token_hash) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO agents (id, name, role, device, token_hash, pbx)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
         id,
         name,
         role,
         device,
         token_hash,
+        pbx,
     )
 
 
 async def update_agent(
-    conn: Db, id: str, *, name: str, role: str, device: str, active: bool
+    conn: Db, id: str, *, name: str, role: str, device: str, active: bool, pbx: str
 ) -> None:
     await conn.execute(
-        "UPDATE agents SET name = $2, role = $3, device = $4, active = $5, updated_at = now()"
-        " WHERE id = $1",
+        "UPDATE agents SET name = $2, role = $3, device = $4, active = $5, pbx = $6,"
+        " updated_at = now() WHERE id = $1",
         id,
         name,
         role,
         device,
         active,
+        pbx,
     )
 
 

@@ -2,21 +2,24 @@
 `bridge.crm.agents`; tokens are shown once and never listed.
 
     GET    /api/agents                  {"agents": [agent, ...]} (never tokens or hashes)
-    POST   /api/agents                  {id, name, role?, device?} → 201 agent + "token" (once)
-    GET    /api/agents/{id}
-    PATCH  /api/agents/{id}             {name?, role?, device?, active?}
+    POST   /api/agents                  {id, name, role?, device?, pbx?} → 201 agent + "token"
+    GET    /api/agents/{id}             {id, name, role, device, active, pbx}
+    PATCH  /api/agents/{id}             {name?, role?, device?, active?, pbx?}
     DELETE /api/agents/{id}             deactivate (the row stays: records refer to it)
     POST   /api/agents/{id}/token       a fresh token; the old one stops working
 
-A device that belongs to another agent is 409 `conflict`; an admin cannot demote or
-deactivate themself. Every change writes one `audit_log` row in its transaction.
+`pbx` is the `[[pbx]]` entry the device is on: one of the configured names (else 400),
+the first entry's when a new agent leaves it out; with a single PBX it is always ''. A device
+that belongs to another agent on the same PBX is 409 `conflict` (`1001` on east and `1001` on
+west are two devices); an admin cannot demote or deactivate themself. Every change writes
+one `audit_log` row in its transaction.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -36,16 +39,23 @@ if TYPE_CHECKING:
 
 __all__ = ["agent_json", "setup_agents_api"]
 
-_POOL = web.AppKey("bridge_agents_api_pool", asyncpg.Pool)
+
+@dataclass(frozen=True)
+class _Site:
+    pool: asyncpg.Pool[Any]
+    pbxs: tuple[str, ...]  # the `[[pbx]]` names in configuration order; () with a single PBX
+
+
+_SITE = web.AppKey("bridge_agents_api", _Site)
 
 
 def _pool(request: web.Request) -> asyncpg.Pool[Any]:
-    return request.config_dict[_POOL]
+    return request.config_dict[_SITE].pool
 
 
 def agent_json(agent: Agent | Mapping[str, Any]) -> dict[str, Any]:
     data = asdict(agent) if isinstance(agent, Agent) else dict(agent)
-    return {k: data[k] for k in ("id", "name", "role", "device", "active")}
+    return {k: data[k] for k in ("id", "name", "role", "device", "active", "pbx")}
 
 
 async def _fetch_agent(conn: Conn | asyncpg.Pool[Any], aid: str) -> dict[str, Any] | None:
@@ -80,24 +90,49 @@ def _agent_fields(body: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str,
     return merged
 
 
-async def _agent_conflicts(conn: Conn, aid: str, device: str) -> None:
-    owner = await agents.device_owner(conn, device, other_than=aid)
+def _pbx_field(body: Mapping[str, Any], pbxs: Sequence[str], base: str | None) -> str:
+    """The agent's PBX: the body's, checked against the configuration, else `base` (the
+    agent's own, kept as it is) or for a new agent the first PBX's ('' with one PBX)."""
+    if "pbx" not in body:
+        return base if base is not None else (pbxs[0] if pbxs else "")
+    pbx = body["pbx"]
+    if not pbxs:
+        if pbx != "":
+            raise invalid("pbx", "'' (this bridge serves a single PBX)")
+        return ""
+    if not isinstance(pbx, str) or pbx not in pbxs:
+        raise invalid("pbx", "one of the configured [[pbx]] names: " + ", ".join(pbxs))
+    return pbx
+
+
+async def _agent_conflicts(conn: Conn, aid: str, pbx: str, device: str) -> None:
+    owner = await agents.device_owner(conn, pbx, device, other_than=aid)
     if owner is not None:
-        raise ApiError(409, "conflict", f"device {device} belongs to agent {owner}", field="device")
+        where = f" on {pbx}" if pbx else ""
+        raise ApiError(
+            409, "conflict", f"device {device}{where} belongs to agent {owner}", field="device"
+        )
 
 
 async def create_agent(request: web.Request) -> web.Response:
     body = await read_json(request, limit=BODY_LIMIT)
-    check_fields(body, frozenset({"id", "name", "role", "device"}))
+    check_fields(body, frozenset({"id", "name", "role", "device", "pbx"}))
     aid = body.get("id")
     fields = _agent_fields(body, {"role": "agent", "device": aid})
+    pbx = _pbx_field(body, request.config_dict[_SITE].pbxs, None)
     token = secrets.token_urlsafe(32)
     async with _pool(request).acquire() as conn, conn.transaction():
         if await _fetch_agent(conn, fields["id"]) is not None:
             raise ApiError(409, "conflict", f"agent {fields['id']} already exists", field="id")
-        await _agent_conflicts(conn, fields["id"], fields["device"])
+        await _agent_conflicts(conn, fields["id"], pbx, fields["device"])
         await agents.insert_agent(
-            conn, fields["id"], fields["name"], fields["role"], fields["device"], hash_token(token)
+            conn,
+            fields["id"],
+            fields["name"],
+            fields["role"],
+            fields["device"],
+            hash_token(token),
+            pbx,
         )
         created = await _fetch_agent(conn, fields["id"])
         await audit_change(conn, request, "agent.create", "agent", fields["id"], None, created)
@@ -108,13 +143,14 @@ async def create_agent(request: web.Request) -> web.Response:
 async def update_agent(request: web.Request) -> web.Response:
     aid = request.match_info["id"]
     body = await read_json(request, limit=BODY_LIMIT)
-    check_fields(body, frozenset({"name", "role", "device", "active"}))
+    check_fields(body, frozenset({"name", "role", "device", "active", "pbx"}))
     async with _pool(request).acquire() as conn, conn.transaction():
         before = await _lock_agent(conn, aid)
         fields = _agent_fields(body, before)
+        pbx = _pbx_field(body, request.config_dict[_SITE].pbxs, before["pbx"])
         if aid == admin_actor(request) and (fields["role"] != "admin" or not fields["active"]):
             raise ApiError(409, "conflict", "an admin cannot demote or deactivate themself")
-        await _agent_conflicts(conn, aid, fields["device"])
+        await _agent_conflicts(conn, aid, pbx, fields["device"])
         await agents.update_agent(
             conn,
             aid,
@@ -122,6 +158,7 @@ async def update_agent(request: web.Request) -> web.Response:
             role=fields["role"],
             device=fields["device"],
             active=fields["active"],
+            pbx=pbx,
         )
         after = await _fetch_agent(conn, aid)
         await audit_change(conn, request, "agent.update", "agent", aid, before, after)
@@ -157,9 +194,12 @@ async def _lock_agent(conn: Conn, aid: str) -> dict[str, Any]:
     return agent_json(row)
 
 
-def setup_agents_api(api: web.Application, pool: asyncpg.Pool[Any]) -> None:
-    """Mount the agent routes on the admin API."""
-    api[_POOL] = pool
+def setup_agents_api(
+    api: web.Application, pool: asyncpg.Pool[Any], pbxs: Sequence[str] = ()
+) -> None:
+    """Mount the agent routes on the admin API; `pbxs` are the `[[pbx]]` names (none with
+    a single PBX)."""
+    api[_SITE] = _Site(pool, tuple(pbxs))
     r = api.router
     r.add_get("/agents", list_agents)
     r.add_post("/agents", create_agent)

@@ -46,7 +46,7 @@ def _prepare_api(ctx: Context) -> None:
 
 
 def _api_routes(http: Http, ctx: Context) -> None:
-    setup_agents_api(http.api, ctx.pool)
+    setup_agents_api(http.api, ctx.pool, [site.name for site in ctx.config.pbx_sites])
     setup_customers_api(http.api, CustomersApiDeps(ctx.pool, ctx.config.pbx.default_region))
     setup_audit_api(http.api, ctx.pool)
 

@@ -13,7 +13,7 @@ again and reaching someone, removes the line by itself, on every bridge sharing 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,9 +89,10 @@ async def pending_callbacks(
     now: datetime,
     days: int,
     queues: Collection[str] | None = None,
-    region: str = "US",
+    region: str | Callable[[str], str] = "US",
 ) -> list[Callback]:
-    """Callers to call back, for `queues` (None: every queue), oldest first."""
+    """Callers to call back, for `queues` (None: every queue), oldest first. `region` reads
+    a national caller ID: one for every call, or a call id's own PBX's (`PbxRegions.of_call`)."""
     since = now - timedelta(days=days)
     wanted = None if queues is None else sorted(queues)
     with map_db_errors("cannot read the callback list"):
@@ -99,7 +100,8 @@ async def pending_callbacks(
     out = []
     for row in rows:
         values = dict(row)
-        values["caller"] = to_e164(values["caller"], region) or values["caller"]
+        own = region if isinstance(region, str) else region(values["call_id"])
+        values["caller"] = to_e164(values["caller"], own) or values["caller"]
         out.append(Callback(**values))
     return out
 

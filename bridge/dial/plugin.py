@@ -7,6 +7,7 @@ from __future__ import annotations
 from bridge.ami.plugin import SITE_LINKS
 from bridge.dial.routes import DialDeps, setup_admin_dial, setup_dial_routes
 from bridge.dial.service import Dialer
+from bridge.pbx.regions import PbxRegions
 from bridge.plugin import Context, Http, Plugin
 from bridge.wallboard.plugin import WALL_BOARD
 
@@ -32,7 +33,7 @@ def _routes(http: Http, ctx: Context) -> None:
         ctx.pool,
         _dialer(ctx),
         callbacks_days=cfg.dial.callbacks_days,
-        region=cfg.pbx.default_region,
+        regions=PbxRegions.of(cfg),
         queues_of=(lambda device: None) if board is None else board.queues_of,
     )
     setup_dial_routes(http.app, deps)

@@ -18,7 +18,7 @@ reachable (502 when it refused the Originate). Refusals change nothing but the a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -34,6 +34,7 @@ from bridge.dial.service import (
     DialRateLimited,
     NumberRefused,
 )
+from bridge.pbx.regions import PbxRegions
 from bridge.pops.agent_routes import AGENT_DEPS, bearer_agent
 from bridge.web.auth import admin_actor
 from bridge.web.errors import ApiError, invalid, read_json
@@ -49,7 +50,8 @@ class DialDeps:
     pool: asyncpg.Pool[Any]
     dialer: Dialer | None  # None: no AMI link (dials answer 503)
     callbacks_days: int = 7
-    region: str = "US"  # [pbx] default_region: how national caller IDs read
+    # How national caller IDs read: each missed call's own PBX's region.
+    regions: PbxRegions = field(default_factory=PbxRegions)
     # The queues an agent's device is a member of (the wallboard's QueueStatus); None when
     # the PBX has not told yet, in which case the agent sees every queue's callers.
     queues_of: Callable[[str], set[str] | None] = lambda device: None
@@ -143,7 +145,11 @@ async def agent_callbacks(request: web.Request) -> web.Response:
     deps = _deps(request)
     queues = None if agent.role in ("supervisor", "admin") else deps.queues_of(bridge_device(agent))
     rows = await pending_callbacks(
-        deps.pool, now=deps.now(), days=deps.callbacks_days, queues=queues, region=deps.region
+        deps.pool,
+        now=deps.now(),
+        days=deps.callbacks_days,
+        queues=queues,
+        region=deps.regions.of_call,
     )
     return web.json_response({"callbacks": [row.as_json() for row in rows]})
 

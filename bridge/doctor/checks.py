@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
+import asyncpg
 
 from bridge.alerts import Alerter
 from bridge.config import Config
 from bridge.connectors import build_connector
+from bridge.crm.off_pbx import agents_off_pbx, off_pbx_text
 from bridge.db.migrate import migration_files
 from bridge.db.pool import connect
 from bridge.doctor.ami import NEEDED_ACTIONS, NEEDED_READ, probe_ami
@@ -65,6 +67,26 @@ async def check_database(config: Config) -> list[Check]:
     else:
         out.append(Check("migrations", "ok", f"all {len(applied)} applied"))
     return out
+
+
+async def check_agents_pbx(config: Config) -> list[Check]:
+    """With `[[pbx]]` entries: every active agent is on one of them (else it matches no
+    device). Nothing with a single PBX, or without a database to ask (`database` says why)."""
+    if not config.pbx_sites or not config.database.url:
+        return []
+    try:
+        conn = await connect(config.database.url)
+    except Exception:
+        return []
+    try:
+        ids = await agents_off_pbx(conn, config)
+    except asyncpg.PostgresError:  # not migrated yet: `migrations` says so
+        return []
+    finally:
+        await conn.close()
+    if ids:
+        return [Check("agents pbx", "warn", off_pbx_text(ids))]
+    return [Check("agents pbx", "ok", "every active agent is on a configured [[pbx]] entry")]
 
 
 async def check_ami(config: Config) -> list[Check]:
@@ -221,6 +243,7 @@ async def check_alerts(config: Config) -> list[Check]:
 
 CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = [
     check_database,
+    check_agents_pbx,
     check_ami,
     check_ari,
     check_agi,

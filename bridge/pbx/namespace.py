@@ -11,6 +11,12 @@ empty prefix: nothing changes.
 What goes back to a PBX (an Originate's ChannelId, a QueuePause's interface) keeps the PBX's
 own bare values: only what comes from it is renamed.
 
+Queue names are a PBX's too: `support` on east and `support` on west are two queues. What
+supervisors follow (the wallboard, `queue.stats`, `GET /api/queues`, a pop page's queue
+subscription) names a namespaced PBX's queue `east:support` (`pbx_queue`), from the PBX
+prefix of the call id or device it comes with; the calls' own `queue` (pops, records, the
+callbacks list) stays the name the PBX uses. A legacy single PBX's queues keep their names.
+
 Caller numbers are a PBX's too: a national caller ID means something only in that PBX's
 `default_region`. A namespaced PBX's caller numbers are therefore made E.164 here, with its
 own region, when they are valid numbers (an extension such as `1001` stays as it is); the
@@ -27,7 +33,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from bridge import pbx_events as ev
-from bridge.config import PbxSite
+from bridge.config import PBX_NAME, PbxSite
 from bridge.crm.phones import to_e164
 from bridge.devices import DeviceMatcher, DevicePatterns
 from bridge.models import CallEvent
@@ -38,6 +44,7 @@ __all__ = [
     "QualifiedDevices",
     "caller_e164",
     "namespace_event",
+    "pbx_queue",
     "site_devices",
 ]
 
@@ -45,6 +52,8 @@ E = TypeVar("E")
 
 _ID_SUFFIXES = ("uniqueid", "linkedid")
 _WHOLE = re.compile(r"(?P<ext>.+)", re.DOTALL)
+# The `<pbx>:` a namespaced call id or device starts with (`PBX_NAME` and its colon).
+_PBX_PREFIX = re.compile(f"(?:{PBX_NAME.pattern}):")
 
 
 def _id_fields(event_type: type) -> tuple[str, ...]:
@@ -63,6 +72,13 @@ def namespace_event(event: E, prefix: str) -> E:
         names = _FIELDS[type(event)] = _id_fields(type(event))
     changes = {n: prefix + v for n in names if (v := getattr(event, n))}
     return dataclasses.replace(event, **changes) if changes else event
+
+
+def pbx_queue(owner: str, queue: str) -> str:
+    """`queue` as supervisors follow it: `east:support` when `owner` (a call id or a device
+    of that call or member) is a namespaced PBX's (`east:…`), else `queue` as it is."""
+    found = _PBX_PREFIX.match(owner)
+    return found.group() + queue if found and queue else queue
 
 
 @functools.lru_cache(maxsize=4096)

@@ -30,6 +30,7 @@ import asyncpg
 from aiohttp import web
 
 from bridge.crm.agents import Agent, authenticate
+from bridge.pbx.regions import PbxRegions
 from bridge.pops.desk import setup_desk_routes
 from bridge.pops.disposition import CallNotFound, Filed, NotYourCall, save_disposition
 from bridge.web.errors import ApiError, invalid, read_json
@@ -49,7 +50,8 @@ class AgentDeps:
     pops_url: str | None = None  # e.g. wss://pops.example/ behind a proxy
     authenticate: Callable[[str], Awaitable[Agent | None]] | None = None
     settle: Callable[[], Awaitable[None]] | None = None  # participant writes under way land
-    region: str = "US"  # [pbx] default_region: numbers typed on the desk
+    # Numbers typed on the desk read in the agent's own PBX's region.
+    regions: PbxRegions = field(default_factory=PbxRegions)
     timezone: str = "UTC"  # [routing] timezone: what "today" means
     tag_colors: Mapping[str, str] = field(default_factory=dict)  # [pops] tag_colors
     customer_url: str = ""  # [crm] customer_url

@@ -138,7 +138,7 @@ async def create_customer(request: web.Request) -> web.Response:
     _body_fields(body, _CREATE_FIELDS)
     try:
         name = customers.customer_name(body.get("name"))
-        phone = customers.phone(body.get("phone"), deps.region)
+        phone = customers.phone(body.get("phone"), deps.regions.of_pbx(agent.pbx))
         tags = customers.tags(body.get("tags", []))
     except ValidationError as exc:
         raise invalid(exc.field, exc.reason) from exc

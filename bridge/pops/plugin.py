@@ -18,6 +18,7 @@ from bridge.connectors.prebuilt.cache import PrebuiltDirectory
 from bridge.crm.phones import to_e164
 from bridge.crm.plugin import AGENT_ROSTER, CUSTOMER_DIRECTORY
 from bridge.models import CustomerCard
+from bridge.pbx.regions import PbxRegions
 from bridge.plugin import Context, Http, Key, Plugin
 from bridge.pops.agent_routes import AgentDeps, setup_agent_routes
 from bridge.pops.card_views import CardViewAudit
@@ -85,7 +86,7 @@ def _agent_routes(http: Http, ctx: Context) -> None:
         ctx.pool,
         lambda: hub.port,
         settle=None if participants is None else participants.drain,
-        region=cfg.pbx.default_region,
+        regions=PbxRegions.of(cfg),
         timezone=cfg.routing.timezone,
         tag_colors=cfg.pops.tag_colors,
         customer_url=cfg.crm.customer_url,

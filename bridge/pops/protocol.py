@@ -4,6 +4,7 @@ Client → hub (UTF-8 JSON text frames, at most `MAX_MESSAGE` bytes):
 
     {"type": "hello", "token": "<agent token>"}      first message, within the hello timeout
     {"type": "subscribe", "queue": "senior"}         supervisors and admins: follow a queue
+                                                     (`east:senior`: east's, with [[pbx]])
     {"type": "unsubscribe", "queue": "senior"}
     {"type": "ping"}                                 answered {"type": "pong"}
     {"type": "status", "paused": true, "reason": "lunch"}
@@ -74,7 +75,8 @@ CLOSE_MALFORMED = 4002
 CLOSE_REVOKED = 4003
 CLOSE_SLOW = 4008
 
-_QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+# A queue as the wallboard names it: `support`, or `east:support` for a namespaced PBX's.
+_QUEUE = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?:)?[A-Za-z0-9_.-]{1,80}")
 MAX_TOKEN = 512
 MAX_REASON = 80
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -147,7 +149,9 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
     if kind in ("subscribe", "unsubscribe"):
         queue = value.get("queue")
         if not isinstance(queue, str) or not _QUEUE.fullmatch(queue):
-            raise PopProtocolError(CLOSE_MALFORMED, "queue: 1-80 letters, digits, '_', '.', '-'")
+            raise PopProtocolError(
+                CLOSE_MALFORMED, "queue: [pbx:] then 1-80 letters, digits, '_', '.', '-'"
+            )
         return Subscribe(queue) if kind == "subscribe" else Unsubscribe(queue)
     if kind == "ping":
         return Ping()

@@ -39,6 +39,7 @@ from bridge.models import (
     CallRinging,
     CallTransferred,
 )
+from bridge.pbx.namespace import pbx_queue
 from bridge.pops.protocol import iso
 from bridge.tracker.tracker import LiveCall
 
@@ -122,7 +123,7 @@ class PopRouter:
         """Pops that bring a new follower of `queue` up to date, from the tracker's snapshot."""
         out: list[Pop] = []
         for call in calls:
-            if call.queue != queue:
+            if not call.queue or pbx_queue(call.call_id, call.queue) != queue:
                 continue
             first = min((leg.since for leg in call.legs), default=call.started_at)
             message = _message("call.ringing", call.call_id, iso(first))
@@ -151,9 +152,8 @@ class PopRouter:
         out = [Pop(message, device=e.device, card=not e.internal)]
         if shown.queue and not shown.announced:
             shown.announced = True
-            out.append(
-                Pop(message, queue=shown.queue, card=True, skip_devices=frozenset({e.device}))
-            )
+            followed = pbx_queue(e.call_id, shown.queue)
+            out.append(Pop(message, queue=followed, card=True, skip_devices=frozenset({e.device})))
         return out
 
     def _dialing(self, e: CallDialing) -> list[Pop]:
@@ -236,8 +236,9 @@ class PopRouter:
     @staticmethod
     def _fanout(message: dict[str, Any], devices: list[str], queue: str | None) -> list[Pop]:
         out = [Pop(message, device=device) for device in devices]
-        if queue:
-            out.append(Pop(message, queue=queue, skip_devices=frozenset(devices)))
+        if queue:  # its followers follow it by the board's name (`east:support`)
+            followed = pbx_queue(message["call_id"], queue)
+            out.append(Pop(message, queue=followed, skip_devices=frozenset(devices)))
         return out
 
 

@@ -12,6 +12,7 @@ their channels and the customers' service history (arrays through `unnest`). A b
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,8 +22,12 @@ from bridge.errors import ValidationError
 from bridge.models import CallEnded
 from bridge.records.cdr import PbxCdr
 
+# The region national numbers read in: one for every call, or a call id's own PBX's.
+Region = str | Callable[[str], str]
+
 __all__ = [
     "PROVISIONAL",
+    "Region",
     "load_record",
     "lock_call",
     "record_json",
@@ -197,7 +202,7 @@ class _Call:
     e164: str | None
 
 
-def _prepare(event: CallEnded, region: str) -> _Call:
+def _prepare(event: CallEnded, region: Region) -> _Call:
     call_id = clean(event.call_id, 1000)
     if not call_id or len(call_id) > 150:
         # Truncating could merge two calls into one row: refuse instead (the writer sets
@@ -207,7 +212,8 @@ def _prepare(event: CallEnded, region: str) -> _Call:
     uniqueids = sorted({clean(u, 150) for u in (*s.uniqueids, call_id) if u})
     # `<pbx>:<device>` with several PBXs (sql/100_agents_pbx.sql): 16 + 1 + 64 characters.
     devices = [clean(a.device, 81) for a in s.agents]
-    return _Call(event, call_id, uniqueids, devices, to_e164(s.caller.strip(), region))
+    own = region if isinstance(region, str) else region(call_id)
+    return _Call(event, call_id, uniqueids, devices, to_e164(s.caller.strip(), own))
 
 
 async def write_ended(
@@ -216,7 +222,7 @@ async def write_ended(
     *,
     only_missing: bool = False,
     source: str = "live",
-    region: str,
+    region: Region,
 ) -> bool:
     """Upsert the record of one finished call (see `write_ended_many`). Returns whether a
     row was written."""
@@ -232,7 +238,7 @@ async def write_ended_many(
     *,
     only_missing: bool = False,
     source: str = "live",
-    region: str,
+    region: Region,
 ) -> set[str]:
     """Upsert the records of finished calls in three round trips (lock, look up, upsert).
     Run inside a transaction.
@@ -243,8 +249,9 @@ async def write_ended_many(
     meanwhile lands in the record. `only_missing` (backfill from Cdrs): never replace a
     finished record, only fill a missing one (or one holding just a disposition) or a
     `PROVISIONAL` one. `source`: 'live' (the AMI link's end event) or 'reconciled' (rebuilt
-    from CDRs). `region` ([pbx] default_region) reads a caller's or dialled number written
-    without a country code (`bridge.crm.phones.to_e164`). Returns the call ids written. A
+    from CDRs). `region` ([pbx] default_region, or a call id's own PBX's region:
+    `PbxRegions.of_call`) reads a caller's or dialled number written without a country code
+    (`bridge.crm.phones.to_e164`). Returns the call ids written. A
     `ValidationError` (a call id no row may hold) fails the whole batch: the writer then
     retries entry by entry and sets that one aside."""
     if source not in {"live", "reconciled"}:

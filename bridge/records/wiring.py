@@ -25,6 +25,7 @@ from bridge.alerts import Alerter
 from bridge.component import Component
 from bridge.config import Config
 from bridge.connectors import CrmConnector, build_connector
+from bridge.pbx.regions import PbxRegions
 from bridge.records.outbox import OutboxWorker
 from bridge.records.spool import Spool, default_spool_dir
 from bridge.records.writer import RecordWriter
@@ -73,7 +74,7 @@ def build_delivery(
     """The record writer and the outbox delivering its records to `connector`, the writer
     waking the outbox after each commit."""
     writer = RecordWriter(
-        pool, Spool(spool_dir or default_spool_dir()), region=config.pbx.default_region
+        pool, Spool(spool_dir or default_spool_dir()), region=PbxRegions.of(config).of_call
     )
     outbox = OutboxWorker(
         pool,

@@ -47,7 +47,7 @@ from bridge.records import metrics
 from bridge.records.cdr import PbxCdr
 from bridge.records.codec import decode_ended, ended_to_dict
 from bridge.records.spool import Spool, SpoolEntry
-from bridge.records.store import store_cdrs, write_ended_many
+from bridge.records.store import Region, store_cdrs, write_ended_many
 from bridge.tasks import Backoff, cancel_and_wait
 
 __all__ = ["RecordWriter"]
@@ -70,13 +70,13 @@ class RecordWriter:
         retry_max_s: float = 5.0,
         batch: int = 500,
         drain_s: float = 5.0,
-        region: str,
+        region: Region,
         clock: WallClock = utc_now,
         cdr_hold_s: float = 1.0,
     ) -> None:
         self._pool = pool
         self._spool = spool
-        self._region = region  # [pbx] default_region: numbers agents dialled
+        self._region = region  # numbers agents dialled: a call id's own PBX's region
         self._retry = Backoff(retry_min_s, retry_max_s)
         self._batch = batch
         self._drain_s = drain_s

@@ -40,8 +40,12 @@ class TrackerFeed:
         *,
         clock: WallClock = utc_now,
         tick_s: float = 1.0,
+        pbx: str = "",
     ) -> None:
+        """`pbx`: the `[[pbx]]` name the tracker's PBX has (its `active_calls` series), ""
+        for a legacy single PBX."""
         self.tracker = tracker
+        self._active_calls = metrics.ACTIVE_CALLS.labels(pbx)
         self.events = events
         self._clock = clock
         self._tick_s = tick_s
@@ -64,7 +68,7 @@ class TrackerFeed:
                 self._publish(self.tracker.feed(event))
 
     def _publish(self, calls: list[CallEvent]) -> None:
-        metrics.ACTIVE_CALLS.set(self.tracker.active_calls)
+        self._active_calls.set(self.tracker.active_calls)
         for event in calls:
             metrics.CALL_EVENTS.labels(type(event).__name__).inc()
         self.events.publish(calls)

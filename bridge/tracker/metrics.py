@@ -9,4 +9,9 @@ from prometheus_client import Counter, Gauge
 CALL_EVENTS = Counter(
     "crm_bridge_ami_call_events_total", "Call events emitted by the tracker", ["kind"]
 )
-ACTIVE_CALLS = Gauge("crm_bridge_ami_active_calls", "Calls the tracker is following")
+# One series per PBX: `pbx` is its `[[pbx]]` name, "" for a legacy single PBX (which
+# Prometheus stores as no label at all, so that series is what it always was). With several
+# PBXs, `sum(crm_bridge_ami_active_calls)` is every call the bridge follows.
+ACTIVE_CALLS = Gauge(
+    "crm_bridge_ami_active_calls", "Calls the PBX's call tracker is following", ["pbx"]
+)

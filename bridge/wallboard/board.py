@@ -14,11 +14,15 @@ Inputs, and where each comes from:
 After each event batch and each members refresh, the queues concerned are published through
 `publish(queue, message)` (the hub's `publish_queue`): only supervisors following a queue
 receive it. "Today" is the calendar day in `[routing] timezone`.
+
+With several PBXs each PBX's queue is its own, named `east:support` (`pbx_queue`: from the
+prefix of the call id or the member's device); a single PBX's queues keep their names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, time, timedelta
@@ -32,6 +36,7 @@ from bridge.component import Health, State
 from bridge.db.errors import DB_ERRORS
 from bridge.errors import BridgeError
 from bridge.models import CallEnded, CallEvent
+from bridge.pbx.namespace import pbx_queue
 from bridge.pops.protocol import queue_stats_message
 from bridge.tasks import cancel_and_wait
 from bridge.tracker.tracker import LiveCall
@@ -44,14 +49,16 @@ __all__ = ["Snapshot", "WallBoard"]
 
 Publish = Callable[[str, dict[str, Any]], None]
 
+# `pbx`: the `east:` of a namespaced call id (`pbx_queue`'s rule), '' for a single PBX's.
 _TODAY_QUEUES = """
 SELECT queue,
+       coalesce(substring(call_id from '^[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?:'), '') AS pbx,
        count(*) FILTER (WHERE outcome = 'answered') AS answered,
        count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
        count(*) FILTER (WHERE outcome = 'answered'
                           AND answered_at <= started_at + make_interval(secs => $2)) AS within
   FROM call_records WHERE started_at >= $1 AND queue IS NOT NULL AND queue <> ''
- GROUP BY queue
+ GROUP BY queue, pbx
 """
 _TODAY_AGENTS = """
 SELECT a->>'agent' AS agent, count(*) AS calls
@@ -140,9 +147,9 @@ class WallBoard:
             if isinstance(event, CallEnded):
                 touched.update(self._count(event))
             elif isinstance(view, str) and view:
-                touched.add(view)
+                touched.add(pbx_queue(event.call_id, view))
             else:
-                touched.update(c.queue for c in self._live.snapshot() if c.queue)
+                touched.update(self._live_queues())
         for queue in touched:
             self._push(queue)
 
@@ -157,9 +164,10 @@ class WallBoard:
             if self._wrapup_s > 0:
                 self._wrapups[leg.device] = (s.call_id, s.ended_at)
         if not s.queue:
-            return {c.queue for c in self._live.snapshot() if c.queue}
-        self._known.add(s.queue)
-        tally = self._tallies.setdefault(s.queue, Tally())
+            return self._live_queues()
+        queue = pbx_queue(s.call_id, s.queue)
+        self._known.add(queue)
+        tally = self._tallies.setdefault(queue, Tally())
         if s.outcome == "answered":
             tally.answered += 1
             if s.answered_at is not None and (s.answered_at - s.started_at) <= timedelta(
@@ -168,7 +176,7 @@ class WallBoard:
                 tally.within_sla += 1
         elif s.outcome == "abandoned":
             tally.abandoned += 1
-        return {s.queue}
+        return {queue}
 
     async def seed(self) -> None:
         """Today's tallies from `call_records` (calls that ended before this start)."""
@@ -182,8 +190,12 @@ class WallBoard:
             log.warning("wallboard: cannot read today's calls: %s", exc)
             return
         for row in queues:
-            self._known.add(row["queue"])
-            self._tallies[row["queue"]] = Tally(row["answered"], row["abandoned"], row["within"])
+            queue = row["pbx"] + row["queue"]
+            self._known.add(queue)
+            tally = self._tallies.setdefault(queue, Tally())
+            tally.answered += row["answered"]
+            tally.abandoned += row["abandoned"]
+            tally.within_sla += row["within"]
         self._agent_calls = {row["agent"]: row["calls"] for row in agents}
 
     async def refresh(self) -> None:
@@ -198,7 +210,7 @@ class WallBoard:
                 log.info("wallboard: queue members unavailable: %s", exc)
             self._pbx_ok = False
             return
-        self._known.update(m.queue for m in self._members)
+        self._known.update(pbx_queue(m.device, m.queue) for m in self._members)
         for queue in self.queues():
             self._push(queue)
 
@@ -224,7 +236,8 @@ class WallBoard:
         return (True, paused[0].reason) if paused else (False, "")
 
     def queues_of(self, device: str) -> set[str] | None:
-        """The queues `device` is a member of; None before the PBX has listed its members."""
+        """The queues `device` is a member of, as its PBX names them (`support`, what call
+        records hold); None before the PBX has listed its members."""
         if not self._members:
             return None
         return {m.queue for m in self._members if m.device == device}
@@ -278,8 +291,11 @@ class WallBoard:
     # --- outputs -----------------------------------------------------------------------------
 
     def queues(self) -> list[str]:
-        live = {c.queue for c in self._live.snapshot() if c.queue}
-        return sorted(self._known | live | {m.queue for m in self._members})
+        members = {pbx_queue(m.device, m.queue) for m in self._members}
+        return sorted(self._known | self._live_queues() | members)
+
+    def _live_queues(self) -> set[str]:
+        return {pbx_queue(c.call_id, c.queue) for c in self._live.snapshot() if c.queue}
 
     def use_names(self, customer_name: Callable[[str], str | None]) -> None:
         """Where the customer names of live calls come from (the pop hub's cards)."""
@@ -287,7 +303,11 @@ class WallBoard:
 
     def stats(self, queue: str, calls: list[LiveCall] | None = None) -> QueueStats:
         self._roll_day()
-        calls = self._live.snapshot() if calls is None else calls
+        return self._stats(queue, _named(self._live.snapshot() if calls is None else calls))
+
+    def _stats(self, queue: str, calls: list[LiveCall]) -> QueueStats:
+        """`queue`'s figures from `calls` whose `queue` is already as the board names it."""
+        members = [_named_member(m) for m in self._members]
         names = {}
         for call in calls:
             if call.queue == queue and (name := self._customer_name(call.call_id)):
@@ -295,7 +315,7 @@ class WallBoard:
         return queue_stats(
             queue,
             calls,
-            self._members,
+            members,
             self._tallies.get(queue, Tally()),
             now=self._clock(),
             agent_of=self._agent_of,
@@ -306,8 +326,9 @@ class WallBoard:
         )
 
     def all_stats(self) -> list[QueueStats]:
-        calls = self._live.snapshot()
-        return [self.stats(queue, calls) for queue in self.queues()]
+        self._roll_day()
+        calls = _named(self._live.snapshot())
+        return [self._stats(queue, calls) for queue in self.queues()]
 
     def message(self, queue: str) -> dict[str, Any]:
         return queue_stats_message(self.stats(queue), self._clock())
@@ -337,3 +358,20 @@ class WallBoard:
             self._day = today
             self._tallies.clear()
             self._agent_calls.clear()
+
+
+def _named(calls: list[LiveCall]) -> list[LiveCall]:
+    """`calls` with each one's `queue` as the board names it (`east:support` for a namespaced
+    PBX's call): `queue_stats` matches on it. A single PBX's calls are returned as they are."""
+    out = calls
+    for i, call in enumerate(calls):
+        if call.queue and (queue := pbx_queue(call.call_id, call.queue)) != call.queue:
+            if out is calls:
+                out = list(calls)
+            out[i] = dataclasses.replace(call, queue=queue)
+    return out
+
+
+def _named_member(member: Member) -> Member:
+    queue = pbx_queue(member.device, member.queue)
+    return member if queue == member.queue else dataclasses.replace(member, queue=queue)

@@ -35,7 +35,7 @@ def _board(ctx: Context) -> WallBoard:
         refresh_s=cfg.wallboard.refresh_s,
         timezone=cfg.routing.timezone,
         pool=ctx.pool,
-        queues=[cfg.routing.default_queue],
+        queues=[site.prefix + cfg.routing.default_queue for site in cfg.pbxs],
     )
     hub.use_board(board)
     board.on_stats(hub.publish_queue)

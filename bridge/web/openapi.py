@@ -179,15 +179,24 @@ def openapi_document() -> dict[str, Any]:
                 "delete": _op("delete a rule", errors=(404,)),
             },
             "/api/agents": {
-                "get": _op("agents (never tokens)"),
+                "get": _op("agents: id, name, role, device, active, pbx (never tokens)"),
                 "post": _op(
-                    "create an agent; its token is shown once", "201", body=True, errors=(400, 409)
+                    "create an agent {id, name, role?, device?, pbx?}; its token is shown once;"
+                    " pbx: a configured [[pbx]] name (default the first; '' with one PBX)",
+                    "201",
+                    body=True,
+                    errors=(400, 409),
                 ),
             },
             "/api/agents/{id}": {
                 "parameters": [aid],
                 "get": _op("one agent", errors=(404,)),
-                "patch": _op("change an agent", body=True, errors=(400, 404, 409)),
+                "patch": _op(
+                    "change an agent {name?, role?, device?, active?, pbx?}; 409 when the"
+                    " device is another agent's on the same PBX",
+                    body=True,
+                    errors=(400, 404, 409),
+                ),
                 "delete": _op("deactivate an agent", errors=(404, 409)),
             },
             "/api/agents/{id}/token": {

@@ -25,6 +25,7 @@ async def test_agent_create_list_deactivate_and_token(pool: asyncpg.Pool[Any], a
         "role": "supervisor",
         "device": "2001",
         "active": True,
+        "pbx": "",  # a single PBX
     }
     agent = await authenticate(pool, token)
     assert agent is not None and agent.id == "2001"

@@ -124,9 +124,10 @@ async def quiet(ws: Any) -> None:
 
 
 async def test_colliding_linkedids_give_two_records_and_each_agent_its_own_pops(
-    database_url: str, pool: asyncpg.Pool[Any], tmp_path: Path
+    database_url: str, pool: asyncpg.Pool[Any], tmp_path: Path, caplog: Any
 ) -> None:
     tokens = await seniors(pool)
+    caplog.set_level(logging.WARNING, logger="bridge.crm.off_pbx")
     agi_port = free_port()
     east, west = sim("east", agi_port), sim("west", agi_port)
     async with AsyncExitStack() as stack:
@@ -136,6 +137,11 @@ async def test_colliding_linkedids_give_two_records_and_each_agent_its_own_pops(
         config = two_pbx_config(database_url, tmp_path, agi_port, ports)
         rt = await stack.enter_async_context(bridge(config))
         await asyncio.wait_for(rt.get("ami").connected(), 10)
+        # The trace CRM's agents (pbx '') match no device here: one warning at start names them.
+        (warning,) = [r.getMessage() for r in caplog.records if r.name == "bridge.crm.off_pbx"]
+        legacy = await pool.fetch("SELECT id FROM agents WHERE pbx = '' AND active ORDER BY id")
+        assert legacy and f"{len(legacy)} active agent(s)" in warning
+        assert all(r["id"] in warning for r in legacy) and "east-2001" not in warning
         pops = rt.get("pops").port
         east_ws = await hello(pops, tokens["east-2001"])
         west_ws = await hello(pops, tokens["west-2001"])
