@@ -24,6 +24,7 @@ from bridge.crm.directory import CustomerDirectory
 from bridge.errors import CrmUnavailable
 from bridge.models import Decision, InboundCall
 from bridge.routing import metrics
+from bridge.routing.budget import by_deadline, deadline_after, default_route
 from bridge.routing.decide import decide
 from bridge.routing.rules import Rule
 
@@ -147,21 +148,19 @@ class RouteService:
 
     # --- routing ---------------------------------------------------------------------
 
-    def _fallback(self) -> Decision:
-        routing = self._config.routing
-        return Decision(routing.default_queue, routing.default_priority, "default", None, True)
-
-    async def route(self, call: InboundCall) -> Decision:
-        """The decision for `call`; never raises for CRM trouble (degraded default instead)."""
+    async def route(self, call: InboundCall, deadline: float | None = None) -> Decision:
+        """The decision for `call` by `deadline` (event-loop time; a session passes its own,
+        by default `budget_ms` from now). Never raises for CRM trouble: the degraded default
+        instead."""
+        if deadline is None:
+            deadline = deadline_after(self._config.agi.budget_ms)
         work = asyncio.ensure_future(self._decide(call))
         try:
-            async with asyncio.timeout(self._budget_s):
-                decision = await asyncio.shield(work)
+            decision = await by_deadline(work, deadline)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                work.cancel()  # our caller gave up (e.g. the PBX hung up): so do we
-                raise
+                raise  # our caller gave up (e.g. the PBX hung up): by_deadline cancelled work
             log.warning("caller lookup was cancelled; default route")
             decision = self._degrade(work)
         except TimeoutError:
@@ -190,7 +189,7 @@ class RouteService:
             work.cancel()
             self._late.add(work)
             work.add_done_callback(self._forget_late)
-        return self._fallback()
+        return default_route(self._config.routing)
 
     def _forget_late(self, task: asyncio.Future[Decision]) -> None:
         self._late.discard(task)
