@@ -3,8 +3,9 @@
 `route()` looks the caller up and applies the rules within `[agi] budget_ms`. When the CRM
 is slow, down or fails in any way, the caller is not kept waiting: the answer is the default
 queue flagged `degraded`, and the late lookup is cancelled in the background. `record()`
-persists the decision to `route_decisions` without delaying the caller either: writes run
-as bounded background tasks, and `drain()` waits for them at shutdown.
+queues the decision for `route_decisions` without delaying the caller either: the decision
+log (bridge.routing.decision_log) writes what piled up in one INSERT on its own connection,
+and `stop()` flushes it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bridge.models import Decision, InboundCall
 from bridge.routing import metrics
 from bridge.routing.budget import by_deadline, deadline_after, default_route
 from bridge.routing.decide import decide
+from bridge.routing.decision_log import DecisionLog, DecisionRow, DecisionSink
 from bridge.routing.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,19 @@ class RuleSource(Protocol):
     async def current(self) -> Sequence[Rule]: ...
 
 
-class DecisionSink(Protocol):
-    async def write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
-        """Persist one decision; may raise (the service logs and counts it)."""
-        ...
+# One statement per batch; WITH ORDINALITY keeps the batch's order, so of two decisions for
+# one uniqueid in a batch the first is inserted and the second does nothing.
+_INSERT_DECISIONS = """
+INSERT INTO route_decisions (uniqueid, linkedid, channel, caller, caller_name, did,
+                             customer_id, queue, priority, rule, degraded, recording, decided_at)
+SELECT u, l, ch, c, cn, d, cid, q, p, r, dg, rec, at
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::int[], $10::text[], $11::bool[], $12::text[],
+              $13::timestamptz[])
+       WITH ORDINALITY AS t(u, l, ch, c, cn, d, cid, q, p, r, dg, rec, at, n)
+ ORDER BY n
+ON CONFLICT (uniqueid) DO NOTHING
+"""
 
 
 def _text(value: str | None, limit: int = MAX_TEXT) -> str:
@@ -54,22 +65,23 @@ class PostgresDecisionLog:
     The first decision for a uniqueid wins and is never overwritten: the call record takes
     its customer, queue and recording path from this row, and a later session naming the same
     uniqueid (a second AGI in the dialplan, a replay, a forged header) must not rewrite them.
+    A batch is one INSERT in the batch's order, on a connection this log holds for itself
+    (taken from the pool at the first write, given back at `close()` or after an error).
     """
 
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
+        self._conn: Any = None
 
-    async def write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
-        uniqueid = _text(call.uniqueid, 150)
-        if not uniqueid:
-            log.debug("decision for %r not recorded: no uniqueid", call.channel)
-            return
-        try:
-            await self._pool.execute(
-                "INSERT INTO route_decisions (uniqueid, linkedid, channel, caller, caller_name,"
-                " did, customer_id, queue, priority, rule, degraded, recording, decided_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                " ON CONFLICT (uniqueid) DO NOTHING",
+    async def write(self, rows: Sequence[DecisionRow]) -> None:
+        columns: list[list[Any]] = [[] for _ in range(13)]
+        for row in rows:
+            call, decision, recording = row.call, row.decision, row.recording
+            uniqueid = _text(call.uniqueid, 150)
+            if not uniqueid:
+                log.debug("decision for %r not recorded: no uniqueid", call.channel)
+                continue
+            values = (
                 uniqueid,
                 _text(call.linkedid, 150),
                 _text(call.channel),
@@ -84,8 +96,26 @@ class PostgresDecisionLog:
                 _text(recording, 1024) if recording else None,
                 call.at,
             )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        if not columns[0]:
+            return
+        try:
+            if self._conn is None:
+                self._conn = await self._pool.acquire()
+            await self._conn.execute(_INSERT_DECISIONS, *columns)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            await self.close()
             raise CrmUnavailable(f"cannot record route decision: {exc}") from exc
+
+    async def close(self) -> None:
+        """Give the connection back to the pool (the pool resets or replaces it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self._pool.release(conn)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                conn.terminate()
 
 
 class RouteService:
@@ -101,7 +131,7 @@ class RouteService:
         *,
         clock: Callable[[], float] = time.perf_counter,
         decisions: DecisionSink | None = None,
-        max_pending: int = 1000,
+        max_pending: int = 10_000,
     ) -> None:
         self._directory = directory
         self._rules = rules
@@ -112,9 +142,9 @@ class RouteService:
         rules_pool = getattr(rules, "pool", None)  # a RuleStore: record next to the rules
         if decisions is None and rules_pool is not None:
             decisions = PostgresDecisionLog(rules_pool)
-        self._decisions = decisions
-        self._max_pending = max_pending
-        self._pending: set[asyncio.Task[None]] = set()
+        self._decisions = (
+            DecisionLog(decisions, max_pending=max_pending) if decisions is not None else None
+        )
         self._late: set[asyncio.Future[Decision]] = set()  # lookups abandoned after the budget
         self.degraded_count = 0
         self.dropped_records = 0
@@ -130,17 +160,18 @@ class RouteService:
         return None
 
     async def stop(self) -> None:
-        await self.drain(within_s=5.0)
-        for task in list(self._pending) + list(self._late):
+        if self._decisions is not None:
+            await self._decisions.stop(within_s=5.0)
+        for task in list(self._late):
             task.cancel()
-        await asyncio.gather(*self._pending, *self._late, return_exceptions=True)
+        await asyncio.gather(*self._late, return_exceptions=True)
 
     def health(self) -> Health:
         return Health(
             "up",
             required=False,
             detail={
-                "pending_records": len(self._pending),
+                "pending_records": self.pending(),
                 "degraded": self.degraded_count,
                 "dropped_records": self.dropped_records,
             },
@@ -218,37 +249,18 @@ class RouteService:
     # --- recording decisions -----------------------------------------------------------
 
     async def record(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
-        """Persist the decision in the background; returns at once. Never raises."""
+        """Queue the decision for the decision log; returns at once. Never raises."""
         if self._decisions is None:
             return
-        if len(self._pending) >= self._max_pending:
+        if not self._decisions.add(DecisionRow(call, decision, recording)):
             self.dropped_records += 1
-            metrics.RECORD_ERRORS.inc()
-            log.error(
-                "route decision for %r dropped: %d writes pending", call.uniqueid, self._max_pending
-            )
-            return
-        task = asyncio.create_task(self._write(call, decision, recording))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
-        assert self._decisions is not None
-        try:
-            async with asyncio.timeout(10):
-                await self._decisions.write(call, decision, recording)
-        except Exception as exc:
-            metrics.RECORD_ERRORS.inc()
-            log.error("route decision for %r not recorded: %s", call.uniqueid, exc)
 
     def pending(self) -> int:
-        """How many decision writes are still running."""
-        return len(self._pending)
+        """How many decisions are queued or being written."""
+        return 0 if self._decisions is None else self._decisions.pending
 
     async def drain(self, within_s: float | None = None) -> bool:
-        """Wait for pending writes; True when none is left."""
-        if self._pending:
-            # asyncio.wait, not a timeout around gather: running out of time must not
-            # cancel the writes themselves.
-            await asyncio.wait(list(self._pending), timeout=within_s)
-        return all(task.done() for task in self._pending)
+        """Wait for queued decisions to be written; True when none is left."""
+        if self._decisions is None:
+            return True
+        return await self._decisions.drain(within_s)
