@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from bridge.alerts import Alerter
 from bridge.cli.common import config_from, database_pool
 from bridge.connectors import build_connector
+from bridge.db.pool import holds_session_state
 from bridge.errors import UsageError
 from bridge.sync import SyncSummary, run_sync
 from bridge.sync.periodic import SYNC_LOCK
@@ -65,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def go() -> SyncSummary:
         async with database_pool(config) as pool, pool.acquire() as lock_conn:
+            holds_session_state(lock_conn)  # the session lock must not outlive this run
             await lock_conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
             try:
                 connector = build_connector(config)

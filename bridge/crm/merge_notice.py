@@ -34,6 +34,7 @@ import asyncpg
 from bridge.component import Health
 from bridge.crm.listener import PgListener
 from bridge.crm.merge import MergeRecord, deliver_pending_merges
+from bridge.db.pool import holds_session_state
 from bridge.tasks import cancel_and_wait
 
 __all__ = ["CHANNEL", "MERGE_LOCK", "MergeNotifier", "RoundResult"]
@@ -143,6 +144,7 @@ class MergeNotifier:
 
     async def _locked_round(self) -> RoundResult:
         async with self._pool.acquire() as conn:
+            holds_session_state(conn)  # the session lock must not outlive this round
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", MERGE_LOCK):
                 return "busy"
             try:
