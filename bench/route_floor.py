@@ -18,8 +18,9 @@ the directory's own `LOOKUP_SQL` on an asyncpg pool, then the same eight `SET VA
 each answered before the next, and closes: what the bridge does on the wire, with nothing
 else. The PBX side counts the commands each server sent, so equal round trips are checked.
 
-Pools are small (`--pool` each, plus the directory's and the rules' LISTEN connections and
-the decision writer's connection) so the run stays within ten database connections.
+Pools are small so the run stays within ten database connections: `--pool` connections
+for lookups on each side; the bridge's pool has two more, for the LISTEN connection the
+directory and the rules share (as in the app) and the decision log's own connection.
 
 Needs a PostgreSQL server: CRM_BRIDGE_TEST_PG (default postgresql://postgres@127.0.0.1:5432/postgres);
 a throw-away database is created, migrated, filled and dropped.
@@ -49,6 +50,7 @@ from agi_route import callers, fill, header, load
 from bridge.agi import build_agi_server
 from bridge.config import build_config
 from bridge.crm.directory import LOOKUP_SQL, PostgresDirectory
+from bridge.crm.listener import PgListener
 from bridge.db.migrate import apply_migrations
 from bridge.db.pool import connect, create_pool
 from bridge.routing.service import RouteService
@@ -231,17 +233,20 @@ async def main(args: argparse.Namespace) -> None:
         config = build_config(
             {"agi": {"port": 0, "max_sessions": 1000}, "database": {"url": url}}, {}, runtime=False
         )
-        pool = await create_pool(url, min_size=args.pool, max_size=args.pool)
+        # The bridge's pool also lends the shared LISTEN connection and (once decisions are
+        # batched) the decision log's: two more, so both sides have `--pool` for lookups.
+        pool = await create_pool(url, min_size=args.pool + 2, max_size=args.pool + 2)
         bare = await create_pool(url, min_size=args.pool, max_size=args.pool)
         try:
             print(f"filling {args.customers} customers ...", flush=True)
             await fill(pool, args.customers)
-            directory = PostgresDirectory(pool)
-            rules = RuleStore(pool)
+            listener = PgListener(pool, name="crm-listener")  # one, shared, as the app does
+            directory = PostgresDirectory(pool, listener=listener)
+            rules = RuleStore(pool, listener=listener)
+            await listener.start()
             await directory.start()
             await rules.start()
-            await directory.listener.wait_listening()
-            await rules.listener.wait_listening()
+            await listener.wait_listening()
             service = RouteService(directory, rules, config)
             bridge = build_agi_server(config, service)
             floor = FloorServer(bare)
@@ -292,6 +297,7 @@ async def main(args: argparse.Namespace) -> None:
                 await service.stop()
                 await rules.stop()
                 await directory.stop()
+                await listener.stop()
             cpu_b = statistics.median(c for c, _ in rows["bridge"])
             cpu_f = statistics.median(c for c, _ in rows["floor"])
             p99_b = statistics.median(t for _, t in rows["bridge"])
@@ -330,5 +336,5 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--burst", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--pool", type=int, default=3)
+    parser.add_argument("--pool", type=int, default=3)  # lookup connections per side
     asyncio.run(main(parser.parse_args()))
