@@ -2,7 +2,7 @@
 and the same round trips, both in this process on the same event loop, measured in one run.
 
     .venv/bin/python bench/route_floor.py [--customers 100000] [--rounds 3] [--rate 300]
-        [--seconds 8] [--burst 20000] [--concurrency 50] [--pool 3]
+        [--seconds 8] [--burst 20000] [--concurrency 50] [--pool 3] [--loop auto]
 
 Each round measures, for the bridge and for the floor (their order alternating by round):
 - CPU per call: this process's CPU time (user + system; the PBX clients run in another
@@ -38,6 +38,7 @@ import resource
 import secrets
 import statistics
 import sys
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -213,6 +214,20 @@ async def measure(
     return cpu / calls * 1000, p99(result["latencies"]), result
 
 
+def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Both servers run on this loop; the PBX clients always on asyncio's own."""
+    if kind == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if kind == "uvloop":
+            raise
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -337,4 +352,12 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--pool", type=int, default=3)  # lookup connections per side
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the servers' event loop; auto: uvloop when installed, as `crm-bridge run` does",
+    )
+    args = parser.parse_args()
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(main(args))

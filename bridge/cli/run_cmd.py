@@ -7,8 +7,12 @@ import asyncio
 import logging
 import signal
 
+from bridge.cli import event_loop
 from bridge.cli.common import config_from
+from bridge.cli.event_loop import choose_loop
 from bridge.config import Config
+
+log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -21,7 +25,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args, runtime=True)
     logging.basicConfig(level=config.log.level.upper(), format=LOG_FORMAT, force=True)
-    asyncio.run(serve(config))
+    factory, loop_name = choose_loop()
+    log.info("event loop: %s", loop_name)
+    event_loop.run(serve(config), factory)
     return 0
 
 
