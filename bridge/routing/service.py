@@ -11,6 +11,7 @@ and `stop()` flushes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -105,16 +106,25 @@ class PostgresDecisionLog:
                 self._conn = await self._pool.acquire()
             await self._conn.execute(_INSERT_DECISIONS, *columns)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            await self.close()
+            await self.close(suspect=True)
             raise CrmUnavailable(f"cannot record route decision: {exc}") from exc
+        except BaseException:  # a driver state error, a timeout: never reuse the connection
+            await self.close(suspect=True)
+            raise
 
-    async def close(self) -> None:
-        """Give the connection back to the pool (the pool resets or replaces it)."""
+    async def close(self, *, suspect: bool = False) -> None:
+        """Give the connection back to the pool; a suspect one is closed first, so the pool
+        replaces it instead of handing it out again."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await self._pool.release(conn)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        if conn is None:
+            return
+        try:
+            if suspect:
+                conn.terminate()
+            await self._pool.release(conn)
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
+            # A lost connection was already given back by the pool itself.
+            with contextlib.suppress(asyncpg.InterfaceError):
                 conn.terminate()
 
 

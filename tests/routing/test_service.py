@@ -112,7 +112,7 @@ async def test_pg_sleep_lookup_is_cancelled_in_the_background(
     assert (
         await pool.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'"
-            " AND state = 'active'"
+            " AND state = 'active' AND datname = current_database()"  # not other test runs
         )
         == 0
     )
@@ -346,4 +346,23 @@ async def test_rule_added_through_the_store_applies_to_the_next_call(
     async with asyncio.timeout(5):
         while await rule_now() != "us":  # noqa: ASYNC110 - bounded poll for a NOTIFY's effect
             await asyncio.sleep(0.01)
+    await service.stop()
+
+
+async def test_a_decision_log_connection_killed_by_the_server_is_replaced_on_retry(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    sink = PostgresDecisionLog(pool)
+    service = RouteService(directory, rules, config(), decisions=sink)
+    await service.record(call(uniqueid="k1"), DEGRADED, None)
+    assert await service.drain(5)
+    held = sink._conn
+    assert held is not None  # the log keeps its connection between batches
+    assert await pool.fetchval("SELECT pg_terminate_backend($1)", held.get_server_pid())
+    await service.record(call(uniqueid="k2"), DEGRADED, None)
+    assert await service.drain(5)
+    rows = await pool.fetch("SELECT uniqueid FROM route_decisions ORDER BY uniqueid")
+    assert [r["uniqueid"] for r in rows] == ["k1", "k2"]
+    assert service.dropped_records == 0
     await service.stop()
