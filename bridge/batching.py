@@ -29,10 +29,12 @@ class BatchWriter(Generic[Row]):
         what: str,
         batch: int = 1000,
         max_rows: int = 100_000,
+        tick_s: float = 0.0,
     ) -> None:
         self._write = write
         self._what = what
         self._batch = batch
+        self._tick_s = tick_s  # how long the first row of a batch waits for others
         self._max_rows = max_rows
         self._pending: list[Row] = []
         self._writing = 0  # rows of the batch being written
@@ -63,6 +65,8 @@ class BatchWriter(Generic[Row]):
                 return
 
     async def _flush(self) -> None:
+        if self._tick_s > 0:
+            await asyncio.sleep(self._tick_s)  # let the rows of this tick join the batch
         while self._pending:
             rows = self._pending[: self._batch]
             del self._pending[: self._batch]
