@@ -6,7 +6,8 @@ and the same round trips, both in this process on the same event loop, measured 
 
 Each round measures, for the bridge and for the floor (their order alternating by round):
 - CPU per call: this process's CPU time (user + system; the PBX clients run in another
-  process) over the calls of an open-loop run, divided by the calls;
+  process) over the calls of an open-loop run, divided by the calls; and the same over
+  `--cpu-calls` calls kept `--cpu-concurrency` in flight (closed loop), a steadier figure;
 - p99 latency with calls arriving at random (Poisson, open loop) at `--rate` per second,
   timed from each call's scheduled arrival to the server's close, so a stalled server
   is charged for the calls queued behind it.
@@ -214,6 +215,14 @@ async def measure(
     return cpu / calls * 1000, p99(result["latencies"]), result
 
 
+async def cpu_closed_loop(port: int, phones: list[str], args: argparse.Namespace, r: int) -> float:
+    """CPU ms per call with `--cpu-concurrency` calls always in flight: the server busy
+    without queueing, so the figure depends less on how the calls happen to arrive."""
+    cpu0 = cpu_seconds()
+    result = await in_child("closed", port, phones, args.cpu_concurrency, (r + 5) * 10**6)
+    return (cpu_seconds() - cpu0) / max(1, len(result["latencies"])) * 1000
+
+
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """Both servers run on this loop; the PBX clients always on asyncio's own."""
     if kind == "asyncio":
@@ -279,6 +288,7 @@ async def main(args: argparse.Namespace) -> None:
                 )
                 print(f"load average at start: {loadavg()}\n")
                 rows: dict[str, list[tuple[float, float]]] = {"bridge": [], "floor": []}
+                closed: dict[str, list[float]] = {"bridge": [], "floor": []}
                 for r in range(args.rounds):
                     phones = callers(args.customers, n, 100 + r)
                     order = [("bridge", bridge.port), ("floor", floor.port)]
@@ -290,9 +300,15 @@ async def main(args: argparse.Namespace) -> None:
                         )
                         await service.drain(within_s=30)
                         rows[who].append((cpu, tail))
+                        steady = await cpu_closed_loop(
+                            port, callers(args.customers, args.cpu_calls, 200 + r), args, r
+                        )
+                        await service.drain(within_s=30)
+                        closed[who].append(steady)
                         print(
-                            f"round {r + 1} {who:<6} CPU/call {cpu:6.3f} ms   p99 {tail:7.2f} ms"
-                            f"   commands/call {result['commands']:.1f}"
+                            f"round {r + 1} {who:<6} CPU/call {cpu:6.3f} ms"
+                            f" (closed loop x{args.cpu_concurrency}: {steady:6.3f} ms)"
+                            f"   p99 {tail:7.2f} ms   commands/call {result['commands']:.1f}"
                             f"   degraded {result['degraded']}   errors {result['errors']}"
                             f"   load {loadavg()}",
                             flush=True,
@@ -320,6 +336,13 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"median of rounds: CPU/call bridge {cpu_b:.3f} ms, floor {cpu_f:.3f} ms,"
                 f" ratio {cpu_b / cpu_f:.2f}x"
+            )
+            steady_b = statistics.median(closed["bridge"])
+            steady_f = statistics.median(closed["floor"])
+            print(
+                f"median of rounds: CPU/call closed loop x{args.cpu_concurrency}"
+                f" bridge {steady_b:.3f} ms, floor {steady_f:.3f} ms,"
+                f" ratio {steady_b / steady_f:.2f}x"
             )
             print(
                 f"median of rounds: p99 at {args.rate:g}/s bridge {p99_b:.2f} ms,"
@@ -351,6 +374,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--burst", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--cpu-calls", type=int, default=2000)
+    parser.add_argument("--cpu-concurrency", type=int, default=4)
     parser.add_argument("--pool", type=int, default=3)  # lookup connections per side
     parser.add_argument(
         "--loop",
