@@ -29,22 +29,32 @@ class BatchWriter(Generic[Row]):
         what: str,
         batch: int = 1000,
         max_rows: int = 100_000,
+        tick_s: float = 0.0,
     ) -> None:
         self._write = write
         self._what = what
         self._batch = batch
+        self._tick_s = tick_s  # how long the first row of a batch waits for others
         self._max_rows = max_rows
         self._pending: list[Row] = []
+        self._writing = 0  # rows of the batch being written
         self._task: asyncio.Task[None] | None = None
         self._lost = 0
 
-    def add(self, row: Row) -> None:
+    @property
+    def pending(self) -> int:
+        """Rows added and not yet written (or failed)."""
+        return len(self._pending) + self._writing
+
+    def add(self, row: Row) -> bool:
+        """Queue `row`; False when it was dropped because `max_rows` are already waiting."""
         if len(self._pending) >= self._max_rows:
             self._lost += 1
-            return
+            return False
         self._pending.append(row)
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._flush())
+        return True
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait until everything added so far is written (or failed)."""
@@ -55,13 +65,18 @@ class BatchWriter(Generic[Row]):
                 return
 
     async def _flush(self) -> None:
+        if self._tick_s > 0:
+            await asyncio.sleep(self._tick_s)  # let the rows of this tick join the batch
         while self._pending:
             rows = self._pending[: self._batch]
             del self._pending[: self._batch]
+            self._writing = len(rows)
             try:
                 await self._write(rows)
             except Exception as exc:
                 log.warning("cannot record %d %s: %s", len(rows), self._what, exc)
+            finally:
+                self._writing = 0
         if self._lost:
             log.warning("dropped %d %s: the database was behind", self._lost, self._what)
             self._lost = 0

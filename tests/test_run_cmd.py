@@ -86,6 +86,7 @@ async def test_run_serves_route_and_stops_cleanly_on_sigterm(
             await proc.wait()
     assert code == 0, log.decode(errors="replace")
     assert b"Traceback" not in log
+    assert re.search(rb"event loop: (uvloop|asyncio)", log)  # which loop it runs on, said once
     # The decision was persisted before the process left (pending records drained).
     row = await pool.fetchrow("SELECT linkedid, queue FROM route_decisions WHERE uniqueid = '42.1'")
     assert row is not None and (row["linkedid"], row["queue"]) == ("42.0", "senior")

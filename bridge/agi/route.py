@@ -1,12 +1,13 @@
 """The `/route` FastAGI handler: `AGI(agi://HOST:4573/route)`.
 
 From the session's environment it builds an `InboundCall`, asks the router, and sets the
-CONTRACT's `BRIDGE_*` channel variables. The caller never waits past `[agi] budget_ms`
-for the decision: the router enforces the budget itself, and this handler adds its own hard
-deadline (budget + `MARGIN_S`) so that a bug elsewhere cannot hold a call either. The
-call's Linkedid (for `[pbx] recording_template`) is asked for with
-`GET VARIABLE CHANNEL(linkedid)` while the router works, within the same budget; when it
-is late or missing, the channel's own uniqueid stands in.
+CONTRACT's `BRIDGE_*` channel variables. The caller never waits past `[agi] budget_ms`:
+the session's deadline is fixed once, when its header is complete, and everything before
+the variables waits against it (`bridge.routing.budget`). The router is given that deadline, and the
+handler holds it too, so that a router with a bug cannot hold a call either; past it the
+call gets `default_route`. The call's Linkedid (for `[pbx] recording_template`) is asked
+for with `GET VARIABLE CHANNEL(linkedid)` while the router works, until the same deadline;
+when it is late or missing, the channel's own uniqueid stands in.
 
 Commands go one at a time, each reply read before the next command is sent. Pipelining them
 would stall a real Asterisk: res_agi reads commands with `fgets` on a buffered `FILE*` but
@@ -36,16 +37,18 @@ from bridge.config import Config
 from bridge.crm.phones import to_e164
 from bridge.models import Decision, InboundCall
 from bridge.pbx.namespace import namespace_event
+from bridge.routing.budget import abandon, by_deadline, deadline_after, default_route
 from bridge.routing.variables import contract_variables, recording_name
 
 log = logging.getLogger(__name__)
 
-MARGIN_S = 0.05
 _NO_VALUE = frozenset({"", "unknown", "s"})
 
 
 class Router(Protocol):
-    async def route(self, call: InboundCall) -> Decision: ...
+    async def route(self, call: InboundCall, deadline: float | None = None) -> Decision:
+        """The decision by `deadline` (event-loop time)."""
+        ...
 
     async def record(
         self, call: InboundCall, decision: Decision, recording: str | None
@@ -76,11 +79,6 @@ def inbound_call(env: AgiEnv, *, default_region: str, at: datetime) -> InboundCa
     )
 
 
-def _retrieve(work: asyncio.Future[Decision]) -> None:
-    if not work.cancelled() and work.exception() is not None:
-        log.info("abandoned routing failed: %s", work.exception())
-
-
 class RouteHandler:
     """`Handler` for the `route` script (see module docstring)."""
 
@@ -93,28 +91,25 @@ class RouteHandler:
     ) -> None:
         self._router = router
         self._config = config
-        self._budget_s = config.agi.budget_ms / 1000
         self._now = now
 
-    def fallback(self) -> Decision:
-        routing = self._config.routing
-        return Decision(routing.default_queue, routing.default_priority, "default", None, True)
-
     async def __call__(self, session: AgiSession) -> None:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        deadline = loop.time() + self._budget_s
+        deadline = deadline_after(self._config.agi.budget_ms)
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
         site = site_for_request(session.env, peer, self._config.pbxs)
         pbx = self._config.pbx if site is None else site.pbx
         call = inbound_call(session.env, default_region=pbx.default_region, at=self._now())
-        work = asyncio.ensure_future(self._router.route(call))
+        work = asyncio.ensure_future(self._router.route(call, deadline))
         try:
             linkedid = await self._linkedid(session, deadline)
-            decision = await self._decision(work, deadline + MARGIN_S)
-        finally:
-            if not work.done():
-                self._abandon(work)
+        except BaseException:
+            # The session ended first: the router still answers by the deadline, and is
+            # cut off there if it does not (cancelling a lookup mid-connect upsets the driver).
+            asyncio.get_running_loop().call_at(deadline, abandon, work)
+            raise
+        decision = await self._decision(work, deadline)
+        abandon(work)
         metrics.ROUTE_SECONDS.observe(time.perf_counter() - started)
         call = dataclasses.replace(call, linkedid=linkedid or call.uniqueid)
         recording = recording_name(
@@ -134,17 +129,6 @@ class RouteHandler:
                     peer,
                 )
 
-    def _abandon(self, work: asyncio.Future[Decision]) -> None:
-        """The session ended before the decision: let the router finish within its own budget
-        (cancelling a lookup mid-connect upsets the driver), and cut it off only after that."""
-        handle = asyncio.get_running_loop().call_later(self._budget_s + MARGIN_S, work.cancel)
-
-        def done(finished: asyncio.Future[Decision]) -> None:
-            handle.cancel()
-            _retrieve(finished)
-
-        work.add_done_callback(done)
-
     async def _linkedid(self, session: AgiSession, deadline: float) -> str:
         remaining = deadline - asyncio.get_running_loop().time()
         try:
@@ -159,16 +143,14 @@ class RouteHandler:
         return _text(reply.data, 150)
 
     async def _decision(self, work: asyncio.Future[Decision], deadline: float) -> Decision:
-        remaining = deadline - asyncio.get_running_loop().time()
         try:
-            async with asyncio.timeout(max(0.0, remaining)):
-                return await asyncio.shield(work)
+            return await by_deadline(work, deadline)
         except TimeoutError:
             log.warning("no routing decision within the budget; default route")
         except Exception:
             log.exception("the router failed; default route")
         metrics.ERRORS.labels("late_decision").inc()
-        return self.fallback()
+        return default_route(self._config.routing)
 
     async def _set_variables(self, session: AgiSession, decision: Decision, recording: str) -> None:
         for name, value in contract_variables(decision, recording):

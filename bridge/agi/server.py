@@ -56,6 +56,11 @@ class AgiSession:
         self._owed = 0  # replies to commands whose caller stopped waiting for them
         self.read_timeout_s = read_timeout_s
         self.write_timeout_s = write_timeout_s
+        # One timer per session for every reply's deadline (see `_next_reply`).
+        self._reply_by = 0.0  # event-loop time the awaited reply is due
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting: asyncio.Task[object] | None = None  # the task reading a reply
+        self._expired = False
 
     @property
     def hangup(self) -> bool:
@@ -87,14 +92,54 @@ class AgiSession:
     async def _next_reply(self, timeout_s: float) -> Reply:
         self._ready.extend(self._replies.replies())
         if not self._ready:
-            async with asyncio.timeout(max(0.0, timeout_s)):
-                while not self._ready:
-                    data = await self._reader.read(READ_CHUNK)
-                    if not data:
-                        raise AgiProtocolError("the PBX closed the session before replying")
-                    self._replies.feed(data)
-                    self._ready.extend(self._replies.replies())
+            await self._read_reply(max(0.0, timeout_s))
         return self._ready.pop(0)
+
+    async def _read_reply(self, timeout_s: float) -> None:
+        """Read until a reply is complete; TimeoutError after `timeout_s`.
+
+        Like `asyncio.timeout`, but one timer serves the whole session: a later deadline
+        only moves `_reply_by`, and the timer, when it fires early, re-arms itself there.
+        A session that answers in time costs one timer, not one per command.
+        """
+        loop = asyncio.get_running_loop()
+        self._reply_by = loop.time() + timeout_s
+        if self._timer is None or self._timer.when() > self._reply_by:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(self._reply_by, self._on_timer)
+        self._waiting = asyncio.current_task()
+        try:
+            while not self._ready:
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    raise AgiProtocolError("the PBX closed the session before replying")
+                self._replies.feed(data)
+                self._ready.extend(self._replies.replies())
+        except asyncio.CancelledError:
+            if self._expired and self._waiting is not None and self._waiting.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._waiting = None
+            self._expired = False
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._waiting is None or self._expired:
+            return  # no reply awaited (the next one arms the timer again), or already cut
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._reply_by:
+            self._timer = loop.call_at(self._reply_by, self._on_timer)
+            return
+        self._expired = True
+        self._waiting.cancel()
+
+    def close(self) -> None:
+        """Stop the session's timer (the server calls this when the session ends)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 Handler = Callable[[AgiSession], Awaitable[None]]
@@ -299,6 +344,8 @@ class AgiServer:
         except Exception:
             self._error("handler")
             log.exception("FastAGI %s %s: handler failed", peer, script)
+        finally:
+            session.close()
 
     async def _read_header(self, reader: asyncio.StreamReader) -> tuple[AgiEnv, bytes]:
         """The environment; its deadlines are the guard's, which cuts the socket."""
@@ -315,6 +362,11 @@ class AgiServer:
         """Close the socket; a peer that does not take the last bytes is cut off."""
         writer.close()
         try:
+            if not writer.transport.get_write_buffer_size():
+                # Nothing left to send: the transport reports itself lost on the next loop
+                # iteration, so no timer is needed to bound the wait.
+                await writer.wait_closed()
+                return
             async with asyncio.timeout(self._write_timeout_s):
                 await writer.wait_closed()
         except (TimeoutError, OSError):

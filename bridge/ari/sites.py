@@ -19,8 +19,8 @@ class SiteRouter:
         self._router = router
         self._site = site
 
-    async def route(self, call: InboundCall) -> Decision:
-        return await self._router.route(call)
+    async def route(self, call: InboundCall, deadline: float | None = None) -> Decision:
+        return await self._router.route(call, deadline)
 
     async def record(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
         await self._router.record(namespace_event(call, self._site.prefix), decision, recording)

@@ -50,6 +50,7 @@ from bridge.config import Config
 from bridge.crm.phones import to_e164
 from bridge.errors import AriProtocolError, AuthError, BridgeError, LinkDown, NotFound
 from bridge.models import Decision, InboundCall
+from bridge.routing.budget import abandon, by_deadline, default_route
 from bridge.routing.variables import contract_variables, plain_text, recording_name
 from bridge.tasks import Backoff, equal_jitter
 
@@ -65,7 +66,7 @@ DONE_MEMORY = 10_000  # channel ids remembered as finished, so resync never hand
 class Router(Protocol):
     """What the app needs of routing (`bridge.routing.service.RouteService` fits)."""
 
-    async def route(self, call: InboundCall) -> Decision: ...
+    async def route(self, call: InboundCall, deadline: float | None = None) -> Decision: ...
 
     async def record(
         self, call: InboundCall, decision: Decision, recording: str | None
@@ -394,10 +395,6 @@ class AriApp:
             linkedid=channel.linkedid,
         )
 
-    def _default(self) -> Decision:
-        routing = self._config.routing
-        return Decision(routing.default_queue, routing.default_priority, "default", None, True)
-
     async def _linkedid(self, channel: AriChannel) -> str | None:
         """The call's linkedid for the recording name; None when the channel is gone."""
         if channel.linkedid or "${linkedid}" not in self._config.pbx.recording_template:
@@ -415,31 +412,34 @@ class AriApp:
     ) -> tuple[Decision, str | None]:
         """Route and learn the linkedid side by side, both within the caller's budget."""
         linked = asyncio.create_task(self._linkedid(channel))
+        work = asyncio.ensure_future(self._route_in_slot(call, deadline))
         try:
             try:
-                async with asyncio.timeout_at(deadline):
-                    async with self._slots:
-                        decision = await self._router.route(call)
+                decision = await by_deadline(work, deadline)
             except TimeoutError:
                 log.warning(
                     "ARI: no decision for %r within %.0f ms: default route",
                     channel.id,
                     self._budget_s * 1000,
                 )
-                decision = self._default()
+                decision = default_route(self._config.routing)
             except Exception:
                 log.exception("ARI: router failed for %r: default route", channel.id)
-                decision = self._default()
+                decision = default_route(self._config.routing)
             try:
-                async with asyncio.timeout_at(deadline):
-                    linkedid = await linked
+                linkedid = await by_deadline(linked, deadline)
             except TimeoutError:
                 linkedid = channel.id
         finally:
+            abandon(work)  # a router past the deadline gives its slot back
             if not linked.done():
                 linked.cancel()
                 await asyncio.gather(linked, return_exceptions=True)
         return decision, linkedid
+
+    async def _route_in_slot(self, call: InboundCall, deadline: float) -> Decision:
+        async with self._slots:
+            return await self._router.route(call, deadline)
 
     async def _handle(self, channel: AriChannel, received_at: float) -> None:
         started = asyncio.get_running_loop().time()
@@ -450,7 +450,7 @@ class AriApp:
             decision, linkedid = await self._decide(call, channel, deadline)
         except Exception:  # pragma: no cover - _decide already falls back
             log.exception("ARI: deciding %r failed", channel.id)
-            decision, linkedid = self._default(), channel.id
+            decision, linkedid = default_route(self._config.routing), channel.id
         if linkedid is None:
             log.info("ARI: %r hung up before it was routed", channel.id)
             metrics.CALLS.labels("hung_up").inc()

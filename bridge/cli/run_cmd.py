@@ -7,9 +7,13 @@ import asyncio
 import logging
 import signal
 
+from bridge.cli import event_loop
 from bridge.cli.common import config_from
+from bridge.cli.event_loop import choose_loop
 from bridge.cluster.identity import InstanceLogFilter, this_instance
 from bridge.config import Config
+
+log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(instance)s %(name)s: %(message)s"
 
@@ -25,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     instance = InstanceLogFilter(this_instance(config.cluster.instance_id).id)
     for handler in logging.getLogger().handlers:  # several bridges' logs stay apart
         handler.addFilter(instance)
-    asyncio.run(serve(config))
+    factory, loop_name = choose_loop()
+    log.info("event loop: %s", loop_name)
+    event_loop.run(serve(config), factory)
     return 0
 
 

@@ -26,6 +26,7 @@ from bridge.alerts import Alerter
 from bridge.cli.common import config_from, database_pool
 from bridge.config import Config, PbxSite
 from bridge.connectors import CrmConnector, build_connector
+from bridge.db.pool import holds_session_state
 from bridge.errors import UsageError
 from bridge.pbx.namespace import site_devices
 from bridge.sync import SyncSummary, run_sync
@@ -103,6 +104,7 @@ async def _sync_pbx(
 ) -> SyncSummary:
     lock = scope_lock(site.prefix) if site.namespaced else _LOCK
     async with pool.acquire() as lock_conn:
+        holds_session_state(lock_conn)  # the session lock must not outlive this run
         await lock_conn.execute("SELECT pg_advisory_lock($1)", lock)
         try:
             return await run_sync(

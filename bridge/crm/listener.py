@@ -20,6 +20,7 @@ import asyncpg
 
 from bridge.component import Health
 from bridge.db.errors import DB_ERRORS
+from bridge.db.pool import holds_session_state
 from bridge.tasks import Backoff, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class PgListener:
     async def _listen_once(self) -> None:
         lost = asyncio.Event()
         conn = await asyncio.wait_for(self._pool.acquire(), timeout=10)
+        holds_session_state(conn)  # LISTEN: UNLISTEN * when it goes back to the pool
         graceful = False  # only a stop() hands the connection back for reuse
         try:
             conn.add_termination_listener(lambda _c: lost.set())

@@ -35,6 +35,7 @@ from bridge.component import Health
 from bridge.crm.listener import PgListener
 from bridge.crm.merge import Db, MergeRecord, deliver_pending_merges
 from bridge.db.errors import DB_ERRORS
+from bridge.db.pool import holds_session_state
 from bridge.tasks import Backoff, Rng, cancel_and_wait
 
 __all__ = ["CHANNEL", "MERGE_LOCK", "MergeNotifier", "RoundResult"]
@@ -142,6 +143,7 @@ class MergeNotifier:
 
     async def _locked_round(self) -> RoundResult:
         async with self._pool.acquire() as conn:
+            holds_session_state(conn)  # the session lock must not outlive this round
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", MERGE_LOCK):
                 return "busy"
             try:

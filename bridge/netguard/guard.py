@@ -161,6 +161,9 @@ class ConnectionGuard:
         self.refused: Counter[str] = Counter()
         self.seen = 0  # connections accepted from the kernel, admitted or not
         self.episodes = EpisodeLog(log, f"{name} port", quiet_s=quiet_s)
+        # The gauges change on every connection: their labelled children looked up once.
+        self._open_pending = metrics.OPEN.labels(name, "pending")
+        self._open_established = metrics.OPEN.labels(name, "established")
 
     def wrap(self, factory: ProtocolFactory) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for `loop.create_server` that applies this guard to `factory`'s."""
@@ -281,5 +284,5 @@ class ConnectionGuard:
         ticket.timers.clear()
 
     def _gauges(self) -> None:
-        metrics.OPEN.labels(self.name, "pending").set(len(self._pending))
-        metrics.OPEN.labels(self.name, "established").set(len(self._established))
+        self._open_pending.set(len(self._pending))
+        self._open_established.set(len(self._established))

@@ -3,13 +3,15 @@
 `route()` looks the caller up and applies the rules within `[agi] budget_ms`. When the CRM
 is slow, down or fails in any way, the caller is not kept waiting: the answer is the default
 queue flagged `degraded`, and the late lookup is cancelled in the background. `record()`
-persists the decision to `route_decisions` without delaying the caller either: writes run
-as bounded background tasks, and `drain()` waits for them at shutdown.
+queues the decision for `route_decisions` without delaying the caller either: the decision
+log (bridge.routing.decision_log) writes what piled up in one INSERT on its own connection,
+and `stop()` flushes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,11 +24,13 @@ from bridge.clock import MonotonicClock
 from bridge.component import Health
 from bridge.config import Config
 from bridge.crm.directory import CustomerDirectory
-from bridge.db.errors import map_db_errors
+from bridge.db.errors import DB_ERRORS
 from bridge.errors import CrmUnavailable
 from bridge.models import Decision, InboundCall
 from bridge.routing import metrics
+from bridge.routing.budget import by_deadline, deadline_after, default_route
 from bridge.routing.decide import decide
+from bridge.routing.decision_log import DecisionLog, DecisionRow, DecisionSink
 from bridge.routing.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -38,10 +42,19 @@ class RuleSource(Protocol):
     async def current(self) -> Sequence[Rule]: ...
 
 
-class DecisionSink(Protocol):
-    async def write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
-        """Persist one decision; may raise (the service logs and counts it)."""
-        ...
+# One statement per batch; WITH ORDINALITY keeps the batch's order, so of two decisions for
+# one uniqueid in a batch the first is inserted and the second does nothing.
+_INSERT_DECISIONS = """
+INSERT INTO route_decisions (uniqueid, linkedid, channel, caller, caller_name, did,
+                             customer_id, queue, priority, rule, degraded, recording, decided_at)
+SELECT u, l, ch, c, cn, d, cid, q, p, r, dg, rec, at
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::int[], $10::text[], $11::bool[], $12::text[],
+              $13::timestamptz[])
+       WITH ORDINALITY AS t(u, l, ch, c, cn, d, cid, q, p, r, dg, rec, at, n)
+ ORDER BY n
+ON CONFLICT (uniqueid) DO NOTHING
+"""
 
 
 def _text(value: str | None, limit: int = MAX_TEXT) -> str:
@@ -55,22 +68,23 @@ class PostgresDecisionLog:
     The first decision for a uniqueid wins and is never overwritten: the call record takes
     its customer, queue and recording path from this row, and a later session naming the same
     uniqueid (a second AGI in the dialplan, a replay, a forged header) must not rewrite them.
+    A batch is one INSERT in the batch's order, on a connection this log holds for itself
+    (taken from the pool at the first write, given back at `close()` or after an error).
     """
 
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
+        self._conn: Any = None
 
-    async def write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
-        uniqueid = _text(call.uniqueid, 150)
-        if not uniqueid:
-            log.debug("decision for %r not recorded: no uniqueid", call.channel)
-            return
-        with map_db_errors("cannot record route decision"):
-            await self._pool.execute(
-                "INSERT INTO route_decisions (uniqueid, linkedid, channel, caller, caller_name,"
-                " did, customer_id, queue, priority, rule, degraded, recording, decided_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                " ON CONFLICT (uniqueid) DO NOTHING",
+    async def write(self, rows: Sequence[DecisionRow]) -> None:
+        columns: list[list[Any]] = [[] for _ in range(13)]
+        for row in rows:
+            call, decision, recording = row.call, row.decision, row.recording
+            uniqueid = _text(call.uniqueid, 150)
+            if not uniqueid:
+                log.debug("decision for %r not recorded: no uniqueid", call.channel)
+                continue
+            values = (
                 uniqueid,
                 _text(call.linkedid, 150),
                 _text(call.channel),
@@ -85,6 +99,35 @@ class PostgresDecisionLog:
                 _text(recording, 1024) if recording else None,
                 call.at,
             )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        if not columns[0]:
+            return
+        try:
+            if self._conn is None:
+                self._conn = await self._pool.acquire()
+            await self._conn.execute(_INSERT_DECISIONS, *columns)
+        except DB_ERRORS as exc:
+            await self.close(suspect=True)
+            raise CrmUnavailable(f"cannot record route decision: {exc}") from exc
+        except BaseException:  # a driver state error, a timeout: never reuse the connection
+            await self.close(suspect=True)
+            raise
+
+    async def close(self, *, suspect: bool = False) -> None:
+        """Give the connection back to the pool; a suspect one is closed first, so the pool
+        replaces it instead of handing it out again."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if suspect:
+                conn.terminate()
+            await self._pool.release(conn)
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
+            # A lost connection was already given back by the pool itself.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
 
 
 class RouteService:
@@ -100,7 +143,7 @@ class RouteService:
         *,
         clock: MonotonicClock = time.perf_counter,
         decisions: DecisionSink | None = None,
-        max_pending: int = 1000,
+        max_pending: int = 10_000,
     ) -> None:
         self._directory = directory
         self._rules = rules
@@ -111,9 +154,9 @@ class RouteService:
         rules_pool = getattr(rules, "pool", None)  # a RuleStore: record next to the rules
         if decisions is None and rules_pool is not None:
             decisions = PostgresDecisionLog(rules_pool)
-        self._decisions = decisions
-        self._max_pending = max_pending
-        self._pending: set[asyncio.Task[None]] = set()
+        self._decisions = (
+            DecisionLog(decisions, max_pending=max_pending) if decisions is not None else None
+        )
         self._late: set[asyncio.Future[Decision]] = set()  # lookups abandoned after the budget
         self.degraded_count = 0
         self.dropped_records = 0
@@ -135,17 +178,18 @@ class RouteService:
         return None
 
     async def stop(self) -> None:
-        await self.drain(within_s=5.0)
-        for task in list(self._pending) + list(self._late):
+        if self._decisions is not None:
+            await self._decisions.stop(within_s=5.0)
+        for task in list(self._late):
             task.cancel()
-        await asyncio.gather(*self._pending, *self._late, return_exceptions=True)
+        await asyncio.gather(*self._late, return_exceptions=True)
 
     def health(self) -> Health:
         return Health(
             "up",
             required=False,
             detail={
-                "pending_records": len(self._pending),
+                "pending_records": self.pending(),
                 "degraded": self.degraded_count,
                 "dropped_records": self.dropped_records,
             },
@@ -153,21 +197,19 @@ class RouteService:
 
     # --- routing ---------------------------------------------------------------------
 
-    def _fallback(self) -> Decision:
-        routing = self._config.routing
-        return Decision(routing.default_queue, routing.default_priority, "default", None, True)
-
-    async def route(self, call: InboundCall) -> Decision:
-        """The decision for `call`; never raises for CRM trouble (degraded default instead)."""
+    async def route(self, call: InboundCall, deadline: float | None = None) -> Decision:
+        """The decision for `call` by `deadline` (event-loop time; a session passes its own,
+        by default `budget_ms` from now). Never raises for CRM trouble: the degraded default
+        instead."""
+        if deadline is None:
+            deadline = deadline_after(self._config.agi.budget_ms)
         work = asyncio.ensure_future(self._decide(call))
         try:
-            async with asyncio.timeout(self._budget_s):
-                decision = await asyncio.shield(work)
+            decision = await by_deadline(work, deadline)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                work.cancel()  # our caller gave up (e.g. the PBX hung up): so do we
-                raise
+                raise  # our caller gave up (e.g. the PBX hung up): by_deadline cancelled work
             log.warning("caller lookup was cancelled; default route")
             decision = self._degrade(work)
         except TimeoutError:
@@ -196,7 +238,7 @@ class RouteService:
             work.cancel()
             self._late.add(work)
             work.add_done_callback(self._forget_late)
-        return self._fallback()
+        return default_route(self._config.routing)
 
     def _forget_late(self, task: asyncio.Future[Decision]) -> None:
         self._late.discard(task)
@@ -225,7 +267,7 @@ class RouteService:
     # --- recording decisions -----------------------------------------------------------
 
     async def record(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
-        """Persist the decision in the background; returns at once. Never raises."""
+        """Queue the decision for the decision log; returns at once. Never raises."""
         for hook in self._routed:
             try:
                 hook(call, decision)
@@ -233,34 +275,15 @@ class RouteService:
                 log.exception("route hand-off failed")
         if self._decisions is None:
             return
-        if len(self._pending) >= self._max_pending:
+        if not self._decisions.add(DecisionRow(call, decision, recording)):
             self.dropped_records += 1
-            metrics.RECORD_ERRORS.inc()
-            log.error(
-                "route decision for %r dropped: %d writes pending", call.uniqueid, self._max_pending
-            )
-            return
-        task = asyncio.create_task(self._write(call, decision, recording))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
-        assert self._decisions is not None
-        try:
-            async with asyncio.timeout(10):
-                await self._decisions.write(call, decision, recording)
-        except Exception as exc:
-            metrics.RECORD_ERRORS.inc()
-            log.error("route decision for %r not recorded: %s", call.uniqueid, exc)
 
     def pending(self) -> int:
-        """How many decision writes are still running."""
-        return len(self._pending)
+        """How many decisions are queued or being written."""
+        return 0 if self._decisions is None else self._decisions.pending
 
     async def drain(self, within_s: float | None = None) -> bool:
-        """Wait for pending writes; True when none is left."""
-        if self._pending:
-            # asyncio.wait, not a timeout around gather: running out of time must not
-            # cancel the writes themselves.
-            await asyncio.wait(list(self._pending), timeout=within_s)
-        return all(task.done() for task in self._pending)
+        """Wait for queued decisions to be written; True when none is left."""
+        if self._decisions is None:
+            return True
+        return await self._decisions.drain(within_s)

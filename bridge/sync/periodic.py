@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.component import Health
 from bridge.config import Config
+from bridge.db.pool import holds_session_state
 from bridge.devices import DeviceMatcher
 from bridge.sync import metrics
 from bridge.sync.reconcile import DEFAULT_MAX_CALL_S, AlertSink, Backfill, backfill_on
@@ -94,6 +95,7 @@ class Reconciler:
         """One reconciliation; None when another instance holds the lock."""
         since = datetime.now(UTC) - timedelta(seconds=self._max_call_s + 2 * self._period)
         async with self._pool.acquire() as conn:
+            holds_session_state(conn)  # the session lock must not outlive this round
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock):
                 return None
             try:

@@ -242,7 +242,7 @@ class StuckRouter:
     def __init__(self) -> None:
         self.recorded: list[Any] = []
 
-    async def route(self, call: Any) -> Any:
+    async def route(self, call: Any, deadline: float | None = None) -> Any:
         await asyncio.Event().wait()
 
     async def record(self, call: Any, decision: Any, recording: str | None) -> None:

@@ -145,7 +145,7 @@ async def test_a_peer_that_never_reads_cannot_pin_a_session() -> None:
     config = agi_config()
 
     class QuickRouter:
-        async def route(self, call: Any) -> Any:
+        async def route(self, call: Any, deadline: float | None = None) -> Any:
             from bridge.models import Decision
 
             return Decision("q", 1, "r", None)
@@ -254,7 +254,7 @@ async def test_garbage_replies_close_the_session(stack: RouteStack) -> None:
 
 async def test_a_late_linkedid_reply_is_skipped_and_the_uniqueid_names_the_recording() -> None:
     class QuickRouter:
-        async def route(self, call: Any) -> Any:
+        async def route(self, call: Any, deadline: float | None = None) -> Any:
             from bridge.models import Decision
 
             return Decision("q", 2, "r", None)

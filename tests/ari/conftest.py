@@ -44,7 +44,7 @@ class TableRouter:
         self.peak = 0  # most decisions in progress at once
         self.records: list[tuple[InboundCall, Decision, str | None]] = []
 
-    async def route(self, call: InboundCall) -> Decision:
+    async def route(self, call: InboundCall, deadline: float | None = None) -> Decision:
         self.calls.append(call)
         self.entered.set()
         self.active += 1

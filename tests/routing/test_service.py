@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +16,9 @@ from bridge.config import Config, build_config
 from bridge.crm.directory import PostgresDirectory
 from bridge.errors import CrmUnavailable
 from bridge.models import Customer, Decision, InboundCall
+from bridge.routing.decision_log import DecisionRow
 from bridge.routing.rules import make_rule
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 from tests.crm.fixture_crm import ALICE, load_trace_crm
 
@@ -111,7 +112,7 @@ async def test_pg_sleep_lookup_is_cancelled_in_the_background(
     assert (
         await pool.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'"
-            " AND state = 'active'"
+            " AND state = 'active' AND datname = current_database()"  # not other test runs
         )
         == 0
     )
@@ -238,10 +239,13 @@ class BrokenSink:
         self.release = asyncio.Event()
         self.calls = 0
 
-    async def write(self, call: InboundCall, decision: Decision, recording: str | None) -> None:
+    async def write(self, rows: Sequence[DecisionRow]) -> None:
         self.calls += 1
         await self.release.wait()
         raise CrmUnavailable("database gone")
+
+    async def close(self) -> None:
+        return None
 
 
 async def test_record_is_bounded_and_failures_are_only_logged(
@@ -256,9 +260,74 @@ async def test_record_is_bounded_and_failures_are_only_logged(
     assert not await service.drain(0.05)
     sink.release.set()
     assert await service.drain(5)
-    assert sink.calls == 2
-    assert "not recorded" in caplog.text
+    assert sink.calls == 2  # the batch of two, and its one retry
+    assert "not recorded" in caplog.text and "'u0', 'u1'" in caplog.text
     await service.stop()
+
+
+class FlakySink:
+    """The database drops the first attempt of every batch; the second one lands."""
+
+    def __init__(self, inner: PostgresDecisionLog) -> None:
+        self.inner = inner
+        self.failures = 0
+        self.batches: list[list[str]] = []
+
+    async def write(self, rows: Sequence[DecisionRow]) -> None:
+        if len(self.batches) == self.failures:
+            self.failures += 1
+            raise CrmUnavailable("connection reset")
+        self.batches.append([row.call.uniqueid for row in rows])
+        await self.inner.write(rows)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_failed_batch_is_retried_and_its_decisions_land(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    sink = FlakySink(PostgresDecisionLog(pool))
+    service = RouteService(directory, rules, config(), decisions=sink)
+    for n in range(3):
+        await service.record(call(uniqueid=f"r{n}"), DEGRADED, None)
+    assert await service.drain(5)
+    assert sink.failures == 1 and sink.batches == [["r0", "r1", "r2"]]  # one batch, in order
+    rows = await pool.fetch("SELECT uniqueid FROM route_decisions ORDER BY uniqueid")
+    assert [r["uniqueid"] for r in rows] == ["r0", "r1", "r2"]
+    await service.stop()
+
+
+async def test_in_one_batch_the_first_decision_for_a_uniqueid_wins(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    service = RouteService(directory, rules, config())
+    first = Decision("senior", 5, "vip", None)
+    await service.record(call(uniqueid="same"), first, "first.wav")
+    await service.record(call(uniqueid="other"), DEGRADED, None)
+    await service.record(call(uniqueid="same"), DEGRADED, "second.wav")  # same batch
+    assert service.pending() == 3
+    assert await service.drain(5)
+    rows = await pool.fetch("SELECT uniqueid, queue, recording FROM route_decisions")
+    assert sorted(tuple(r) for r in rows) == [
+        ("other", "support", None),
+        ("same", "senior", "first.wav"),
+    ]
+    await service.stop()
+
+
+async def test_stop_flushes_every_queued_decision(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    service = RouteService(directory, rules, config())
+    for n in range(50):
+        await service.record(call(uniqueid=f"s{n}"), DEGRADED, None)
+    await service.stop()  # no drain first: stop itself must write them
+    assert await pool.fetchval("SELECT count(*) FROM route_decisions") == 50
+    assert service.pending() == 0
 
 
 async def test_rule_added_through_the_store_applies_to_the_next_call(
@@ -277,4 +346,23 @@ async def test_rule_added_through_the_store_applies_to_the_next_call(
     async with asyncio.timeout(5):
         while await rule_now() != "us":  # noqa: ASYNC110 - bounded poll for a NOTIFY's effect
             await asyncio.sleep(0.01)
+    await service.stop()
+
+
+async def test_a_decision_log_connection_killed_by_the_server_is_replaced_on_retry(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    directory, rules = parts
+    sink = PostgresDecisionLog(pool)
+    service = RouteService(directory, rules, config(), decisions=sink)
+    await service.record(call(uniqueid="k1"), DEGRADED, None)
+    assert await service.drain(5)
+    held = sink._conn
+    assert held is not None  # the log keeps its connection between batches
+    assert await pool.fetchval("SELECT pg_terminate_backend($1)", held.get_server_pid())
+    await service.record(call(uniqueid="k2"), DEGRADED, None)
+    assert await service.drain(5)
+    rows = await pool.fetch("SELECT uniqueid FROM route_decisions ORDER BY uniqueid")
+    assert [r["uniqueid"] for r in rows] == ["k1", "k2"]
+    assert service.dropped_records == 0
     await service.stop()

@@ -1,0 +1,388 @@
+"""FastAGI `/route` against its floor: a minimal asyncio FastAGI server doing the same query
+and the same round trips, both in this process on the same event loop, measured in one run.
+
+    .venv/bin/python bench/route_floor.py [--customers 100000] [--rounds 3] [--rate 300]
+        [--seconds 8] [--burst 20000] [--concurrency 50] [--pool 3] [--loop auto]
+
+Each round measures, for the bridge and for the floor (their order alternating by round):
+- CPU per call: this process's CPU time (user + system; the PBX clients run in another
+  process) over the calls of an open-loop run, divided by the calls; and the same over
+  `--cpu-calls` calls kept `--cpu-concurrency` in flight (closed loop), a steadier figure;
+- p99 latency with calls arriving at random (Poisson, open loop) at `--rate` per second,
+  timed from each call's scheduled arrival to the server's close, so a stalled server
+  is charged for the calls queued behind it.
+Then the bridge alone takes `--burst` calls at `--concurrency` (bench/agi_route.py's default
+load) and the calls sent to the default queue (over budget) are counted.
+
+The floor reads the header, sends the same `GET VARIABLE CHANNEL(linkedid)` while running
+the directory's own `LOOKUP_SQL` on an asyncpg pool, then the same eight `SET VARIABLE`s,
+each answered before the next, and closes: what the bridge does on the wire, with nothing
+else. The PBX side counts the commands each server sent, so equal round trips are checked.
+
+Pools are small so the run stays within ten database connections: `--pool` connections
+for lookups on each side; the bridge's pool has two more, for the LISTEN connection the
+directory and the rules share (as in the app) and the decision log's own connection.
+
+Needs a PostgreSQL server: CRM_BRIDGE_TEST_PG (default postgresql://postgres@127.0.0.1:5432/postgres);
+a throw-away database is created, migrated, filled and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import random
+import resource
+import secrets
+import statistics
+import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import asyncpg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from agi_route import callers, fill, header, load
+
+from bridge.agi import build_agi_server
+from bridge.config import build_config
+from bridge.crm.directory import LOOKUP_SQL, PostgresDirectory
+from bridge.crm.listener import PgListener
+from bridge.db.migrate import apply_migrations
+from bridge.db.pool import connect, create_pool
+from bridge.routing.service import RouteService
+from bridge.routing.store import RuleStore
+
+ADMIN_URL = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SET_VARIABLES = 8
+
+# --- the PBX side (child process) ------------------------------------------------------
+
+
+async def timed_session(port: int, data: bytes, linkedid: str) -> tuple[int, bool]:
+    """One call; returns the commands the server sent and whether it was degraded."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    commands = 0
+    degraded = False
+    try:
+        writer.write(data)
+        while line := await reader.readline():
+            commands += 1
+            if line.startswith(b"GET VARIABLE"):
+                writer.write(f"200 result=1 ({linkedid})\n".encode())
+            else:
+                degraded |= line.startswith(b'SET VARIABLE BRIDGE_DEGRADED "1"')
+                writer.write(b"200 result=1\n")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return commands, degraded
+
+
+async def open_loop(
+    port: int, phones: list[str], rate: float, first: int, seed: int
+) -> dict[str, Any]:
+    """Calls at Poisson arrivals; latency from the scheduled arrival, not the actual start."""
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    commands: list[int] = []
+    degraded = 0
+    errors = 0
+
+    async def call(at: float, i: int, caller: str) -> None:
+        nonlocal degraded, errors
+        delay = at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            sent, was_degraded = await timed_session(port, header(caller, i), f"1795464246.{i}0")
+        except OSError:
+            errors += 1
+            return
+        latencies.append(loop.time() - at)
+        commands.append(sent)
+        degraded += was_degraded
+
+    start = loop.time() + 0.05
+    at = start
+    tasks = []
+    for n, caller in enumerate(phones):
+        at += rng.expovariate(rate)
+        tasks.append(asyncio.ensure_future(call(at, first + n, caller)))
+    await asyncio.gather(*tasks)
+    return {
+        "elapsed": loop.time() - start,
+        "latencies": latencies,
+        "commands": statistics.mean(commands) if commands else 0.0,
+        "degraded": degraded,
+        "errors": errors,
+    }
+
+
+def _open_loop_job(port: int, phones: list[str], rate: float, first: int, seed: int) -> Any:
+    return open_loop(port, phones, rate, first, seed)
+
+
+def _closed_loop_job(port: int, phones: list[str], concurrency: int, first: int) -> Any:
+    return load(port, phones, concurrency, first)
+
+
+def _child(kind: str, args: tuple[Any, ...], out: Connection) -> None:
+    job = _open_loop_job if kind == "open" else _closed_loop_job
+    out.send(asyncio.run(job(*args)))
+    out.close()
+
+
+async def in_child(kind: str, *args: Any) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    receiving, sending = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(kind, args, sending))
+    proc.start()
+    sending.close()
+    result: dict[str, Any] = await asyncio.to_thread(receiving.recv)
+    await asyncio.to_thread(proc.join)
+    return result
+
+
+# --- the floor ----------------------------------------------------------------------------
+
+
+class FloorServer:
+    """The least a FastAGI `/route` can do: header, GET VARIABLE, the lookup, 8 SET VARIABLEs."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._session, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        caller = ""
+        try:
+            while (line := await reader.readline()) not in (b"\n", b""):
+                if line.startswith(b"agi_callerid:"):
+                    caller = line[13:].strip().decode()
+            lookup = asyncio.ensure_future(self._pool.fetchrow(LOOKUP_SQL, caller))
+            writer.write(b'GET VARIABLE "CHANNEL(linkedid)"\n')
+            await reader.readline()
+            row = await lookup
+            name = row["name"] if row is not None else ""
+            for n in range(SET_VARIABLES):
+                writer.write(f'SET VARIABLE BRIDGE_V{n} "{name}"\n'.encode())
+                await reader.readline()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def p99(latencies: list[float]) -> float:
+    lat = sorted(latencies)
+    return lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
+
+
+async def measure(
+    port: int, phones: list[str], rate: float, first: int, seed: int
+) -> tuple[float, float, dict[str, Any]]:
+    """(CPU ms per call, p99 ms, raw result) of one open-loop run against `port`."""
+    cpu0 = cpu_seconds()
+    result = await in_child("open", port, phones, rate, first, seed)
+    cpu = cpu_seconds() - cpu0
+    calls = max(1, len(result["latencies"]))
+    return cpu / calls * 1000, p99(result["latencies"]), result
+
+
+async def cpu_closed_loop(port: int, phones: list[str], args: argparse.Namespace, r: int) -> float:
+    """CPU ms per call with `--cpu-concurrency` calls always in flight: the server busy
+    without queueing, so the figure depends less on how the calls happen to arrive."""
+    cpu0 = cpu_seconds()
+    result = await in_child("closed", port, phones, args.cpu_concurrency, (r + 5) * 10**6)
+    return (cpu_seconds() - cpu0) / max(1, len(result["latencies"])) * 1000
+
+
+def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Both servers run on this loop; the PBX clients always on asyncio's own."""
+    if kind == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if kind == "uvloop":
+            raise
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+async def main(args: argparse.Namespace) -> None:
+    name = f"crmbridge_floor_{os.getpid()}_{secrets.token_hex(3)}"
+    base = ADMIN_URL.rpartition("/")[0]
+    url = f"{base}/{name}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    try:
+        conn = await connect(url)
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+        config = build_config(
+            {"agi": {"port": 0, "max_sessions": 1000}, "database": {"url": url}}, {}, runtime=False
+        )
+        # The bridge's pool also lends the shared LISTEN connection and (once decisions are
+        # batched) the decision log's: two more, so both sides have `--pool` for lookups.
+        pool = await create_pool(url, min_size=args.pool + 2, max_size=args.pool + 2)
+        bare = await create_pool(url, min_size=args.pool, max_size=args.pool)
+        try:
+            print(f"filling {args.customers} customers ...", flush=True)
+            await fill(pool, args.customers)
+            listener = PgListener(pool, name="crm-listener")  # one, shared, as the app does
+            directory = PostgresDirectory(pool, listener=listener)
+            rules = RuleStore(pool, listener=listener)
+            await listener.start()
+            await directory.start()
+            await rules.start()
+            await listener.wait_listening()
+            service = RouteService(directory, rules, config)
+            bridge = build_agi_server(config, service)
+            floor = FloorServer(bare)
+            await bridge.start()
+            await floor.start()
+            try:
+                await in_child("closed", bridge.port, callers(args.customers, 500, 2), 10, 10**7)
+                await in_child("closed", floor.port, callers(args.customers, 500, 3), 10, 10**7)
+                await service.drain(within_s=30)
+                n = int(args.rate * args.seconds)
+                print(
+                    f"\n{args.rounds} rounds; open loop {args.rate:g} calls/s for {n} calls each;"
+                    f" pool {args.pool} each; budget {config.agi.budget_ms} ms;"
+                    f" loop {type(asyncio.get_running_loop()).__module__}"
+                )
+                print(f"load average at start: {loadavg()}\n")
+                rows: dict[str, list[tuple[float, float]]] = {"bridge": [], "floor": []}
+                closed: dict[str, list[float]] = {"bridge": [], "floor": []}
+                for r in range(args.rounds):
+                    phones = callers(args.customers, n, 100 + r)
+                    order = [("bridge", bridge.port), ("floor", floor.port)]
+                    if r % 2:
+                        order.reverse()
+                    for who, port in order:
+                        cpu, tail, result = await measure(
+                            port, phones, args.rate, (r + 1) * 10**6, r
+                        )
+                        await service.drain(within_s=30)
+                        rows[who].append((cpu, tail))
+                        steady = await cpu_closed_loop(
+                            port, callers(args.customers, args.cpu_calls, 200 + r), args, r
+                        )
+                        await service.drain(within_s=30)
+                        closed[who].append(steady)
+                        print(
+                            f"round {r + 1} {who:<6} CPU/call {cpu:6.3f} ms"
+                            f" (closed loop x{args.cpu_concurrency}: {steady:6.3f} ms)"
+                            f"   p99 {tail:7.2f} ms   commands/call {result['commands']:.1f}"
+                            f"   degraded {result['degraded']}   errors {result['errors']}"
+                            f"   load {loadavg()}",
+                            flush=True,
+                        )
+                print()
+                burst = await in_child(
+                    "closed",
+                    bridge.port,
+                    callers(args.customers, args.burst, 1),
+                    args.concurrency,
+                    0,
+                )
+                await service.drain(within_s=60)
+            finally:
+                await bridge.stop()
+                await floor.stop()
+                await service.stop()
+                await rules.stop()
+                await directory.stop()
+                await listener.stop()
+            cpu_b = statistics.median(c for c, _ in rows["bridge"])
+            cpu_f = statistics.median(c for c, _ in rows["floor"])
+            p99_b = statistics.median(t for _, t in rows["bridge"])
+            p99_f = statistics.median(t for _, t in rows["floor"])
+            print(
+                f"median of rounds: CPU/call bridge {cpu_b:.3f} ms, floor {cpu_f:.3f} ms,"
+                f" ratio {cpu_b / cpu_f:.2f}x"
+            )
+            steady_b = statistics.median(closed["bridge"])
+            steady_f = statistics.median(closed["floor"])
+            print(
+                f"median of rounds: CPU/call closed loop x{args.cpu_concurrency}"
+                f" bridge {steady_b:.3f} ms, floor {steady_f:.3f} ms,"
+                f" ratio {steady_b / steady_f:.2f}x"
+            )
+            print(
+                f"median of rounds: p99 at {args.rate:g}/s bridge {p99_b:.2f} ms,"
+                f" floor {p99_f:.2f} ms, ratio {p99_b / p99_f:.2f}x"
+            )
+            lat = sorted(burst["latencies"])
+            print(
+                f"burst {len(lat)} calls at concurrency {args.concurrency}:"
+                f" over budget (default queue) {burst['degraded']},"
+                f" {len(lat) / burst['elapsed']:.0f} calls/s, p99 {p99(lat):.1f} ms;"
+                f" agi errors {bridge.errors}"
+            )
+            recorded = await pool.fetchval("SELECT count(*) FROM route_decisions")
+            print(f"route_decisions rows written: {recorded}; load average at end: {loadavg()}")
+        finally:
+            await pool.close()
+            await bare.close()
+    finally:
+        admin = await asyncpg.connect(ADMIN_URL)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--burst", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--cpu-calls", type=int, default=2000)
+    parser.add_argument("--cpu-concurrency", type=int, default=4)
+    parser.add_argument("--pool", type=int, default=3)  # lookup connections per side
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the servers' event loop; auto: uvloop when installed, as `crm-bridge run` does",
+    )
+    args = parser.parse_args()
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(main(args))
