@@ -41,7 +41,7 @@ from bridge.crm.directory import PostgresDirectory
 from bridge.db.migrate import apply_migrations
 from bridge.db.pool import connect, create_pool
 from bridge.routing.rules import make_rule
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 
 ADMIN_URL = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -252,7 +252,9 @@ async def main(args: argparse.Namespace) -> None:
             await rules.start()
             await directory.listener.wait_listening()
             await rules.listener.wait_listening()
-            service = RouteService(directory, rules, config)
+            service = RouteService(
+                directory, rules, config, decisions=PostgresDecisionLog(rules.pool)
+            )
             server = build_agi_server(config, service)
             await server.start()
             try:

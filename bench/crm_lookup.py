@@ -29,7 +29,7 @@ from bridge.db.pool import connect, create_pool
 from bridge.models import InboundCall
 from bridge.routing.decide import decide
 from bridge.routing.rules import make_rule
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 
 ADMIN_URL = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -129,7 +129,7 @@ async def main(customers: int, lookups: int, concurrency: int) -> None:
         rules = RuleStore(pool)
         await rules.start()
         config = build_config({}, {}, runtime=False)
-        service = RouteService(directory, rules, config)
+        service = RouteService(directory, rules, config, decisions=PostgresDecisionLog(rules.pool))
         at = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
         async def route(number: str) -> None:

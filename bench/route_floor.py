@@ -55,7 +55,7 @@ from bridge.crm.directory import LOOKUP_SQL, PostgresDirectory
 from bridge.crm.listener import PgListener
 from bridge.db.migrate import apply_migrations
 from bridge.db.pool import connect, create_pool
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 
 ADMIN_URL = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -271,7 +271,9 @@ async def main(args: argparse.Namespace) -> None:
             await directory.start()
             await rules.start()
             await listener.wait_listening()
-            service = RouteService(directory, rules, config)
+            service = RouteService(
+                directory, rules, config, decisions=PostgresDecisionLog(rules.pool)
+            )
             bridge = build_agi_server(config, service)
             floor = FloorServer(bare)
             await bridge.start()

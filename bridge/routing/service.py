@@ -151,9 +151,6 @@ class RouteService:
         self._clock = clock
         self._budget_s = config.agi.budget_ms / 1000
         self._tz = ZoneInfo(config.routing.timezone)
-        rules_pool = getattr(rules, "pool", None)  # a RuleStore: record next to the rules
-        if decisions is None and rules_pool is not None:
-            decisions = PostgresDecisionLog(rules_pool)
         self._decisions = (
             DecisionLog(decisions, max_pending=max_pending) if decisions is not None else None
         )

@@ -15,7 +15,7 @@ import asyncpg
 from bridge.config import Config, build_config
 from bridge.crm.directory import PostgresDirectory
 from bridge.models import Decision, InboundCall
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 
 
@@ -55,7 +55,9 @@ async def running_router(pool: asyncpg.Pool[Any]) -> AsyncIterator[Router]:
     await rules.start()
     await directory.listener.wait_listening()
     await rules.listener.wait_listening()
-    service = RouteService(directory, rules, probe_config())
+    service = RouteService(
+        directory, rules, probe_config(), decisions=PostgresDecisionLog(rules.pool)
+    )
     try:
         yield Router(service)
     finally:

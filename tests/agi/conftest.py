@@ -12,7 +12,7 @@ import pytest
 from bridge.agi import AgiServer, build_agi_server
 from bridge.config import Config, build_config
 from bridge.crm.directory import PostgresDirectory
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 
 
@@ -46,7 +46,9 @@ async def start_stack(pool: asyncpg.Pool[Any], config: Config, directory: Any = 
     await rules.start()
     await real_directory.listener.wait_listening()
     await rules.listener.wait_listening()
-    service = RouteService(directory or real_directory, rules, config)
+    service = RouteService(
+        directory or real_directory, rules, config, decisions=PostgresDecisionLog(rules.pool)
+    )
     server = build_agi_server(config, service)
     await server.start()
     return RouteStack(config, real_directory, rules, service, server)

@@ -30,7 +30,7 @@ from bridge.errors import CrmUnavailable
 from bridge.models import Customer, InboundCall
 from bridge.records.spool import Spool
 from bridge.records.writer import RecordWriter
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 from bridge.sim import AmiServer, AmiUser, SimConfig, SimPbx
 from bridge.sync.reconcile import backfill
@@ -212,7 +212,9 @@ async def test_routing_degraded_above_degraded_pct_over_the_window(
     rules = RuleStore(pool)
     await rules.start()
     crm = DownCrm()
-    service = RouteService(crm, rules, build_config({}, {}, runtime=False))
+    service = RouteService(
+        crm, rules, build_config({}, {}, runtime=False), decisions=PostgresDecisionLog(rules.pool)
+    )
     clock = Clock()
     probe, observe = degraded_probe(RateWindow(300), 5.0, 20, clock)
     service.on_decision(observe)

@@ -11,7 +11,7 @@ import asyncpg
 from bridge.crm.directory import PostgresDirectory
 from bridge.models import Customer
 from bridge.routing.budget import by_deadline, default_route
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 from bridge.routing.variables import contract_variables
 from tests.agi.client import header, play_asterisk
@@ -53,7 +53,12 @@ async def test_agi_and_ari_give_identical_default_variables_when_the_crm_overrun
     directory, rules = PostgresDirectory(pool), RuleStore(pool)
     await directory.start()
     await rules.start()
-    service = RouteService(ari_blocked, rules, ari_config(fake.url, budget_ms=200))
+    service = RouteService(
+        ari_blocked,
+        rules,
+        ari_config(fake.url, budget_ms=200),
+        decisions=PostgresDecisionLog(rules.pool),
+    )
     try:
         fake.park(channel_json("slow.1", number="+15551230001"), linkedid="8.0")
         async with run_app(service, budget_ms=200) as app:

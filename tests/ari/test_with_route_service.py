@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from bridge.crm.directory import PostgresDirectory
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 from tests.ari.conftest import RunApp, ari_config
 from tests.ari.fake_ari import FakeAri, channel_json, stasis_start
@@ -27,7 +27,12 @@ async def service(pool: asyncpg.Pool[Any], fake: FakeAri) -> AsyncIterator[Route
     rules = RuleStore(pool)
     await directory.start()
     await rules.start()
-    route = RouteService(directory, rules, ari_config(fake.url, budget_ms=300))
+    route = RouteService(
+        directory,
+        rules,
+        ari_config(fake.url, budget_ms=300),
+        decisions=PostgresDecisionLog(rules.pool),
+    )
     try:
         yield route
     finally:

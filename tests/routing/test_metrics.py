@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY, generate_latest
 from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
 from bridge.models import Customer, InboundCall
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 from tests.crm.fixture_crm import load_trace_crm
 
@@ -46,7 +46,7 @@ async def test_route_metrics(pool: asyncpg.Pool[Any]) -> None:
     await directory.start()
     await rules.start()
     config = build_config({"agi": {"budget_ms": 50}}, {}, runtime=False)
-    service = RouteService(directory, rules, config)
+    service = RouteService(directory, rules, config, decisions=PostgresDecisionLog(rules.pool))
     before = {
         "vip": value("crm_bridge_route_decisions_total", {"rule": "vip"}),
         "hit": value("crm_bridge_route_cache_total", {"result": "hit"}),
@@ -61,7 +61,7 @@ async def test_route_metrics(pool: asyncpg.Pool[Any]) -> None:
         assert value("crm_bridge_route_cache_total", {"result": "miss"}) == before["miss"] + 1
         assert value("crm_bridge_route_cache_total", {"result": "hit"}) == before["hit"] + 1
         assert value("crm_bridge_route_lookup_seconds_count") == before["lookups"] + 2
-        slow = RouteService(Hanging(), rules, config)
+        slow = RouteService(Hanging(), rules, config, decisions=PostgresDecisionLog(rules.pool))
         await slow.route(call("+15551230001"))
         await slow.stop()
         assert value("crm_bridge_route_degraded_total") == before["degraded"] + 1
@@ -77,7 +77,7 @@ async def test_caller_giving_up_cancels_the_lookup(pool: asyncpg.Pool[Any]) -> N
     rules = RuleStore(pool)
     config = build_config({"agi": {"budget_ms": 10_000}}, {}, runtime=False)
     hanging = Hanging()
-    service = RouteService(hanging, rules, config)
+    service = RouteService(hanging, rules, config, decisions=PostgresDecisionLog(rules.pool))
     task = asyncio.create_task(service.route(call("+15551230001")))
     async with asyncio.timeout(5):
         await hanging.started.wait()

@@ -10,7 +10,7 @@ import asyncpg
 from bridge.config import build_config
 from bridge.crm.directory import PostgresDirectory
 from bridge.models import InboundCall
-from bridge.routing.service import RouteService
+from bridge.routing.service import PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 from tests.crm.fixture_crm import ALICE, BOB, ZHANG, load_trace_crm
 
@@ -36,7 +36,7 @@ async def test_trace_callers_route_as_recorded(pool: asyncpg.Pool[Any]) -> None:
     rules = RuleStore(pool)
     await directory.start()
     await rules.start()
-    service = RouteService(directory, rules, config)
+    service = RouteService(directory, rules, config, decisions=PostgresDecisionLog(rules.pool))
     try:
         expected = {
             "+15551230001": ("senior", "vip", ALICE),

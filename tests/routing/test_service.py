@@ -59,7 +59,9 @@ async def test_lookup_blocked_by_a_table_lock_answers_degraded_within_budget(
     pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
 ) -> None:
     directory, rules = parts
-    service = RouteService(directory, rules, config(budget_ms=200))
+    service = RouteService(
+        directory, rules, config(budget_ms=200), decisions=PostgresDecisionLog(rules.pool)
+    )
     await rules.current()  # rules cached; only the lookup can be slow
     async with pool.acquire() as locker:
         tx = locker.transaction()
@@ -81,7 +83,9 @@ async def test_lookup_blocked_by_a_table_lock_answers_degraded_within_budget(
     await service.stop()
     # once the lock is gone the CRM answers again, and the pool is not left broken (a
     # generous budget here: this checks the pool, not the speed of a loaded CI machine)
-    patient = RouteService(directory, rules, config(budget_ms=5000))
+    patient = RouteService(
+        directory, rules, config(budget_ms=5000), decisions=PostgresDecisionLog(rules.pool)
+    )
     async with asyncio.timeout(10):
         decision = await patient.route(call())
     assert (decision.queue, decision.rule, decision.degraded) == ("senior", "vip", False)
@@ -134,7 +138,7 @@ async def test_crm_errors_give_the_degraded_default(
 ) -> None:
     _, rules = parts
     directory = FailingDirectory(exc)
-    service = RouteService(directory, rules, config())
+    service = RouteService(directory, rules, config(), decisions=PostgresDecisionLog(rules.pool))
     assert await service.route(call()) == DEGRADED
     assert directory.calls == 1
     # an unknown caller needs no lookup, so it is not degraded
@@ -161,7 +165,7 @@ async def test_record_writes_route_decisions_in_the_background(
     pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
 ) -> None:
     directory, rules = parts
-    service = RouteService(directory, rules, config())
+    service = RouteService(directory, rules, config(), decisions=PostgresDecisionLog(rules.pool))
     the_call = call()
     decision = await service.route(the_call)
     await service.record(the_call, decision, "1700000000.0.wav")
@@ -193,7 +197,7 @@ async def test_a_later_decision_for_the_same_uniqueid_never_overwrites_the_first
     """The call record trusts this row (customer, queue, recording path): a second session
     naming the same uniqueid, a retry or a forged header, leaves it as it was."""
     directory, rules = parts
-    service = RouteService(directory, rules, config())
+    service = RouteService(directory, rules, config(), decisions=PostgresDecisionLog(rules.pool))
     the_call = call()
     await service.record(the_call, await service.route(the_call), "1700000000.0.wav")
     assert await service.drain(5)
@@ -213,7 +217,7 @@ async def test_record_with_hostile_values_and_no_uniqueid_never_raises(
     pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
 ) -> None:
     directory, rules = parts
-    service = RouteService(directory, rules, config())
+    service = RouteService(directory, rules, config(), decisions=PostgresDecisionLog(rules.pool))
     hostile = InboundCall(
         raw_caller="x\x00'; DROP TABLE route_decisions;--",
         caller=None,
@@ -303,7 +307,7 @@ async def test_in_one_batch_the_first_decision_for_a_uniqueid_wins(
     pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
 ) -> None:
     directory, rules = parts
-    service = RouteService(directory, rules, config())
+    service = RouteService(directory, rules, config(), decisions=PostgresDecisionLog(rules.pool))
     first = Decision("senior", 5, "vip", None)
     await service.record(call(uniqueid="same"), first, "first.wav")
     await service.record(call(uniqueid="other"), DEGRADED, None)
@@ -322,7 +326,7 @@ async def test_stop_flushes_every_queued_decision(
     pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
 ) -> None:
     directory, rules = parts
-    service = RouteService(directory, rules, config())
+    service = RouteService(directory, rules, config(), decisions=PostgresDecisionLog(rules.pool))
     for n in range(50):
         await service.record(call(uniqueid=f"s{n}"), DEGRADED, None)
     await service.stop()  # no drain first: stop itself must write them
@@ -334,7 +338,7 @@ async def test_rule_added_through_the_store_applies_to_the_next_call(
     pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
 ) -> None:
     directory, rules = parts
-    service = RouteService(directory, rules, config())
+    service = RouteService(directory, rules, config(), decisions=PostgresDecisionLog(rules.pool))
     assert (await service.route(call())).rule == "vip"
     # another process (CLI, admin API) changes the rules: only the NOTIFY reaches us
     other = RuleStore(pool)
