@@ -3,15 +3,17 @@ outbox row follows by trigger, sql/030), Cdrs -> pbx_cdrs, and a record read bac
 JSON the CRM connector receives. Every function takes a connection; the caller owns the
 transaction and maps driver errors.
 
-A batch costs a constant number of round trips, whatever its size: one query looks up every
-call's routing decision, agents and caller's customer, one statement upserts the records,
-their channels and the customers' service history (arrays through `unnest`). A burst of
+A batch costs a constant number of round trips, whatever its size: one function call locks
+the calls and looks up every call's routing decision, agents and caller's customer, one
+statement upserts the records, their channels, the customers' service history and the Cdrs
+(arrays through `unnest`). A burst of
 20,000 call ends once took 2-3 round trips each and did not finish in nine minutes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,43 +74,16 @@ PROVISIONAL = "('ended_at' = ANY(r.inferred) AND NOT 'caller' = ANY(r.inferred))
 _SAW_LESS = """WHERE r.ended_at IS NULL
     OR NOT (r.inferred <@ EXCLUDED.inferred AND NOT EXCLUDED.inferred <@ r.inferred)"""
 
-# One round trip for a whole batch: each call's first routing decision (by its linkedid or
-# any of its channels), the customer owning the caller's number (used when there is no
-# decision), the agents' ids by device, and each agent's own disposition filed so far (the
-# last one filed is the record's pair). The UNION keeps both branches on an index.
-_LOOKUP = """
-WITH calls AS (
-    SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(call_id, e164, i)
-), chans AS (
-    SELECT * FROM unnest($3::bigint[], $4::text[]) AS u(i, uniqueid)
-)
-SELECT c.i, d.customer_id, d.rule, d.queue, d.recording, d.degraded,
-       p.customer_id AS phone_customer,
-       (SELECT COALESCE(json_object_agg(a.pbx_device, a.id), '{}'::json)
-          FROM agents a WHERE a.pbx_device = ANY($5::text[])) AS agent_ids,
-       (SELECT COALESCE(json_agg(json_build_object('agent_id', f.agent_id,
-                  'disposition', f.disposition, 'notes', f.notes)
-                  ORDER BY f.filed_at, f.agent_id), '[]'::json)
-          FROM call_dispositions f WHERE f.call_id = c.call_id) AS filed
-FROM calls c
-LEFT JOIN customer_phones p ON p.e164 = c.e164
-LEFT JOIN LATERAL (
-    SELECT x.customer_id, x.rule, x.queue, x.recording, x.degraded
-    FROM (
-        SELECT r.* FROM route_decisions r WHERE r.linkedid = c.call_id
-        UNION ALL
-        SELECT r.* FROM chans u JOIN route_decisions r ON r.uniqueid = u.uniqueid
-        WHERE u.i = c.i
-    ) AS x
-    ORDER BY x.decided_at, x.uniqueid
-    LIMIT 1
-) AS d ON true
-ORDER BY c.i
-"""
+# One round trip for a whole batch (sql/120_call_records_lookup.sql): each call's record lock
+# (`_LOCK`), then each call's first routing decision (by its linkedid or any of its channels),
+# the customer owning the caller's number (used when there is no decision), the agents' ids by
+# device, and each agent's own disposition filed so far (the last one filed is the record's
+# pair), read after the locks are held.
+_LOCK_AND_LOOKUP = "SELECT * FROM call_records_lookup($1, $2, $3, $4, $5)"
 
-# One round trip for a whole batch: the records, their channels (only for records written)
-# and the service history of those with a customer (with the disposition and notes the
-# agent page may already have filed).
+# One round trip for a whole batch: the records, their channels (only for records written),
+# the service history of those with a customer (with the disposition and notes the agent
+# page may already have filed) and the batch's Cdrs.
 _UPSERT = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -158,6 +133,8 @@ ON CONFLICT (call_id) DO UPDATE SET customer_id = EXCLUDED.customer_id,
     occurred_at = EXCLUDED.occurred_at, agent_id = EXCLUDED.agent_id,
     summary = EXCLUDED.summary, outcome = EXCLUDED.outcome,
     disposition = EXCLUDED.disposition, notes = EXCLUDED.notes
+), cdrs AS (
+{insert_cdrs}
 )
 SELECT call_id FROM up
 """
@@ -233,9 +210,10 @@ async def write_ended_many(
     only_missing: bool = False,
     source: str = "live",
     region: str,
+    cdrs: Sequence[PbxCdr] = (),
 ) -> set[str]:
-    """Upsert the records of finished calls in three round trips (lock, look up, upsert).
-    Run inside a transaction.
+    """Upsert the records of finished calls in two round trips (lock and look up, upsert),
+    and keep `cdrs` (as `store_cdrs`) with them. Run inside a transaction.
 
     Keyed by call_id, so replaying events (from the spool, after a crash) changes nothing;
     the same call twice in `events` is written once, as its last event says. Each call's
@@ -251,10 +229,10 @@ async def write_ended_many(
         raise ValidationError("source", "live or reconciled")
     calls = list({c.call_id: c for c in (_prepare(e, region) for e in events)}.values())
     if not calls:
+        await store_cdrs(conn, cdrs)
         return set()
-    await conn.execute(_LOCK, [c.call_id for c in calls])
     found = await conn.fetch(
-        _LOOKUP,
+        _LOCK_AND_LOOKUP,
         [c.call_id for c in calls],
         [c.e164 for c in calls],
         [i for i, c in enumerate(calls, start=1) for _ in c.uniqueids],
@@ -269,7 +247,8 @@ async def write_ended_many(
     history = [r for r in rows if r["customer_id"]]
     written = await conn.fetch(
         _UPSERT.format(
-            where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else _SAW_LESS
+            where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else _SAW_LESS,
+            insert_cdrs=_CDRS_AFTER_RECORDS,
         ),
         *([r[k] for r in rows] for k in _RECORD_KEYS),
         list(owner),
@@ -280,6 +259,7 @@ async def write_ended_many(
         [r["history_agent"] for r in history],
         [r["history_summary"] for r in history],
         [r["outcome"] for r in history],
+        *_cdr_columns(cdrs),
     )
     return {r["call_id"] for r in written}
 
@@ -377,22 +357,37 @@ def _record_row(call: _Call, found: Any, by_device: dict[str, str], source: str)
     }
 
 
-_CDR_COLUMNS = (
-    "uniqueid, channel, destination_channel, source, destination, start_time, answer_time,"
-    " end_time, duration_s, billable_s, disposition, last_application, last_data"
-)
-
-
 async def store_cdr(conn: Any, cdr: PbxCdr) -> None:
     """Keep one Cdr; a re-sent one (same uniqueid, destination, start) is ignored."""
     await store_cdrs(conn, [cdr])
 
 
-async def store_cdrs(conn: Any, cdrs: list[PbxCdr]) -> None:
+async def store_cdrs(conn: Any, cdrs: Sequence[PbxCdr]) -> None:
     """Keep Cdrs in one round trip; re-sent ones (same uniqueid, destination, start) are
     ignored, within the batch too."""
-    if not cdrs:
-        return
+    if cdrs:
+        await conn.execute(_INSERT_CDRS, *_cdr_columns(cdrs))
+
+
+def _insert_cdrs(first: int) -> str:
+    """The INSERT of Cdrs given as 13 arrays from parameter `$first` on (alone, or a CTE of
+    the records' upsert)."""
+    types = ("text",) * 5 + ("timestamptz",) * 3 + ("integer",) * 2 + ("text",) * 3
+    arrays = ", ".join(f"${first + k}::{t}[]" for k, t in enumerate(types))
+    return (
+        "INSERT INTO pbx_cdrs (uniqueid, channel, destination_channel, source, destination,"
+        " start_time, answer_time, end_time, duration_s, billable_s, disposition,"
+        f" last_application, last_data) SELECT * FROM unnest({arrays})"
+        " ON CONFLICT (uniqueid, destination_channel, start_time) DO NOTHING"
+    )
+
+
+_INSERT_CDRS = _insert_cdrs(1)
+_CDRS_AFTER_RECORDS = _insert_cdrs(29)  # after the upsert's 28 parameters
+
+
+def _cdr_columns(cdrs: Sequence[PbxCdr]) -> list[list[Any]]:
+    """The 13 column arrays of `_INSERT_CDRS`."""
     columns: list[list[Any]] = [[] for _ in range(13)]
     for cdr in cdrs:
         values = (
@@ -412,14 +407,7 @@ async def store_cdrs(conn: Any, cdrs: list[PbxCdr]) -> None:
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    await conn.execute(
-        f"INSERT INTO pbx_cdrs ({_CDR_COLUMNS})"
-        f" SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-        " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::integer[],"
-        " $10::integer[], $11::text[], $12::text[], $13::text[])"
-        " ON CONFLICT (uniqueid, destination_channel, start_time) DO NOTHING",
-        *columns,
-    )
+    return columns
 
 
 RECORD_COLUMNS = (

@@ -6,8 +6,9 @@ Durability, in order:
    subscriber) treats the return as the acknowledgement: a SIGKILL after it loses nothing.
 2. A background task writes spooled entries to PostgreSQL, up to `batch` per transaction
    and in a constant number of round trips per batch (`bridge.records.store.write_ended_many`:
-   call_records upsert by call_id, its channels, the customers' service_history rows; the
-   outbox rows by trigger; `store_cdrs`), then acks them in the spool. Cdrs ride along with
+   the calls' locks and look-ups in one, then call_records upsert by call_id, its channels,
+   the customers' service_history rows and the batch's Cdrs in one; the outbox rows by
+   trigger), then acks them in the spool. Cdrs ride along with
    the next end event: a call's Cdrs come just before its end, and writing each on its own
    would cost a transaction apiece. So a Cdr is spooled at once (on the event loop when the
    spool is free, no thread hop) but written with the next end event's batch, or after
@@ -47,7 +48,7 @@ from bridge.records import metrics
 from bridge.records.cdr import PbxCdr
 from bridge.records.codec import decode_ended, ended_to_dict
 from bridge.records.spool import Spool, SpoolEntry
-from bridge.records.store import store_cdrs, write_ended_many
+from bridge.records.store import write_ended_many
 from bridge.tasks import Backoff, cancel_and_wait
 
 __all__ = ["RecordWriter"]
@@ -357,8 +358,7 @@ class RecordWriter:
                 ended.append(value if isinstance(value, CallEnded) else decode_ended(entry.value))
             else:
                 cdrs.append(value if isinstance(value, PbxCdr) else PbxCdr.from_dict(entry.value))
-        await write_ended_many(conn, ended, region=self._region)
-        await store_cdrs(conn, cdrs)
+        await write_ended_many(conn, ended, region=self._region, cdrs=cdrs)
 
     def _committed(self, entry: SpoolEntry) -> None:
         now = self._clock()
