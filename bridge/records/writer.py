@@ -293,6 +293,11 @@ class RecordWriter:
                     async with asyncio.timeout(left):
                         await self._wake.wait()
                 continue
+            if len(self._queue) <= self._batch:
+                # This write takes everything that made it due: Cdrs coming meanwhile wait
+                # for their own end (or the hold) instead of a transaction of their own.
+                self._urgent = False
+                self._held_since = None
             try:
                 await self._write_some()
             except Exception as exc:

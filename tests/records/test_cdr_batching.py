@@ -227,3 +227,42 @@ async def test_a_cdr_built_by_hand_is_stored_bounded_and_cleaned(
         0,
     )
     assert len(row["last_data"]) == 1024
+
+
+class GatedPool:
+    """The real pool; the first transaction waits at `acquire` until `gate` is set."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        self.acquired = 0
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        self.acquired += 1
+        if self.acquired == 1:
+            self.entered.set()
+            await self.gate.wait()
+        async with self._pool.acquire() as conn:
+            yield conn
+
+
+async def test_cdrs_coming_while_an_end_is_written_wait_for_their_own_end(
+    pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    """The next call's Cdrs arrive while the previous call's end is being written: they go
+    with their own end, not in a transaction of their own."""
+    gated = GatedPool(pool)
+    async with running(gated, tmp_path / "spool", cdr_hold_s=3600) as writer:
+        commits = Commits(writer)
+        await writer.on_events([make_ended("call.9")])
+        async with asyncio.timeout(10):
+            await gated.entered.wait()
+        await writer.on_events(cdr_events("call.10"))
+        gated.gate.set()
+        await commits.wait_for("ended", "call.9")
+        assert writer.pending == 5
+        await writer.on_events([make_ended("call.10")])
+        await commits.wait_for("ended", "call.10")
+        assert gated.acquired == 2
