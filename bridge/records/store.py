@@ -74,18 +74,24 @@ PROVISIONAL = "('ended_at' = ANY(r.inferred) AND NOT 'caller' = ANY(r.inferred))
 _SAW_LESS = """WHERE r.ended_at IS NULL
     OR NOT (r.inferred <@ EXCLUDED.inferred AND NOT EXCLUDED.inferred <@ r.inferred)"""
 
-# One round trip for a whole batch (sql/120_call_records_lookup.sql): each call's record lock
-# (`_LOCK`), then each call's first routing decision (by its linkedid or any of its channels),
-# the customer owning the caller's number (used when there is no decision), the agents' ids by
-# device, and each agent's own disposition filed so far (the last one filed is the record's
-# pair), read after the locks are held.
+# sql/120_call_records_lookup.sql: each call's first routing decision (by its linkedid or any
+# of its channels), the customer owning the caller's number (used when there is no
+# decision), the agents' ids by device, and each agent's own disposition filed so far (the
+# last one filed is the record's pair), with a stamp of it all. `_LOOKUP` reads without the
+# calls' locks; `_LOCK_AND_LOOKUP` takes them first (`_LOCK`), then reads.
+_LOOKUP = "SELECT * FROM call_records_lookup_rows($1, $2, $3, $4, $5)"
 _LOCK_AND_LOOKUP = "SELECT * FROM call_records_lookup($1, $2, $3, $4, $5)"
 
-# One round trip for a whole batch: the records, their channels (only for records written),
-# the service history of those with a customer (with the disposition and notes the agent
-# page may already have filed) and the batch's Cdrs.
+# One round trip for a whole batch: the calls' locks and a check that the look-up the rows
+# were built from still holds (`call_records_unchanged`, before anything is written), then
+# the records, their channels (only for records written), the service history of those with
+# a customer (with the disposition and notes the agent page may already have filed) and the
+# batch's Cdrs. A single row with a NULL call_id says the look-up changed: nothing but the
+# Cdrs was written.
 _UPSERT = """
-WITH input AS (
+WITH unchanged AS (
+    SELECT call_records_unchanged($1, $42, $43, $44, $45, $46) AS yes
+), input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
         $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
         $11::integer[], $12::integer[], $13::text[], $14::text[], $15::boolean[],
@@ -102,6 +108,7 @@ SELECT call_id, caller, customer_id, did, queue, rule, agents::jsonb, started_at
     ARRAY(SELECT jsonb_array_elements_text(inferred::jsonb)), direction, source,
     disposition, notes
 FROM input
+WHERE (SELECT yes FROM unchanged)
 ON CONFLICT (call_id) DO UPDATE SET
     caller = EXCLUDED.caller, customer_id = EXCLUDED.customer_id, did = EXCLUDED.did,
     queue = EXCLUDED.queue, rule = EXCLUDED.rule, agents = EXCLUDED.agents,
@@ -137,6 +144,8 @@ ON CONFLICT (call_id) DO UPDATE SET customer_id = EXCLUDED.customer_id,
 {insert_cdrs}
 )
 SELECT call_id FROM up
+UNION ALL
+SELECT NULL FROM unchanged WHERE NOT yes
 """
 
 
@@ -212,8 +221,9 @@ async def write_ended_many(
     region: str,
     cdrs: Sequence[PbxCdr] = (),
 ) -> set[str]:
-    """Upsert the records of finished calls in two round trips (lock and look up, upsert),
-    and keep `cdrs` (as `store_cdrs`) with them. Run inside a transaction.
+    """Upsert the records of finished calls in two round trips (look up, then lock, check
+    and upsert), and keep `cdrs` (as `store_cdrs`) with them. The upsert is one statement,
+    so no transaction is needed; inside one, it holds the locks to its end.
 
     Keyed by call_id, so replaying events (from the spool, after a crash) changes nothing;
     the same call twice in `events` is written once, as its last event says. Each call's
@@ -231,14 +241,38 @@ async def write_ended_many(
     if not calls:
         await store_cdrs(conn, cdrs)
         return set()
-    found = await conn.fetch(
-        _LOCK_AND_LOOKUP,
+    lookup = (
         [c.call_id for c in calls],
         [c.e164 for c in calls],
         [i for i, c in enumerate(calls, start=1) for _ in c.uniqueids],
         [u for c in calls for u in c.uniqueids],
         sorted({d for c in calls for d in c.devices}),
     )
+    # Optimistically without the locks: two round trips and no transaction needed, as the
+    # upsert takes the locks and writes only if the look-up still holds. Should a filing
+    # (or a decision...) have come meanwhile, again under the locks from the start.
+    found = await conn.fetch(_LOOKUP, *lookup)
+    written = await _upsert(conn, calls, found, lookup, only_missing, source, cdrs)
+    if written is None:
+        async with conn.transaction():
+            found = await conn.fetch(_LOCK_AND_LOOKUP, *lookup)
+            written = await _upsert(conn, calls, found, lookup, only_missing, source, ())
+        if written is None:  # cannot be: the look-up was made under the same locks
+            raise RuntimeError("call records' look-up changed under their locks")
+    return written
+
+
+async def _upsert(
+    conn: Any,
+    calls: list[_Call],
+    found: list[Any],
+    lookup: tuple[list[Any], ...],
+    only_missing: bool,
+    source: str,
+    cdrs: Sequence[PbxCdr],
+) -> set[str] | None:
+    """`_UPSERT` of `calls` as `found` says; None (nothing but `cdrs` written) if the look-up
+    no longer gives `found`."""
     by_device: dict[str, str] = found[0]["agent_ids"] or {}  # one row per call
     rows = [_record_row(c, f, by_device, source) for c, f in zip(calls, found, strict=True)]
     owner: dict[str, str] = {}  # uniqueid -> call id; the last call naming a channel has it
@@ -246,10 +280,7 @@ async def write_ended_many(
         owner.update(dict.fromkeys(c.uniqueids, c.call_id))
     history = [r for r in rows if r["customer_id"]]
     written = await conn.fetch(
-        _UPSERT.format(
-            where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else _SAW_LESS,
-            insert_cdrs=_CDRS_AFTER_RECORDS,
-        ),
+        _UPSERT_MISSING if only_missing else _UPSERT_SAW_MORE,
         *([r[k] for r in rows] for k in _RECORD_KEYS),
         list(owner),
         list(owner.values()),
@@ -260,8 +291,11 @@ async def write_ended_many(
         [r["history_summary"] for r in history],
         [r["outcome"] for r in history],
         *_cdr_columns(cdrs),
+        *lookup[1:],
+        [f["stamp"] for f in found],
     )
-    return {r["call_id"] for r in written}
+    ids = {r["call_id"] for r in written}
+    return None if None in ids else ids
 
 
 _RECORD_KEYS = (
@@ -384,6 +418,10 @@ def _insert_cdrs(first: int) -> str:
 
 _INSERT_CDRS = _insert_cdrs(1)
 _CDRS_AFTER_RECORDS = _insert_cdrs(29)  # after the upsert's 28 parameters
+_UPSERT_SAW_MORE = _UPSERT.format(where=_SAW_LESS, insert_cdrs=_CDRS_AFTER_RECORDS)
+_UPSERT_MISSING = _UPSERT.format(
+    where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}", insert_cdrs=_CDRS_AFTER_RECORDS
+)
 
 
 def _cdr_columns(cdrs: Sequence[PbxCdr]) -> list[list[Any]]:

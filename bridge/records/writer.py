@@ -318,17 +318,16 @@ class RecordWriter:
             self._outage.clear()
 
     async def _write_some(self) -> None:
-        """Write up to `batch` spooled entries in one transaction: one WAL flush and three
-        round trips for many records. Should PostgreSQL reject one as data, the batch is
-        redone with a savepoint per entry, so that one is set aside without losing the
-        others. An outage rolls the batch back; it is retried whole (the writes are
-        idempotent)."""
+        """Write up to `batch` spooled entries in one statement (`write_ended_many`): one WAL
+        flush and two round trips for many records. Should PostgreSQL reject one as data,
+        the batch is redone in a transaction with a savepoint per entry, so that one is set
+        aside without losing the others. An outage rolls the batch back; it is retried whole
+        (the writes are idempotent)."""
         batch = list(itertools.islice(self._queue, self._batch))
         rejected: dict[int, BaseException] = {}
         async with self._pool.acquire() as conn:
             try:
-                async with conn.transaction():
-                    await self._apply(conn, batch)
+                await self._apply(conn, batch)
             except Exception as exc:
                 if is_outage(exc):
                     raise

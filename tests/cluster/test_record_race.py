@@ -159,11 +159,14 @@ async def test_both_instances_recording_who_took_part_give_one_set(pool: asyncpg
     ]
 
 
+@pytest.mark.parametrize("in_transaction", [True, False])
 async def test_a_disposition_committed_while_the_writer_waits_for_the_lock_is_in_the_record(
-    pool: asyncpg.Pool[Any], instances: tuple[Any, Any]
+    pool: asyncpg.Pool[Any], instances: tuple[Any, Any], in_transaction: bool
 ) -> None:
-    """The lock and the look-up are one call (sql/120_call_records_lookup.sql): the look-up
-    must still read after the lock is granted, so a filing committed meanwhile is seen."""
+    """The writer looks up without the lock, then its upsert takes the lock and checks the
+    look-up still holds (sql/120_call_records_lookup.sql): a filing committed while it waited
+    makes it look up again under the lock, so the filing is in the record. The record
+    writer calls it outside a transaction, reconciliation inside one."""
     await create_agent(pool, "1001", "Agent 1001", "agent", "1001")
     filer, writer = instances
     tx = filer.transaction()
@@ -175,7 +178,11 @@ async def test_a_disposition_committed_while_the_writer_waits_for_the_lock_is_in
             " VALUES ($1, '1001', 'complaint', 'billing', '1001')",
             CALL,
         )
-        late = asyncio.ensure_future(write(writer, WHOLE))
+        late = asyncio.ensure_future(
+            write(writer, WHOLE)
+            if in_transaction
+            else write_ended_many(writer, [WHOLE], region="US")
+        )
         await waiting_on_a_lock(pool, 1)
         assert not late.done()
     finally:
