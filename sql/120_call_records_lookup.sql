@@ -2,7 +2,8 @@
 --
 -- call_records_lookup_rows: each call's routing decision (its first, by linkedid or by any of
 -- its channels), its caller's customer, the agents' ids by device and the dispositions filed
--- so far, with a `stamp` of all that. The UNION keeps both branches on an index.
+-- so far, with a `stamp` of all that (so every part is in a set order). The UNION keeps both
+-- branches on an index.
 CREATE FUNCTION call_records_lookup_rows(
     call_ids text[], e164s text[], chan_calls bigint[], chan_ids text[], devices text[]
 ) RETURNS TABLE (
@@ -16,7 +17,8 @@ CREATE FUNCTION call_records_lookup_rows(
     ), found AS (
         SELECT c.i, d.customer_id, d.rule, d.queue, d.recording, d.degraded,
                p.customer_id AS phone_customer,
-               (SELECT COALESCE(json_object_agg(a.pbx_device, a.id), '{}'::json)
+               (SELECT COALESCE(json_object_agg(a.pbx_device, a.id ORDER BY a.pbx_device),
+                                 '{}'::json)
                   FROM agents a WHERE a.pbx_device = ANY(devices)) AS agent_ids,
                (SELECT COALESCE(json_agg(json_build_object('agent_id', f.agent_id,
                           'disposition', f.disposition, 'notes', f.notes)

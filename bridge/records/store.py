@@ -3,10 +3,10 @@ outbox row follows by trigger, sql/030), Cdrs -> pbx_cdrs, and a record read bac
 JSON the CRM connector receives. Every function takes a connection; the caller owns the
 transaction and maps driver errors.
 
-A batch costs a constant number of round trips, whatever its size: one function call locks
-the calls and looks up every call's routing decision, agents and caller's customer, one
-statement upserts the records, their channels, the customers' service history and the Cdrs
-(arrays through `unnest`). A burst of
+A batch costs two round trips, whatever its size (arrays through `unnest`): one query looks
+up every call's routing decision, agents, caller's customer and filed dispositions; one
+statement takes the calls' record locks, checks that look-up still holds and upserts the
+records, their channels, the customers' service history and the Cdrs (sql/120). A burst of
 20,000 call ends once took 2-3 round trips each and did not finish in nine minutes.
 """
 
@@ -54,7 +54,8 @@ async def lock_call(conn: Any, call_id: str) -> None:
     await conn.execute(_LOCK, [call_id])
 
 
-# The same lock for a whole batch, taken in one order so two writers never deadlock.
+# The same lock for a whole batch, taken in one order so two writers never deadlock (the
+# functions of sql/120_call_records_lookup.sql take it the same way).
 _LOCK = """
 SELECT pg_advisory_xact_lock(hashtextextended('call-record:' || id, 0))
 FROM (SELECT DISTINCT unnest($1::text[]) AS id ORDER BY 1) AS ids

@@ -5,10 +5,10 @@ Durability, in order:
    fsync'd) and only then returns. Whoever feeds the writer (tracker consumer, AMI
    subscriber) treats the return as the acknowledgement: a SIGKILL after it loses nothing.
 2. A background task writes spooled entries to PostgreSQL, up to `batch` per transaction
-   and in a constant number of round trips per batch (`bridge.records.store.write_ended_many`:
-   the calls' locks and look-ups in one, then call_records upsert by call_id, its channels,
-   the customers' service_history rows and the batch's Cdrs in one; the outbox rows by
-   trigger), then acks them in the spool. Cdrs ride along with
+   and in two round trips per batch (`bridge.records.store.write_ended_many`: the calls'
+   look-ups, then one statement taking their locks and writing the call_records upsert by
+   call_id, its channels, the customers' service_history rows and the batch's Cdrs; the
+   outbox rows by trigger), then acks them in the spool. Cdrs ride along with
    the next end event: a call's Cdrs come just before its end, and writing each on its own
    would cost a transaction apiece. So a Cdr is spooled at once (on the event loop when the
    spool is free, no thread hop) but written with the next end event's batch, or after
