@@ -64,7 +64,7 @@ def ended(call_id: str, now: datetime, cdrs: int = 1) -> CallEnded:
         outcome="answered",
         agents=(AgentLeg("1001", answered, 32),),
         recording_path=f"/var/spool/asterisk/monitor/{call_id}.wav",
-        uniqueids=(call_id, *(f"{call_id}{k}" for k in range(1, cdrs))),
+        uniqueids=(call_id, *(f"{call_id}-{k}" for k in range(1, cdrs))),
     )
     return CallEnded(call_id, now, summary)
 
@@ -104,7 +104,7 @@ def cdrs_for(call_id: str, now: datetime, count: int) -> list[PbxCdr]:
     start = now - timedelta(seconds=40)
     return [
         PbxCdr(
-            uniqueid=f"{call_id}{k}",
+            uniqueid=f"{call_id}-{k}",
             channel=f"PJSIP/trunk-{k:08x}",
             destination_channel="PJSIP/1001-0000000a" if k == 0 else "",
             source="+15551230002",
@@ -128,7 +128,7 @@ def cdr_events(call_id: str, now: datetime, count: int) -> list[CdrRecord]:
     return [
         CdrRecord(
             at=now,
-            uniqueid=call_id if k == 0 else f"{call_id}{k}",
+            uniqueid=call_id if k == 0 else f"{call_id}-{k}",
             channel=f"PJSIP/trunk-{k:08x}",
             destination_channel="PJSIP/1001-0000000a" if k == 0 else "",
             source="+15551230002",

@@ -3,16 +3,17 @@ outbox row follows by trigger, sql/030), Cdrs -> pbx_cdrs, and a record read bac
 JSON the CRM connector receives. Every function takes a connection; the caller owns the
 transaction and maps driver errors.
 
-A batch costs a constant number of round trips, whatever its size: one query looks up every
-call's routing decision, agents and caller's customer, one statement upserts the records,
-their channels and the customers' service history (arrays through `unnest`). A burst of
+A batch costs two round trips, whatever its size (arrays through `unnest`): one query looks
+up every call's routing decision, agents, caller's customer and filed dispositions; one
+statement takes the calls' record locks, checks that look-up still holds and upserts the
+records, their channels, the customers' service history and the Cdrs (sql/120). A burst of
 20,000 call ends once took 2-3 round trips each and did not finish in nine minutes.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,7 +58,8 @@ async def lock_call(conn: Any, call_id: str) -> None:
     await conn.execute(_LOCK, [call_id])
 
 
-# The same lock for a whole batch, taken in one order so two writers never deadlock.
+# The same lock for a whole batch, taken in one order so two writers never deadlock (the
+# functions of sql/120_call_records_lookup.sql take it the same way).
 _LOCK = """
 SELECT pg_advisory_xact_lock(hashtextextended('call-record:' || id, 0))
 FROM (SELECT DISTINCT unnest($1::text[]) AS id ORDER BY 1) AS ids
@@ -77,45 +79,24 @@ PROVISIONAL = "('ended_at' = ANY(r.inferred) AND NOT 'caller' = ANY(r.inferred))
 _SAW_LESS = """WHERE r.ended_at IS NULL
     OR NOT (r.inferred <@ EXCLUDED.inferred AND NOT EXCLUDED.inferred <@ r.inferred)"""
 
-# One round trip for a whole batch: each call's first routing decision (by its linkedid or
-# any of its channels), the customer owning the caller's number (used when there is no
+# sql/120_call_records_lookup.sql: each call's first routing decision (by its linkedid or any
+# of its channels), the customer owning the caller's number (used when there is no
 # decision), the agents' ids by device, and each agent's own disposition filed so far (the
-# last one filed is the record's pair). The UNION keeps both branches on an index.
-_LOOKUP = """
-WITH calls AS (
-    SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(call_id, e164, i)
-), chans AS (
-    SELECT * FROM unnest($3::bigint[], $4::text[]) AS u(i, uniqueid)
-)
-SELECT c.i, d.customer_id, d.rule, d.queue, d.recording, d.degraded,
-       p.customer_id AS phone_customer,
-       (SELECT COALESCE(json_object_agg(a.pbx_device, a.id), '{}'::json)
-          FROM agents a WHERE a.pbx_device = ANY($5::text[])) AS agent_ids,
-       (SELECT COALESCE(json_agg(json_build_object('agent_id', f.agent_id,
-                  'disposition', f.disposition, 'notes', f.notes)
-                  ORDER BY f.filed_at, f.agent_id), '[]'::json)
-          FROM call_dispositions f WHERE f.call_id = c.call_id) AS filed
-FROM calls c
-LEFT JOIN customer_phones p ON p.e164 = c.e164
-LEFT JOIN LATERAL (
-    SELECT x.customer_id, x.rule, x.queue, x.recording, x.degraded
-    FROM (
-        SELECT r.* FROM route_decisions r WHERE r.linkedid = c.call_id
-        UNION ALL
-        SELECT r.* FROM chans u JOIN route_decisions r ON r.uniqueid = u.uniqueid
-        WHERE u.i = c.i
-    ) AS x
-    ORDER BY x.decided_at, x.uniqueid
-    LIMIT 1
-) AS d ON true
-ORDER BY c.i
-"""
+# last one filed is the record's pair), with a stamp of it all. `_LOOKUP` reads without the
+# calls' locks; `_LOCK_AND_LOOKUP` takes them first (`_LOCK`), then reads.
+_LOOKUP = "SELECT * FROM call_records_lookup_rows($1, $2, $3, $4, $5)"
+_LOCK_AND_LOOKUP = "SELECT * FROM call_records_lookup($1, $2, $3, $4, $5)"
 
-# One round trip for a whole batch: the records, their channels (only for records written)
-# and the service history of those with a customer (with the disposition and notes the
-# agent page may already have filed).
+# One round trip for a whole batch: the calls' locks and a check that the look-up the rows
+# were built from still holds (`call_records_unchanged`, before anything is written), then
+# the records, their channels (only for records written), the service history of those with
+# a customer (with the disposition and notes the agent page may already have filed) and the
+# batch's Cdrs. A single row with a NULL call_id says the look-up changed: nothing but the
+# Cdrs was written.
 _UPSERT = """
-WITH input AS (
+WITH unchanged AS (
+    SELECT call_records_unchanged($1, $42, $43, $44, $45, $46) AS yes
+), input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
         $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
         $11::integer[], $12::integer[], $13::text[], $14::text[], $15::boolean[],
@@ -132,6 +113,7 @@ SELECT call_id, caller, customer_id, did, queue, rule, agents::jsonb, started_at
     ARRAY(SELECT jsonb_array_elements_text(inferred::jsonb)), direction, source,
     disposition, notes
 FROM input
+WHERE (SELECT yes FROM unchanged)
 ON CONFLICT (call_id) DO UPDATE SET
     caller = EXCLUDED.caller, customer_id = EXCLUDED.customer_id, did = EXCLUDED.did,
     queue = EXCLUDED.queue, rule = EXCLUDED.rule, agents = EXCLUDED.agents,
@@ -163,8 +145,12 @@ ON CONFLICT (call_id) DO UPDATE SET customer_id = EXCLUDED.customer_id,
     occurred_at = EXCLUDED.occurred_at, agent_id = EXCLUDED.agent_id,
     summary = EXCLUDED.summary, outcome = EXCLUDED.outcome,
     disposition = EXCLUDED.disposition, notes = EXCLUDED.notes
+), cdrs AS (
+{insert_cdrs}
 )
 SELECT call_id FROM up
+UNION ALL
+SELECT NULL FROM unchanged WHERE NOT yes
 """
 
 
@@ -239,9 +225,11 @@ async def write_ended_many(
     only_missing: bool = False,
     source: str = "live",
     region: Region,
+    cdrs: Sequence[PbxCdr] = (),
 ) -> set[str]:
-    """Upsert the records of finished calls in three round trips (lock, look up, upsert).
-    Run inside a transaction.
+    """Upsert the records of finished calls in two round trips (look up, then lock, check
+    and upsert), and keep `cdrs` (as `store_cdrs`) with them. The upsert is one statement,
+    so no transaction is needed; inside one, it holds the locks to its end.
 
     Keyed by call_id, so replaying events (from the spool, after a crash) changes nothing;
     the same call twice in `events` is written once, as its last event says. Each call's
@@ -258,16 +246,40 @@ async def write_ended_many(
         raise ValidationError("source", "live or reconciled")
     calls = list({c.call_id: c for c in (_prepare(e, region) for e in events)}.values())
     if not calls:
+        await store_cdrs(conn, cdrs)
         return set()
-    await conn.execute(_LOCK, [c.call_id for c in calls])
-    found = await conn.fetch(
-        _LOOKUP,
+    lookup = (
         [c.call_id for c in calls],
         [c.e164 for c in calls],
         [i for i, c in enumerate(calls, start=1) for _ in c.uniqueids],
         [u for c in calls for u in c.uniqueids],
         sorted({d for c in calls for d in c.devices}),
     )
+    # Optimistically without the locks: two round trips and no transaction needed, as the
+    # upsert takes the locks and writes only if the look-up still holds. Should a filing
+    # (or a decision...) have come meanwhile, again under the locks from the start.
+    found = await conn.fetch(_LOOKUP, *lookup)
+    written = await _upsert(conn, calls, found, lookup, only_missing, source, cdrs)
+    if written is None:
+        async with conn.transaction():
+            found = await conn.fetch(_LOCK_AND_LOOKUP, *lookup)
+            written = await _upsert(conn, calls, found, lookup, only_missing, source, ())
+        if written is None:  # cannot be: the look-up was made under the same locks
+            raise RuntimeError("call records' look-up changed under their locks")
+    return written
+
+
+async def _upsert(
+    conn: Any,
+    calls: list[_Call],
+    found: list[Any],
+    lookup: tuple[list[Any], ...],
+    only_missing: bool,
+    source: str,
+    cdrs: Sequence[PbxCdr],
+) -> set[str] | None:
+    """`_UPSERT` of `calls` as `found` says; None (nothing but `cdrs` written) if the look-up
+    no longer gives `found`."""
     by_device: dict[str, str] = found[0]["agent_ids"] or {}  # one row per call
     rows = [_record_row(c, f, by_device, source) for c, f in zip(calls, found, strict=True)]
     owner: dict[str, str] = {}  # uniqueid -> call id; the last call naming a channel has it
@@ -275,9 +287,7 @@ async def write_ended_many(
         owner.update(dict.fromkeys(c.uniqueids, c.call_id))
     history = [r for r in rows if r["customer_id"]]
     written = await conn.fetch(
-        _UPSERT.format(
-            where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}" if only_missing else _SAW_LESS
-        ),
+        _UPSERT_MISSING if only_missing else _UPSERT_SAW_MORE,
         *([r[k] for r in rows] for k in _RECORD_KEYS),
         list(owner),
         list(owner.values()),
@@ -287,8 +297,12 @@ async def write_ended_many(
         [r["history_agent"] for r in history],
         [r["history_summary"] for r in history],
         [r["outcome"] for r in history],
+        *_cdr_columns(cdrs),
+        *lookup[1:],
+        [f["stamp"] for f in found],
     )
-    return {r["call_id"] for r in written}
+    ids = {r["call_id"] for r in written}
+    return None if None in ids else ids
 
 
 _RECORD_KEYS = (
@@ -384,22 +398,41 @@ def _record_row(call: _Call, found: Any, by_device: dict[str, str], source: str)
     }
 
 
-_CDR_COLUMNS = (
-    "uniqueid, channel, destination_channel, source, destination, start_time, answer_time,"
-    " end_time, duration_s, billable_s, disposition, last_application, last_data"
-)
-
-
 async def store_cdr(conn: Any, cdr: PbxCdr) -> None:
     """Keep one Cdr; a re-sent one (same uniqueid, destination, start) is ignored."""
     await store_cdrs(conn, [cdr])
 
 
-async def store_cdrs(conn: Any, cdrs: list[PbxCdr]) -> None:
+async def store_cdrs(conn: Any, cdrs: Sequence[PbxCdr]) -> None:
     """Keep Cdrs in one round trip; re-sent ones (same uniqueid, destination, start) are
     ignored, within the batch too."""
-    if not cdrs:
-        return
+    if cdrs:
+        await conn.execute(_INSERT_CDRS, *_cdr_columns(cdrs))
+
+
+def _insert_cdrs(first: int) -> str:
+    """The INSERT of Cdrs given as 13 arrays from parameter `$first` on (alone, or a CTE of
+    the records' upsert)."""
+    types = ("text",) * 5 + ("timestamptz",) * 3 + ("integer",) * 2 + ("text",) * 3
+    arrays = ", ".join(f"${first + k}::{t}[]" for k, t in enumerate(types))
+    return (
+        "INSERT INTO pbx_cdrs (uniqueid, channel, destination_channel, source, destination,"
+        " start_time, answer_time, end_time, duration_s, billable_s, disposition,"
+        f" last_application, last_data) SELECT * FROM unnest({arrays})"
+        " ON CONFLICT (uniqueid, destination_channel, start_time) DO NOTHING"
+    )
+
+
+_INSERT_CDRS = _insert_cdrs(1)
+_CDRS_AFTER_RECORDS = _insert_cdrs(29)  # after the upsert's 28 parameters
+_UPSERT_SAW_MORE = _UPSERT.format(where=_SAW_LESS, insert_cdrs=_CDRS_AFTER_RECORDS)
+_UPSERT_MISSING = _UPSERT.format(
+    where=f"WHERE r.ended_at IS NULL OR {PROVISIONAL}", insert_cdrs=_CDRS_AFTER_RECORDS
+)
+
+
+def _cdr_columns(cdrs: Sequence[PbxCdr]) -> list[list[Any]]:
+    """The 13 column arrays of `_INSERT_CDRS`."""
     columns: list[list[Any]] = [[] for _ in range(13)]
     for cdr in cdrs:
         values = (
@@ -419,14 +452,7 @@ async def store_cdrs(conn: Any, cdrs: list[PbxCdr]) -> None:
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    await conn.execute(
-        f"INSERT INTO pbx_cdrs ({_CDR_COLUMNS})"
-        f" SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-        " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::integer[],"
-        " $10::integer[], $11::text[], $12::text[], $13::text[])"
-        " ON CONFLICT (uniqueid, destination_channel, start_time) DO NOTHING",
-        *columns,
-    )
+    return columns
 
 
 RECORD_COLUMNS = (

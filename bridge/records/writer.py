@@ -5,9 +5,10 @@ Durability, in order:
    fsync'd) and only then returns. Whoever feeds the writer (tracker consumer, AMI
    subscriber) treats the return as the acknowledgement: a SIGKILL after it loses nothing.
 2. A background task writes spooled entries to PostgreSQL, up to `batch` per transaction
-   and in a constant number of round trips per batch (`bridge.records.store.write_ended_many`:
-   call_records upsert by call_id, its channels, the customers' service_history rows; the
-   outbox rows by trigger; `store_cdrs`), then acks them in the spool. Cdrs ride along with
+   and in two round trips per batch (`bridge.records.store.write_ended_many`: the calls'
+   look-ups, then one statement taking their locks and writing the call_records upsert by
+   call_id, its channels, the customers' service_history rows and the batch's Cdrs; the
+   outbox rows by trigger), then acks them in the spool. Cdrs ride along with
    the next end event: a call's Cdrs come just before its end, and writing each on its own
    would cost a transaction apiece. So a Cdr is spooled at once (on the event loop when the
    spool is free, no thread hop) but written with the next end event's batch, or after
@@ -31,7 +32,7 @@ import itertools
 import json
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +48,7 @@ from bridge.records import metrics
 from bridge.records.cdr import PbxCdr
 from bridge.records.codec import decode_ended, ended_to_dict
 from bridge.records.spool import Spool, SpoolEntry
-from bridge.records.store import Region, store_cdrs, write_ended_many
+from bridge.records.store import Region, write_ended_many
 from bridge.tasks import Backoff, cancel_and_wait
 
 __all__ = ["RecordWriter"]
@@ -95,11 +96,15 @@ class RecordWriter:
         self._urgent = False  # an end event (or a late Cdr) waits: write now
         self._held_since: float | None = None  # loop time of the oldest Cdr waiting alone
         self._ended: OrderedDict[str, None] = OrderedDict()  # uniqueids of recent ends
+        # What was accepted live, by spool number: written as is, not decoded back from the
+        # spooled dict (entries replayed from the file after a restart are decoded).
+        self._live: dict[int, CallEnded | PbxCdr] = {}
 
     # --- component -------------------------------------------------------------------------
 
     async def start(self) -> None:
         pending = await asyncio.to_thread(self._spool.open)
+        self._live.clear()
         if pending:
             log.info("replaying %d spooled call-record entries", len(pending))
         self._queue.extend(pending)
@@ -138,10 +143,10 @@ class RecordWriter:
 
     async def submit(self, event: CallEnded) -> None:
         """Durably accept one end event; returns once it is fsync'd in the spool."""
-        await self._accept([("ended", ended_to_dict(event))])
+        await self._accept([("ended", ended_to_dict(event))], [event])
 
     async def submit_many(self, events: list[CallEnded]) -> None:
-        await self._accept([("ended", ended_to_dict(e)) for e in events])
+        await self._accept([("ended", ended_to_dict(e)) for e in events], events)
 
     async def store_cdr(self, cdr: PbxCdr) -> None:
         """Accept one Asterisk Cdr (kept in pbx_cdrs for `crm-bridge sync run`).
@@ -150,10 +155,14 @@ class RecordWriter:
         its own: Cdrs are the fallback of the fallback and come five per call; the next
         end event's fsync makes them durable against power loss too, and its transaction
         writes them (see the module docstring)."""
+        value = cdr.to_dict()
+        await self._accept_cdr(value, PbxCdr.from_dict(value))  # bounded and cleaned
+
+    async def _accept_cdr(self, value: dict[str, Any], cdr: PbxCdr) -> None:
         if not cdr.uniqueid:
             log.debug("Cdr without UniqueID ignored")
             return
-        await self._accept([("cdr", cdr.to_dict())], sync=False)
+        await self._accept([("cdr", value)], [cdr], sync=False)
 
     async def on_event(self, event: Any) -> None:
         """Subscriber for tracker call events and AMI events alike: keeps what matters here
@@ -161,31 +170,44 @@ class RecordWriter:
         if isinstance(event, CallEnded):
             await self.submit(event)
         elif isinstance(event, CdrRecord):
-            await self.store_cdr(PbxCdr.from_event(event))
+            cdr = PbxCdr.from_event(event)  # bounded and cleaned already
+            await self._accept_cdr(cdr.to_dict(), cdr)
 
     async def on_events(self, events: list[Any]) -> None:
         """`on_event` for a batch (the event bus's `batch=True` delivery): everything kept
         is spooled with one fsync, so a burst of 20,000 call ends costs a few hundred fsyncs,
         not 20,000. Returns once the batch is durable, like `submit`."""
         items: list[tuple[str, dict[str, Any]]] = []
+        live: list[CallEnded | PbxCdr] = []
         sync = False
         for event in events:
             if isinstance(event, CallEnded):
                 items.append(("ended", ended_to_dict(event)))
+                live.append(event)
                 sync = True
             elif isinstance(event, CdrRecord):
                 cdr = PbxCdr.from_event(event)
                 if cdr.uniqueid:
                     items.append(("cdr", cdr.to_dict()))
+                    live.append(cdr)
         if items:
-            await self._accept(items, sync=sync)
+            await self._accept(items, live, sync=sync)
 
-    async def _accept(self, items: list[tuple[str, dict[str, Any]]], *, sync: bool = True) -> None:
+    async def _accept(
+        self,
+        items: list[tuple[str, dict[str, Any]]],
+        live: Sequence[CallEnded | PbxCdr],
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Spool `items` (the dicts of the `live` objects, in order) and queue them."""
         # Without fsync, on the loop unless another append's fsync holds the spool.
         entries = None if sync else self._spool.try_append_many(items)
         if entries is None:
             entries = await asyncio.to_thread(self._spool.append_many, items, sync=sync)
         self._queue.extend(entries)
+        for entry, value in zip(entries, live, strict=True):
+            self._live[entry.n] = value
         self._update_gauge()
         if self._ends_a_call(items):
             self._urgent = True
@@ -271,6 +293,11 @@ class RecordWriter:
                     async with asyncio.timeout(left):
                         await self._wake.wait()
                 continue
+            if len(self._queue) <= self._batch:
+                # This write takes everything that made it due: Cdrs coming meanwhile wait
+                # for their own end (or the hold) instead of a transaction of their own.
+                self._urgent = False
+                self._held_since = None
             try:
                 await self._write_some()
             except Exception as exc:
@@ -291,17 +318,16 @@ class RecordWriter:
             self._outage.clear()
 
     async def _write_some(self) -> None:
-        """Write up to `batch` spooled entries in one transaction: one WAL flush and three
-        round trips for many records. Should PostgreSQL reject one as data, the batch is
-        redone with a savepoint per entry, so that one is set aside without losing the
-        others. An outage rolls the batch back; it is retried whole (the writes are
-        idempotent)."""
+        """Write up to `batch` spooled entries in one statement (`write_ended_many`): one WAL
+        flush and two round trips for many records. Should PostgreSQL reject one as data,
+        the batch is redone in a transaction with a savepoint per entry, so that one is set
+        aside without losing the others. An outage rolls the batch back; it is retried whole
+        (the writes are idempotent)."""
         batch = list(itertools.islice(self._queue, self._batch))
         rejected: dict[int, BaseException] = {}
         async with self._pool.acquire() as conn:
             try:
-                async with conn.transaction():
-                    await self._apply(conn, batch)
+                await self._apply(conn, batch)
             except Exception as exc:
                 if is_outage(exc):
                     raise
@@ -316,6 +342,7 @@ class RecordWriter:
                             rejected[entry.n] = exc
         for entry in batch:
             self._queue.popleft()
+            self._live.pop(entry.n, None)
             if entry.n in rejected:
                 await self._reject(entry, rejected[entry.n])
             else:
@@ -327,10 +354,15 @@ class RecordWriter:
 
     async def _apply(self, conn: Any, entries: list[SpoolEntry]) -> None:
         """Entries in spool order: a call's end before a later end of the same call."""
-        ended = [decode_ended(e.value) for e in entries if e.kind == "ended"]
-        cdrs = [PbxCdr.from_dict(e.value) for e in entries if e.kind != "ended"]
-        await write_ended_many(conn, ended, region=self._region)
-        await store_cdrs(conn, cdrs)
+        ended: list[CallEnded] = []
+        cdrs: list[PbxCdr] = []
+        for entry in entries:
+            value = self._live.get(entry.n)
+            if entry.kind == "ended":
+                ended.append(value if isinstance(value, CallEnded) else decode_ended(entry.value))
+            else:
+                cdrs.append(value if isinstance(value, PbxCdr) else PbxCdr.from_dict(entry.value))
+        await write_ended_many(conn, ended, region=self._region, cdrs=cdrs)
 
     def _committed(self, entry: SpoolEntry) -> None:
         now = self._clock()

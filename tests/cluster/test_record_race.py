@@ -19,8 +19,9 @@ from bridge.crm.agents import Agent, create_agent
 from bridge.db.pool import connect
 from bridge.models import CallEnded
 from bridge.pops.disposition import save_disposition
+from bridge.records.cdr import PbxCdr
 from bridge.records.participants import write_participants
-from bridge.records.store import write_ended_many
+from bridge.records.store import lock_call, write_ended_many
 from tests.records.factory import make_ended
 
 CALL = "1764000000.7"
@@ -156,3 +157,57 @@ async def test_both_instances_recording_who_took_part_give_one_set(pool: asyncpg
         ("1001", "rung"),
         ("2001", "rung"),
     ]
+
+
+@pytest.mark.parametrize("in_transaction", [True, False])
+async def test_a_disposition_committed_while_the_writer_waits_for_the_lock_is_in_the_record(
+    pool: asyncpg.Pool[Any], instances: tuple[Any, Any], in_transaction: bool
+) -> None:
+    """The writer looks up without the lock, then its upsert takes the lock and checks the
+    look-up still holds (sql/120_call_records_lookup.sql): a filing committed while it waited
+    makes it look up again under the lock, so the filing is in the record. The record
+    writer calls it outside a transaction, reconciliation inside one."""
+    await create_agent(pool, "1001", "Agent 1001", "agent", "1001")
+    filer, writer = instances
+    tx = filer.transaction()
+    await tx.start()
+    try:
+        await lock_call(filer, CALL)
+        await filer.execute(
+            "INSERT INTO call_dispositions (call_id, agent_id, disposition, notes, filed_by)"
+            " VALUES ($1, '1001', 'complaint', 'billing', '1001')",
+            CALL,
+        )
+        late = asyncio.ensure_future(
+            write(writer, WHOLE)
+            if in_transaction
+            else write_ended_many(writer, [WHOLE], region="US")
+        )
+        await waiting_on_a_lock(pool, 1)
+        assert not late.done()
+    finally:
+        await tx.commit()
+    async with asyncio.timeout(20):
+        assert await late == {CALL}
+    row = await pool.fetchrow("SELECT * FROM call_records WHERE call_id = $1", CALL)
+    assert row is not None
+    assert (row["disposition"], row["notes"]) == ("complaint", "billing")
+    assert [(a["agent"], a["disposition"]) for a in row["agents"]] == [("1001", "complaint")]
+
+
+async def test_reconciling_with_cdrs_in_the_batch_never_replaces_a_whole_record(
+    pool: asyncpg.Pool[Any], instances: tuple[Any, Any]
+) -> None:
+    """`only_missing` (reconcile) and the Cdrs written in the same statement: a finished
+    record stays, the Cdrs are kept, a re-sent Cdr is ignored."""
+    one, _ = instances
+    cdr = PbxCdr(uniqueid=CALL, channel="PJSIP/trunk-1", start_time=WHOLE.summary.started_at)
+    async with one.transaction():
+        assert await write_ended_many(one, [WHOLE], region="US", cdrs=[cdr]) == {CALL}
+    async with one.transaction():
+        written = await write_ended_many(
+            one, [PARTIAL], region="US", only_missing=True, source="reconciled", cdrs=[cdr]
+        )
+    assert written == set()
+    assert await pool.fetchval("SELECT talk_s FROM call_records") == 30
+    assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == 1

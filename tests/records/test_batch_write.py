@@ -64,7 +64,7 @@ async def _snapshot(pool: asyncpg.Pool[Any]) -> dict[str, Any]:
     }
 
 
-async def test_a_batch_lands_as_the_same_events_one_by_one_in_three_round_trips(
+async def test_a_batch_lands_as_the_same_events_one_by_one_in_two_round_trips(
     pool: asyncpg.Pool[Any],
 ) -> None:
     events = [e for s in AMI_SCENARIOS for e in ended_events(s)]
@@ -82,10 +82,12 @@ async def test_a_batch_lands_as_the_same_events_one_by_one_in_three_round_trips(
         await truncate_all(conn)
         await _seed(conn)
         counting = CountingConn(conn)
+        cdrs = [PbxCdr(uniqueid=e.call_id, channel="PJSIP/trunk-1") for e in events]
         async with conn.transaction():
-            written = await write_ended_many(counting, events, region="US")  # type: ignore[arg-type]
-        assert counting.round_trips == 3  # the calls' locks, the look-up, the upsert
+            written = await write_ended_many(counting, events, region="US", cdrs=cdrs)  # type: ignore[arg-type]
+        assert counting.round_trips == 2  # the calls' locks and look-up, the upsert and Cdrs
     assert written == {e.call_id for e in events}
+    assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == len(cdrs)
     assert await _snapshot(pool) == one_by_one
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 
 from bridge.pbx_events import CdrRecord
-from bridge.records import RecordWriter, Spool
+from bridge.records import PbxCdr, RecordWriter, Spool
+from bridge.records import writer as writer_module
 from tests.records.factory import make_ended
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +175,94 @@ async def test_sigkill_with_cdrs_held_for_their_end_loses_none(
         await writer.wait_idle()
     rows = await pool.fetch("SELECT uniqueid FROM pbx_cdrs")
     assert sorted(r["uniqueid"] for r in rows) == sorted(acked)
+
+
+async def test_what_the_writer_accepted_is_written_without_decoding_it_back(
+    pool: asyncpg.Pool[Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The end and the Cdrs accepted live are written from the objects themselves; only
+    entries replayed from the spool file are decoded from their JSON."""
+    decoded: list[str] = []
+    real_decode = writer_module.decode_ended
+    real_from_dict = PbxCdr.from_dict.__func__  # type: ignore[attr-defined]
+
+    def counting_decode(data: Any) -> Any:
+        decoded.append("ended")
+        return real_decode(data)
+
+    def counting_from_dict(cls: type[PbxCdr], data: Any) -> PbxCdr:
+        decoded.append("cdr")
+        return real_from_dict(cls, data)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(writer_module, "decode_ended", counting_decode)
+    monkeypatch.setattr(PbxCdr, "from_dict", classmethod(counting_from_dict))
+    async with running(pool, tmp_path / "spool", cdr_hold_s=3600) as writer:
+        commits = Commits(writer)
+        await writer.on_events([*cdr_events("call.7"), make_ended("call.7")])
+        await commits.wait_for("ended", "call.7")
+    assert decoded == []
+    assert await pool.fetchval("SELECT count(*) FROM pbx_cdrs") == 5
+    assert await pool.fetchval("SELECT outcome FROM call_records") == "answered"
+
+
+async def test_a_cdr_built_by_hand_is_stored_bounded_and_cleaned(
+    pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    cdr = PbxCdr(
+        uniqueid="call.8\x00" + "9" * 200,
+        channel="PJSIP/trunk\x00-1",
+        disposition="answered",
+        duration_s=-5,
+        last_data="x" * 5000,
+    )
+    async with running(pool, tmp_path / "spool", cdr_hold_s=3600) as writer:
+        await writer.store_cdr(cdr)
+        await writer.wait_idle()
+    row = await pool.fetchrow("SELECT * FROM pbx_cdrs")
+    assert row is not None
+    assert row["uniqueid"] == ("call.8" + "9" * 200)[:150]
+    assert (row["channel"], row["disposition"], row["duration_s"]) == (
+        "PJSIP/trunk-1",
+        "ANSWERED",
+        0,
+    )
+    assert len(row["last_data"]) == 1024
+
+
+class GatedPool:
+    """The real pool; the first transaction waits at `acquire` until `gate` is set."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        self.acquired = 0
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        self.acquired += 1
+        if self.acquired == 1:
+            self.entered.set()
+            await self.gate.wait()
+        async with self._pool.acquire() as conn:
+            yield conn
+
+
+async def test_cdrs_coming_while_an_end_is_written_wait_for_their_own_end(
+    pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    """The next call's Cdrs arrive while the previous call's end is being written: they go
+    with their own end, not in a transaction of their own."""
+    gated = GatedPool(pool)
+    async with running(gated, tmp_path / "spool", cdr_hold_s=3600) as writer:
+        commits = Commits(writer)
+        await writer.on_events([make_ended("call.9")])
+        async with asyncio.timeout(10):
+            await gated.entered.wait()
+        await writer.on_events(cdr_events("call.10"))
+        gated.gate.set()
+        await commits.wait_for("ended", "call.9")
+        assert writer.pending == 5
+        await writer.on_events([make_ended("call.10")])
+        await commits.wait_for("ended", "call.10")
+        assert gated.acquired == 2
