@@ -46,6 +46,7 @@ class RouteTrip:
     answer_ms: float  # from the answering session's start to its end
     total_ms: float  # from the first session's start to the last one's end
     failed_over: bool
+    degraded: bool  # the answer said BRIDGE_DEGRADED=1 (the CRM was late: default route)
 
 
 Answer = Callable[[str], Awaitable[bytes]]
@@ -77,18 +78,18 @@ class FailoverRouter:
         status = "FAILURE"
         for attempt in range(len(self.ports)):
             index = (first + attempt) % len(self.ports)
-            queued: list[str] = []
+            said: dict[str, str] = {}
 
-            async def watched(line: str, queued: list[str] = queued) -> bytes:
+            async def watched(line: str, said: dict[str, str] = said) -> bytes:
                 words = line.split(None, 3)
-                if len(words) >= 4 and words[2] == "BRIDGE_QUEUE" and words[3].strip('"'):
-                    queued.append(words[3])
+                if len(words) >= 4 and words[:2] == ["SET", "VARIABLE"]:
+                    said[words[2]] = words[3].strip('"')
                 return await answer(line)
 
             started = time.time()
             status = await run_agi(host, self.ports[index], env, watched, timeout_s=timeout_s)
             ended = time.time()
-            if status == "SUCCESS" and queued:
+            if status == "SUCCESS" and said.get("BRIDGE_QUEUE"):
                 self.trips[uniqueid] = RouteTrip(
                     began,
                     first,
@@ -96,10 +97,11 @@ class FailoverRouter:
                     (ended - started) * 1000,
                     (ended - began) * 1000,
                     attempt > 0,
+                    said.get("BRIDGE_DEGRADED") == "1",
                 )
                 return status
         self.trips[uniqueid] = RouteTrip(
-            began, first, -1, 0.0, (time.time() - began) * 1000, len(self.ports) > 1
+            began, first, -1, 0.0, (time.time() - began) * 1000, len(self.ports) > 1, False
         )
         return status
 
