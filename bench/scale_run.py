@@ -133,6 +133,8 @@ class Life:
     pid: int
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
+    born: float = field(default_factory=time.time)
+    last: float = field(default_factory=time.time)  # the last sample that found it alive
 
     def sample(self) -> None:
         try:
@@ -141,6 +143,7 @@ class Life:
             for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
+            self.last = time.time()
         except (OSError, IndexError, ValueError):
             pass  # gone: keep the last sample
 
@@ -178,7 +181,7 @@ class Bridge:
             f'[pops]\nhost = "127.0.0.1"\nport = {self.pops_port}\nmax_connections = 4096\n'
             f'[records]\nspool_dir = "{self.folder / "spool"}"\n'
             '[log]\nlevel = "warning"\n'
-            '[ami]\nusername = "bridge"\nkeepalive_s = 2.0\nreconnect_max_s = 1.0\n' + entries,
+            '[ami]\nusername = "bridge"\nreconnect_max_s = 1.0\n' + entries,
             encoding="utf-8",
         )
         return config
@@ -281,7 +284,8 @@ class Kill:
     victim: str = ""
     at: float = 0.0
     takeover_s: float | None = None  # until the survivor reported itself leader
-    back_at: float = 0.0  # the victim was linked to every PBX again
+    back_at: float = 0.0  # the victim was linked to every PBX again (or the bench gave up)
+    back: bool = False
 
 
 async def sampler(procs: list[Bridge], sims: list[Sim], stop: asyncio.Event) -> None:
@@ -296,7 +300,11 @@ async def sampler(procs: list[Bridge], sims: list[Sim], stop: asyncio.Event) -> 
 
 
 async def kill_and_restart(
-    bridges: list[Bridge], http: aiohttp.ClientSession, after_s: float, down_s: float
+    bridges: list[Bridge],
+    http: aiohttp.ClientSession,
+    after_s: float,
+    down_s: float,
+    deadline: float,
 ) -> Kill:
     await asyncio.sleep(after_s)
     bodies = [await b.health(http) for b in bridges]
@@ -315,7 +323,11 @@ async def kill_and_restart(
     await victim.proc.wait()
     await asyncio.sleep(max(0.0, kill.at + down_s - time.time()))
     await victim.start()
-    await victim.until_up(http)
+    try:
+        await victim.until_up(http, deadline_s=max(30.0, deadline - time.time()))
+        kill.back = True
+    except TimeoutError:
+        print(f"{victim.id} restarted but not linked to every PBX in time", file=sys.stderr)
     kill.back_at = time.time()
     return kill
 
@@ -388,7 +400,9 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> dict[str, Any
                 sim.proc.stdin.write(b"go\n")
                 await sim.proc.stdin.drain()
             began = time.time()
-            kill = await kill_and_restart(bridges, http, args.seconds / 3, args.down_s)
+            kill = await kill_and_restart(
+                bridges, http, args.seconds / 3, args.down_s, began + args.seconds
+            )
             print(
                 f"killed {kill.victim}, back after {kill.back_at - kill.at:.1f} s", file=sys.stderr
             )
@@ -503,7 +517,7 @@ async def summarise(
             "victim": kill.victim,
             "after_s": round(args.seconds / 3, 1),
             "lease_takeover_s": None if kill.takeover_s is None else round(kill.takeover_s, 2),
-            "back_up_after_s": round(kill.back_at - kill.at, 1),
+            "back_up_after_s": round(kill.back_at - kill.at, 1) if kill.back else None,
         },
         "victim_pages": {
             "pages": len(killed_pages),
@@ -523,6 +537,7 @@ async def summarise(
             b.id: [
                 {
                     "pid": life.pid,
+                    "wall_s": round(life.last - life.born, 1),
                     "cpu_s": round(life.cpu_s, 1),
                     "peak_rss_mb": round(life.peak_rss_mb, 1),
                 }
@@ -569,7 +584,10 @@ def show(report: dict[str, Any]) -> None:
     print(f"pops received: {report['pops_received']}")
     for name, lives in report["instances"].items():
         for n, life in enumerate(lives):
-            print(f"{name} life {n + 1}: CPU {life['cpu_s']} s, peak RSS {life['peak_rss_mb']} MB")
+            print(
+                f"{name} life {n + 1}: CPU {life['cpu_s']} s in {life['wall_s']} s,"
+                f" peak RSS {life['peak_rss_mb']} MB"
+            )
     print(f"simulators' CPU s: {report['simulators_cpu_s']}; timeline {report['timeline']}")
     la = report["load_average"]
     print(f"load average before {la['before']}, after {la['after']} (2 cores, shared)")
