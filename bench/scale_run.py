@@ -159,6 +159,7 @@ class Bridge:
     budget_ms: int
     takeover_s: float
     pool_size: int
+    profile: bool = False
     agi_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     pops_port: int = field(default_factory=free_port)
@@ -186,12 +187,19 @@ class Bridge:
         )
         return config
 
+    def profiler(self) -> list[str]:
+        """`--profile`: each life under cProfile, its stats next to its log (a SIGKILLed
+        life writes none)."""
+        if not self.profile:
+            return []
+        return ["-m", "cProfile", "-o", str(self.folder / f"profile-{len(self.lives) + 1}.out")]
+
     async def start(self) -> None:
         config = self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_BRIDGE_")}
         with (self.folder / "bridge.log").open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bridge", "--config", str(config), "run",
+                sys.executable, *self.profiler(), "-m", "bridge", "--config", str(config), "run",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 cwd=self.folder,
             )  # fmt: skip
@@ -376,6 +384,7 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> dict[str, Any
             args.budget_ms,
             args.takeover_s,
             args.pool_size,
+            args.profile,
             agi_port=port,
         )
         for x, port in zip("ab", agi_ports, strict=True)
@@ -607,6 +616,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 PBXs x 50 agents, 10/s, 20 s")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", action="store_true", help="run the bridges under cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
     args = parser.parse_args()
     if args.quick:
@@ -628,7 +638,7 @@ async def main() -> None:
         admin = await asyncpg.connect(ADMIN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-    if args.keep:
+    if args.keep or args.profile:
         print(f"logs kept: {folder}", file=sys.stderr)
     else:
         shutil.rmtree(folder, ignore_errors=True)
