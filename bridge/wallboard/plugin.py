@@ -38,7 +38,7 @@ def _board(ctx: Context) -> WallBoard:
         queues=[cfg.routing.default_queue],
     )
     hub.use_board(board)
-    board.on_stats(hub.publish_queue)
+    board.on_stats(hub.publish_queue, wanted=hub.follows)
     board.use_names(hub.customer_name)
     ctx.provide(WALL_BOARD, board)
 
