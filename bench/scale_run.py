@@ -307,6 +307,19 @@ async def sampler(procs: list[Bridge], sims: list[Sim], stop: asyncio.Event) -> 
         await asyncio.sleep(0.5)
 
 
+async def health_log(bridges: list[Bridge], folder: Path, stop: asyncio.Event) -> None:
+    """Every instance's /healthz each 2 s, to `healthz.jsonl` beside the logs (`--keep`)."""
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        with (folder / "healthz.jsonl").open("a", encoding="utf-8") as out:
+            while not stop.is_set():
+                for bridge in bridges:
+                    body = await bridge.health(http)
+                    out.write(json.dumps({"at": time.time(), "id": bridge.id, "body": body}) + "\n")
+                out.flush()
+                await asyncio.sleep(2)
+
+
 async def kill_and_restart(
     bridges: list[Bridge],
     http: aiohttp.ClientSession,
@@ -343,21 +356,33 @@ async def kill_and_restart(
 async def records_settled(
     url: str, bridges: list[Bridge], http: aiohttp.ClientSession, expected: int, quiet_s: float
 ) -> None:
-    """Until every placed call has a row, or the row count and spools stop moving."""
+    """Until every placed call has a row, or for `quiet_s` nothing moved: the row count, each
+    instance's spool and the time of the last AMI event it read (an instance that does not
+    answer /healthz is still busy). At most ten minutes."""
     conn = await connect(url)
     try:
-        last, since = -1, time.time()
-        while time.time() - since < quiet_s:
+        last: object = None
+        began = since = time.time()
+        while time.time() - since < quiet_s and time.time() - began < 600:
             rows = int(await conn.fetchval("SELECT count(*) FROM call_records"))
+            state: list[object] = [rows]
             pending = 0
             for bridge in bridges:
-                body = await bridge.health(http) or {}
-                detail = body.get("components", {}).get("records", {}).get("detail", {})
-                pending += int(detail.get("spool_pending", 0))
+                body = await bridge.health(http)
+                if body is None:
+                    state.append(time.time())  # not answering: busy, not settled
+                    continue
+                components = body.get("components", {})
+                pending += int(
+                    components.get("records", {}).get("detail", {}).get("spool_pending", 0)
+                )
+                links = components.get("ami", {}).get("detail", {}).get("links", {})
+                state.append(pending)
+                state.append(sorted(str(v.get("last_event_at")) for v in links.values()))
             if rows >= expected and pending == 0:
                 return
-            if rows != last:
-                last, since = rows, time.time()
+            if state != last:
+                last, since = state, time.time()
             await asyncio.sleep(0.5)
     finally:
         await conn.close()
@@ -391,6 +416,7 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> dict[str, Any
     ]
     stop = asyncio.Event()
     sample_task = asyncio.ensure_future(sampler(bridges, sims, stop))
+    health_task = asyncio.ensure_future(health_log(bridges, folder, stop))
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         try:
@@ -415,13 +441,21 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> dict[str, Any
             print(
                 f"killed {kill.victim}, back after {kill.back_at - kill.at:.1f} s", file=sys.stderr
             )
-            for sim in sims:
-                await sim.proc.wait()
+            for sim in sims:  # its calls have ended; it still serves AMI
+                assert sim.proc.stdout is not None
+                line = await sim.proc.stdout.readline()
+                if not line.startswith(b"done"):
+                    raise RuntimeError(f"simulator {sim.name} failed: {line!r}")
             calls_done = time.time()
             placed = [json.loads(sim.out.read_text("utf-8")) for sim in sims]
             total = sum(p["placed"] for p in placed)
             await records_settled(url, bridges, http, total, args.settle_s)
             settled = time.time()
+            for sim in sims:
+                assert sim.proc.stdin is not None
+                sim.proc.stdin.write(b"stop\n")
+                await sim.proc.stdin.drain()
+                await sim.proc.wait()
             stop.set()
             await asyncio.gather(*page_tasks, return_exceptions=True)
         finally:
@@ -433,6 +467,7 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> dict[str, Any
                     sim.proc.kill()
                     await sim.proc.wait()
             await sample_task
+            await health_task
     report = await summarise(args, url, placed, bridges, pages, kill)
     report["timeline"] = {
         "calls_s": round(calls_done - began, 1),
@@ -496,6 +531,16 @@ async def summarise(
     in_call = [p for p in killed_pages if p.live_at_loss]
     caught_up = [p.popped_at - kill.at for p in in_call if p.popped_at is not None]
     placed_count = sum(p["placed"] for p in placed)
+    # lost calls by when they arrived: tenths of the run
+    arrived = {
+        f"{p['name']}:{uid}": trip["at"] - p["began"]
+        for p in placed
+        for uid, trip in p["routes"].items()
+    }
+    lost_by_tenth = [0] * 10
+    for call_id in lost:
+        tenth = int(10 * arrived.get(call_id, 0.0) / max(args.seconds, 1e-9))
+        lost_by_tenth[min(9, max(0, tenth))] += 1
     return {
         "config": {
             "pbxs": args.pbxs,
@@ -513,6 +558,7 @@ async def summarise(
             "records": len(ids),
             "lost": len(lost),
             "lost_examples": lost[:5],
+            "lost_by_tenth_of_the_run": lost_by_tenth,
             "rows_of_no_placed_call": len(unknown),
             "recorded_twice": len(twice),
             "outcomes": {
@@ -570,7 +616,8 @@ def show(report: dict[str, Any]) -> None:
     print(
         f"calls: placed {c['placed']}, records {c['records']}, lost {c['lost']}, rows of no"
         f" placed call {c['rows_of_no_placed_call']}, recorded twice {c['recorded_twice']}"
-        f" (simulator failures {c['sim_failures']}; outcomes {c['outcomes']})"
+        f" (simulator failures {c['sim_failures']}; outcomes {c['outcomes']});"
+        f" lost by tenth of the run {c['lost_by_tenth_of_the_run']}"
     )
     print(
         f"kill: {k['victim']} (the leader) SIGKILLed at {k['after_s']} s; survivor leader after"

@@ -4,9 +4,10 @@
 
 Serves AMI on a free port (printed as `ready <port>` on stdout), waits for `go` on stdin,
 then places calls arriving at random (Poisson, `--rate` per second) for `--seconds`, waits
-for them all to end and writes what happened as JSON to `--out`: every call placed (its
-Linkedid and outcome) and every FastAGI route round trip (which bridge was asked first,
-which answered, how long it took).
+for them all to end and writes what happened as JSON to `--out` (then prints `done`): every
+call placed (its Linkedid and outcome) and every FastAGI route round trip (which bridge was
+asked first, which answered, how long it took). It keeps serving AMI until the next line
+on stdin.
 
 Routing follows the dialplan's failover (`dialplan/extensions.conf`,
 `[crm-bridge-agi-failover]`): the call asks one bridge (they alternate, as two PBXs
@@ -206,6 +207,9 @@ async def main() -> None:
         }
         args.out.write_text(json.dumps(report), encoding="utf-8")
         print("done", flush=True)
+        # AMI stays up until told: a bridge behind on its events still reads them, as from
+        # a real PBX, which does not go away when its calls do.
+        await loop.run_in_executor(None, sys.stdin.readline)
 
 
 if __name__ == "__main__":
