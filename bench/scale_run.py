@@ -345,7 +345,7 @@ async def kill_and_restart(
     await asyncio.sleep(max(0.0, kill.at + down_s - time.time()))
     await victim.start()
     try:
-        await victim.until_up(http, deadline_s=max(30.0, deadline - time.time()))
+        await victim.until_up(http, deadline_s=max(300.0, deadline - time.time()))
         kill.back = True
     except TimeoutError:
         print(f"{victim.id} restarted but not linked to every PBX in time", file=sys.stderr)
