@@ -259,6 +259,10 @@ class PopHub:
         found = card.task.result()[0]
         return None if found is None else found.name
 
+    def follows(self, queue: str) -> bool:
+        """Whether some page follows `queue` now (its `queue.stats` are worth building)."""
+        return any(not c.closing for c in self._subscribers.get(queue, ()))
+
     def publish_queue(self, queue: str, message: dict[str, Any]) -> None:
         """Send `message` (a `queue.stats`) to every page following `queue`. Never waits."""
         followers = [c for c in self._subscribers.get(queue, ()) if not c.closing]

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Snapshot", "WallBoard"]
 
 Publish = Callable[[str, dict[str, Any]], None]
+Wanted = Callable[[str], bool]  # (queue) -> whether anyone follows it now
 
 # `pbx`: the `east:` of a namespaced call id (`pbx_queue`'s rule), '' for a single PBX's.
 _TODAY_QUEUES = """
@@ -108,7 +109,7 @@ class WallBoard:
         self._tallies: dict[str, Tally] = {}
         self._agent_calls: dict[str, int] = {}
         self._day = self._today()
-        self._publish: list[Publish] = []
+        self._publish: list[tuple[Publish, Wanted | None]] = []
         self._task: asyncio.Task[None] | None = None
         self._pbx_ok: bool | None = None
 
@@ -118,9 +119,11 @@ class WallBoard:
         """The PBX side (members, pauses), once the AMI link exists."""
         self._control = control
 
-    def on_stats(self, publish: Publish) -> None:
-        """`publish(queue, queue.stats message)` after every change."""
-        self._publish.append(publish)
+    def on_stats(self, publish: Publish, wanted: Wanted | None = None) -> None:
+        """`publish(queue, queue.stats message)` after every change; with `wanted`, only
+        while `wanted(queue)`: the figures of a queue nobody follows are not built (with
+        500 members they cost milliseconds, and a busy queue changes many times a second)."""
+        self._publish.append((publish, wanted))
 
     # --- Component ---------------------------------------------------------------------------
 
@@ -334,14 +337,15 @@ class WallBoard:
         return queue_stats_message(self.stats(queue), self._clock())
 
     def _push(self, queue: str) -> None:
-        if not self._publish:
+        targets = [publish for publish, wanted in self._publish if wanted is None or wanted(queue)]
+        if not targets:
             return
         try:
             message = self.message(queue)
         except Exception:
             log.exception("wallboard: figures of queue %s failed", queue)
             return
-        for publish in self._publish:
+        for publish in targets:
             publish(queue, message)
 
     # --- the day -----------------------------------------------------------------------------

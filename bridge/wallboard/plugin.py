@@ -38,7 +38,7 @@ def _board(ctx: Context) -> WallBoard:
         queues=[site.prefix + cfg.routing.default_queue for site in cfg.pbxs],
     )
     hub.use_board(board)
-    board.on_stats(hub.publish_queue)
+    board.on_stats(hub.publish_queue, wanted=hub.follows)
     board.use_names(hub.customer_name)
     ctx.provide(WALL_BOARD, board)
 

@@ -82,12 +82,14 @@ async def test_queue_stats_reach_the_followers_of_the_queue_only(
     env.tokens["boss"] = await create_agent(env.pool, "boss", "Boss", "supervisor", "9001")
     board = WallBoard(env.tracker, agent_of=env.roster.agent_id_of, queues=["support"])
     env.hub.use_board(board)
-    board.on_stats(env.hub.publish_queue)
+    board.on_stats(env.hub.publish_queue, wanted=env.hub.follows)
     boss = await env.connect("boss")
     nosy = await env.connect("1001")
+    assert not env.hub.follows("support")
     await boss.send(json.dumps({"type": "subscribe", "queue": "support"}))
     got = await recv_until_pong(boss)
     assert [m["type"] for m in got] == ["subscribed", "queue.stats"]
+    assert env.hub.follows("support") and not env.hub.follows("senior")
     assert got[1]["queue"] == "support" and got[1]["abandoned"] == 0
     await nosy.send(json.dumps({"type": "subscribe", "queue": "support"}))
     assert (await recv_json(nosy))["error"] == "forbidden"

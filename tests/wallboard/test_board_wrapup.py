@@ -143,3 +143,29 @@ async def test_wrap_up_zero_turns_it_off() -> None:
     await board.refresh()
     board.dispatch([ended("call-4", "PJSIP-2001")])
     assert states(board)["2001"] == ("available", None)
+
+
+async def test_the_figures_of_a_queue_nobody_follows_are_not_built() -> None:
+    """A busy queue of 500 members changes many times a second: its `queue.stats` are built
+    only while some page follows it."""
+    board = WallBoard(
+        Nothing(), control=Pbx(), agent_of=AGENTS.get, clock=Clock(), queues=["senior"]
+    )
+    await board.refresh()
+    built: list[str] = []
+    build = board.message
+
+    def counted(queue: str) -> dict[str, Any]:
+        built.append(queue)
+        return build(queue)
+
+    board.message = counted  # type: ignore[method-assign]
+    followed: set[str] = set()
+    pushed: list[tuple[str, dict[str, Any]]] = []
+    board.on_stats(lambda queue, message: pushed.append((queue, message)), followed.__contains__)
+    board.dispatch([ended("call-5", "PJSIP-2001")])
+    assert pushed == [] and built == []
+    followed.add("senior")
+    board.dispatch([ended("call-6", "PJSIP-2002")])
+    assert built == ["senior"] and [queue for queue, _ in pushed] == ["senior"]
+    assert pushed[0][1]["type"] == "queue.stats"

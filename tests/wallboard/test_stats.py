@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -148,3 +150,41 @@ def test_wrap_up_off_when_the_limit_is_zero() -> None:
     wrapups = {"2001": NOW}
     stats = queue_stats("senior", [], [Member("senior", "2001")], Tally(), now=NOW, wrapups=wrapups)
     assert stats.members[0].state == "available"
+
+
+def test_an_answered_leg_wins_over_ringing_and_the_first_leg_gives_the_time() -> None:
+    calls = [
+        call("a", "senior", 40, (("2001", "ringing"), ("2003", "ringing"))),
+        call("b", "senior", 30, (("2001", "answered"),)),
+        call("c", "senior", 20, (("2003", "ringing"), ("2001", "answered"))),
+    ]
+    stats = queue_stats("senior", calls, MEMBERS, Tally(), now=NOW)
+    rows = {row.device: row for row in stats.members}
+    assert (rows["2001"].state, rows["2001"].since) == ("talking", calls[1].started_at)
+    assert (rows["2003"].state, rows["2003"].since) == ("ringing", calls[0].started_at)
+    assert rows["2004"].state == "available"
+
+
+class CountedLegs(tuple[LiveLeg, ...]):
+    """A call's legs that count how often they are walked."""
+
+    walks = 0
+
+    def __iter__(self) -> Iterator[LiveLeg]:
+        CountedLegs.walks += 1
+        return super().__iter__()
+
+
+def test_the_calls_are_walked_a_few_times_whatever_the_number_of_members() -> None:
+    """A board of 500 members and 300 live calls is asked for on every change: each member's
+    state comes from one pass over the calls, not one pass per member."""
+    members = [Member("support", str(1000 + i)) for i in range(500)]
+    calls = [
+        dataclasses.replace(c, legs=CountedLegs(c.legs))
+        for n in range(300)
+        for c in [call(f"c{n}", "support", n, ((str(1000 + n), "answered"),))]
+    ]
+    CountedLegs.walks = 0
+    stats = queue_stats("support", calls, members, Tally(), now=NOW)
+    assert stats.agents["talking"] == 300 and stats.agents["available"] == 200
+    assert CountedLegs.walks <= 3 * len(calls)
