@@ -147,8 +147,11 @@ class PrebuiltDirectory:
             self.cards.drop(cid)
 
     def invalidate(self, customer_ids: Iterable[str]) -> int:
-        """A webhook's ids: their numbers and cards are read from the CRM again next time."""
+        """A webhook's ids: their numbers and cards are read from the CRM again next time.
+        No ids (a batch about deals, another module): nothing changes, not even the epoch."""
         ids = set(customer_ids)
+        if not ids:
+            return 0
         self.epoch += 1
         dropped = 0
         for e164, entry in list(self.lookups.items.items()):
