@@ -8,7 +8,8 @@ right after each tracker batch), routes each event and puts its messages on the 
 queues at once. Each page has one FIFO queue and one writer task, so an agent's pops leave in
 the order the PBX events arrived, across calls. A `call.ringing` waits in that queue for its
 customer card: the card of a call is looked up once, when its first ringing is delivered
-(`card_for_call` answers from memory when routing handed the call over), concurrently
+(`card_for_call` answers from memory when routing handed the call over), and again after a
+change notice about its customer (`forget_cards`: a transfer shows the new card), concurrently
 with other calls' lookups, but a slow lookup only delays the pops queued
 behind it for the same pages, never reorders them.
 
@@ -258,6 +259,20 @@ class PopHub:
             return None
         found = card.task.result()[0]
         return None if found is None else found.name
+
+    def forget_cards(self, customer_id: str | None) -> None:
+        """A change notice for `customer_id` (None: anything changed): the live calls'
+        cards of that customer are looked up again at their next ringing (a transfer after
+        the change shows the new card, not the one of the first ringing). Loads still in
+        flight may predate the notice: they are forgotten too (pops already queued keep
+        theirs)."""
+        for call_id, card in list(self._cards.items()):
+            task = card.task
+            if task.done() and not task.cancelled() and task.exception() is None:
+                found = task.result()[0]
+                if customer_id is not None and (found is None or found.id != customer_id):
+                    continue
+            self._cards.pop(call_id, None)
 
     def publish_queue(self, queue: str, message: dict[str, Any]) -> None:
         """Send `message` (a `queue.stats`) to every page following `queue`. Never waits."""
