@@ -193,6 +193,7 @@ class RouteService:
                 "pending_records": self.pending(),
                 "degraded": self.degraded_count,
                 "dropped_records": self.dropped_records,
+                "failed_records": 0 if self._decisions is None else self._decisions.not_recorded,
             },
         )
 

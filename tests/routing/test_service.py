@@ -288,6 +288,13 @@ async def test_record_is_bounded_and_failures_are_only_logged(
     sink.release.set()
     assert await service.drain(5)
     assert sink.calls == 2  # the batch of two, and its one retry
+    # /healthz says so too, not only the log and the counter
+    assert service.health().detail | {"pending_records": 0} == {
+        "pending_records": 0,
+        "degraded": 0,
+        "dropped_records": 3,
+        "failed_records": 2,
+    }
     assert "not recorded" in caplog.text and "'u0', 'u1'" in caplog.text
     await service.stop()
 
