@@ -59,6 +59,7 @@ from bridge.models import CallEnded, CallEvent, CustomerCard
 from bridge.netguard import ConnectionGuard
 from bridge.netguard.ws import guarded_connection
 from bridge.pops import metrics
+from bridge.pops.call_cards import CallCards
 from bridge.pops.origins import origin_allowed
 from bridge.pops.permissions import FULL_ROLES, visible_card
 from bridge.pops.protocol import (
@@ -153,6 +154,14 @@ class _Card:
     async def get(self) -> _Looked:
         return await asyncio.shield(self.task)
 
+    def customer_id(self) -> str | None:
+        """The id of the customer the finished lookup found, else None."""
+        task = self.task
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        card = task.result()[0]
+        return None if card is None else card.id
+
 
 @dataclass(slots=True)
 class _Out:
@@ -238,7 +247,7 @@ class PopHub:
         self._clients: dict[str, set[_Client]] = {}  # agent id -> pages
         self._by_device: dict[str, set[_Client]] = {}  # device -> pages of its agent
         self._subscribers: dict[str, set[_Client]] = {}  # queue -> pages
-        self._cards: dict[str, _Card] = {}  # call id -> its card
+        self._cards: CallCards[_Card] = CallCards(MAX_CARDS, _Card.customer_id)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         self._board: Board | None = None
@@ -263,16 +272,8 @@ class PopHub:
     def forget_cards(self, customer_id: str | None) -> None:
         """A change notice for `customer_id` (None: anything changed): the live calls'
         cards of that customer are looked up again at their next ringing (a transfer after
-        the change shows the new card, not the one of the first ringing). Loads still in
-        flight may predate the notice: they are forgotten too (pops already queued keep
-        theirs)."""
-        for call_id, card in list(self._cards.items()):
-            task = card.task
-            if task.done() and not task.cancelled() and task.exception() is None:
-                found = task.result()[0]
-                if customer_id is not None and (found is None or found.id != customer_id):
-                    continue
-            self._cards.pop(call_id, None)
+        the change shows the new card, not the one of the first ringing)."""
+        self._cards.forget_customer(customer_id)
 
     def publish_queue(self, queue: str, message: dict[str, Any]) -> None:
         """Send `message` (a `queue.stats`) to every page following `queue`. Never waits."""
@@ -375,7 +376,7 @@ class PopHub:
             except Exception:
                 log.exception("pop hub could not route %s", type(event).__name__)
             if isinstance(event, CallEnded):
-                self._cards.pop(event.call_id, None)
+                self._cards.drop(event.call_id)
 
     async def submit(self, event: CallEvent) -> None:
         """`dispatch` one event; the shape of an AMI link subscriber (benchmarks, tests)."""
@@ -423,10 +424,8 @@ class PopHub:
     def _card(self, call_id: str, caller: str) -> _Card:
         card = self._cards.get(call_id)
         if card is None:
-            while len(self._cards) >= MAX_CARDS:
-                self._cards.pop(next(iter(self._cards)))
             card = _Card(asyncio.ensure_future(self._load_card(call_id, caller)))
-            self._cards[call_id] = card
+            self._cards.put(call_id, card, card.task)
         return card
 
     async def _load_card(self, call_id: str, caller: str) -> _Looked:
