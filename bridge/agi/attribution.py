@@ -2,7 +2,10 @@
 
 In order: the only PBX when there is one, the `pbx` argument of the AGI URL
 (`AGI(agi://bridge:4573/route?pbx=east)`), the PBX whose `[pbx.ami] host` is the connecting
-address. A request none of these attributes (several PBXs, no argument, an unknown address) is still
+address. An argument that contradicts the address (a request from one PBX's AMI host naming
+another PBX) attributes nothing: otherwise one PBX's dialplan could record the first decision
+for another PBX's calls (the first decision for a uniqueid wins) and poison its routing record.
+A request none of these attributes (several PBXs, no argument, an unknown address) is still
 routed - a caller never waits on configuration - with the first PBX's region and template,
 but its decision is not recorded: under a guessed namespace it could join another PBX's
 call with the same Linkedid.
@@ -39,11 +42,11 @@ def site_for_request(
     """The PBX that asked (see the module docstring), or None when it cannot be told."""
     if len(sites) == 1:
         return sites[0]
+    by_host = [site for site in sites if peer_host and site.ami.host == peer_host]
     named = pbx_argument(env)
     if named is not None:
-        return next((site for site in sites if site.name == named), None)
-    if peer_host:
-        by_host = [site for site in sites if site.ami.host == peer_host]
-        if len(by_host) == 1:
-            return by_host[0]
-    return None
+        site = next((site for site in sites if site.name == named), None)
+        if site is None or (len(by_host) == 1 and by_host[0] is not site):
+            return None  # an unknown name, or one the address contradicts
+        return site
+    return by_host[0] if len(by_host) == 1 else None

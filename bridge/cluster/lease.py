@@ -60,7 +60,7 @@ ON CONFLICT (id) DO UPDATE SET seen_at = now(), role = EXCLUDED.role, host = EXC
 """
 
 _PEERS = """
-SELECT id, host, pid, role, started_at, seen_at FROM bridge_instances
+SELECT id, role, seen_at FROM bridge_instances
 WHERE id <> $1 AND seen_at > now() - make_interval(secs => $2)
 ORDER BY id
 """
@@ -106,7 +106,8 @@ class Lease:
             self._followers.remove(follower)
 
     def describe(self) -> dict[str, Any]:
-        """For /healthz: this instance's id and role, and the peers seen lately."""
+        """For /healthz: this instance's id and role, and the peers seen lately (id, role,
+        last beat: /healthz answers anyone, so host names and pids stay in the table)."""
         return {
             "id": self.instance.id,
             "role": self.role,

@@ -8,7 +8,8 @@ right after each tracker batch), routes each event and puts its messages on the 
 queues at once. Each page has one FIFO queue and one writer task, so an agent's pops leave in
 the order the PBX events arrived, across calls. A `call.ringing` waits in that queue for its
 customer card: the card of a call is looked up once, when its first ringing is delivered
-(`card_for_call` answers from memory when routing handed the call over), concurrently
+(`card_for_call` answers from memory when routing handed the call over), and again after a
+change notice about its customer (`forget_cards`: a transfer shows the new card), concurrently
 with other calls' lookups, but a slow lookup only delays the pops queued
 behind it for the same pages, never reorders them.
 
@@ -58,6 +59,7 @@ from bridge.models import CallEnded, CallEvent, CustomerCard
 from bridge.netguard import ConnectionGuard
 from bridge.netguard.ws import guarded_connection
 from bridge.pops import metrics
+from bridge.pops.call_cards import CallCards
 from bridge.pops.origins import origin_allowed
 from bridge.pops.permissions import FULL_ROLES, visible_card
 from bridge.pops.protocol import (
@@ -152,6 +154,14 @@ class _Card:
     async def get(self) -> _Looked:
         return await asyncio.shield(self.task)
 
+    def customer_id(self) -> str | None:
+        """The id of the customer the finished lookup found, else None."""
+        task = self.task
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        card = task.result()[0]
+        return None if card is None else card.id
+
 
 @dataclass(slots=True)
 class _Out:
@@ -237,7 +247,7 @@ class PopHub:
         self._clients: dict[str, set[_Client]] = {}  # agent id -> pages
         self._by_device: dict[str, set[_Client]] = {}  # device -> pages of its agent
         self._subscribers: dict[str, set[_Client]] = {}  # queue -> pages
-        self._cards: dict[str, _Card] = {}  # call id -> its card
+        self._cards: CallCards[_Card] = CallCards(MAX_CARDS, _Card.customer_id)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         self._board: Board | None = None
@@ -262,6 +272,12 @@ class PopHub:
     def follows(self, queue: str) -> bool:
         """Whether some page follows `queue` now (its `queue.stats` are worth building)."""
         return any(not c.closing for c in self._subscribers.get(queue, ()))
+
+    def forget_cards(self, customer_id: str | None) -> None:
+        """A change notice for `customer_id` (None: anything changed): the live calls'
+        cards of that customer are looked up again at their next ringing (a transfer after
+        the change shows the new card, not the one of the first ringing)."""
+        self._cards.forget_customer(customer_id)
 
     def publish_queue(self, queue: str, message: dict[str, Any]) -> None:
         """Send `message` (a `queue.stats`) to every page following `queue`. Never waits."""
@@ -364,7 +380,7 @@ class PopHub:
             except Exception:
                 log.exception("pop hub could not route %s", type(event).__name__)
             if isinstance(event, CallEnded):
-                self._cards.pop(event.call_id, None)
+                self._cards.drop(event.call_id)
 
     async def submit(self, event: CallEvent) -> None:
         """`dispatch` one event; the shape of an AMI link subscriber (benchmarks, tests)."""
@@ -412,10 +428,8 @@ class PopHub:
     def _card(self, call_id: str, caller: str) -> _Card:
         card = self._cards.get(call_id)
         if card is None:
-            while len(self._cards) >= MAX_CARDS:
-                self._cards.pop(next(iter(self._cards)))
             card = _Card(asyncio.ensure_future(self._load_card(call_id, caller)))
-            self._cards[call_id] = card
+            self._cards.put(call_id, card, card.task)
         return card
 
     async def _load_card(self, call_id: str, caller: str) -> _Looked:

@@ -53,7 +53,17 @@ class PostgresCards:
         if isinstance(directory, PostgresDirectory):
             listener = directory.listener
             self.cache = CardCache(self._load, lambda: listener.listening)
-            directory.on_change(self.cache.invalidate)
+            directory.on_change(self._changed)
+        self._observers: list[Callable[[str | None], None]] = []
+
+    def on_change(self, observer: Callable[[str | None], None]) -> None:
+        """`observer(customer_id)` after each change notice the cards heard (None: any)."""
+        self._observers.append(observer)
+
+    def _changed(self, customer_id: str | None) -> None:
+        self.cache.invalidate(customer_id)
+        for observer in self._observers:
+            observer(customer_id)
 
     async def _load(self, customer_id: str) -> CustomerCard | None:
         return await load_card(self.pool, customer_id)
@@ -127,7 +137,7 @@ def build_pop_hub(
         **options,
     }
     policy = policy_from_config(config.permissions)
-    return PopHub(
+    hub = PopHub(
         sessions=roster,
         view_card=lambda viewer, card: visible_card(viewer, card, policy),
         card_seen=card_seen,
@@ -136,3 +146,5 @@ def build_pop_hub(
         origins=origins,
         **settings,
     )
+    cards.on_change(hub.forget_cards)
+    return hub

@@ -6,7 +6,8 @@ and the writes start only after the session that made them has ended and never q
 connection ahead of caller lookups (the Postgres sink holds a connection of its own).
 
 A batch that fails is tried once more (the sink takes a fresh connection); if that fails too
-its decisions are logged by uniqueid as not recorded and counted, as are decisions refused
+its decisions are logged by uniqueid as not recorded and counted (`not_recorded`, shown by
+the route service's health as `failed_records`), as are decisions refused
 because `max_pending` are already waiting (a database down for long must not grow memory
 without end). `stop()` flushes what is queued before the sink closes.
 """
@@ -54,6 +55,7 @@ class DecisionLog:
         self._rows: BatchWriter[DecisionRow] = BatchWriter(
             self._write, what="route decisions", max_rows=max_pending, tick_s=tick_s
         )
+        self.not_recorded = 0  # decisions whose batch failed twice (for the health detail)
 
     @property
     def pending(self) -> int:
@@ -90,6 +92,7 @@ class DecisionLog:
                     log.info("route decisions not written (%s); trying once more", exc)
                     continue
                 metrics.RECORD_ERRORS.inc(len(rows))
+                self.not_recorded += len(rows)
                 ids = ", ".join(repr(row.call.uniqueid) for row in rows[:10])
                 more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
                 log.error("route decisions for %s%s not recorded: %s", ids, more, exc)

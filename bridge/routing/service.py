@@ -58,8 +58,12 @@ ON CONFLICT (uniqueid) DO NOTHING
 
 
 def _text(value: str | None, limit: int = MAX_TEXT) -> str:
-    """Text PostgreSQL accepts (no NUL), capped."""
-    return (value or "").replace("\x00", "")[:limit]
+    """Text PostgreSQL accepts (no NUL, no lone surrogate - ARI's JSON may escape one),
+    capped: one such value would otherwise fail the INSERT of its whole batch."""
+    text = (value or "").replace("\x00", "")
+    if not text.isascii():
+        text = text.encode("utf-8", "ignore").decode("utf-8")
+    return text[:limit]
 
 
 class PostgresDecisionLog:
@@ -91,7 +95,7 @@ class PostgresDecisionLog:
                 _text(call.caller or call.raw_caller),
                 _text(call.caller_name),
                 _text(call.did),
-                decision.customer.id if decision.customer else None,
+                _text(decision.customer.id) if decision.customer else None,
                 _text(decision.queue),
                 decision.priority,
                 _text(decision.rule),
@@ -189,6 +193,7 @@ class RouteService:
                 "pending_records": self.pending(),
                 "degraded": self.degraded_count,
                 "dropped_records": self.dropped_records,
+                "failed_records": 0 if self._decisions is None else self._decisions.not_recorded,
             },
         )
 

@@ -89,6 +89,18 @@ async def test_one_instance_holds_the_lease_and_sees_the_other_as_peer(nodes: li
     assert [p["id"] for p in a.lease.describe()["peers"]] == ["b"]
 
 
+async def test_healthz_peers_name_no_host_or_pid(nodes: list[Node]) -> None:
+    """`/healthz` answers anyone who reaches the port (load balancers): a peer is its id,
+    role and last beat, not the machine's host name and process id."""
+    a, b = nodes
+    await a.start()
+    await b.start()
+    await b.lease.wait_beats(2)
+    (peer,) = b.lease.describe()["peers"]
+    assert set(peer) == {"id", "role", "seen_at"} and peer["id"] == "a"
+    assert isinstance(peer["seen_at"], str)
+
+
 async def test_a_standby_takes_over_when_the_holder_dies(
     nodes: list[Node], pool: asyncpg.Pool[Any]
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.config import build_config
-from bridge.connectors.prebuilt.cache import PrebuiltDirectory
+from bridge.connectors.prebuilt.cache import RECENT_CHANGES, PrebuiltDirectory
 from bridge.connectors.prebuilt.wiring import CrmFeed, build_crm_feed
 from bridge.crm.merge import MergeRecord
 from bridge.errors import CrmError
@@ -200,3 +200,46 @@ async def test_an_answer_read_across_a_change_is_not_stored() -> None:
     again = await cache.lookup(KNOWN)
     assert again is not None and again.name == "Alicia Chen"
     assert KNOWN in cache.lookups.items
+
+
+async def test_a_change_about_another_customer_does_not_void_an_answer_in_flight() -> None:
+    """A stream of webhooks about other customers must not keep the cache empty (every
+    call's lookup going to a rate-limited CRM); an unknown-number answer is still voided
+    by any change, as a changed contact may own the number now."""
+    crm = GatedConnector()
+    cache = PrebuiltDirectory(crm, ttl_s=60, max_entries=10)  # type: ignore[arg-type]
+    pending = asyncio.create_task(cache.lookup(KNOWN))
+    await crm.started.wait()
+    cache.invalidate(["555"])
+    await cache.refresh([Customer(id="556", name="Someone Else")])
+    crm.go.set()
+    assert (await pending) is not None
+    assert KNOWN in cache.lookups.items  # 101's answer, untouched by 555's and 556's changes
+
+
+async def test_an_unknown_number_read_across_any_change_is_not_stored() -> None:
+    class Unknown(GatedConnector):
+        async def lookup(self, e164: str) -> Customer | None:
+            await super().lookup(e164)
+            return None
+
+    crm = Unknown()
+    cache = PrebuiltDirectory(crm, ttl_s=60, max_entries=10)  # type: ignore[arg-type]
+    pending = asyncio.create_task(cache.lookup("+15557770099"))
+    await crm.started.wait()
+    cache.invalidate(["555"])  # 555 may have been given this number
+    crm.go.set()
+    assert (await pending) is None
+    assert "+15557770099" not in cache.lookups.items
+
+
+async def test_an_answer_across_more_changes_than_remembered_is_not_stored() -> None:
+    crm = GatedConnector()
+    cache = PrebuiltDirectory(crm, ttl_s=60, max_entries=10)  # type: ignore[arg-type]
+    pending = asyncio.create_task(cache.lookup(KNOWN))
+    await crm.started.wait()
+    for n in range(RECENT_CHANGES + 1):
+        cache.invalidate([f"9{n}"])
+    crm.go.set()
+    await pending
+    assert KNOWN not in cache.lookups.items

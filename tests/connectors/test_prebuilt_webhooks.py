@@ -4,6 +4,7 @@ the changed customers leave the cache."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -47,7 +48,9 @@ class Hook:
 
 
 @asynccontextmanager
-async def hooked(name: str, secret: str | None, **crm: Any) -> AsyncIterator[Hook]:
+async def hooked(
+    name: str, secret: str | None, *, body_timeout_s: float = 10.0, **crm: Any
+) -> AsyncIterator[Hook]:
     creds = credentials_for(name) | ({"webhook_secret": secret} if secret else {})
     async with vendor(name, creds=creds, **crm) as v:
         config = build_config({"crm": crm_values(name, v.fake.url, **crm)}, {}, runtime=False)
@@ -55,7 +58,10 @@ async def hooked(name: str, secret: str | None, **crm: Any) -> AsyncIterator[Hoo
         assert feed is not None
         app = web.Application()
         app.router.add_post(
-            "/webhooks/crm/{name}", crm_webhook_handler(v.connector, feed, clock=lambda: NOW)
+            "/webhooks/crm/{name}",
+            crm_webhook_handler(
+                v.connector, feed, clock=lambda: NOW, body_timeout_s=body_timeout_s
+            ),
         )
         client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
         await client.start_server()
@@ -207,6 +213,65 @@ async def test_hostile_hubspot_requests_are_refused(case: str, status: int) -> N
                 got = (r.status, await r.json())
         assert got[0] == status and "error" in got[1]
         assert KNOWN in hook.feed.directory.lookups.items  # nothing was invalidated
+
+
+async def test_a_replayed_hubspot_request_changes_nothing() -> None:
+    """A captured signed request posted again within its 5 minutes must not evict at will."""
+    async with hooked("hubspot", SECRET) as hook:
+        cache = hook.feed.directory
+        await cache.lookup(KNOWN)
+        assert await post_hubspot(hook, events(101)) == (200, {"changed": 1})
+        await cache.lookup(KNOWN)  # read again, cached again
+        epoch = cache.epoch
+        for _ in range(3):
+            assert await post_hubspot(hook, events(101)) == (200, {"changed": 0})
+        assert KNOWN in cache.lookups.items and cache.epoch == epoch
+        assert hook.feed.health().detail["webhook_ids"] == 1
+        assert (await post_hubspot(hook, events(101, 102)))[1] == {"changed": 2}  # a new batch
+
+
+async def test_a_zoho_notification_replayed_changes_nothing() -> None:
+    async with hooked("zoho", ZOHO_TOKEN) as hook:
+        cache = hook.feed.directory
+        note = zoho_notification(ZOHO_TOKEN, ZOHO_CONTACT)
+        async with hook.client.session.post(hook.url("zoho"), json=note) as r:
+            assert (r.status, await r.json()) == (200, {"changed": 1})
+        await cache.lookup(KNOWN)
+        async with hook.client.session.post(hook.url("zoho"), json=note) as r:
+            assert (r.status, await r.json()) == (200, {"changed": 0})
+        assert KNOWN in cache.lookups.items
+
+
+async def test_a_batch_about_no_contact_leaves_the_cache_alone() -> None:
+    """Deal events name no contact: unknown numbers stay cached and loads in flight may
+    still store their answers (a stream of such batches must not empty the cache)."""
+    async with hooked("hubspot", SECRET) as hook:
+        cache = hook.feed.directory
+        unknown = "+15559990000"
+        assert await cache.lookup(unknown) is None
+        epoch = cache.epoch
+        assert await post_hubspot(hook, events(9, kind="deal.creation")) == (200, {"changed": 0})
+        assert unknown in cache.lookups.items and cache.epoch == epoch
+
+
+async def test_a_trickled_body_is_cut_with_408() -> None:
+    """A body that never completes must not hold the connection (and the handler) for ever."""
+    async with hooked("hubspot", SECRET, body_timeout_s=0.05) as hook:
+        await hook.feed.directory.lookup(KNOWN)
+        server = hook.client.server
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            writer.write(
+                b"POST /webhooks/crm/hubspot HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[{"
+            )
+            await writer.drain()
+            async with asyncio.timeout(30):  # fails, rather than hangs, without the cut
+                status_line = await reader.readline()
+        finally:
+            writer.close()
+        assert status_line.split()[1] == b"408"
+        assert KNOWN in hook.feed.directory.lookups.items
 
 
 async def test_webhooks_are_off_without_a_secret() -> None:

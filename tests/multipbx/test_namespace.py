@@ -127,6 +127,18 @@ def test_a_route_request_is_attributed_by_argument_only_pbx_or_ami_host() -> Non
     assert site_for_request(env(network_script="route?pbx=x"), None, (legacy,)) is legacy
 
 
+def test_a_pbx_cannot_claim_another_pbxs_namespace_by_argument() -> None:
+    """East's dialplan (from east's AMI host) asking `?pbx=west` would record the first
+    decision under `west:<linkedid>` and win over west's own: not attributed, not recorded."""
+    east = PbxSite("east", ami=AmiConfig(host="10.0.0.1"), namespaced=True)
+    west = PbxSite("west", ami=AmiConfig(host="10.0.0.2"), namespaced=True)
+    sites = (east, west)
+    assert site_for_request(env(network_script="route?pbx=west"), "10.0.0.1", sites) is None
+    assert site_for_request(env(request="agi://b/route?pbx=west"), "10.0.0.1", sites) is None
+    assert site_for_request(env(network_script="route?pbx=east"), "10.0.0.1", sites) is east
+    assert site_for_request(env(network_script="route?pbx=west"), "10.0.0.2", sites) is west
+
+
 @pytest.mark.parametrize(
     ("states", "expected"),
     [

@@ -15,7 +15,7 @@ from bridge.models import Customer, Decision, InboundCall
 from bridge.pops.handoff import CallHandoff
 from bridge.pops.sources import PostgresCards
 from bridge.routing.service import RouteService
-from tests.crm.fixture_crm import ALICE
+from tests.crm.fixture_crm import ALICE, BOB
 from tests.pops.conftest import recv_until_pong
 from tests.pops.test_card_cache import Notices, silently
 
@@ -145,6 +145,35 @@ async def test_a_routed_call_pops_from_memory_filtered_per_agent_and_follows_not
         again.play("vip-answered")
         ringing = (await recv_until_pong(page))[0]
         assert ringing["customer"]["name"] == "Alice Wong" and ringing["route"] == VIP_ROUTE
+    finally:
+        await directory.stop()
+
+
+async def test_a_transfer_after_a_change_notice_shows_the_new_card(
+    pool: asyncpg.Pool[Any], make_hub: Any
+) -> None:
+    """The hub looks a call's card up once; a change notice during the call must still
+    reach the agent the call is transferred to (not the card of the first ringing)."""
+    directory = PostgresDirectory(pool)
+    notices = Notices(directory)
+    cards = PostgresCards(pool, directory, "US")
+    await directory.start()
+    notices.heard.clear()
+    try:
+        env = await make_hub(cards=cards)
+        first, second = await env.connect("1001"), await env.connect("2001")
+        player = env.player("blind-transfer")
+        player.until(1)  # 1001 rings: the call's card is looked up
+        async with asyncio.timeout(5):
+            await env.hub.drain()
+        ringing = (await recv_until_pong(first))[0]
+        assert ringing["type"] == "call.ringing" and ringing["customer"]["name"] == "Bob Li"
+        await pool.execute("UPDATE customers SET name = 'Bob Lee' WHERE id = $1", BOB)
+        await notices.wait_for(BOB)
+        player.rest()  # ann answers and transfers to cat (2001), who rings
+        transferred = (await recv_until_pong(second))[0]
+        assert transferred["type"] == "call.ringing"
+        assert transferred["customer"]["name"] == "Bob Lee"
     finally:
         await directory.stop()
 

@@ -238,6 +238,29 @@ async def test_record_with_hostile_values_and_no_uniqueid_never_raises(
     await service.stop()
 
 
+async def test_a_lone_surrogate_does_not_cost_its_batch(
+    pool: asyncpg.Pool[Any], parts: tuple[PostgresDirectory, RuleStore]
+) -> None:
+    """ARI's JSON may carry `\\ud800` escapes (a lone surrogate, no UTF-8 for PostgreSQL):
+    one such value must not fail the INSERT of every decision of its tick."""
+    directory, rules = parts
+    service = RouteService(directory, rules, config(), decisions=PostgresDecisionLog(rules.pool))
+    hostile = dataclasses.replace(
+        call(uniqueid="s1\ud800"),
+        linkedid="l\udfff",
+        caller_name="A\ud800lice",
+        channel="PJSIP/\udc80",
+        did="\ud800",
+    )
+    await service.record(call(uniqueid="s0"), DEGRADED, None)
+    await service.record(hostile, Decision("q\ud800", 0, "r\udfff", None), "x\ud800.wav")
+    await service.record(call(uniqueid="s2"), DEGRADED, None)
+    assert await service.drain(5)
+    rows = await pool.fetch("SELECT uniqueid, caller_name FROM route_decisions ORDER BY 1")
+    assert [tuple(r) for r in rows] == [("s0", "Alice"), ("s1", "Alice"), ("s2", "Alice")]
+    await service.stop()
+
+
 class BrokenSink:
     def __init__(self) -> None:
         self.release = asyncio.Event()
@@ -265,6 +288,13 @@ async def test_record_is_bounded_and_failures_are_only_logged(
     sink.release.set()
     assert await service.drain(5)
     assert sink.calls == 2  # the batch of two, and its one retry
+    # /healthz says so too, not only the log and the counter
+    assert service.health().detail | {"pending_records": 0} == {
+        "pending_records": 0,
+        "degraded": 0,
+        "dropped_records": 3,
+        "failed_records": 2,
+    }
     assert "not recorded" in caplog.text and "'u0', 'u1'" in caplog.text
     await service.stop()
 

@@ -12,14 +12,19 @@ goes to the caller as before.
 "Unknown number" answers are cached too, and dropped on every change the feed or a webhook
 reports (a created contact may own any of them).
 
-An answer read while a change arrived is returned but not stored (`epoch`): it may predate
-the change, and storing it would undo the invalidation until the TTL.
+An answer read while a change arrived is returned but not stored (`epoch`) when that change
+could concern it - the same customer, or an "unknown number" answer (any change may have
+given the number an owner), or a change no longer remembered (`RECENT_CHANGES`): it may
+predate the change, and storing it would undo the invalidation until the TTL. Changes about
+other customers do not void it, or a steady stream of webhooks would keep the cache empty and
+send every call's lookup to the CRM.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["PrebuiltDirectory"]
 
 V = TypeVar("V")
+
+RECENT_CHANGES = 256  # the changes' ids kept for the answers in flight across them
 
 
 @dataclass(slots=True)
@@ -89,6 +96,23 @@ class PrebuiltDirectory:
         self.hits = 0
         self.stale_served = 0
         self.epoch = 0  # bumped by every refresh and invalidation
+        # the ids each recent bump concerned (None: any customer), newest last
+        self._changes: deque[frozenset[str] | None] = deque(maxlen=RECENT_CHANGES)
+
+    def _changed(self, ids: frozenset[str] | None) -> None:
+        self.epoch += 1
+        self._changes.append(ids)
+
+    def _storable(self, epoch: int, customer_id: str | None) -> bool:
+        """Whether an answer about `customer_id` (None: an unknown number, or no card) read
+        since `epoch` may be stored: no change since then could concern it."""
+        missed = self.epoch - epoch
+        if missed == 0:
+            return True
+        if customer_id is None or missed > len(self._changes):
+            return False
+        recent = itertools.islice(reversed(self._changes), missed)
+        return all(ids is not None and customer_id not in ids for ids in recent)
 
     def _fresh(self, entry: _Entry[Any]) -> bool:
         return self.clock() - entry.stored_at < self.ttl_s
@@ -106,7 +130,7 @@ class PrebuiltDirectory:
                 raise
             self.stale_served += 1
             return entry.value
-        if epoch == self.epoch:
+        if self._storable(epoch, None if found is None else found.id):
             self.lookups.put(e164, found, self.clock())
         return found
 
@@ -123,7 +147,7 @@ class PrebuiltDirectory:
                 raise
             self.stale_served += 1
             return entry.value
-        if epoch == self.epoch:
+        if self._storable(epoch, customer_id):
             self.cards.put(customer_id, card, self.clock())
         return card
 
@@ -131,7 +155,7 @@ class PrebuiltDirectory:
         """The feed's sink: cached numbers of these customers get their new values (or are
         dropped when the number is no longer theirs); their cards are read again on demand."""
         by_id = {c.id: c for c in changed}
-        self.epoch += 1
+        self._changed(frozenset(by_id))
         now = self.clock()
         for e164, entry in list(self.lookups.items.items()):
             old = entry.value
@@ -147,9 +171,12 @@ class PrebuiltDirectory:
             self.cards.drop(cid)
 
     def invalidate(self, customer_ids: Iterable[str]) -> int:
-        """A webhook's ids: their numbers and cards are read from the CRM again next time."""
+        """A webhook's ids: their numbers and cards are read from the CRM again next time.
+        No ids (a batch about deals, another module): nothing changes, not even the epoch."""
         ids = set(customer_ids)
-        self.epoch += 1
+        if not ids:
+            return 0
+        self._changed(frozenset(ids))
         dropped = 0
         for e164, entry in list(self.lookups.items.items()):
             if entry.value is None or entry.value.id in ids:
@@ -167,7 +194,7 @@ class PrebuiltDirectory:
         self, name: str, e164: str, tags: Sequence[str] = (), *, actor: str = ""
     ) -> Customer:
         created = await self.connector.create_customer(name, e164, tags, actor=actor)
-        self.epoch += 1
+        self._changed(None)  # a lookup of its number in flight may answer another customer
         self.lookups.drop(e164)  # an "unknown" answer for it is wrong now
         return created
 
