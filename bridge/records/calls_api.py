@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bridge.errors import NotFound
 from bridge.records import query as call_query
+from bridge.records.store import RECORD_FIELDS
 from bridge.web.errors import invalid
 from bridge.web.params import (
     AGENT_ID,
@@ -26,37 +27,13 @@ from bridge.web.params import (
     time_param,
 )
 
-__all__ = ["CALL_COLUMNS", "setup_calls_api"]
+__all__ = ["setup_calls_api"]
 
 _POOL = web.AppKey("bridge_calls_api_pool", asyncpg.Pool)
 
 
 def _pool(request: web.Request) -> asyncpg.Pool[Any]:
     return request.config_dict[_POOL]
-
-
-CALL_COLUMNS = (
-    "call_id",
-    "caller",
-    "customer_id",
-    "did",
-    "queue",
-    "rule",
-    "agents",
-    "started_at",
-    "answered_at",
-    "ended_at",
-    "duration_s",
-    "talk_s",
-    "outcome",
-    "recording_path",
-    "disposition",
-    "notes",
-    "degraded",
-    "inferred",
-    "direction",
-    "source",
-)
 
 
 def _json_value(value: Any) -> Any:
@@ -66,11 +43,11 @@ def _json_value(value: Any) -> Any:
 async def get_call(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     row = await _pool(request).fetchrow(
-        f"SELECT {', '.join(CALL_COLUMNS)} FROM call_records WHERE call_id = $1", call_id
+        f"SELECT {', '.join(RECORD_FIELDS)} FROM call_records WHERE call_id = $1", call_id
     )
     if row is None:
         raise NotFound(f"no call record {call_id[:150]!r}")
-    record = {k: _json_value(row[k]) for k in CALL_COLUMNS}
+    record = {k: _json_value(row[k]) for k in RECORD_FIELDS}
     record["inferred"] = list(record["inferred"] or [])
     return web.json_response(record)
 
@@ -108,7 +85,7 @@ async def list_calls(request: web.Request) -> web.Response:
         direction=query.get("direction"),
     )
     rows, after = await call_query.list_calls(
-        _pool(request), CALL_COLUMNS, where, limit=limit, cursor=cursor
+        _pool(request), RECORD_FIELDS, where, limit=limit, cursor=cursor
     )
     calls = []
     for row in rows:

@@ -28,6 +28,7 @@ Region = str | Callable[[str], str]
 
 __all__ = [
     "PROVISIONAL",
+    "RECORD_FIELDS",
     "Region",
     "load_record",
     "lock_call",
@@ -288,7 +289,7 @@ async def _upsert(
     history = [r for r in rows if r["customer_id"]]
     written = await conn.fetch(
         _UPSERT_MISSING if only_missing else _UPSERT_SAW_MORE,
-        *([r[k] for r in rows] for k in _RECORD_KEYS),
+        *([r[k] for r in rows] for k in RECORD_FIELDS),
         list(owner),
         list(owner.values()),
         [r["call_id"] for r in history],
@@ -305,7 +306,8 @@ async def _upsert(
     return None if None in ids else ids
 
 
-_RECORD_KEYS = (
+# The columns of a call record (CONTRACT "Call records"), in the upsert's parameter order.
+RECORD_FIELDS = (
     "call_id",
     "caller",
     "customer_id",
@@ -455,17 +457,13 @@ def _cdr_columns(cdrs: Sequence[PbxCdr]) -> list[list[Any]]:
     return columns
 
 
-RECORD_COLUMNS = (
-    "call_id, caller, customer_id, did, queue, rule, agents, started_at, answered_at,"
-    " ended_at, duration_s, talk_s, outcome, recording_path, disposition, notes, degraded,"
-    " inferred, direction, source"
-)
+RECORD_COLUMNS = ", ".join(RECORD_FIELDS)  # for SELECT lists
 
 
 def record_json(row: Any) -> dict[str, Any]:
     """A call_records row as the JSON document of CONTRACT "Call records"."""
     out: dict[str, Any] = {}
-    for key in RECORD_COLUMNS.replace(" ", "").split(","):
+    for key in RECORD_FIELDS:
         value = row[key]
         if isinstance(value, datetime):
             value = value.isoformat()
