@@ -19,9 +19,22 @@ the directory's own `LOOKUP_SQL` on an asyncpg pool, then the same eight `SET VA
 each answered before the next, and closes: what the bridge does on the wire, with nothing
 else. The PBX side counts the commands each server sent, so equal round trips are checked.
 
+The same work on both sides, so the ratio measures only the bridge's overhead:
+- the decision row: the bridge writes one `route_decisions` row per call (batched, one
+  INSERT per 20 ms tick on a connection of its own); the floor writes the same row with the
+  same batched INSERT into a table of its own (`floor_decisions`, like `route_decisions`),
+  so neither side's uniqueids collide with the other's;
+- the query on every call: the bridge's customer cache is off here (`cache_size=0`), as the
+  floor has none; otherwise the bridge would skip most queries the floor runs;
+- callers as a call centre sees them (`returning_callers`): most calls (`--returning`,
+  80 %) come from a few thousand callers who called before, the rest from first-time
+  callers (customers, and 10 % unknown numbers). The bridge's caller-ID parsing cache
+  (`bridge.crm.phones`) is a cost the floor does not have, and it hits as in production.
+
 Pools are small so the run stays within ten database connections: `--pool` connections
 for lookups on each side; the bridge's pool has two more, for the LISTEN connection the
-directory and the rules share (as in the app) and the decision log's own connection.
+directory and the rules share (as in the app) and the decision log's own connection; the
+floor's has one more, for its decision writes.
 
 Needs a PostgreSQL server: CRM_BRIDGE_TEST_PG (default postgresql://postgres@127.0.0.1:5432/postgres);
 a throw-away database is created, migrated, filled and dropped.
@@ -40,6 +53,8 @@ import secrets
 import statistics
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -47,7 +62,7 @@ import asyncpg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from agi_route import callers, fill, header, load
+from agi_route import callers, fill, header, load, phone
 
 from bridge.agi import build_agi_server
 from bridge.config import build_config
@@ -55,11 +70,26 @@ from bridge.crm.directory import LOOKUP_SQL, PostgresDirectory
 from bridge.crm.listener import PgListener
 from bridge.db.migrate import apply_migrations
 from bridge.db.pool import connect, create_pool
-from bridge.routing.service import PostgresDecisionLog, RouteService
+from bridge.routing.service import _INSERT_DECISIONS, PostgresDecisionLog, RouteService
 from bridge.routing.store import RuleStore
 
 ADMIN_URL = os.environ.get("CRM_BRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SET_VARIABLES = 8
+REGULARS = 2000  # callers who call again and again (a few thousand)
+TICK_S = 0.02  # the floor's decision batch, as bridge.routing.decision_log's
+
+
+def returning_callers(customers: int, count: int, seed: int, returning: float) -> list[str]:
+    """`count` caller IDs as a call centre sees them: a share `returning` from `REGULARS`
+    callers who called before (customers), the rest as `callers` draws them (first-time
+    callers: customers, and 10 % unknown numbers)."""
+    rng = random.Random(seed)
+    regulars = [phone(n) for n in random.Random(1).sample(range(1, customers + 1), REGULARS)]
+    first_time = iter(callers(customers, count, seed + 1))
+    return [
+        rng.choice(regulars) if rng.random() < returning else next(first_time) for _ in range(count)
+    ]
+
 
 # --- the PBX side (child process) ------------------------------------------------------
 
@@ -154,11 +184,45 @@ async def in_child(kind: str, *args: Any) -> dict[str, Any]:
 # --- the floor ----------------------------------------------------------------------------
 
 
-class FloorServer:
-    """The least a FastAGI `/route` can do: header, GET VARIABLE, the lookup, 8 SET VARIABLEs."""
+FLOOR_INSERT = _INSERT_DECISIONS.replace("INTO route_decisions", "INTO floor_decisions")
+
+
+class FloorDecisions:
+    """The floor's decision rows: queued per call, one INSERT per tick on its own connection."""
 
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
+        self._rows: list[tuple[Any, ...]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self._rows.append(row)
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        conn = await self._pool.acquire()
+        try:
+            while self._rows:
+                await asyncio.sleep(TICK_S)
+                rows, self._rows = self._rows, []
+                await conn.execute(FLOOR_INSERT, *zip(*rows, strict=True))
+            self._writing = None  # before the release: a row added meanwhile starts a writer
+        finally:
+            await self._pool.release(conn)
+
+    async def drain(self) -> None:
+        if self._writing is not None:
+            await self._writing
+
+
+class FloorServer:
+    """The least a FastAGI `/route` can do: header, GET VARIABLE, the lookup, 8 SET VARIABLEs,
+    the decision row."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], decisions: FloorDecisions) -> None:
+        self._pool = pool
+        self._decisions = decisions
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -172,19 +236,42 @@ class FloorServer:
             await self._server.wait_closed()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        caller = ""
+        caller = uniqueid = channel = ""
         try:
             while (line := await reader.readline()) not in (b"\n", b""):
                 if line.startswith(b"agi_callerid:"):
                     caller = line[13:].strip().decode()
+                elif line.startswith(b"agi_uniqueid:"):
+                    uniqueid = line[13:].strip().decode()
+                elif line.startswith(b"agi_channel:"):
+                    channel = line[12:].strip().decode()
+            at = datetime.now(UTC)
             lookup = asyncio.ensure_future(self._pool.fetchrow(LOOKUP_SQL, caller))
             writer.write(b'GET VARIABLE "CHANNEL(linkedid)"\n')
-            await reader.readline()
+            reply = await reader.readline()
+            linkedid = reply.partition(b"(")[2].partition(b")")[0].decode()
             row = await lookup
             name = row["name"] if row is not None else ""
             for n in range(SET_VARIABLES):
                 writer.write(f'SET VARIABLE BRIDGE_V{n} "{name}"\n'.encode())
                 await reader.readline()
+            self._decisions.add(
+                (
+                    uniqueid,
+                    linkedid,
+                    channel,
+                    caller,
+                    "",
+                    "",
+                    row["id"] if row else None,
+                    "support",
+                    0,
+                    "default",
+                    False,
+                    f"{linkedid}.wav",
+                    at,
+                )
+            )
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -260,12 +347,14 @@ async def main(args: argparse.Namespace) -> None:
         # The bridge's pool also lends the shared LISTEN connection and (once decisions are
         # batched) the decision log's: two more, so both sides have `--pool` for lookups.
         pool = await create_pool(url, min_size=args.pool + 2, max_size=args.pool + 2)
-        bare = await create_pool(url, min_size=args.pool, max_size=args.pool)
+        bare = await create_pool(url, min_size=args.pool + 1, max_size=args.pool + 1)
         try:
             print(f"filling {args.customers} customers ...", flush=True)
             await fill(pool, args.customers)
+            await pool.execute("CREATE TABLE floor_decisions (LIKE route_decisions INCLUDING ALL)")
             listener = PgListener(pool, name="crm-listener")  # one, shared, as the app does
-            directory = PostgresDirectory(pool, listener=listener)
+            # No customer cache: the bridge runs the query on every call, as the floor does.
+            directory = PostgresDirectory(pool, listener=listener, cache_size=0)
             rules = RuleStore(pool, listener=listener)
             await listener.start()
             await directory.start()
@@ -275,24 +364,28 @@ async def main(args: argparse.Namespace) -> None:
                 directory, rules, config, decisions=PostgresDecisionLog(rules.pool)
             )
             bridge = build_agi_server(config, service)
-            floor = FloorServer(bare)
+            floor_decisions = FloorDecisions(bare)
+            floor = FloorServer(bare, floor_decisions)
             await bridge.start()
             await floor.start()
+            mix = partial(returning_callers, args.customers, returning=args.returning)
             try:
-                await in_child("closed", bridge.port, callers(args.customers, 500, 2), 10, 10**7)
-                await in_child("closed", floor.port, callers(args.customers, 500, 3), 10, 10**7)
+                await in_child("closed", bridge.port, mix(500, 2), 10, 10**7)
+                await in_child("closed", floor.port, mix(500, 3), 10, 10**7)
                 await service.drain(within_s=30)
+                await floor_decisions.drain()
                 n = int(args.rate * args.seconds)
                 print(
                     f"\n{args.rounds} rounds; open loop {args.rate:g} calls/s for {n} calls each;"
                     f" pool {args.pool} each; budget {config.agi.budget_ms} ms;"
-                    f" loop {type(asyncio.get_running_loop()).__module__}"
+                    f" loop {type(asyncio.get_running_loop()).__module__};"
+                    f" {args.returning:.0%} of calls from {REGULARS} returning callers"
                 )
                 print(f"load average at start: {loadavg()}\n")
                 rows: dict[str, list[tuple[float, float]]] = {"bridge": [], "floor": []}
                 closed: dict[str, list[float]] = {"bridge": [], "floor": []}
                 for r in range(args.rounds):
-                    phones = callers(args.customers, n, 100 + r)
+                    phones = mix(n, 100 + r)
                     order = [("bridge", bridge.port), ("floor", floor.port)]
                     if r % 2:
                         order.reverse()
@@ -301,11 +394,11 @@ async def main(args: argparse.Namespace) -> None:
                             port, phones, args.rate, (r + 1) * 10**6, r
                         )
                         await service.drain(within_s=30)
+                        await floor_decisions.drain()
                         rows[who].append((cpu, tail))
-                        steady = await cpu_closed_loop(
-                            port, callers(args.customers, args.cpu_calls, 200 + r), args, r
-                        )
+                        steady = await cpu_closed_loop(port, mix(args.cpu_calls, 200 + r), args, r)
                         await service.drain(within_s=30)
+                        await floor_decisions.drain()
                         closed[who].append(steady)
                         print(
                             f"round {r + 1} {who:<6} CPU/call {cpu:6.3f} ms"
@@ -319,7 +412,7 @@ async def main(args: argparse.Namespace) -> None:
                 burst = await in_child(
                     "closed",
                     bridge.port,
-                    callers(args.customers, args.burst, 1),
+                    mix(args.burst, 1),
                     args.concurrency,
                     0,
                 )
@@ -358,7 +451,11 @@ async def main(args: argparse.Namespace) -> None:
                 f" agi errors {bridge.errors}"
             )
             recorded = await pool.fetchval("SELECT count(*) FROM route_decisions")
-            print(f"route_decisions rows written: {recorded}; load average at end: {loadavg()}")
+            floor_rows = await pool.fetchval("SELECT count(*) FROM floor_decisions")
+            print(
+                f"decision rows written: bridge {recorded}, floor {floor_rows};"
+                f" load average at end: {loadavg()}"
+            )
         finally:
             await pool.close()
             await bare.close()
@@ -379,6 +476,7 @@ if __name__ == "__main__":
     parser.add_argument("--cpu-calls", type=int, default=2000)
     parser.add_argument("--cpu-concurrency", type=int, default=4)
     parser.add_argument("--pool", type=int, default=3)  # lookup connections per side
+    parser.add_argument("--returning", type=float, default=0.8)  # share of returning callers
     parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),

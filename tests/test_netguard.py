@@ -406,6 +406,43 @@ async def test_a_trickling_header_is_cut_at_the_header_deadline(
     assert Recorder.made[0].data == b"GET / HTTP/1.1\r\n"  # what came was passed on
 
 
+async def test_with_both_deadlines_a_trickle_past_the_first_byte_is_cut_at_the_header_one(
+    guarded: Callable[..., Any],
+) -> None:
+    # One timer serves both deadlines: bytes before the first-byte deadline move it on.
+    guard, port = await guarded(first_byte_timeout_s=0.5, header_timeout_s=0.6)
+    trickle = await open_sockets(port, 1, send=b"agi_network: yes\n")
+    try:
+        assert await read_all(trickle[0]) == b""
+    finally:
+        close_sockets(trickle)
+    assert guard.refused == {"header_timeout": 1}
+
+
+async def test_with_both_deadlines_a_silent_connection_is_cut_at_the_first_byte_one(
+    guarded: Callable[..., Any],
+) -> None:
+    guard, port = await guarded(first_byte_timeout_s=0.05, header_timeout_s=30)
+    silent = await open_sockets(port, 1)
+    try:
+        assert await read_all(silent[0]) == b""
+    finally:
+        close_sockets(silent)
+    assert guard.refused == {"first_byte_timeout": 1}
+
+
+async def test_a_header_deadline_before_the_first_byte_one_cuts_first(
+    guarded: Callable[..., Any],
+) -> None:
+    guard, port = await guarded(first_byte_timeout_s=30, header_timeout_s=0.05)
+    silent = await open_sockets(port, 1)
+    try:
+        assert await read_all(silent[0]) == b""
+    finally:
+        close_sockets(silent)
+    assert guard.refused == {"header_timeout": 1}
+
+
 async def test_a_websockets_server_takes_the_guard_through_create_connection() -> None:
     guard = ConnectionGuard("test", max_connections=1, header_timeout_s=30)
     handled = 0

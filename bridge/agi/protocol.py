@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from bridge.errors import AgiProtocolError, UnsafeValueError
@@ -44,6 +45,34 @@ _KEY = re.compile(r"agi_([a-z0-9_]{1,40})")
 # A variable, or a dialplan function with plain arguments: BRIDGE_QUEUE, CHANNEL(linkedid).
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,79}(?:\([A-Za-z0-9_,.-]{0,80}\))?")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # everything but TAB; CR/LF/NUL included
+# The keys res_agi.c writes (setup_env), already known to match `_KEY`: agi_x -> x.
+_KNOWN_KEYS = {
+    f"agi_{name}": name
+    for name in (
+        "network",
+        "network_script",
+        "request",
+        "channel",
+        "language",
+        "type",
+        "uniqueid",
+        "version",
+        "callerid",
+        "calleridname",
+        "callingpres",
+        "callingani2",
+        "callington",
+        "callingtns",
+        "dnid",
+        "rdnis",
+        "context",
+        "extension",
+        "priority",
+        "enhanced",
+        "accountcode",
+        "threadid",
+    )
+}
 _REPLY_200 = re.compile(r"200 result=(-?\d+)(?: \((.*)\))?(?: endpos=(-?\d+))?\s*")
 
 
@@ -96,21 +125,28 @@ class EnvParser:
         if self.env is not None:
             self.rest += data
             return self.env
-        self._buffer += data
-        while self.env is None:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                if self._size + len(self._buffer) > MAX_HEADER_BYTES:
+        buffer = self._buffer
+        buffer += data
+        start = 0  # lines before it are parsed; the buffer is cut once per feed, not per line
+        try:
+            while self.env is None:
+                end = buffer.find(b"\n", start)
+                if end < 0:
+                    if self._size + len(buffer) - start > MAX_HEADER_BYTES:
+                        raise AgiProtocolError(f"AGI header longer than {MAX_HEADER_BYTES} bytes")
+                    return None
+                self._size += end + 1 - start
+                if self._size > MAX_HEADER_BYTES:
                     raise AgiProtocolError(f"AGI header longer than {MAX_HEADER_BYTES} bytes")
-                return None
-            raw = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            self._size += end + 1
-            if self._size > MAX_HEADER_BYTES:
-                raise AgiProtocolError(f"AGI header longer than {MAX_HEADER_BYTES} bytes")
-            self._line(raw.removesuffix(b"\r"))
-        self.rest = bytes(self._buffer)
-        self._buffer.clear()
+                if end > start and buffer[end - 1] == 13:  # CR before the LF
+                    self._line(bytes(buffer[start : end - 1]))
+                else:
+                    self._line(bytes(buffer[start:end]))
+                start = end + 1
+        finally:
+            del buffer[:start]
+        self.rest = bytes(buffer)
+        buffer.clear()
         return self.env
 
     def _line(self, raw: bytes) -> None:
@@ -124,10 +160,14 @@ class EnvParser:
             raise AgiProtocolError(f"AGI header has more than {MAX_HEADER_LINES} lines")
         line = raw.decode("utf-8", "replace")
         key, sep, value = line.partition(":")
-        match = _KEY.fullmatch(key)
-        if not sep or match is None:
+        name = _KNOWN_KEYS.get(key)  # Asterisk's own keys skip the pattern
+        if name is None:
+            match = _KEY.fullmatch(key)
+            if not sep or match is None:
+                raise AgiProtocolError(f"not an agi_<name>: line: {line[:60]!r}")
+            name = match.group(1)
+        elif not sep:
             raise AgiProtocolError(f"not an agi_<name>: line: {line[:60]!r}")
-        name = match.group(1)
         if name in self._values:
             raise AgiProtocolError(f"agi_{name} appears twice in the AGI header")
         value = value.removeprefix(" ")
@@ -162,6 +202,7 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@lru_cache(maxsize=256)  # the same few names on every call; a refused one is not cached
 def check_variable(name: str) -> str:
     if not _VARIABLE.fullmatch(name):
         raise UnsafeValueError(f"not a channel variable name: {name[:60]!r}")
@@ -221,6 +262,9 @@ def parse_reply_line(line: str) -> Reply:
     raise AgiProtocolError(f"not an AGI reply: {line[:80]!r}")
 
 
+_SET_OK = Reply(200, 1)
+
+
 @dataclass
 class ReplyParser:
     """Incremental reply reader: `feed(bytes)`, then `replies()` yields complete replies.
@@ -261,6 +305,8 @@ class ReplyParser:
             if len(self._usage) > MAX_USAGE_LINES:
                 raise AgiProtocolError("AGI usage block too long")
             return None
+        if line == "200 result=1":  # every SET VARIABLE's answer: no need to parse it
+            return _SET_OK
         if line.strip() == "HANGUP":
             self.hangup = True
             return None

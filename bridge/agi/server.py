@@ -166,6 +166,8 @@ class AgiServer:
         quiet_s: float = 10.0,
     ) -> None:
         self._handlers = dict(handlers)
+        # Counted on every session: each script's labelled child looked up once.
+        self._session_counts = {script: metrics.SESSIONS.labels(script) for script in handlers}
         self._host = host
         self._port = port
         self._read_timeout_s = read_timeout_s
@@ -317,7 +319,7 @@ class AgiServer:
             self._error("unknown_script")
             log.warning("FastAGI %s: unknown script %r, session closed", peer, script[:80])
             return
-        metrics.SESSIONS.labels(script).inc()
+        self._session_counts[script].inc()
         session = AgiSession(
             reader,
             writer,

@@ -68,17 +68,31 @@ class HeaderEnd:
             if not data:
                 return False
             self._text = True
-        buf = self._tail + data
-        if b"\n\n" in buf or b"\n\r\n" in buf:
+        # The end may straddle chunks: look at the last two bytes before this one and this
+        # chunk's first two, then inside the chunk itself (no copy of the whole chunk).
+        if self._tail:
+            edge = self._tail + data[:2]
+            if b"\n\n" in edge or b"\n\r\n" in edge:
+                return True
+        if b"\n\n" in data or b"\n\r\n" in data:
             return True
-        self._tail = buf[-2:]
+        self._tail = (self._tail + data)[-2:] if len(data) < 2 else data[-2:]
         return False
 
 
 class Ticket:
     """One admitted connection as the guard tracks it."""
 
-    __slots__ = ("cut_reason", "header", "peer", "pending", "silent", "timers", "transport")
+    __slots__ = (
+        "cut_reason",
+        "header",
+        "header_by",
+        "peer",
+        "pending",
+        "silent",
+        "timer",
+        "transport",
+    )
 
     def __init__(self, transport: asyncio.Transport, peer: str) -> None:
         self.transport = transport
@@ -86,7 +100,10 @@ class Ticket:
         self.pending = True
         self.silent = True
         self.cut_reason: str | None = None
-        self.timers: list[asyncio.TimerHandle] = []
+        # One timer per connection: at the first-byte deadline, then (re-armed) at the
+        # header's; a connection whose header arrives in time cancels it unfired.
+        self.timer: asyncio.TimerHandle | None = None
+        self.header_by: float | None = None  # event-loop time the header is due
         self.header = HeaderEnd()
 
 
@@ -214,14 +231,16 @@ class ConnectionGuard:
         ticket = Ticket(transport, peer)
         self._pending[ticket] = None
         loop = asyncio.get_running_loop()
-        if self.first_byte_timeout_s is not None:
-            ticket.timers.append(
-                loop.call_later(self.first_byte_timeout_s, self._expire, ticket, FIRST_BYTE_TIMEOUT)
-            )
+        now = loop.time()
         if self.header_timeout_s is not None:
-            ticket.timers.append(
-                loop.call_later(self.header_timeout_s, self._expire, ticket, HEADER_TIMEOUT)
-            )
+            ticket.header_by = now + self.header_timeout_s
+        first_byte = self.first_byte_timeout_s
+        if first_byte is not None and (
+            ticket.header_by is None or now + first_byte < ticket.header_by
+        ):
+            ticket.timer = loop.call_at(now + first_byte, self._expire, ticket, FIRST_BYTE_TIMEOUT)
+        elif ticket.header_by is not None:
+            ticket.timer = loop.call_at(ticket.header_by, self._expire, ticket, HEADER_TIMEOUT)
         self._gauges()
         return ticket
 
@@ -252,9 +271,13 @@ class ConnectionGuard:
     # --- refusing -----------------------------------------------------------------------
 
     def _expire(self, ticket: Ticket, reason: str) -> None:
+        ticket.timer = None
         if not ticket.pending:
             return
         if reason == FIRST_BYTE_TIMEOUT and not ticket.silent:
+            if ticket.header_by is not None:  # bytes came: now the header's deadline
+                loop = asyncio.get_running_loop()
+                ticket.timer = loop.call_at(ticket.header_by, self._expire, ticket, HEADER_TIMEOUT)
             return
         self._cut(ticket, reason)
 
@@ -279,9 +302,9 @@ class ConnectionGuard:
         self.episodes.note(reason, peer)
 
     def _cancel_timers(self, ticket: Ticket) -> None:
-        for timer in ticket.timers:
-            timer.cancel()
-        ticket.timers.clear()
+        if ticket.timer is not None:
+            ticket.timer.cancel()
+            ticket.timer = None
 
     def _gauges(self) -> None:
         self._open_pending.set(len(self._pending))

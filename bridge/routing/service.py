@@ -163,6 +163,8 @@ class RouteService:
         self.dropped_records = 0
         self._observers: list[Callable[[Decision], None]] = []
         self._routed: list[Callable[[InboundCall, Decision], None]] = []
+        # Counted on every call: each rule's labelled child looked up once (rules are few).
+        self._decision_counts: dict[str, Any] = {}
 
     def on_decision(self, observer: Callable[[Decision], None]) -> None:
         """`observer(decision)` after every route (the monitor's degraded share)."""
@@ -225,13 +227,19 @@ class RouteService:
             else:
                 log.exception("routing failed; default route")
             decision = self._degrade(work)
-        metrics.DECISIONS.labels(decision.rule).inc()
+        self._count(decision.rule)
         for observer in self._observers:
             try:
                 observer(decision)
             except Exception:
                 log.exception("decision observer failed")
         return decision
+
+    def _count(self, rule: str) -> None:
+        counter = self._decision_counts.get(rule)
+        if counter is None:
+            counter = self._decision_counts[rule] = metrics.DECISIONS.labels(rule)
+        counter.inc()
 
     def _degrade(self, work: asyncio.Future[Decision]) -> Decision:
         self.degraded_count += 1

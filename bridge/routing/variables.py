@@ -44,7 +44,8 @@ def plain_text(text: str, limit: int = MAX_VALUE_CHARS) -> str:
     the ARI app keeps what the PBX reports about a channel. Compare
     `bridge.agi.protocol.argument_text`, which keeps TAB for the AGI wire."""
     text = _CONTROL.sub(" ", text)
-    text = text.encode("utf-8", "ignore").decode("utf-8")
+    if not text.isascii():  # ASCII holds no surrogate: the round trip only for the rest
+        text = text.encode("utf-8", "ignore").decode("utf-8")
     return text[:limit]
 
 

@@ -56,6 +56,26 @@ def test_env_arrives_in_any_split_and_keeps_what_follows() -> None:
     assert parser.rest == b"200 result=1\n"
 
 
+def test_a_known_key_without_a_colon_is_refused_as_any_other() -> None:
+    # Asterisk's own keys skip the key pattern; the line must still be `agi_<name>: value`.
+    with pytest.raises(AgiProtocolError, match="not an agi_<name>"):
+        parse_env(b"agi_callerid +15551230001\n\n")
+
+
+def test_a_cr_is_cut_only_before_the_lf_and_only_once() -> None:
+    env = parse_env(b"agi_callerid: 1\r\r\nagi_dnid: 2\rx\n\r\n")
+    assert env.get("callerid") == "1\r" and env.get("dnid") == "2\rx"
+
+
+def test_set_variables_answer_reads_as_the_full_parse() -> None:
+    parser = ReplyParser()
+    parser.feed(b"200 result=1\n200 result=1 (x)\n")
+    assert list(parser.replies()) == [
+        parse_reply_line("200 result=1"),
+        parse_reply_line("200 result=1 (x)"),
+    ]
+
+
 def test_crlf_lines_are_accepted() -> None:
     env = parse_env(HEADER.replace(b"\n", b"\r\n"))
     assert env.get("calleridname") == "Alice VIP"
