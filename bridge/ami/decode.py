@@ -11,7 +11,7 @@ capped in length, so nothing downstream (JSON pops, PostgreSQL text) chokes on t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from bridge.ami.protocol import Frame
@@ -42,7 +42,7 @@ from bridge.pbx_events import (
     RecordingSet,
 )
 
-__all__ = ["HANDLED_EVENTS", "clean", "decode_event"]
+__all__ = ["HANDLED_EVENTS", "WANTED_EVENTS", "clean", "decode_event"]
 
 MAX_TEXT = 256
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -402,6 +402,11 @@ _HANDLERS: dict[str, Callable[[Frame, datetime], PbxEvent | None]] = {
 }
 
 HANDLED_EVENTS = frozenset(_HANDLERS)
+# What the link's parser keeps of the unsolicited events (`AmiParser(events=...)`): the
+# handled ones, and of `VarSet` only those of the one variable `_var_set` reads.
+WANTED_EVENTS: Mapping[str, str] = {name: "" for name in _HANDLERS} | {
+    "VarSet": "MIXMONITOR_FILENAME"
+}
 
 
 def decode_event(frame: Frame, at: datetime) -> PbxEvent | None:

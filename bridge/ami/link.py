@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.ami import metrics
-from bridge.ami.decode import decode_event
+from bridge.ami.decode import WANTED_EVENTS, decode_event
 from bridge.ami.protocol import AmiParser, Frame, encode_action
 from bridge.bus import EventBus
 from bridge.clock import WallClock, utc_now
@@ -403,7 +403,7 @@ class AmiLink:
             metrics.PONG_LATENCY.observe(time.monotonic() - started)
 
     async def _read(self, reader: asyncio.StreamReader, banner: asyncio.Future[str]) -> None:
-        parser = AmiParser()
+        parser = AmiParser(events=WANTED_EVENTS)
         try:
             await self._read_frames(reader, parser, banner)
         finally:
@@ -422,12 +422,16 @@ class AmiLink:
             if not data:
                 return
             self._last_read = time.monotonic()
+            skipped = parser.frames_skipped
             try:
                 frames = parser.feed(data)
             except AmiProtocolError as exc:
                 metrics.PROTOCOL_ERRORS.inc()
                 log.warning("AMI protocol error (frame skipped): %s", exc)
                 frames = getattr(exc, "frames", [])
+            if skipped != parser.frames_skipped:  # events nobody here reads: counted, not parsed
+                metrics.EVENTS.inc(parser.frames_skipped - skipped)
+                self.last_event_at = self._clock()
             for frame in frames:
                 if frame.banner is not None:
                     if not banner.done():
@@ -436,7 +440,8 @@ class AmiLink:
                 self._on_frame(frame)
 
     def _on_frame(self, frame: Frame) -> None:
-        action_id = frame.action_id
+        # No action waiting: no ActionID lookup (a miss builds the frame's case-folded index).
+        action_id = frame.action_id if self._pending else None
         pending = self._pending.get(action_id) if action_id else None
         if pending is not None and not pending.future.done():
             if frame.response is not None:

@@ -123,10 +123,21 @@ class AmiParser:
     """
 
     def __init__(
-        self, *, max_frame_bytes: int = MAX_FRAME_BYTES, max_headers: int = MAX_HEADERS
+        self,
+        *,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        max_headers: int = MAX_HEADERS,
+        events: Mapping[str, str] | None = None,
     ) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.max_headers = max_headers
+        # `events`: parse only the unsolicited events named here (a name's text, when not
+        # empty, must also be in the frame: `VarSet` of one variable). A real PBX sends
+        # two thirds of its events (Newexten, VarSet, DeviceStateChange, ...) to nobody
+        # here; they are counted in `frames_skipped` without being split into lines. A
+        # frame holding an `ActionID` (the answer to an action) is always parsed.
+        self._events = events
+        self.frames_skipped = 0
         self._buf = bytearray()
         self._discarding = False  # inside an oversized frame, skipping to its end
         self._fresh = True  # nothing parsed yet: a banner line may come first
@@ -142,6 +153,7 @@ class AmiParser:
         problems: list[str] = []
         pos = 0
         limit = self.max_frame_bytes
+        events = self._events
         while True:
             if self._discarding:
                 m = _FRAME_END.search(buf, pos)
@@ -182,6 +194,9 @@ class AmiParser:
                         continue
                 if len(block) > limit:
                     problems.append(f"frame larger than {limit} bytes")
+                    continue
+                if events is not None and block.startswith("Event: ") and _unwanted(block, events):
+                    self.frames_skipped += 1
                     continue
                 frame = self._parse_block(block, problems)
                 if frame is not None:
@@ -231,6 +246,18 @@ class AmiParser:
                 append((line[:colon], line[colon + 1 :]))
             # A line without a key is noise; ignore it rather than fail the frame.
         return Frame(items) if items else None
+
+
+def _unwanted(block: str, events: Mapping[str, str]) -> bool:
+    """Whether an `Event:`-first block is an unsolicited event nobody asked for."""
+    end = block.find("\n")
+    name = block[7:] if end < 0 else block[7:end]
+    needle = events.get(name)
+    if needle is None:
+        needle = events.get(name.strip())
+    if needle is not None and (not needle or needle in block):
+        return False
+    return "ActionID" not in block
 
 
 def _follows(lines: list[str]) -> Frame:
