@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 
-from bridge.cli import event_loop
+from bridge.cli import collector, event_loop
 from bridge.cli.common import config_from
 from bridge.cli.event_loop import choose_loop
 from bridge.cluster.identity import InstanceLogFilter, this_instance
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
         handler.addFilter(instance)
     factory, loop_name = choose_loop()
     log.info("event loop: %s", loop_name)
+    collector.tune()
     event_loop.run(serve(config), factory)
     return 0
 
@@ -43,7 +44,7 @@ async def serve(config: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_bridge(config, stop=stop)
+        await run_bridge(config, stop=stop, started=lambda ctx: collector.freeze_startup())
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
