@@ -29,8 +29,11 @@ def safe(value: object) -> str:
 
 def encode_message(fields: Fields) -> bytes:
     """One AMI message (response or event) with CRLF framing."""
-    lines = [f"{safe(k)}: {safe(v)}\r\n" for k, v in fields]
-    return ("".join(lines) + "\r\n").encode("utf-8")
+    lines = [f"{k}: {v}" for k, v in fields]
+    if _UNSAFE.search("".join(lines)) is not None:  # rare: one search instead of one per value
+        lines = [f"{safe(k)}: {safe(v)}" for k, v in fields]
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8")
 
 
 class ActionParser:
