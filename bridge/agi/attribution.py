@@ -14,6 +14,7 @@ call with the same Linkedid.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
 from bridge.agi.protocol import AgiEnv
@@ -24,8 +25,15 @@ __all__ = ["pbx_argument", "site_for_request"]
 
 def pbx_argument(env: AgiEnv) -> str | None:
     """The `pbx=NAME` query argument of the AGI URL, if any."""
-    script = env.get("network_script")
-    queries = (script.split("?", 1)[1] if "?" in script else "", urlsplit(env.get("request")).query)
+    return _pbx_in(env.get("network_script"), env.get("request"))
+
+
+@lru_cache(maxsize=256)  # a dialplan has a handful of AGI URLs; parsing one is 10 us a call
+def _pbx_in(script: str, request: str) -> str | None:
+    try:
+        queries = (script.split("?", 1)[1] if "?" in script else "", urlsplit(request).query)
+    except ValueError:  # `agi://[::1/route`: no URL, so no argument
+        return None
     for query in queries:
         try:
             values = parse_qs(query, max_num_fields=8).get("pbx")

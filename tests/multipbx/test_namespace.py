@@ -139,6 +139,13 @@ def test_a_pbx_cannot_claim_another_pbxs_namespace_by_argument() -> None:
     assert site_for_request(env(network_script="route?pbx=west"), "10.0.0.2", sites) is west
 
 
+def test_a_request_url_that_does_not_parse_names_no_pbx_and_raises_nothing() -> None:
+    west = PbxSite("west", ami=AmiConfig(host="10.0.0.2"), namespaced=True)
+    sites = (PbxSite("east", namespaced=True), west)
+    assert site_for_request(env(request="agi://[::1/route?pbx=west"), "10.9.9.9", sites) is None
+    assert site_for_request(env(request="agi://[::1/route?pbx=west"), "10.0.0.2", sites) is west
+
+
 @pytest.mark.parametrize(
     ("states", "expected"),
     [
