@@ -65,6 +65,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agi_route import callers, fill, header, load, phone
 
 from bridge.agi import build_agi_server
+from bridge.cli import collector
 from bridge.config import build_config
 from bridge.crm.directory import LOOKUP_SQL, PostgresDirectory
 from bridge.crm.listener import PgListener
@@ -483,6 +484,15 @@ if __name__ == "__main__":
         default="auto",
         help="the servers' event loop; auto: uvloop when installed, as `crm-bridge run` does",
     )
+    parser.add_argument(
+        "--gc",
+        choices=("run", "default"),
+        default="run",
+        help="the cycle collector as `crm-bridge run` sets it (bridge.cli.collector), for both"
+        " sides (one process), or CPython's default",
+    )
     args = parser.parse_args()
+    if args.gc == "run":
+        collector.tune()
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         runner.run(main(args))
