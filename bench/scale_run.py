@@ -476,6 +476,7 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> dict[str, Any
         "sim_drain_s": [round(p["drain_s"], 1) for p in placed],
     }
     report["simulators_cpu_s"] = {p["name"]: round(p["cpu_s"], 1) for p in placed}
+    report["simulators_loop_lag"] = {p["name"]: p.get("loop_lag", {}) for p in placed}
     report["load_average"] = {"before": load_before, "after": os.getloadavg()}
     return report
 
@@ -645,6 +646,7 @@ def show(report: dict[str, Any]) -> None:
                 f" peak RSS {life['peak_rss_mb']} MB"
             )
     print(f"simulators' CPU s: {report['simulators_cpu_s']}; timeline {report['timeline']}")
+    print(f"simulators' event loop, late by: {report['simulators_loop_lag']}")
     la = report["load_average"]
     print(f"load average before {la['before']}, after {la['after']} (2 cores, shared)")
 
