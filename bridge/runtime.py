@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from bridge.agi.plugin import AGI
-from bridge.alerts.plugin import ALERTS, MONITOR
+from bridge.alerts.plugin import ALERTS, EVENT_LOOP, MONITOR
 from bridge.ami.plugin import AMI
 from bridge.ari.plugin import ARI
 from bridge.cluster.plugin import CLUSTER
@@ -44,6 +44,7 @@ __all__ = ["PLUGINS", "open_files_needed", "run_bridge", "start_plugins"]
 log = logging.getLogger(__name__)
 
 PLUGINS: tuple[Plugin, ...] = (
+    EVENT_LOOP,
     DATABASE,
     CLUSTER,  # several instances may share the database: the once-only jobs follow it
     LISTENER,

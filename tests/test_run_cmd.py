@@ -210,6 +210,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
             await asyncio.wait([ready, cast(Any, bridge)], return_when=asyncio.FIRST_COMPLETED)
         rt = ready.result()
         assert list(rt.components) == [
+            "event_loop",
             "database",
             "cluster",
             "listener",
@@ -233,6 +234,7 @@ async def test_run_bridge_starts_the_registry_serves_route_and_stops(
         ]
         health = rt.health()
         assert health["agi"].state == "up" and health["database"].state == "up"
+        assert set(health["event_loop"].detail) == {"lag_max_ms", "lag_last_ms"}
         assert health["ami"].state == "disabled" and health["ari"].state == "disabled"
         result = await play_asterisk(rt.get("agi").port, header(uniqueid="77.1"), linkedid="77.0")
         assert result.variables["BRIDGE_QUEUE"] == "senior"

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from bridge.alerts.alerter import Alerter
 from bridge.alerts.conditions import RateWindow
+from bridge.alerts.loop_lag import LoopLag
 from bridge.alerts.monitor import (
     ChangeLag,
     Monitor,
@@ -100,6 +101,7 @@ def _monitor(ctx: Context) -> Monitor | None:
 
 
 ALERTS = Plugin("alerts", build=_alerter)
+EVENT_LOOP = Plugin("event_loop", build=lambda ctx: LoopLag())
 MONITOR = Plugin(
     "monitor", prepare=_prepare_monitor, build=lambda ctx: leader_only(ctx, _monitor(ctx))
 )
