@@ -307,14 +307,27 @@ async def sampler(procs: list[Bridge], sims: list[Sim], stop: asyncio.Event) -> 
         await asyncio.sleep(0.5)
 
 
+# The worst event-loop lateness each instance's /healthz showed (`event_loop.lag_max_ms`).
+LOOP_LAG_WORST_MS: dict[str, float] = {}
+
+
 async def health_log(bridges: list[Bridge], folder: Path, stop: asyncio.Event) -> None:
-    """Every instance's /healthz each 2 s, to `healthz.jsonl` beside the logs (`--keep`)."""
+    """Every instance's /healthz each 2 s, to `healthz.jsonl` beside the logs (`--keep`);
+    the worst event-loop lateness seen in `LOOP_LAG_WORST_MS`."""
     timeout = aiohttp.ClientTimeout(total=2)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         with (folder / "healthz.jsonl").open("a", encoding="utf-8") as out:
             while not stop.is_set():
                 for bridge in bridges:
                     body = await bridge.health(http)
+                    lag = (
+                        (((body or {}).get("components") or {}).get("event_loop") or {})
+                        .get("detail", {})
+                        .get("lag_max_ms")
+                    )
+                    if isinstance(lag, int | float):
+                        worst = max(LOOP_LAG_WORST_MS.get(bridge.id, 0.0), float(lag))
+                        LOOP_LAG_WORST_MS[bridge.id] = worst
                     out.write(json.dumps({"at": time.time(), "id": bridge.id, "body": body}) + "\n")
                 out.flush()
                 await asyncio.sleep(2)
@@ -477,6 +490,7 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> dict[str, Any
     }
     report["simulators_cpu_s"] = {p["name"]: round(p["cpu_s"], 1) for p in placed}
     report["simulators_loop_lag"] = {p["name"]: p.get("loop_lag", {}) for p in placed}
+    report["bridges_loop_lag_worst_ms"] = dict(LOOP_LAG_WORST_MS)
     report["load_average"] = {"before": load_before, "after": os.getloadavg()}
     return report
 
@@ -647,6 +661,7 @@ def show(report: dict[str, Any]) -> None:
             )
     print(f"simulators' CPU s: {report['simulators_cpu_s']}; timeline {report['timeline']}")
     print(f"simulators' event loop, late by: {report['simulators_loop_lag']}")
+    print(f"bridges' event loop, worst lateness in /healthz: {report['bridges_loop_lag_worst_ms']}")
     la = report["load_average"]
     print(f"load average before {la['before']}, after {la['after']} (2 cores, shared)")
 
