@@ -91,12 +91,24 @@ class _Session:
                 self.outbox.put_nowait(None)
 
     async def pump(self) -> None:
+        """Writes what is queued, in order; what queued up meanwhile goes in one write (a
+        socket write per event was a tenth of a busy simulator's CPU)."""
         while True:
             data = await self.outbox.get()
             if data is None:
                 break
-            self.writer.write(data)
+            chunks = [data]
+            finished = False
+            while not self.outbox.empty() and len(chunks) < 512:
+                more = self.outbox.get_nowait()
+                if more is None:
+                    finished = True
+                    break
+                chunks.append(more)
+            self.writer.write(b"".join(chunks))
             await self.writer.drain()
+            if finished:
+                break
 
 
 class AmiServer:
