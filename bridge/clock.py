@@ -21,10 +21,10 @@ A `ReplayClock` is nevertheless a valid `WallClock` (it returns an aware UTC dat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-__all__ = ["MonotonicClock", "UnixClock", "WallClock", "utc_now"]
+__all__ = ["MonotonicClock", "Sleep", "UnixClock", "WallClock", "utc_now"]
 
 WallClock = Callable[[], datetime]
 """Returns the current time as an aware UTC `datetime`."""
@@ -34,6 +34,9 @@ MonotonicClock = Callable[[], float]
 
 UnixClock = Callable[[], float]
 """Returns Unix seconds (`time.time`): comparable between the bridge's instances."""
+
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits that many seconds of the `MonotonicClock`'s time (`asyncio.sleep`)."""
 
 
 def utc_now() -> datetime:

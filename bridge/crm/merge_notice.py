@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from bridge.clock import Sleep
 from bridge.component import Health
 from bridge.crm.listener import PgListener
 from bridge.crm.merge import Db, MergeRecord, deliver_pending_merges
@@ -46,7 +47,6 @@ CHANNEL = "crm_customer_merged"
 MERGE_LOCK = 0x6D65_7267_6E6F_7469  # "mergnoti": the session advisory lock of a round
 
 Tell = Callable[[MergeRecord], Awaitable[None]]
-Sleep = Callable[[float], Awaitable[None]]
 # "busy": another bridge holds the lock; "more": a full batch went, more are waiting
 RoundResult = Literal["done", "more", "failed", "busy"]
 
