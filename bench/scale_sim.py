@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import bridge.sim.call as sim_call
+from bridge.alerts.loop_lag import LoopLag
 from bridge.sim import AmiServer, AmiUser, CallPlan, RealClock, SimAgent, SimConfig, SimPbx
 from bridge.sim.agi_client import run_agi
 from bridge.sim.model import SimQueue, Transfer
@@ -161,27 +162,15 @@ async def place_calls(
     return placed
 
 
-class LoopLag:
-    """How late this process's event loop wakes a 5 ms timer: what each of a FastAGI
-    session's round trips waits on the simulator's side (a busy PBX answers late too)."""
-
-    def __init__(self) -> None:
-        self.lags_ms: list[float] = []
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() + 0.005
-            await asyncio.sleep(0.005)
-            self.lags_ms.append((loop.time() - due) * 1000)
-
-    def summary(self) -> dict[str, float]:
-        lags = sorted(self.lags_ms) or [0.0]
-        return {
-            "p50_ms": round(lags[len(lags) // 2], 1),
-            "p99_ms": round(lags[int(len(lags) * 0.99)], 1),
-            "max_ms": round(lags[-1], 1),
-        }
+def lateness(probe: LoopLag) -> dict[str, float]:
+    """How late this process's event loop woke the probe's 5 ms timer: what each of a
+    FastAGI session's round trips waits on the simulator's side (a busy PBX answers late)."""
+    lags = sorted(lag * 1000 for lag in probe.lags()) or [0.0]
+    return {
+        "p50_ms": round(lags[len(lags) // 2], 1),
+        "p99_ms": round(lags[int(len(lags) * 0.99)], 1),
+        "max_ms": round(lags[-1], 1),
+    }
 
 
 async def main() -> None:
@@ -210,13 +199,13 @@ async def main() -> None:
             return
         began = time.time()
         cpu0 = time.process_time()
-        lag = LoopLag()
-        probe = asyncio.create_task(lag.run())
+        lag = LoopLag(interval_s=0.005, window_s=24 * 3600)  # every sample of the run
+        await lag.start()
         placed = await place_calls(pbx, args.rate, args.seconds, callers, args.seed)
         arrivals_done = time.time()
         await pbx.drain()
         drained = time.time()
-        probe.cancel()
+        await lag.stop()
         calls = [
             {"linkedid": r.linkedid, "outcome": r.outcome, "queue": r.queue} for r in pbx.results
         ]
@@ -230,7 +219,7 @@ async def main() -> None:
             "arrivals_s": arrivals_done - began,
             "drain_s": drained - arrivals_done,
             "cpu_s": time.process_time() - cpu0,
-            "loop_lag": lag.summary(),
+            "loop_lag": lateness(lag),
         }
         args.out.write_text(json.dumps(report), encoding="utf-8")
         print("done", flush=True)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import Histogram
 
-from bridge.clock import MonotonicClock
+from bridge.clock import MonotonicClock, Sleep
 from bridge.component import Health
 from bridge.tasks import cancel_and_wait
 
@@ -27,8 +26,6 @@ LAG = Histogram(
     "How late the event loop woke a timer (every FastAGI round trip waits as long)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class LoopLag:
@@ -67,6 +64,10 @@ class LoopLag:
     async def _run(self) -> None:
         while True:
             await self.probe()
+
+    def lags(self) -> list[float]:
+        """The lateness of the wake-ups in the window, in seconds, oldest first."""
+        return list(self._recent)
 
     def health(self) -> Health:
         worst = max(self._recent, default=0.0)

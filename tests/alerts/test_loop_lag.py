@@ -46,6 +46,7 @@ async def test_health_shows_only_the_window_and_starts_at_zero() -> None:
     for _ in range(3):
         await probe.probe()
     assert probe.health().detail == {"lag_max_ms": 2.0, "lag_last_ms": 2.0}
+    assert [round(lag, 6) for lag in probe.lags()] == [0.001, 0.002]  # 2.0 s fell out
 
 
 async def test_the_probe_task_stops_cleanly() -> None:
